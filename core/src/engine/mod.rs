@@ -1,0 +1,7 @@
+//! The engine: forward passes over a KV cache, generation.
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+}

@@ -1,0 +1,18 @@
+//! wisp-core: the engine of Wisp, a portable LLM inference runtime on wgpu.
+//!
+//! The crate stays portable to `wasm32-unknown-unknown`: no filesystem, no threads and no
+//! blocking waits on the engine path. Callers hand in bytes; GPU work is awaited.
+//! See `ARCHITECTURE.md` at the repository root for the map of modules and the path of
+//! one token through the engine.
+
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod gpu;
+pub mod kernels;
+pub mod model;
+pub mod quant;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! CPU dequantization reference (filled in by the GGUF work).

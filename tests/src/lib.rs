@@ -1,0 +1,1 @@
+//! Shared helpers for Wisp's integration tests.

@@ -1,0 +1,1 @@
+//! wisp-web: wasm-bindgen bindings over wisp-core.
