@@ -10,7 +10,7 @@ mod writer;
 
 pub use reader::*;
 pub use value::{Metadata, Value, ValueType};
-pub use writer::GgufWriter;
+pub use writer::{GgufWriteError, GgufWriter, WRITER_VERSION};
 
 use crate::quant::GgmlType;
 
@@ -22,20 +22,40 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Why a GGUF file could not be read. Every variant names what was wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("not a GGUF file: the magic number is {found:#010x}, expected {GGUF_MAGIC:#010x} (\"GGUF\")")]
+    #[error(
+        "not a GGUF file: the magic number is {found:#010x}, expected {GGUF_MAGIC:#010x} (\"GGUF\")"
+    )]
     BadMagic { found: u32 },
     #[error("unsupported GGUF version {0} (Wisp reads versions 2 and 3)")]
     UnsupportedVersion(u32),
-    #[error("the file is truncated: {what} needs bytes up to offset {needed}, but the file has {available}")]
-    Truncated { what: String, needed: u64, available: u64 },
+    #[error(
+        "the file is truncated: {what} needs bytes up to offset {needed}, but the file has {available}"
+    )]
+    Truncated {
+        what: String,
+        needed: u64,
+        available: u64,
+    },
     #[error("unsupported tensor type {ty} in tensor {tensor}")]
     UnsupportedTensorType { ty: String, tensor: String },
-    #[error("tensor {tensor}: its data ({start}..{end}) lies outside the file ({file_len} bytes)")]
-    TensorOutOfBounds { tensor: String, start: u64, end: u64, file_len: u64 },
+    #[error(
+        "tensor {tensor}: its data ({start}..{end}) lies outside the file ({file_len} bytes); \
+         the file is truncated or corrupt"
+    )]
+    TensorOutOfBounds {
+        tensor: String,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
     #[error("missing required metadata key {0}")]
     MissingKey(String),
     #[error("metadata key {key} should be {expected}, but it is {found}")]
-    WrongValueType { key: String, expected: &'static str, found: &'static str },
+    WrongValueType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("malformed GGUF: {0}")]
     Malformed(String),
 }

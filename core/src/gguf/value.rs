@@ -161,7 +161,11 @@ impl Value {
     pub fn summary(&self) -> String {
         match self {
             Value::String(s) if s.chars().count() > 80 => {
-                format!("{:?}… ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
+                format!(
+                    "{:?}… ({} bytes)",
+                    s.chars().take(60).collect::<String>(),
+                    s.len()
+                )
             }
             Value::String(s) => format!("{s:?}"),
             Value::Array(t, v) if v.len() > 8 => format!("[{}; {}]", t.name(), v.len()),
@@ -221,7 +225,8 @@ impl Metadata {
 
     /// A required key: missing gives [`GgufError::MissingKey`].
     pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     fn wrong_type(key: &str, expected: &'static str, found: &Value) -> GgufError {
@@ -234,7 +239,8 @@ impl Metadata {
 
     pub fn require_u64(&self, key: &str) -> Result<u64, GgufError> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| Self::wrong_type(key, "unsigned integer", v))
+        v.as_u64()
+            .ok_or_else(|| Self::wrong_type(key, "unsigned integer", v))
     }
 
     pub fn require_f64(&self, key: &str) -> Result<f64, GgufError> {
@@ -249,7 +255,8 @@ impl Metadata {
 
     pub fn require_array(&self, key: &str) -> Result<&[Value], GgufError> {
         let v = self.require(key)?;
-        v.as_array().ok_or_else(|| Self::wrong_type(key, "array", v))
+        v.as_array()
+            .ok_or_else(|| Self::wrong_type(key, "array", v))
     }
 
     /// An optional key: absent gives `Ok(None)`, present with the wrong type is an error.
@@ -268,7 +275,10 @@ impl Metadata {
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, GgufError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| Self::wrong_type(key, "bool", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| Self::wrong_type(key, "bool", v)),
         }
     }
 
@@ -280,7 +290,77 @@ impl Metadata {
     pub fn require_str_array(&self, key: &str) -> Result<Vec<&str>, GgufError> {
         self.require_array(key)?
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| Self::wrong_type(key, "array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| Self::wrong_type(key, "array of strings", v))
+            })
             .collect()
+    }
+}
+
+// Conversions so that code building metadata (the writer, tests, `wisp convert`) can write
+// `7u32.into()` or `"llama".into()` instead of spelling out the variant.
+macro_rules! value_from {
+    ($($t:ty => $v:ident),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Value {
+                Value::$v(v)
+            }
+        })*
+    };
+}
+
+value_from!(
+    u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, f32 => F32,
+    bool => Bool, String => String, u64 => U64, i64 => I64, f64 => F64,
+);
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::String(v.to_string())
+    }
+}
+
+impl Value {
+    /// An array of strings (e.g. a tokenizer's vocabulary).
+    pub fn string_array<I, S>(items: I) -> Value
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Value::Array(
+            ValueType::String,
+            items.into_iter().map(|s| Value::String(s.into())).collect(),
+        )
+    }
+
+    /// An array whose elements all have type `ty` (built from anything convertible).
+    pub fn array_of<T: Into<Value>>(ty: ValueType, items: impl IntoIterator<Item = T>) -> Value {
+        Value::Array(ty, items.into_iter().map(Into::into).collect())
+    }
+}
+
+impl ValueType {
+    /// Encoded size of one value of this type, for the fixed-size types.
+    pub fn fixed_size(self) -> Option<usize> {
+        use ValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+
+    /// The fewest bytes one value of this type can take in a file: a string is at least its
+    /// 8-byte length, an array at least its 4-byte element type and 8-byte count. The reader
+    /// uses it to refuse element counts that cannot fit in the bytes left.
+    pub fn min_encoded_size(self) -> usize {
+        match self {
+            ValueType::String => 8,
+            ValueType::Array => 12,
+            t => t.fixed_size().unwrap_or(1),
+        }
     }
 }

@@ -1,7 +1,45 @@
-//! The device layer: adapter choice, capabilities, buffers and pipelines.
+//! The device layer: adapter choice, capabilities, kernel variants, pipelines, buffers
+//! and readback.
 
+mod buffers;
+mod device;
+mod matrix;
+mod pipelines;
+mod plan;
+mod readback;
+mod variants;
+
+pub use buffers::*;
+pub use device::*;
+pub use matrix::*;
+pub use pipelines::*;
+pub use plan::*;
+pub use variants::*;
+
+/// Why the GPU could not do what was asked. Every variant says what and, where it can,
+/// what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    #[error("no GPU adapter found")]
+    #[error("no GPU adapter found (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)")]
     NoAdapter,
+    #[error("no adapter matches {0:?}; `wisp info` lists them")]
+    AdapterNotFound(String),
+    #[error("could not open the device on {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("the adapter {adapter} has no {feature}, which the forced variant {variant} needs")]
+    MissingFeature { adapter: String, feature: &'static str, variant: String },
+    #[error("invalid kernel variant setting {name}={value:?} (expected {expected})")]
+    InvalidVariant { name: String, value: String, expected: &'static str },
+    #[error("shader {kernel} failed to compile: {message}")]
+    Shader { kernel: String, message: String },
+    #[error("GPU out of memory allocating {what} ({bytes} bytes)")]
+    OutOfMemory { what: String, bytes: u64 },
+    #[error("{what} needs a buffer of {bytes} bytes, over this adapter's limit of {limit} bytes")]
+    BufferTooLarge { what: String, bytes: u64, limit: u64 },
+    #[error("GPU validation error in {what}: {message}")]
+    Validation { what: String, message: String },
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
 }

@@ -1,1 +1,305 @@
-//! Rust-side descriptions of each GPU kernel: its shader, variants, bindings and parameters.
+//! The Rust side of each GPU kernel: its parameter block (mirroring the WGSL struct),
+//! its bindings, the defines of the chosen variant, and its grid. Each function adds
+//! one kind of dispatch to a [`PlanBuilder`].
+//!
+//! To add an op: write `shaders/wgsl/<op>.wgsl`, register its axes in
+//! `shaders/src/kernels.rs`, add a function here, and a CPU-reference test in
+//! `tests/tests/kernels.rs`.
+
+mod params;
+mod tuning;
+
+pub use params::*;
+pub use tuning::Tuning;
+
+use crate::gpu::{
+    Act, BindingKind as B, Gpu, GpuError, Grid, PlanBuilder, QMatrix, Variant, gpu_weight_type,
+};
+
+/// What a matrix product does with its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Store as activations (the variant's type).
+    Act,
+    /// Store as f32 (logits).
+    F32,
+    /// Add into an f32 buffer (the residual stream).
+    AddF32,
+}
+
+impl Out {
+    fn wgsl(self) -> &'static str {
+        match self {
+            Out::Act => "act",
+            Out::F32 => "f32",
+            Out::AddF32 => "f32_add",
+        }
+    }
+}
+
+/// Where a matrix product reads and writes.
+pub struct MatArgs<'a> {
+    pub x: &'a wgpu::Buffer,
+    /// Elements between consecutive tokens in x (a multiple of 4).
+    pub x_stride: u32,
+    pub y: &'a wgpu::Buffer,
+    /// Elements between consecutive tokens in y.
+    pub y_stride: u32,
+    /// Column of y where row 0 of the matrix goes.
+    pub y_offset: u32,
+    pub out: Out,
+}
+
+/// Builds dispatches of the kernels in one variant for one device.
+pub struct Kernels<'g> {
+    pub gpu: &'g Gpu,
+    pub variant: Variant,
+    pub tuning: Tuning,
+}
+
+fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
+    gpu_weight_type(m.ty).ok_or_else(|| GpuError::Shader {
+        kernel: m.name.clone(),
+        message: format!("no GPU kernel for tensor type {}", m.ty),
+    })
+}
+
+impl<'g> Kernels<'g> {
+    pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
+        Kernels { gpu, variant, tuning: Tuning::new(variant, &gpu.caps) }
+    }
+
+    fn act(&self) -> String {
+        self.variant.act.wgsl().to_string()
+    }
+
+    fn reduce(&self) -> String {
+        self.variant.reduce.wgsl().to_string()
+    }
+
+    async fn pipeline(
+        &self,
+        kernel: &str,
+        defines: &[(&str, String)],
+        bindings: &[B],
+    ) -> Result<std::sync::Arc<crate::gpu::Pipeline>, GpuError> {
+        self.gpu.pipelines.get(&self.gpu.device, kernel, defines, bindings).await
+    }
+
+    fn max_dim(&self) -> u32 {
+        self.gpu.caps.max_workgroups_per_dimension
+    }
+
+    /// y (+)= W x for each token of the step (decode-shaped: every lane group streams
+    /// whole rows). With `x_last`, only the step's last token, written to row 0.
+    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>, x_last: bool) -> Result<(), GpuError> {
+        let t = &self.tuning;
+        // The reduction kind only matters when lanes split a row.
+        let reduce = if t.matvec_split > 1 { self.reduce() } else { "workgroup".into() };
+        let defines = [
+            ("WTYPE", weight_type(w)?.to_string()),
+            ("ACT", self.act()),
+            ("OUT", a.out.wgsl().to_string()),
+            ("REDUCE", reduce),
+            ("SPLIT", t.matvec_split.to_string()),
+            ("ROWS", t.matvec_rows.to_string()),
+            ("WG", t.matvec_wg.to_string()),
+        ];
+        let pipe = self.pipeline("matvec", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let rows_per_wg = t.matvec_wg / t.matvec_split * t.matvec_rows;
+        for chunk in &w.chunks {
+            let params = MatParams {
+                k: w.k,
+                n: chunk.n_rows,
+                row_bytes: w.row_bytes,
+                out_offset: a.y_offset + chunk.first_row,
+                x_stride: a.x_stride / 4,
+                y_stride: a.y_stride,
+                x_last: x_last as u32,
+                _pad: 0,
+            };
+            let mut grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some(1));
+            if x_last {
+                grid.per_token = None;
+            }
+            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
+        }
+        Ok(())
+    }
+
+    /// y (+)= W x for all tokens of the step (prefill-shaped, register-blocked).
+    pub async fn matmul(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>) -> Result<(), GpuError> {
+        let t = &self.tuning;
+        let defines = [
+            ("WTYPE", weight_type(w)?.to_string()),
+            ("ACT", self.act()),
+            ("OUT", a.out.wgsl().to_string()),
+            ("RT", t.matmul_rt.to_string()),
+            ("RN", t.matmul_rn.to_string()),
+            ("WG", t.matmul_wg.to_string()),
+        ];
+        let pipe = self.pipeline("matmul", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        for chunk in &w.chunks {
+            let params = MatParams {
+                k: w.k,
+                n: chunk.n_rows,
+                row_bytes: w.row_bytes,
+                out_offset: a.y_offset + chunk.first_row,
+                x_stride: a.x_stride / 4,
+                y_stride: a.y_stride,
+                x_last: 0,
+                _pad: 0,
+            };
+            let grid = Grid::rows(chunk.n_rows.div_ceil(t.matmul_wg * t.matmul_rn), self.max_dim(), Some(t.matmul_rt));
+            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
+        }
+        Ok(())
+    }
+
+    /// x[t, :] = scale * E[tokens[t], :] into the f32 residual stream.
+    pub async fn embed(
+        &self,
+        b: &mut PlanBuilder,
+        table: &QMatrix,
+        tokens: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        scale: f32,
+    ) -> Result<(), GpuError> {
+        let defines = [("WTYPE", weight_type(table)?.to_string()), ("WG", "64".to_string())];
+        let pipe = self.pipeline("embed", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        for chunk in &table.chunks {
+            let params = EmbedParams {
+                k: table.k,
+                row_bytes: table.row_bytes,
+                row_offset: chunk.first_row,
+                n_rows: chunk.n_rows,
+                scale,
+                _pad: [0; 3],
+            };
+            let grid = Grid { base: [1, 1, 1], per_token: Some((0, 1)) };
+            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, tokens, x], grid);
+        }
+        Ok(())
+    }
+
+    /// RMSNorm of each token's residual row (or only the last one, into row 0).
+    pub async fn rmsnorm(
+        &self,
+        b: &mut PlanBuilder,
+        x: &wgpu::Buffer,
+        weight: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: u32,
+        eps: f32,
+        last_only: bool,
+    ) -> Result<(), GpuError> {
+        let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", self.tuning.norm_wg.to_string())];
+        let pipe = self.pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let params = NormParams { n, eps, last: last_only as u32, _pad: 0 };
+        let grid = if last_only { Grid::fixed(1, 1, 1) } else { Grid { base: [1, 1, 1], per_token: Some((0, 1)) } };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[x, weight, y], grid);
+        Ok(())
+    }
+
+    /// RoPE on the step's queries and keys; keys and values into the cache.
+    pub async fn rope_kv(
+        &self,
+        b: &mut PlanBuilder,
+        p: &RopeParams,
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        inv_freq: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let defines = [("ACT", self.act()), ("WG", "64".to_string())];
+        let pipe = self
+            .pipeline("rope_kv", &defines, &[B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read])
+            .await?;
+        let work = (p.n_head + 2 * p.n_kv_head) * (p.head_dim / 2);
+        let grid = Grid { base: [work.div_ceil(64), 1, 1], per_token: Some((1, 1)) };
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, k_cache, v_cache, inv_freq], grid);
+        Ok(())
+    }
+
+    /// Causal attention of the step's queries over the cache.
+    pub async fn attention(
+        &self,
+        b: &mut PlanBuilder,
+        p: &AttnParams,
+        head_dim: u32,
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let defines = [
+            ("ACT", self.act()),
+            ("REDUCE", self.reduce()),
+            ("HD", head_dim.to_string()),
+            ("WG", self.tuning.attn_wg.to_string()),
+        ];
+        let pipe = self
+            .pipeline("attention", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite])
+            .await?;
+        let grid = Grid { base: [p.n_head, 1, 1], per_token: Some((1, 1)) };
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, k_cache, v_cache, out], grid);
+        Ok(())
+    }
+
+    /// h = silu(g) * u from the fused gate/up output.
+    pub async fn silu_mul(&self, b: &mut PlanBuilder, gu: &wgpu::Buffer, h: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
+        let defines = [("ACT", self.act()), ("WG", "64".to_string())];
+        let pipe = self.pipeline("silu_mul", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
+        let params = SiluParams { n, _pad: [0; 3] };
+        let grid = Grid { base: [n.div_ceil(64), 1, 1], per_token: Some((1, 1)) };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[gu, h], grid);
+        Ok(())
+    }
+
+    /// result[0..2] = (index, bits) of the largest of `n` logits.
+    pub async fn argmax(&self, b: &mut PlanBuilder, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
+        let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
+        let pipe = self.pipeline("argmax", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
+        let params = ArgmaxParams { n, _pad: [0; 3] };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[logits, result], Grid::fixed(1, 1, 1));
+        Ok(())
+    }
+
+    /// Penalties on the logits; `params` is a uniform the caller rewrites each step
+    /// with a [`PenaltyParams`], `entries` the (token, count) pairs.
+    pub async fn penalties(
+        &self,
+        b: &mut PlanBuilder,
+        params: &wgpu::Buffer,
+        entries: &wgpu::Buffer,
+        logits: &wgpu::Buffer,
+        max_entries: u32,
+    ) -> Result<(), GpuError> {
+        let pipe = self.pipeline("penalties", &[], &[B::Uniform, B::Read, B::ReadWrite]).await?;
+        b.add(pipe, None, false, &[params, entries, logits], Grid::fixed(max_entries.div_ceil(64).max(1), 1, 1));
+        Ok(())
+    }
+
+    /// The sampling candidates; `params` is a uniform the caller rewrites each step with
+    /// a [`CandidateParams`].
+    pub async fn candidates(
+        &self,
+        b: &mut PlanBuilder,
+        params: &wgpu::Buffer,
+        logits: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
+        let pipe = self.pipeline("candidates", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
+        b.add(pipe, None, false, &[params, logits, out], Grid::fixed(1, 1, 1));
+        Ok(())
+    }
+
+    /// Bytes per activation element in this variant.
+    pub fn act_size(&self) -> u64 {
+        match self.variant.act {
+            Act::F32 => 4,
+            Act::F16 => 2,
+        }
+    }
+}

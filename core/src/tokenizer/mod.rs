@@ -1,7 +1,26 @@
 //! Tokenizers built from a GGUF vocabulary or a `tokenizer.json`, and chat templates.
+//!
+//! The vocabulary itself runs on the `tokenizers` crate; this module builds it from GGUF
+//! metadata the way llama.cpp reads it (one file per vocabulary kind: `bpe.rs` for byte-level
+//! BPE, with the `pretokenizers.rs` table), and adds what llama.cpp does around it: special
+//! tokens parsed in prompts, the BOS rule, end-of-generation tokens, and byte-exact streaming.
+//! No filesystem access: callers pass metadata, bytes or strings.
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizerError {
-    #[error("tokenizer: {0}")]
-    Other(String),
-}
+mod bpe;
+mod byte_level;
+mod chat_template;
+mod error;
+mod gguf;
+mod hf_json;
+mod pretokenizers;
+mod special;
+mod stream;
+mod tokenize;
+
+#[cfg(test)]
+mod tests;
+
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use error::TokenizerError;
+pub use stream::StreamDecoder;
+pub use tokenize::Tokenizer;

@@ -1,0 +1,163 @@
+//! Recorded dispatch lists. A forward step's dispatches (pipelines, bind groups,
+//! parameter blocks, grid sizes) are built once; each step re-encodes the same list into
+//! one compute pass. Only the small per-step uniform changes between steps.
+
+use std::sync::Arc;
+
+use super::{ArenaSlot, Gpu, GpuError, ParamArena, Pipeline};
+
+/// The values every kernel of a step reads (mirrors `Step` in `common/step.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub n_tokens: u32,
+    pub pos0: u32,
+    pub n_kv: u32,
+    pub _pad: u32,
+}
+
+/// The workgroup grid of a dispatch: fixed, except that one axis may scale with the
+/// number of tokens in the step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    pub base: [u32; 3],
+    /// (axis, tokens per workgroup along it)
+    pub per_token: Option<(usize, u32)>,
+}
+
+impl Grid {
+    pub fn fixed(x: u32, y: u32, z: u32) -> Grid {
+        Grid { base: [x, y, z], per_token: None }
+    }
+
+    /// `n` workgroups folded into x and y so neither exceeds `max_per_dim`, with the
+    /// token axis on z (`tokens_per_group` tokens per workgroup) if given.
+    pub fn rows(n: u32, max_per_dim: u32, tokens_per_group: Option<u32>) -> Grid {
+        let n = n.max(1);
+        let x = n.min(max_per_dim);
+        let y = n.div_ceil(x);
+        Grid { base: [x, y, 1], per_token: tokens_per_group.map(|t| (2, t)) }
+    }
+
+    /// Resolves the grid for a step of `n_tokens` tokens.
+    pub fn size(&self, n_tokens: u32) -> [u32; 3] {
+        let mut g = self.base;
+        if let Some((axis, per)) = self.per_token {
+            g[axis] = n_tokens.div_ceil(per.max(1)).max(1);
+        }
+        g
+    }
+}
+
+/// One recorded dispatch.
+pub struct Dispatch {
+    pub pipeline: Arc<Pipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub grid: Grid,
+}
+
+struct Pending {
+    pipeline: Arc<Pipeline>,
+    params: Option<ArenaSlot>,
+    uses_step: bool,
+    buffers: Vec<wgpu::Buffer>,
+    grid: Grid,
+}
+
+/// Collects dispatches, then creates their parameter arena and bind groups at once.
+pub struct PlanBuilder {
+    arena: ParamArena,
+    pending: Vec<Pending>,
+    step: wgpu::Buffer,
+}
+
+/// A recorded list of dispatches and the buffers their parameters live in.
+pub struct Plan {
+    pub dispatches: Vec<Dispatch>,
+    /// Kept alive for the bind groups that point into it.
+    _arena: wgpu::Buffer,
+}
+
+impl PlanBuilder {
+    /// A builder whose dispatches read the per-step values from `step`.
+    pub fn new(gpu: &Gpu, step: wgpu::Buffer) -> Self {
+        PlanBuilder { arena: ParamArena::new(gpu.caps.min_uniform_offset_alignment), pending: Vec::new(), step }
+    }
+
+    /// Adds a dispatch. Bindings are, in order: the parameter block (if any), the step
+    /// uniform (if `uses_step`), then `buffers`, matching the kernel's WGSL.
+    pub fn add(
+        &mut self,
+        pipeline: Arc<Pipeline>,
+        params: Option<&[u8]>,
+        uses_step: bool,
+        buffers: &[&wgpu::Buffer],
+        grid: Grid,
+    ) {
+        let params = params.map(|p| self.arena.push(p));
+        self.pending.push(Pending {
+            pipeline,
+            params,
+            uses_step,
+            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            grid,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub async fn finish(self, gpu: &Gpu, what: &str) -> Result<Plan, GpuError> {
+        let arena = self.arena.finish(gpu, what).await?;
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut dispatches = Vec::with_capacity(self.pending.len());
+        for p in self.pending {
+            let mut resources: Vec<wgpu::BindingResource<'_>> = Vec::new();
+            if let Some(slot) = p.params {
+                resources.push(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &arena,
+                    offset: slot.offset,
+                    size: wgpu::BufferSize::new(slot.size),
+                }));
+            }
+            if p.uses_step {
+                resources.push(self.step.as_entire_binding());
+            }
+            for b in &p.buffers {
+                resources.push(b.as_entire_binding());
+            }
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+                .into_iter()
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+                .collect();
+            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&p.pipeline.label),
+                layout: &p.pipeline.layout,
+                entries: &entries,
+            });
+            dispatches.push(Dispatch { pipeline: p.pipeline, bind_group, grid: p.grid });
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::Validation { what: what.to_string(), message: e.to_string() });
+        }
+        Ok(Plan { dispatches, _arena: arena })
+    }
+}
+
+impl Plan {
+    /// Encodes every dispatch for a step of `n_tokens` tokens into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        for d in &self.dispatches {
+            let [x, y, z] = d.grid.size(n_tokens);
+            pass.set_pipeline(&d.pipeline.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Kernel variants: which activation type, reduction kind and kernel shapes run on an
+//! adapter. Chosen from its capabilities, each part forcible for tests and debugging
+//! (engine options, or the `WISP_ACT`, `WISP_REDUCE` and `WISP_TIER` variables).
+
+use super::{Capabilities, GpuError};
+
+/// The storage type of activations and of the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Act {
+    F32,
+    F16,
+}
+
+/// How kernels reduce across lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Reduce {
+    /// Subgroup operations, then workgroup memory across subgroups.
+    Subgroup,
+    /// Workgroup memory and barriers only: works everywhere.
+    Workgroup,
+}
+
+/// The family of kernel shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Tier {
+    /// CPU adapters: whole rows per lane, register blocking, no barriers.
+    CpuLike,
+    /// GPUs: rows split across lanes and reduced, wider workgroups.
+    Gpu,
+}
+
+/// One complete choice of variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Variant {
+    pub act: Act,
+    pub reduce: Reduce,
+    pub tier: Tier,
+}
+
+/// Partial overrides; `None` means "choose from the adapter".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VariantOverrides {
+    pub act: Option<Act>,
+    pub reduce: Option<Reduce>,
+    pub tier: Option<Tier>,
+}
+
+impl Act {
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            Act::F32 => "f32",
+            Act::F16 => "f16",
+        }
+    }
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Act::F32 => 4,
+            Act::F16 => 2,
+        }
+    }
+}
+
+impl Reduce {
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            Reduce::Subgroup => "subgroup",
+            Reduce::Workgroup => "workgroup",
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tier = match self.tier {
+            Tier::CpuLike => "cpu",
+            Tier::Gpu => "gpu",
+        };
+        write!(f, "{}/{}/{tier}", self.act.wgsl(), self.reduce.wgsl())
+    }
+}
+
+impl VariantOverrides {
+    /// Reads `WISP_ACT` (f32|f16), `WISP_REDUCE` (subgroup|workgroup) and `WISP_TIER`
+    /// (cpu|gpu). Unset or empty variables choose automatically.
+    pub fn from_env() -> Result<Self, GpuError> {
+        fn var(name: &str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        }
+        let bad = |name: &str, value: String, expected: &'static str| GpuError::InvalidVariant {
+            name: name.to_string(),
+            value,
+            expected,
+        };
+        let act = match var("WISP_ACT") {
+            None => None,
+            Some(v) => Some(match v.as_str() {
+                "f32" => Act::F32,
+                "f16" => Act::F16,
+                _ => return Err(bad("WISP_ACT", v, "f32 or f16")),
+            }),
+        };
+        let reduce = match var("WISP_REDUCE") {
+            None => None,
+            Some(v) => Some(match v.as_str() {
+                "subgroup" => Reduce::Subgroup,
+                "workgroup" => Reduce::Workgroup,
+                _ => return Err(bad("WISP_REDUCE", v, "subgroup or workgroup")),
+            }),
+        };
+        let tier = match var("WISP_TIER") {
+            None => None,
+            Some(v) => Some(match v.as_str() {
+                "cpu" => Tier::CpuLike,
+                "gpu" => Tier::Gpu,
+                _ => return Err(bad("WISP_TIER", v, "cpu or gpu")),
+            }),
+        };
+        Ok(VariantOverrides { act, reduce, tier })
+    }
+
+    /// Fills the gaps from the adapter; refuses a forced variant the adapter cannot run.
+    pub fn resolve(self, caps: &Capabilities, adapter: &str) -> Result<Variant, GpuError> {
+        let variant = Variant {
+            // On CPU adapters f16 storage costs conversions and saves no bandwidth that
+            // matters, so f32 is the default there.
+            act: self.act.unwrap_or(if caps.shader_f16 && !caps.cpu_like { Act::F16 } else { Act::F32 }),
+            reduce: self.reduce.unwrap_or(if caps.subgroups { Reduce::Subgroup } else { Reduce::Workgroup }),
+            tier: self.tier.unwrap_or(if caps.cpu_like { Tier::CpuLike } else { Tier::Gpu }),
+        };
+        let missing = |feature| GpuError::MissingFeature {
+            adapter: adapter.to_string(),
+            feature,
+            variant: variant.to_string(),
+        };
+        if variant.act == Act::F16 && !caps.shader_f16 {
+            return Err(missing("shader-f16"));
+        }
+        if variant.reduce == Reduce::Subgroup && !caps.subgroups {
+            return Err(missing("subgroup operations"));
+        }
+        Ok(variant)
+    }
+}
+
+impl Variant {
+    /// Every variant an adapter with these capabilities can run (what the tests sweep).
+    pub fn all_supported(caps: &Capabilities) -> Vec<Variant> {
+        let mut out = Vec::new();
+        for act in [Act::F32, Act::F16] {
+            for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
+                for tier in [Tier::CpuLike, Tier::Gpu] {
+                    let o = VariantOverrides { act: Some(act), reduce: Some(reduce), tier: Some(tier) };
+                    if let Ok(v) = o.resolve(caps, "") {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

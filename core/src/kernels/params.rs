@@ -1,0 +1,101 @@
+//! Parameter blocks, laid out exactly as the `Params` structs of the WGSL kernels.
+
+/// `matvec.wgsl` and `matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatParams {
+    pub k: u32,
+    pub n: u32,
+    pub row_bytes: u32,
+    pub out_offset: u32,
+    /// In vec4s.
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub x_last: u32,
+    pub _pad: u32,
+}
+
+/// `embed.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct EmbedParams {
+    pub k: u32,
+    pub row_bytes: u32,
+    pub row_offset: u32,
+    pub n_rows: u32,
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}
+
+/// `rmsnorm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NormParams {
+    pub n: u32,
+    pub eps: f32,
+    pub last: u32,
+    pub _pad: u32,
+}
+
+/// `rope_kv.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RopeParams {
+    pub n_head: u32,
+    pub n_kv_head: u32,
+    pub head_dim: u32,
+    pub n_rot: u32,
+    pub qkv_stride: u32,
+    pub kv_stride: u32,
+    pub _pad: [u32; 2],
+}
+
+/// `attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnParams {
+    pub n_head: u32,
+    pub n_kv_head: u32,
+    pub qkv_stride: u32,
+    pub kv_stride: u32,
+    pub out_stride: u32,
+    pub window: u32,
+    pub scale: f32,
+    pub _pad: u32,
+}
+
+/// `silu_mul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SiluParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+/// `argmax.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ArgmaxParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+/// `penalties.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PenaltyParams {
+    pub n_entries: u32,
+    pub repeat: f32,
+    pub frequency: f32,
+    pub presence: f32,
+}
+
+/// `candidates.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CandidateParams {
+    pub n: u32,
+    pub cutoff: f32,
+    pub cap: u32,
+    pub _pad: u32,
+}

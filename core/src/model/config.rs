@@ -1,0 +1,174 @@
+//! Hyperparameters of a llama-family model, from GGUF metadata.
+
+use crate::gguf::GgufFile;
+
+use super::ModelError;
+
+/// RoPE frequency scaling.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by the factor (`rope.scaling.type = linear`).
+    Linear(f32),
+}
+
+/// Everything the forward pass needs to know about the model's shape.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelConfig {
+    pub architecture: String,
+    pub n_layer: u32,
+    pub n_embd: u32,
+    pub n_ff: u32,
+    pub n_head: u32,
+    pub n_kv_head: u32,
+    pub head_dim: u32,
+    /// Dimensions of each head that RoPE rotates.
+    pub n_rot: u32,
+    pub rope_freq_base: f32,
+    pub rope_scaling: RopeScaling,
+    pub rms_eps: f32,
+    pub n_ctx_train: u32,
+    pub vocab_size: u32,
+    /// The LM head reuses the token embedding (no `output.weight`).
+    pub tied_embeddings: bool,
+}
+
+fn u32_key(file: &GgufFile, key: &str) -> Result<u32, ModelError> {
+    let v = file.metadata.require_u64(key)?;
+    u32::try_from(v).map_err(|_| ModelError::InvalidConfig(format!("{key} = {v} is too large")))
+}
+
+fn opt_u32_key(file: &GgufFile, key: &str) -> Result<Option<u32>, ModelError> {
+    match file.metadata.opt_u64(key)? {
+        None => Ok(None),
+        Some(v) => u32::try_from(v)
+            .map(Some)
+            .map_err(|_| ModelError::InvalidConfig(format!("{key} = {v} is too large"))),
+    }
+}
+
+impl ModelConfig {
+    /// Reads the configuration of a GGUF model, refusing architectures Wisp cannot run
+    /// and values that make no sense.
+    pub fn from_gguf(file: &GgufFile) -> Result<ModelConfig, ModelError> {
+        let arch = file.architecture()?.to_string();
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch));
+        }
+        let k = |name: &str| format!("{arch}.{name}");
+        let n_layer = u32_key(file, &k("block_count"))?;
+        let n_embd = u32_key(file, &k("embedding_length"))?;
+        let n_ff = u32_key(file, &k("feed_forward_length"))?;
+        let n_head = u32_key(file, &k("attention.head_count"))?;
+        let n_kv_head = opt_u32_key(file, &k("attention.head_count_kv"))?.unwrap_or(n_head);
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "{} = {n_head} must be a nonzero multiple of {} = {n_kv_head}",
+                k("attention.head_count"),
+                k("attention.head_count_kv")
+            )));
+        }
+        let head_dim = match opt_u32_key(file, &k("attention.key_length"))? {
+            Some(d) => d,
+            None if n_embd % n_head == 0 => n_embd / n_head,
+            None => {
+                return Err(ModelError::InvalidConfig(format!(
+                    "embedding_length {n_embd} is not a multiple of head_count {n_head}"
+                )));
+            }
+        };
+        if let Some(v) = opt_u32_key(file, &k("attention.value_length"))?
+            && v != head_dim
+        {
+            return Err(ModelError::InvalidConfig(format!(
+                "value_length {v} differs from key_length {head_dim}; Wisp needs them equal"
+            )));
+        }
+        if head_dim == 0 || head_dim % 4 != 0 || head_dim > 256 {
+            return Err(ModelError::InvalidConfig(format!(
+                "head dimension {head_dim} is not supported (a multiple of 4, at most 256)"
+            )));
+        }
+        let n_rot = opt_u32_key(file, &k("rope.dimension_count"))?.unwrap_or(head_dim);
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "rope.dimension_count {n_rot} must be even and at most the head dimension {head_dim}"
+            )));
+        }
+        let rope_freq_base = file.metadata.opt_f64(&k("rope.freq_base"))?.unwrap_or(10000.0) as f32;
+        let rope_scaling = match file.metadata.opt_str(&k("rope.scaling.type"))? {
+            None | Some("none") => RopeScaling::None,
+            Some("linear") => {
+                let f = file.metadata.opt_f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32;
+                if f > 0.0 && f != 1.0 { RopeScaling::Linear(f) } else { RopeScaling::None }
+            }
+            Some(other) => {
+                return Err(ModelError::InvalidConfig(format!("unsupported RoPE scaling {other:?}")));
+            }
+        };
+        let rms_eps = file.metadata.require_f64(&k("attention.layer_norm_rms_epsilon"))? as f32;
+        if !(rms_eps > 0.0 && rms_eps < 1.0) {
+            return Err(ModelError::InvalidConfig(format!("RMS epsilon {rms_eps} is out of range")));
+        }
+        let n_ctx_train = u32_key(file, &k("context_length"))?;
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let vocab_size = match opt_u32_key(file, &k("vocab_size"))? {
+            Some(v) => v,
+            None => embd.dims.get(1).copied().unwrap_or(0) as u32,
+        };
+        let tied_embeddings = file.tensor("output.weight").is_none();
+        let cfg = ModelConfig {
+            architecture: arch,
+            n_layer,
+            n_embd,
+            n_ff,
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot,
+            rope_freq_base,
+            rope_scaling,
+            rms_eps,
+            n_ctx_train,
+            vocab_size,
+            tied_embeddings,
+        };
+        for (what, v) in [("block_count", n_layer), ("embedding_length", n_embd), ("feed_forward_length", n_ff), ("vocab_size", vocab_size), ("context_length", n_ctx_train)] {
+            if v == 0 {
+                return Err(ModelError::InvalidConfig(format!("{what} is 0")));
+            }
+        }
+        if n_embd % 32 != 0 || n_ff % 32 != 0 || (n_head * head_dim) % 32 != 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "embedding ({n_embd}), feed-forward ({n_ff}) and attention ({}) widths must be multiples of 32",
+                n_head * head_dim
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// Query width (`n_head * head_dim`).
+    pub fn q_dim(&self) -> u32 {
+        self.n_head * self.head_dim
+    }
+
+    /// Key (and value) width (`n_kv_head * head_dim`).
+    pub fn kv_dim(&self) -> u32 {
+        self.n_kv_head * self.head_dim
+    }
+
+    /// RoPE inverse frequencies for each rotated pair, computed in f64.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let scale = match self.rope_scaling {
+            RopeScaling::None => 1.0,
+            RopeScaling::Linear(f) => 1.0 / f as f64,
+        };
+        (0..self.n_rot / 2)
+            .map(|i| {
+                (scale * (self.rope_freq_base as f64).powf(-2.0 * i as f64 / self.n_rot as f64)) as f32
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Prepares a machine to build and run Wisp. Idempotent: on a machine where
+# everything is present it installs nothing and finishes in seconds.
+#
+#   scripts/setup.sh            what `wisp` needs: compiler, pip, a Vulkan loader,
+#                               and lavapipe (Mesa's software Vulkan) only when no
+#                               Vulkan device exists
+#   scripts/setup.sh --test     also what scripts/test.sh needs: lavapipe from
+#                               Mesa >= 25 (the adapter CI tests on) and the
+#                               wasm32-unknown-unknown Rust target
+#   scripts/setup.sh --browser  also a browser for the WebGPU demo (hook, see below)
+#
+# Run it as your normal user: it uses sudo for apt when it is not root, and only
+# when something must be installed. System packages are handled on Debian/Ubuntu
+# (apt); elsewhere it prints what to install and goes on with the Rust part.
+set -euo pipefail
+
+WANT_TEST=0
+WANT_BROWSER=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) WANT_TEST=1 ;;
+        --browser) WANT_BROWSER=1 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+MIN_RUST=1.90       # workspace rust-version
+MIN_MESA=25~        # Debian 12's own Mesa 22.3 lavapipe is about 10x slower
+
+log()  { echo "setup: $*"; }
+warn() { echo "setup: warning: $*" >&2; }
+die()  { echo "setup: error: $*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+INSTALLED=()        # what this run installed, for the summary
+
+# ---------------------------------------------------------------- privileges
+SUDO=()
+need_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        SUDO=()
+    elif have sudo; then
+        SUDO=(sudo)
+    else
+        die "need root to install system packages ($*); run as root or install sudo"
+    fi
+}
+
+# ---------------------------------------------------------------- apt helpers
+HAVE_APT=0
+if have apt-get && have dpkg-query; then HAVE_APT=1; fi
+OS_ID=""; OS_CODENAME=""
+if [ -r /etc/os-release ]; then
+    # shellcheck disable=SC1091
+    OS_ID=$(. /etc/os-release && echo "${ID:-}")
+    # shellcheck disable=SC1091
+    OS_CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+fi
+
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+pkg_version() {
+    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true
+}
+
+APT_UPDATED=0
+apt_update() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        need_root "apt-get update"
+        log "apt-get update"
+        "${SUDO[@]}" apt-get update -q
+        APT_UPDATED=1
+    fi
+}
+
+# apt_install [-t SUITE] PKG...
+apt_install() {
+    local target=()
+    if [ "$1" = "-t" ]; then target=(-t "$2"); shift 2; fi
+    need_root "$*"
+    apt_update
+    log "installing: $* ${target[*]:+(from ${target[1]})}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${target[@]}" "$@"
+    INSTALLED+=("$@")
+}
+
+# Installs each named package that is not installed yet.
+ensure_pkgs() {
+    local missing=() p
+    for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+    if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# ---------------------------------------------------------- bookworm-backports
+# Debian 12 needs Mesa from bookworm-backports. The suite is built from the
+# mirror this machine already uses (never a host name written here).
+BACKPORTS_FILE=/etc/apt/sources.list.d/bookworm-backports.sources
+
+backports_configured() {
+    grep -rqs --include='*.list' --include='*.sources' -E '(^|[[:space:]])bookworm-backports([[:space:]]|$)' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/
+}
+
+# Prints "URI SIGNED_BY" of the main bookworm repository of this machine.
+debian_mirror() {
+    local f
+    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        # deb822: blank-line separated stanzas; take the one whose Suites has "bookworm".
+        awk '
+            function flush() {
+                if (uri != "" && suites ~ /(^|[ \t])bookworm([ \t]|$)/ && !done) {
+                    print uri, (signed == "" ? "-" : signed); done = 1
+                }
+                uri = ""; suites = ""; signed = ""
+            }
+            /^[ \t]*$/ { flush(); next }
+            /^[ \t]*#/ { next }
+            tolower($1) == "uris:"      { uri = $2 }
+            tolower($1) == "suites:"    { $1 = ""; suites = $0 }
+            tolower($1) == "signed-by:" { signed = $2 }
+            END { flush() }
+        ' "$f" | head -n1 | grep . && return 0
+    done
+    # One-line format: "deb [opts] URI bookworm main".
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk '$1 == "deb" {
+                i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($(i+1) == "bookworm") { print $i, "-"; exit }
+             }' "$f" | head -n1 | grep . && return 0
+    done
+    return 1
+}
+
+ensure_backports() {
+    if backports_configured; then return 0; fi
+    local line uri signed
+    line=$(debian_mirror) || die "cannot find this machine's Debian mirror in /etc/apt to add bookworm-backports"
+    uri=${line%% *}; signed=${line#* }
+    if [ "$signed" = "-" ]; then signed=/usr/share/keyrings/debian-archive-keyring.gpg; fi
+    need_root "adding bookworm-backports"
+    log "adding apt suite bookworm-backports ($uri) in $BACKPORTS_FILE"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+        "$uri" "$signed" | "${SUDO[@]}" tee "$BACKPORTS_FILE" >/dev/null
+    APT_UPDATED=0   # the new suite needs an update before installing from it
+    INSTALLED+=("apt:bookworm-backports")
+}
+
+# ------------------------------------------------------------------- Vulkan
+# Prints the Vulkan devices the loader sees ("TYPE NAME" per line), if any.
+vulkan_devices() {
+    have vulkaninfo || return 0
+    vulkaninfo --summary 2>/dev/null | awk -F'= ' '
+        /deviceType/ { t = $2 }
+        /deviceName/ { print t, $2 }' || true
+}
+
+mesa_is_recent() {
+    local v; v=$(pkg_version mesa-vulkan-drivers)
+    [ -n "$v" ] && dpkg --compare-versions "$v" ge "$MIN_MESA"
+}
+
+ensure_lavapipe() {     # $1: why
+    if mesa_is_recent; then return 0; fi
+    if [ "$OS_ID" = debian ] && [ "$OS_CODENAME" = bookworm ]; then
+        ensure_backports
+        log "lavapipe from Mesa >= 25 ($1)"
+        apt_install -t bookworm-backports mesa-vulkan-drivers libvulkan1
+    else
+        ensure_pkgs mesa-vulkan-drivers
+        mesa_is_recent || warn "mesa-vulkan-drivers $(pkg_version mesa-vulkan-drivers) is older than 25; lavapipe will be slow"
+    fi
+}
+
+setup_vulkan() {
+    ensure_pkgs libvulkan1 vulkan-tools
+    local devices
+    devices=$(vulkan_devices)
+    if [ "$WANT_TEST" -eq 1 ]; then
+        ensure_lavapipe "the test suite runs on it"
+    elif [ -z "$devices" ]; then
+        ensure_lavapipe "no Vulkan device found"
+    elif ! grep -qv 'PHYSICAL_DEVICE_TYPE_CPU' <<<"$devices" && pkg_installed mesa-vulkan-drivers; then
+        # The only device is a software one from an old Mesa: upgrading is cheap and much faster.
+        ensure_lavapipe "the only Vulkan device is an old software rasterizer"
+    fi
+    devices=$(vulkan_devices)
+    if [ -z "$devices" ]; then
+        warn "vulkaninfo sees no Vulkan device; wisp will fail to find an adapter"
+    else
+        while IFS= read -r d; do log "vulkan device: ${d#PHYSICAL_DEVICE_TYPE_}"; done <<<"$devices"
+    fi
+}
+
+# --------------------------------------------------------------- packages
+setup_system() {
+    if [ "$HAVE_APT" -eq 0 ]; then
+        warn "no apt-get: install yourself a C toolchain, pkg-config, python3 with pip, and a Vulkan driver"
+        return 0
+    fi
+    local pkgs=()
+    have cc  || pkgs+=(build-essential)
+    have pkg-config || pkg_installed pkg-config || pkgs+=(pkg-config)
+    if ! python3 -m pip --version >/dev/null 2>&1 && ! have pip3 && ! have pip; then
+        pkgs+=(python3-pip)
+    fi
+    if ! have rustup && ! rust_ok; then
+        have curl || pkgs+=(curl)
+        pkg_installed ca-certificates || pkgs+=(ca-certificates)
+    fi
+    if [ "${#pkgs[@]}" -gt 0 ]; then apt_install "${pkgs[@]}"; fi
+    setup_vulkan
+}
+
+# --------------------------------------------------------------------- Rust
+rust_ok() {     # rustc on PATH and >= MIN_RUST
+    have cargo && have rustc || return 1
+    local v; v=$(rustc --version | awk '{print $2}')
+    [ "$(printf '%s\n%s\n' "$MIN_RUST" "${v%%-*}" | sort -V | head -n1)" = "$MIN_RUST" ]
+}
+
+setup_rust() {
+    local need_wasm=0
+    if [ "$WANT_TEST" -eq 1 ] || [ "$WANT_BROWSER" -eq 1 ]; then need_wasm=1; fi
+    if ! have rustup; then
+        if rust_ok; then
+            log "rust: $(rustc --version) (not managed by rustup)"
+            if [ "$need_wasm" -eq 1 ] && [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-unknown-unknown" ]; then
+                die "this Rust has no wasm32-unknown-unknown target; install Rust with rustup (https://rustup.rs)"
+            fi
+            return 0
+        fi
+        log "installing Rust (stable) with rustup into $HOME/.cargo"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        # shellcheck disable=SC1091
+        . "$HOME/.cargo/env"
+        INSTALLED+=("rustup")
+    elif ! rust_ok; then
+        log "rust $(rustc --version 2>/dev/null | awk '{print $2}') is older than $MIN_RUST: rustup update stable"
+        rustup update stable
+        INSTALLED+=("rust-stable")
+    fi
+    if [ "$need_wasm" -eq 1 ]; then
+        if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+            log "rustup target add wasm32-unknown-unknown"
+            rustup target add wasm32-unknown-unknown
+            INSTALLED+=("rust-target:wasm32-unknown-unknown")
+        fi
+    fi
+    log "rust: $(rustc --version)"
+}
+
+# ------------------------------------------------------------------ browser
+# Hook for the browser/WebGPU issue: it will add what the web demo and the
+# browser tests need (e.g. chromium-driver, wasm-bindgen-cli) here.
+setup_browser() {
+    if [ "$HAVE_APT" -eq 1 ]; then
+        ensure_pkgs chromium
+    else
+        warn "--browser: install Chromium yourself"
+    fi
+}
+
+# --------------------------------------------------------------------- main
+start=$SECONDS
+# A rustup install from an earlier run may not be on this shell's PATH yet.
+# shellcheck disable=SC1091
+if ! have cargo && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+setup_system
+setup_rust
+if [ "$WANT_BROWSER" -eq 1 ]; then setup_browser; fi
+if python3 -m pip --version >/dev/null 2>&1 || have pip3 || have pip; then :; else
+    warn "pip not found; \`wisp fetch\` needs it (apt-get install python3-pip)"
+fi
+if [ "${#INSTALLED[@]}" -eq 0 ]; then
+    log "ok, nothing to install ($((SECONDS - start))s)"
+else
+    log "ok, installed: ${INSTALLED[*]} ($((SECONDS - start))s)"
+fi

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   setup (--test) -> build -> fetch test models -> cargo test -> wasm32 build [-> clippy]
+#
+#   scripts/test.sh [--clippy] [--no-setup] [-- CARGO_TEST_ARGS...]
+#
+#   --clippy     also run `cargo clippy --release --workspace -- -D warnings`
+#                (skipped with a note when clippy is not installed)
+#   --no-setup   skip scripts/setup.sh (the machine is known to be ready)
+#   -- ARGS      passed to `cargo test --release --workspace`, e.g. `-- gguf` (a test name filter)
+#
+# Environment: WISP_TEST_MODELS (models to fetch before the tests; default
+# "smollm2"), WISP_CACHE_DIR and CARGO_TARGET_DIR are honoured.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RUN_CLIPPY=0
+RUN_SETUP=1
+TEST_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --clippy) RUN_CLIPPY=1 ;;
+        --no-setup) RUN_SETUP=0 ;;
+        --) shift; TEST_ARGS=("$@"); break ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+T0=$SECONDS
+step() {    # step NAME COMMAND... : runs it, prints elapsed time, stops at the first failure
+    local name=$1; shift
+    local t=$SECONDS
+    echo
+    echo "==> [$name] $*"
+    if "$@"; then
+        echo "==> [$name] ok ($((SECONDS - t))s, total $((SECONDS - T0))s)"
+    else
+        local rc=$?
+        echo "==> [$name] FAILED with exit code $rc after $((SECONDS - t))s (total $((SECONDS - T0))s)" >&2
+        exit "$rc"
+    fi
+}
+
+if [ "$RUN_SETUP" -eq 1 ]; then
+    step setup "$ROOT/scripts/setup.sh" --test
+fi
+# shellcheck disable=SC1091
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+
+WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
+read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2}"
+
+step build cargo build --release --workspace
+step fetch "$WISP" fetch "${MODELS[@]}"
+step test cargo test --release --workspace "${TEST_ARGS[@]}"
+step wasm cargo build --release -p wisp-web --target wasm32-unknown-unknown
+if [ "$RUN_CLIPPY" -eq 1 ]; then
+    if cargo clippy --version >/dev/null 2>&1; then
+        step clippy cargo clippy --release --workspace -- -D warnings
+    else
+        echo "==> [clippy] skipped: clippy is not installed (rustup component add clippy)"
+    fi
+fi
+echo
+echo "==> all steps passed in $((SECONDS - T0))s"

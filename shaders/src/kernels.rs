@@ -1,0 +1,180 @@
+//! The registry of kernels and the axes of their variants.
+//!
+//! The engine picks one value per axis from the adapter's capabilities (see
+//! `wisp_core::gpu::variants`); tests force each value in turn. Values listed here are
+//! the only ones `compose` accepts, and every combination is validated by naga in this
+//! crate's tests.
+
+use crate::ShaderError;
+
+/// One dimension of a kernel's variant space.
+#[derive(Debug)]
+pub struct Axis {
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+}
+
+/// A kernel: its entry file and the axes of its variants.
+#[derive(Debug)]
+pub struct KernelSpec {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub axes: &'static [Axis],
+    /// Combinations of axis values that are not meaningful (skipped by validation,
+    /// refused by `compose`).
+    pub allowed: fn(&dyn Fn(&str) -> &'static str) -> bool,
+}
+
+impl KernelSpec {
+    /// Checks that `defines` gives exactly one declared value for every axis.
+    pub fn check(&self, defines: &[(&str, &str)]) -> Result<(), ShaderError> {
+        let fail = |message: String| ShaderError { file: self.file.to_string(), line: 0, message };
+        for (name, value) in defines {
+            let axis = self
+                .axes
+                .iter()
+                .find(|a| a.name == *name)
+                .ok_or_else(|| fail(format!("kernel {} has no axis {name}", self.name)))?;
+            if !axis.values.contains(value) {
+                return Err(fail(format!(
+                    "kernel {}: {name} = {value} is not one of {:?}",
+                    self.name, axis.values
+                )));
+            }
+        }
+        let mut resolved = Vec::new();
+        for axis in self.axes {
+            let mut given = defines.iter().filter(|(n, _)| *n == axis.name);
+            let (Some((_, v)), None) = (given.next(), given.next()) else {
+                return Err(fail(format!(
+                    "kernel {} needs exactly one value for {}",
+                    self.name, axis.name
+                )));
+            };
+            let v = axis.values.iter().find(|x| *x == v).copied().unwrap_or_default();
+            resolved.push((axis.name, v));
+        }
+        let get = |n: &str| resolved.iter().find(|(a, _)| *a == n).map(|(_, v)| *v).unwrap_or("");
+        if !(self.allowed)(&get) {
+            return Err(fail(format!("kernel {}: combination {defines:?} is not allowed", self.name)));
+        }
+        Ok(())
+    }
+
+    /// Every allowed combination of axis values.
+    pub fn variants(&self) -> Vec<Vec<(&'static str, &'static str)>> {
+        let mut all: Vec<Vec<(&'static str, &'static str)>> = vec![Vec::new()];
+        for axis in self.axes {
+            all = all
+                .into_iter()
+                .flat_map(|prefix| {
+                    axis.values.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        next.push((axis.name, *v));
+                        next
+                    })
+                })
+                .collect();
+        }
+        all.retain(|combo| {
+            let get = |n: &str| combo.iter().find(|(a, _)| *a == n).map(|(_, v)| *v).unwrap_or("");
+            (self.allowed)(&get)
+        });
+        all
+    }
+}
+
+const ACT: Axis = Axis { name: "ACT", values: &["f32", "f16"] };
+const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] };
+/// Weight formats with GPU kernels. Add a `quant/<type>.wgsl` file to add one.
+const WTYPE: Axis = Axis { name: "WTYPE", values: &["f32", "f16", "q4_0", "q4_1", "q8_0"] };
+const OUT: Axis = Axis { name: "OUT", values: &["act", "f32", "f32_add"] };
+
+fn any(_: &dyn Fn(&str) -> &'static str) -> bool {
+    true
+}
+
+fn split_le_wg(get: &dyn Fn(&str) -> &'static str) -> bool {
+    let split: u32 = get("SPLIT").parse().unwrap_or(0);
+    let wg: u32 = get("WG").parse().unwrap_or(0);
+    // Without a split there is nothing to reduce: one REDUCE value stands for both.
+    split <= wg && (split > 1 || get("REDUCE") == "workgroup")
+}
+
+pub static KERNELS: &[KernelSpec] = &[
+    KernelSpec {
+        name: "matvec",
+        file: "matvec.wgsl",
+        axes: &[
+            WTYPE,
+            ACT,
+            OUT,
+            REDUCE,
+            Axis { name: "SPLIT", values: &["1", "4", "8", "16", "32"] },
+            Axis { name: "ROWS", values: &["1", "2", "4"] },
+            Axis { name: "WG", values: &["32", "64", "128", "256"] },
+        ],
+        allowed: split_le_wg,
+    },
+    KernelSpec {
+        name: "matmul",
+        file: "matmul.wgsl",
+        axes: &[
+            WTYPE,
+            ACT,
+            OUT,
+            Axis { name: "RT", values: &["1", "2", "4", "8"] },
+            Axis { name: "RN", values: &["1", "2", "4"] },
+            Axis { name: "WG", values: &["32", "64", "128"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "embed",
+        file: "embed.wgsl",
+        axes: &[WTYPE, Axis { name: "WG", values: &["64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "rmsnorm",
+        file: "rmsnorm.wgsl",
+        axes: &[ACT, REDUCE, Axis { name: "WG", values: &["64", "128", "256"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "rope_kv",
+        file: "rope_kv.wgsl",
+        axes: &[ACT, Axis { name: "WG", values: &["64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "attention",
+        file: "attention.wgsl",
+        axes: &[
+            ACT,
+            REDUCE,
+            Axis { name: "HD", values: &["32", "64", "80", "96", "128", "256"] },
+            Axis { name: "WG", values: &["32", "64", "128"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "silu_mul",
+        file: "silu_mul.wgsl",
+        axes: &[ACT, Axis { name: "WG", values: &["64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "argmax",
+        file: "argmax.wgsl",
+        axes: &[REDUCE, Axis { name: "WG", values: &["64", "256"] }],
+        allowed: any,
+    },
+    KernelSpec { name: "penalties", file: "penalties.wgsl", axes: &[], allowed: any },
+    KernelSpec {
+        name: "candidates",
+        file: "candidates.wgsl",
+        axes: &[REDUCE, Axis { name: "WG", values: &["64", "256"] }],
+        allowed: any,
+    },
+];

@@ -1,0 +1,46 @@
+// Greedy sampling on the GPU: the index of the largest logit (the lowest index among
+// equals), so only 8 bytes are read back per token. One workgroup.
+#include "common/reduce.wgsl"
+
+struct Params {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+// [index, bits of the logit]
+@group(0) @binding(2) var<storage, read_write> result: array<u32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+#if REDUCE == subgroup
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+) {
+#if REDUCE == subgroup
+    reduce_init(lid, sg_id, n_sg, sg_lane);
+#else
+    reduce_init(lid);
+#endif
+    var best = -3.4e38;
+    var best_i = 0xffffffffu;
+    // Each lane scans ascending indices, so a strict > keeps its lowest index.
+    for (var i = lid; i < p.n; i += WG) {
+        let v = logits[i];
+        if (v > best) {
+            best = v;
+            best_i = i;
+        }
+    }
+    let r = wg_argmax(best, best_i);
+    if (lid == 0u) {
+        result[0] = r.y;
+        result[1] = r.x;
+    }
+}

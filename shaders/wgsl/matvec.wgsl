@@ -1,0 +1,108 @@
+// Matrix-vector product for decoding: y[t, out_offset + n] (+)= W[n, :] . x[t, :]
+// with W in its GGUF block format, dequantized here.
+//
+// SPLIT lanes share one group of ROWS rows and split its 32-element chunks between them
+// (then reduce: REDUCE = subgroup | workgroup); SPLIT = 1 gives each lane whole rows
+// with no reduction at all, which suits CPU-like adapters where lanes are SIMD slots.
+// ROWS > 1 reuses each activation load for several rows.
+// OUT = act (write activations), f32 (write floats), f32_add (accumulate into f32,
+// used to add a projection into the residual stream without another pass).
+// Workgroup z is the token; X_LAST = 1 reads the last token of the step instead
+// (the LM head after a prefill only needs the last position).
+#include "common/act.wgsl"
+#include "common/step.wgsl"
+#include "common/grid.wgsl"
+#if SPLIT > 1
+#include "common/reduce.wgsl"
+#endif
+#include "common/weights.wgsl"
+#include "quant/{WTYPE}.wgsl"
+
+struct Params {
+    // Inputs per row (a multiple of 32).
+    k: u32,
+    // Rows in this weight buffer (a large tensor is split into several).
+    n: u32,
+    row_bytes: u32,
+    // Output column of this buffer's first row.
+    out_offset: u32,
+    // vec4s between consecutive tokens in x.
+    x_stride: u32,
+    // Elements between consecutive tokens in y.
+    y_stride: u32,
+    x_last: u32,
+    _pad: u32,
+}
+
+#if OUT == act
+alias out_t = act;
+#else
+alias out_t = f32;
+#endif
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<act4>;
+@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+
+const GROUPS: u32 = WG / SPLIT;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+#if SPLIT > 1 && REDUCE == subgroup
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+) {
+#if SPLIT > 1 && REDUCE == subgroup
+    reduce_init(lid, sg_id, n_sg, sg_lane);
+#elif SPLIT > 1
+    reduce_init(lid);
+#endif
+    let lane = lid % SPLIT;
+    let row0 = (linear_workgroup(wid, nwg) * GROUPS + lid / SPLIT) * ROWS;
+    var xrow = wid.z;
+    var yrow = wid.z;
+    if (p.x_last != 0u) {
+        xrow = step.n_tokens - 1u;
+        yrow = 0u;
+    }
+    let xbase = xrow * p.x_stride;
+    // Rows past the end compute on the last row and are not written, so every lane
+    // stays in uniform control flow for the reduction.
+    var rows: array<u32, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        rows[r] = min(row0 + r, p.n - 1u) * p.row_bytes;
+    }
+    var acc: array<f32, ROWS>;
+    let chunks = p.k / 32u;
+    for (var c = lane; c < chunks; c += SPLIT) {
+        var xs: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            xs[i] = vec4<f32>(x[xbase + c * 8u + i]);
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r] += dot32(rows[r], c, xs);
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+#if SPLIT > 1
+        let s = group_sum(acc[r]);
+#else
+        let s = acc[r];
+#endif
+        if (lane == 0u && row0 + r < p.n) {
+            let o = yrow * p.y_stride + p.out_offset + row0 + r;
+#if OUT == f32_add
+            y[o] += s;
+#else
+            y[o] = out_t(s);
+#endif
+        }
+    }
+}

@@ -1,0 +1,29 @@
+// SwiGLU's gate: h[t, i] = silu(g[t, i]) * u[t, i], where the fused gate/up projection
+// wrote g and u side by side: gu[t, :] = [g | u]. Workgroup y = token.
+#include "common/act.wgsl"
+#include "common/step.wgsl"
+
+struct Params {
+    // Elements of h per token.
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> gu: array<act>;
+@group(0) @binding(3) var<storage, read_write> h: array<act>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let i = gid.x;
+    let t = wid.y;
+    if (i >= p.n) {
+        return;
+    }
+    let g = f32(gu[t * 2u * p.n + i]);
+    let u = f32(gu[t * 2u * p.n + p.n + i]);
+    h[t * p.n + i] = act(g / (1.0 + exp(-g)) * u);
+}

@@ -1,0 +1,28 @@
+//! The device the tests run on (lavapipe in CI), opened once per test binary.
+
+use std::sync::{Arc, OnceLock};
+
+use wisp_core::gpu::{DeviceOptions, Gpu, Variant};
+
+/// The default adapter, shared by every test of a binary.
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Arc::new(pollster::block_on(Gpu::new(&DeviceOptions::default())).expect("open the default adapter"))
+    })
+    .clone()
+}
+
+/// A separate device whose storage-binding limit is pretended to be `limit` bytes, so
+/// tensors are split across buffers.
+pub fn gpu_with_binding_limit(limit: u64) -> Arc<Gpu> {
+    let options = DeviceOptions { max_binding_override: Some(limit), ..Default::default() };
+    Arc::new(pollster::block_on(Gpu::new(&options)).expect("open the default adapter"))
+}
+
+/// Every kernel variant the adapter can run; the tests sweep all of them.
+pub fn variants(gpu: &Gpu) -> Vec<Variant> {
+    let v = Variant::all_supported(&gpu.caps);
+    assert!(!v.is_empty(), "no kernel variant runs on {}", gpu.adapter_name());
+    v
+}

@@ -1,0 +1,96 @@
+//! Reference outputs from `shared/reference` and the metrics that compare logits.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::reference_dir;
+
+/// `NAME.json` of a reference model.
+pub fn json(name: &str) -> Value {
+    let path = reference_dir().join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// Token ids at `pointer` (e.g. `/capital/ids`) of a reference JSON.
+pub fn ids(v: &Value, pointer: &str) -> Vec<u32> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no array at {pointer}"))
+        .iter()
+        .map(|x| x.as_u64().expect("token id") as u32)
+        .collect()
+}
+
+/// The f32 tensors of `NAME.logits.safetensors`, flattened, with their shapes.
+pub fn logits(name: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let path: PathBuf = reference_dir().join(format!("{name}.logits.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse reference safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (view.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// The gap between the largest and second-largest values.
+pub fn top2_margin(v: &[f32]) -> f32 {
+    let t = top_k(v, 2);
+    v[t[0]] - v[t[1]]
+}
+
+/// Checks `ours` against llama.cpp's logits at one position with the tolerances of
+/// `shared/reference/README.md`: cosine >= 0.999, the same top-1 wherever llama.cpp's
+/// top-2 margin exceeds 0.5, and at least 4 of its top 5 in our top 5.
+pub fn check_against_llamacpp(what: &str, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
+    let cos = cosine(ours, theirs);
+    let mut problems = Vec::new();
+    if cos < 0.999 {
+        problems.push(format!("cosine {cos:.6} < 0.999"));
+    }
+    let (o5, t5) = (top_k(ours, 5), top_k(theirs, 5));
+    if top2_margin(theirs) > 0.5 && o5[0] != t5[0] {
+        problems.push(format!("top-1 {} differs from llama.cpp's {} (margin {:.3})", o5[0], t5[0], top2_margin(theirs)));
+    }
+    let shared = t5.iter().filter(|t| o5.contains(t)).count();
+    if shared < 4 {
+        problems.push(format!("only {shared} of llama.cpp's top 5 {t5:?} in ours {o5:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {} (max |Δ| {:.3})", problems.join("; "), max_abs_diff(ours, theirs)))
+    }
+}

@@ -1,0 +1,212 @@
+//! Every kernel against its plain CPU reference, over odd shapes (sizes that are not
+//! multiples of workgroup sizes or blocking factors), in every variant the adapter runs:
+//! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
+
+use wisp_core::gpu::{Act, Gpu, QMatrix, Variant};
+use wisp_core::kernels::{AttnParams, Kernels, MatArgs, Out, RopeParams};
+use wisp_core::quant::{GgmlType, dequantize, quantize};
+use wisp_tests::cpu_ref;
+use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
+use wisp_tests::kernel_harness::*;
+
+/// Tolerances: f32 activations are compared tightly; f16 storage rounds inputs and
+/// outputs to 11 significant bits.
+fn tol(act: Act) -> (f32, f32) {
+    match act {
+        Act::F32 => (2e-4, 2e-4),
+        Act::F16 => (2e-2, 4e-3),
+    }
+}
+
+fn for_each_variant(f: impl Fn(&Gpu, Variant)) {
+    let gpu = gpu();
+    for v in variants(&gpu) {
+        f(&gpu, v);
+    }
+}
+
+const WEIGHT_TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+
+/// A random weight matrix in `ty`, and its exact dequantized values.
+fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    let values = random(seed, n * k, 1.0);
+    let bytes = quantize(ty, &values).expect("quantize");
+    let exact = dequantize(ty, &bytes, n * k).expect("dequantize");
+    (bytes, exact)
+}
+
+fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usize, batched: bool, out: Out) {
+    let (bytes, w) = weights(ty, n, k, 7 + n as u64);
+    let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
+    let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
+    let xb = upload_act(gpu, v.act, &x);
+    // Write into the middle of wider rows to check strides and offsets.
+    let (y_stride, y_offset) = (n + 5, 3usize);
+    let base = random(3, t * y_stride, 1.0);
+    let yb = match out {
+        Out::Act => upload_act(gpu, v.act, &round_act(v.act, &base)),
+        _ => upload_f32(gpu, &base),
+    };
+    let kernels = Kernels::new(gpu, v);
+    let mut b = builder(gpu, step(t as u32, 0));
+    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: y_stride as u32, y_offset: y_offset as u32, out };
+    if batched {
+        pollster::block_on(kernels.matmul(&mut b, &m, &args)).expect("matmul");
+    } else {
+        pollster::block_on(kernels.matvec(&mut b, &m, &args, false)).expect("matvec");
+    }
+    let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+    run(gpu, &plan, t as u32);
+    let got = match out {
+        Out::Act => read_act(gpu, v.act, &yb, t * y_stride),
+        _ => read_f32(gpu, &yb, t * y_stride),
+    };
+    let prod = cpu_ref::matmul(&w, n, k, &x, t);
+    let mut expected = match out {
+        Out::Act => round_act(v.act, &base),
+        _ => base.clone(),
+    };
+    for ti in 0..t {
+        for ni in 0..n {
+            let e = &mut expected[ti * y_stride + y_offset + ni];
+            *e = if out == Out::AddF32 { *e + prod[ti * n + ni] } else { prod[ti * n + ni] };
+        }
+    }
+    let (atol, rtol) = tol(if out == Out::Act { v.act } else { Act::F32 });
+    // Sums of k products: allow for accumulation order.
+    let atol = atol * (k as f32).sqrt();
+    let what = format!("{} {ty} n={n} k={k} t={t} {out:?} {v}", if batched { "matmul" } else { "matvec" });
+    assert_close(&what, &got, &expected, atol, rtol);
+}
+
+#[test]
+fn matvec_every_type_and_output() {
+    for_each_variant(|gpu, v| {
+        for ty in WEIGHT_TYPES {
+            for out in [Out::Act, Out::F32, Out::AddF32] {
+                check_product(gpu, v, ty, 37, 96, 1, false, out);
+            }
+            // More rows than one workgroup covers, a longer row, two tokens.
+            check_product(gpu, v, ty, 301, 224, 2, false, Out::F32);
+        }
+    });
+}
+
+#[test]
+fn matmul_every_type_and_output() {
+    for_each_variant(|gpu, v| {
+        for ty in WEIGHT_TYPES {
+            for out in [Out::Act, Out::F32, Out::AddF32] {
+                check_product(gpu, v, ty, 37, 64, 7, true, out);
+            }
+            check_product(gpu, v, ty, 259, 160, 13, true, Out::Act);
+        }
+    });
+}
+
+#[test]
+fn split_matrices_give_the_same_products() {
+    // A binding limit of 8 KiB forces every matrix below into several buffers.
+    let gpu = gpu_with_binding_limit(8192);
+    for v in variants(&gpu) {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32] {
+            check_product(&gpu, v, ty, 301, 96, 1, false, Out::F32);
+            check_product(&gpu, v, ty, 301, 96, 5, true, Out::AddF32);
+        }
+    }
+}
+
+#[test]
+fn attention_matches_reference() {
+    for_each_variant(|gpu, v| {
+        // (t, pos0, n_head, n_kv, d, window): odd lengths, GQA ratios 1, 3, 7, windows.
+        let cases = [
+            (1, 0, 2, 2, 64, 0),
+            (5, 0, 9, 3, 64, 0),
+            (1, 70, 9, 3, 64, 0),
+            (3, 130, 7, 1, 128, 0),
+            (7, 40, 4, 4, 32, 16),
+            (2, 200, 3, 1, 256, 100),
+        ];
+        for (t, pos0, nh, nkv, d, window) in cases {
+            let n_pos = pos0 + t;
+            let qkv_w = (nh + 2 * nkv) * d;
+            let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
+            let kc = round_act(v.act, &random(2, n_pos * nkv * d, 1.0));
+            let vc = round_act(v.act, &random(3, n_pos * nkv * d, 1.0));
+            let (qb, kb, vb) = (upload_act(gpu, v.act, &qkv), upload_act(gpu, v.act, &kc), upload_act(gpu, v.act, &vc));
+            let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
+            let p = AttnParams {
+                n_head: nh as u32,
+                n_kv_head: nkv as u32,
+                qkv_stride: qkv_w as u32,
+                kv_stride: (nkv * d) as u32,
+                out_stride: (nh * d) as u32,
+                window: window as u32,
+                scale: 1.0 / (d as f32).sqrt(),
+                _pad: 0,
+            };
+            let mut b = builder(gpu, step(t as u32, pos0 as u32));
+            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, d as u32, &qb, &kb, &vb, &ob)).expect("attention");
+            let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+            run(gpu, &plan, t as u32);
+            let got = read_act(gpu, v.act, &ob, t * nh * d);
+            let q: Vec<f32> = (0..t).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
+            let expected = cpu_ref::attention(&q, &kc, &vc, t, pos0, nh, nkv, d, window);
+            let (atol, rtol) = tol(v.act);
+            assert_close(&format!("attention t={t} pos0={pos0} heads {nh}/{nkv} d={d} window={window} {v}"), &got, &expected, atol, rtol);
+        }
+    });
+}
+
+#[test]
+fn rope_and_cache_write_match_reference() {
+    for_each_variant(|gpu, v| {
+        for (t, pos0, nh, nkv, d, n_rot) in [(3, 0, 9, 3, 64, 64), (1, 4000, 4, 1, 128, 128), (5, 17, 2, 2, 32, 16)] {
+            let qkv_w = (nh + 2 * nkv) * d;
+            let qkv = round_act(v.act, &random(4, t * qkv_w, 1.0));
+            let n_ctx = pos0 + t + 3;
+            let qb = upload_act(gpu, v.act, &qkv);
+            let kb = upload_act(gpu, v.act, &vec![0.0; n_ctx * nkv * d]);
+            let vb = upload_act(gpu, v.act, &vec![0.0; n_ctx * nkv * d]);
+            let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
+            let fb = upload_f32(gpu, &inv_freq);
+            let p = RopeParams {
+                n_head: nh as u32,
+                n_kv_head: nkv as u32,
+                head_dim: d as u32,
+                n_rot: n_rot as u32,
+                qkv_stride: qkv_w as u32,
+                kv_stride: (nkv * d) as u32,
+                _pad: [0; 2],
+            };
+            let mut b = builder(gpu, step(t as u32, pos0 as u32));
+            pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &kb, &vb, &fb)).expect("rope");
+            let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+            run(gpu, &plan, t as u32);
+            let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
+            let got_k = read_act(gpu, v.act, &kb, n_ctx * nkv * d);
+            let got_v = read_act(gpu, v.act, &vb, n_ctx * nkv * d);
+            let mut exp_q = qkv.clone();
+            let mut exp_k = vec![0.0; n_ctx * nkv * d];
+            let mut exp_v = vec![0.0; n_ctx * nkv * d];
+            for ti in 0..t {
+                let pos = pos0 + ti;
+                let row = &mut exp_q[ti * qkv_w..(ti + 1) * qkv_w];
+                for h in 0..nh + nkv {
+                    cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos as u32, &inv_freq, n_rot);
+                }
+                exp_k[pos * nkv * d..(pos + 1) * nkv * d].copy_from_slice(&row[nh * d..(nh + nkv) * d]);
+                exp_v[pos * nkv * d..(pos + 1) * nkv * d].copy_from_slice(&row[(nh + nkv) * d..]);
+                // Only queries stay rotated in place; keys in qkv are left as they were.
+                row[nh * d..].copy_from_slice(&qkv[ti * qkv_w + nh * d..(ti + 1) * qkv_w]);
+            }
+            let (atol, rtol) = tol(v.act);
+            let what = format!("rope t={t} pos0={pos0} heads {nh}/{nkv} d={d} n_rot={n_rot} {v}");
+            // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
+            assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
+            assert_close(&format!("{what} key cache"), &got_k, &round_act(v.act, &exp_k), atol + 1e-3, rtol);
+            assert_close(&format!("{what} value cache"), &got_v, &exp_v, 0.0, 0.0);
+        }
+    });
+}

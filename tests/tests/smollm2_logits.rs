@@ -1,0 +1,78 @@
+//! SmolLM2-135M-Instruct Q4_1 end to end: logits for the capital and chat prompts against
+//! the f32 reference and llama.cpp, in every kernel variant the adapter runs.
+
+use std::sync::Arc;
+
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::gguf::GgufFile;
+use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
+use wisp_core::model::FileBytes;
+use wisp_tests::gpu::{gpu, variants};
+use wisp_tests::model_path;
+use wisp_tests::reference::{self, check_against_llamacpp, cosine, max_abs_diff, top_k};
+
+const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const REF: &str = "smollm2-135m-instruct-q4_1";
+
+fn engine(gpu: Arc<Gpu>, variant: Variant) -> Engine {
+    let bytes = std::fs::read(model_path(MODEL)).expect("read model");
+    let file = GgufFile::parse(&bytes).expect("parse model");
+    let options = EngineOptions {
+        n_ctx: 256,
+        variant: VariantOverrides { act: Some(variant.act), reduce: Some(variant.reduce), tier: Some(variant.tier) },
+        ..Default::default()
+    };
+    pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load engine")
+}
+
+/// Compares with the f32 reference at the tolerance of the variant's activation type.
+fn check_f32ref(what: &str, act: Act, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
+    let cos = cosine(ours, theirs);
+    let diff = max_abs_diff(ours, theirs);
+    let same_top1 = top_k(ours, 1) == top_k(theirs, 1);
+    let ok = match act {
+        Act::F32 => diff <= 0.05 && cos >= 0.99999,
+        Act::F16 => same_top1 && cos >= 0.9995 && diff <= 0.5,
+    };
+    if ok { Ok(()) } else { Err(format!("{what} vs f32ref ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}")) }
+}
+
+#[test]
+fn smollm2_logits_match_references_in_every_variant() {
+    let gpu = gpu();
+    let json = reference::json(REF);
+    let refs = reference::logits(REF);
+    let capital = reference::ids(&json, "/capital/ids");
+    let chat = reference::ids(&json, "/chat/ids");
+    let (cap_shape, cap_llama) = &refs["capital.llamacpp_logits"];
+    let vocab = cap_shape[1];
+    let mut failures = Vec::new();
+    for variant in variants(&gpu) {
+        let mut e = engine(gpu.clone(), variant);
+        // Capital prompt: every position against llama.cpp, the last against f32ref.
+        let per_pos = pollster::block_on(e.prefill_logits(&capital)).expect("capital logits");
+        assert_eq!(per_pos.len(), capital.len());
+        for (i, ours) in per_pos.iter().enumerate() {
+            let theirs = &cap_llama[i * vocab..(i + 1) * vocab];
+            if let Err(m) = check_against_llamacpp(&format!("{variant} capital pos {i}"), ours, theirs) {
+                failures.push(m);
+            }
+        }
+        let last = per_pos.last().unwrap();
+        if let Err(m) = check_f32ref(&format!("{variant} capital"), variant.act, last, &refs["capital.f32ref_logits_last"].1) {
+            failures.push(m);
+        }
+        // Chat prompt through the generation path (prefill + last-position head).
+        e.reset();
+        e.prefill(&chat).expect("chat prefill");
+        let ours = pollster::block_on(e.logits()).expect("chat logits");
+        if let Err(m) = check_against_llamacpp(&format!("{variant} chat"), &ours, &refs["chat.llamacpp_logits_last"].1) {
+            failures.push(m);
+        }
+        if let Err(m) = check_f32ref(&format!("{variant} chat"), variant.act, &ours, &refs["chat.f32ref_logits_last"].1) {
+            failures.push(m);
+        }
+        eprintln!("{variant}: checked");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
