@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod kernels;

@@ -153,7 +153,7 @@ pub static KERNELS: &[KernelSpec] = &[
         axes: &[
             ACT,
             REDUCE,
-            Axis { name: "HD", values: &["32", "64", "80", "96", "128", "256"] },
+            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
             Axis { name: "WG", values: &["32", "64", "128"] },
         ],
         allowed: any,

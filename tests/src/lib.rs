@@ -35,7 +35,9 @@ pub fn reference_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference")
 }
 
+pub mod cpu_model;
 pub mod cpu_ref;
 pub mod gpu;
 pub mod kernel_harness;
 pub mod reference;
+pub mod tiny_model;

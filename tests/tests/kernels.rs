@@ -210,3 +210,150 @@ fn rope_and_cache_write_match_reference() {
         }
     });
 }
+
+#[test]
+fn embedding_lookup_every_type() {
+    for_each_variant(|gpu, v| {
+        for ty in WEIGHT_TYPES {
+            let (rows, k) = (53, 96);
+            let (bytes, table) = weights(ty, rows, k, 5);
+            let m = pollster::block_on(QMatrix::upload(gpu, "embd", ty, k as u32, &[&bytes])).unwrap();
+            let tokens = [7u32, 0, 52, 7, 31];
+            let tb = upload_u32(gpu, &tokens);
+            let xb = upload_f32(gpu, &vec![0.0; tokens.len() * k]);
+            let mut b = builder(gpu, step(tokens.len() as u32, 0));
+            pollster::block_on(Kernels::new(gpu, v).embed(&mut b, &m, &tb, &xb, 0.5)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, tokens.len() as u32);
+            let got = read_f32(gpu, &xb, tokens.len() * k);
+            let expected: Vec<f32> = tokens.iter().flat_map(|&t| table[t as usize * k..][..k].iter().map(|x| 0.5 * x)).collect();
+            assert_close(&format!("embed {ty} {v}"), &got, &expected, 0.0, 1e-6);
+        }
+    });
+}
+
+#[test]
+fn rmsnorm_all_rows_and_last_row() {
+    for_each_variant(|gpu, v| {
+        for (t, n) in [(3usize, 576usize), (1, 96), (5, 1000)] {
+            let x = random(8, t * n, 3.0);
+            let w = random(9, n, 1.0);
+            let (xb, wb) = (upload_f32(gpu, &x), upload_f32(gpu, &w));
+            for last in [false, true] {
+                let yb = upload_act(gpu, v.act, &vec![0.0; t * n]);
+                let mut b = builder(gpu, step(t as u32, 0));
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &xb, &wb, &yb, n as u32, 1e-5, last)).unwrap();
+                let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+                run(gpu, &plan, t as u32);
+                let all = cpu_ref::rmsnorm(&x, &w, 1e-5);
+                let (rows, expected) = if last { (1, all[(t - 1) * n..].to_vec()) } else { (t, all) };
+                let got = read_act(gpu, v.act, &yb, rows * n);
+                let (atol, rtol) = tol(v.act);
+                assert_close(&format!("rmsnorm t={t} n={n} last={last} {v}"), &got, &expected, atol, rtol);
+            }
+        }
+    });
+}
+
+#[test]
+fn silu_mul_matches_reference() {
+    for_each_variant(|gpu, v| {
+        let (t, n) = (3usize, 197usize);
+        let gu = round_act(v.act, &random(12, t * 2 * n, 4.0));
+        let gub = upload_act(gpu, v.act, &gu);
+        let hb = upload_act(gpu, v.act, &vec![0.0; t * n]);
+        let mut b = builder(gpu, step(t as u32, 0));
+        pollster::block_on(Kernels::new(gpu, v).silu_mul(&mut b, &gub, &hb, n as u32)).unwrap();
+        let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+        run(gpu, &plan, t as u32);
+        let (atol, rtol) = tol(v.act);
+        assert_close(&format!("silu_mul {v}"), &read_act(gpu, v.act, &hb, t * n), &cpu_ref::silu_mul(&gu, n), atol, rtol);
+    });
+}
+
+#[test]
+fn argmax_takes_the_lowest_index_among_equals() {
+    for_each_variant(|gpu, v| {
+        for n in [1usize, 255, 49_157] {
+            let mut logits = random(13, n, 10.0);
+            // Two equal maxima: the lower index wins.
+            if n > 100 {
+                logits[n - 3] = 50.0;
+                logits[77] = 50.0;
+            }
+            let lb = upload_f32(gpu, &logits);
+            let rb = upload_u32(gpu, &[u32::MAX, 0]);
+            let mut b = builder(gpu, step(1, 0));
+            pollster::block_on(Kernels::new(gpu, v).argmax(&mut b, &lb, &rb, n as u32)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, 1);
+            let r = read_u32(gpu, &rb, 2);
+            let want = cpu_ref::argmax(&logits);
+            assert_eq!(r[0] as usize, want, "argmax n={n} {v}");
+            assert_eq!(f32::from_bits(r[1]), logits[want], "argmax value n={n} {v}");
+        }
+    });
+}
+
+#[test]
+fn penalties_match_the_cpu_rule() {
+    use wisp_core::kernels::PenaltyParams as GpuPenalties;
+    use wisp_core::sampling::{PenaltyEntry, PenaltyParams, apply_penalties};
+    for_each_variant(|gpu, v| {
+        let n = 1000;
+        let logits = random(14, n, 5.0);
+        let entries: Vec<PenaltyEntry> = [(3u32, 1u32), (500, 4), (999, 2), (0, 1), (77, 3)]
+            .iter()
+            .map(|&(token, count)| PenaltyEntry { token, count })
+            .collect();
+        let cpu = PenaltyParams { repeat_penalty: 1.3, presence_penalty: 0.4, frequency_penalty: 0.25 };
+        let gp = GpuPenalties { n_entries: entries.len() as u32, repeat: 1.3, frequency: 0.25, presence: 0.4 };
+        let pb = pollster::block_on(gpu.uniform("penalties", 16)).unwrap();
+        gpu.write(&pb, 0, bytemuck::bytes_of(&gp));
+        let eb = upload_u32(gpu, bytemuck::cast_slice(&entries));
+        let lb = upload_f32(gpu, &logits);
+        let mut b = builder(gpu, step(1, 0));
+        pollster::block_on(Kernels::new(gpu, v).penalties(&mut b, &pb, &eb, &lb, 64)).unwrap();
+        let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+        run(gpu, &plan, 1);
+        let mut want = logits.clone();
+        apply_penalties(&mut want, &entries, &cpu);
+        assert_close(&format!("penalties {v}"), &read_f32(gpu, &lb, n), &want, 1e-6, 1e-6);
+    });
+}
+
+#[test]
+fn candidates_are_every_token_within_the_cutoff() {
+    use wisp_core::kernels::CandidateParams;
+    for_each_variant(|gpu, v| {
+        for (n, cutoff, cap) in [(49_152usize, 2.5f32, 1024u32), (301, 100.0, 1024), (5000, 8.0, 16)] {
+            let logits = random(15, n, 10.0);
+            let pb = pollster::block_on(gpu.uniform("candidates", 16)).unwrap();
+            gpu.write(&pb, 0, bytemuck::bytes_of(&CandidateParams { n: n as u32, cutoff, cap, _pad: 0 }));
+            let lb = upload_f32(gpu, &logits);
+            let ob = upload_u32(gpu, &vec![0; 2 + 2 * cap as usize]);
+            let mut b = builder(gpu, step(1, 0));
+            pollster::block_on(Kernels::new(gpu, v).candidates(&mut b, &pb, &lb, &ob)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, 1);
+            let out = read_u32(gpu, &ob, 2 + 2 * cap as usize);
+            let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+            let mut want: Vec<u32> = (0..n as u32).filter(|&i| logits[i as usize] >= max - cutoff).collect();
+            assert_eq!(out[0] as usize, want.len(), "candidate count n={n} {v}");
+            assert_eq!(f32::from_bits(out[1]), max, "max n={n} {v}");
+            let kept = want.len().min(cap as usize);
+            let mut got: Vec<u32> = out[2..2 + 2 * kept].chunks(2).map(|p| p[0]).collect();
+            for p in out[2..2 + 2 * kept].chunks(2) {
+                assert_eq!(f32::from_bits(p[1]), logits[p[0] as usize], "candidate logit {v}");
+            }
+            got.sort();
+            if want.len() <= cap as usize {
+                assert_eq!(got, want, "candidates n={n} cutoff={cutoff} {v}");
+            } else {
+                // Over capacity: the kept ones are a subset; the count tells the caller to fall back.
+                want.retain(|t| got.contains(t));
+                assert_eq!(got, want, "over-capacity candidates are genuine n={n} {v}");
+            }
+        }
+    });
+}

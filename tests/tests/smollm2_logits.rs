@@ -7,6 +7,7 @@ use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
 use wisp_core::model::FileBytes;
+use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, variants};
 use wisp_tests::model_path;
 use wisp_tests::reference::{self, check_against_llamacpp, cosine, max_abs_diff, top_k};
@@ -46,6 +47,25 @@ fn smollm2_logits_match_references_in_every_variant() {
     let chat = reference::ids(&json, "/chat/ids");
     let (cap_shape, cap_llama) = &refs["capital.llamacpp_logits"];
     let vocab = cap_shape[1];
+    // Exact arithmetic at every position of the capital prompt, from the CPU reference.
+    let bytes = std::fs::read(model_path(MODEL)).expect("read model");
+    let exact = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes).forward(&capital);
+    // llama.cpp quantizes activations to 8 bits in its matrix products and keeps the KV
+    // cache in f16. At some positions that alone moves its logits further from exact
+    // arithmetic than its own tolerance (the CPU reference in f64, independent of the
+    // GPU path, misses cosine 0.999 at positions 2 and 3 of this prompt; an independent
+    // numpy forward gives the same figures). Where exact arithmetic itself misses the
+    // llama.cpp tolerance, we require the stricter thing instead: our logits must match
+    // exact arithmetic at the f32-reference tolerance of the variant.
+    let exact_meets_llamacpp: Vec<bool> = exact
+        .iter()
+        .enumerate()
+        .map(|(i, e)| check_against_llamacpp("exact", e, &cap_llama[i * vocab..(i + 1) * vocab]).is_ok())
+        .collect();
+    assert!(
+        exact_meets_llamacpp.iter().filter(|ok| **ok).count() >= 3,
+        "exact arithmetic meets llama.cpp's tolerance at too few positions: {exact_meets_llamacpp:?}"
+    );
     let mut failures = Vec::new();
     for variant in variants(&gpu) {
         let mut e = engine(gpu.clone(), variant);
@@ -53,8 +73,12 @@ fn smollm2_logits_match_references_in_every_variant() {
         let per_pos = pollster::block_on(e.prefill_logits(&capital)).expect("capital logits");
         assert_eq!(per_pos.len(), capital.len());
         for (i, ours) in per_pos.iter().enumerate() {
-            let theirs = &cap_llama[i * vocab..(i + 1) * vocab];
-            if let Err(m) = check_against_llamacpp(&format!("{variant} capital pos {i}"), ours, theirs) {
+            let result = if exact_meets_llamacpp[i] {
+                check_against_llamacpp(&format!("{variant} capital pos {i}"), ours, &cap_llama[i * vocab..(i + 1) * vocab])
+            } else {
+                check_f32ref(&format!("{variant} capital pos {i} (exact reference)"), variant.act, ours, &exact[i])
+            };
+            if let Err(m) = result {
                 failures.push(m);
             }
         }

@@ -254,3 +254,13 @@ impl Engine {
         self.max_batch
     }
 }
+
+impl Engine {
+    /// Waits until the GPU has finished all submitted work (for timing a prefill
+    /// separately from the first sample).
+    pub async fn wait_idle(&self) -> Result<(), Error> {
+        // A tiny readback orders after everything submitted before it.
+        self.gpu.read_buffer(&self.step, 0, 4).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Tiny llama models with random weights, written as GGUF in memory: every shape odd
+//! enough to catch indexing mistakes, every weight format the GPU reads.
+
+use wisp_core::gguf::{GgufWriter, Value};
+use wisp_core::quant::GgmlType;
+
+use crate::kernel_harness::random;
+
+/// The shape and formats of a tiny model.
+#[derive(Clone, Debug)]
+pub struct TinySpec {
+    pub n_layer: u32,
+    pub n_embd: u32,
+    pub n_ff: u32,
+    pub n_head: u32,
+    pub n_kv_head: u32,
+    pub vocab: u32,
+    pub n_ctx: u32,
+    pub tied: bool,
+    /// Format of the projections, per layer in turn.
+    pub types: Vec<GgmlType>,
+    pub embd_type: GgmlType,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        TinySpec {
+            n_layer: 3,
+            n_embd: 96,
+            n_ff: 160,
+            n_head: 6,
+            n_kv_head: 2,
+            vocab: 301,
+            n_ctx: 128,
+            tied: true,
+            types: vec![GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0],
+            embd_type: GgmlType::Q8_0,
+        }
+    }
+}
+
+/// A writer holding the model, so tests can break one key or tensor before writing.
+pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    let hd = s.n_embd / s.n_head;
+    let meta: [(&str, Value); 10] = [
+        ("general.architecture", "llama".into()),
+        ("llama.block_count", s.n_layer.into()),
+        ("llama.embedding_length", s.n_embd.into()),
+        ("llama.feed_forward_length", s.n_ff.into()),
+        ("llama.attention.head_count", s.n_head.into()),
+        ("llama.attention.head_count_kv", s.n_kv_head.into()),
+        ("llama.attention.layer_norm_rms_epsilon", 1e-5f32.into()),
+        ("llama.rope.freq_base", 10000f32.into()),
+        ("llama.context_length", s.n_ctx.into()),
+        ("llama.vocab_size", s.vocab.into()),
+    ];
+    for (k, v) in meta {
+        w.metadata(k, v).expect("metadata");
+    }
+    let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
+    let mut seed = 100;
+    let mut put = |w: &mut GgufWriter, name: &str, dims: &[u64], ty: GgmlType, scale: f32| {
+        seed += 1;
+        let n: u64 = dims.iter().product();
+        let values = random(seed, n as usize, scale);
+        w.tensor_from_f32(name, dims, ty, &values).expect("tensor");
+    };
+    put(&mut w, "token_embd.weight", &[d, s.vocab as u64], s.embd_type, 1.0);
+    if !s.tied {
+        put(&mut w, "output.weight", &[d, s.vocab as u64], GgmlType::Q4_0, 0.3);
+    }
+    put(&mut w, "output_norm.weight", &[d], GgmlType::F32, 1.0);
+    // Scales keep activations in a realistic range through the random layers.
+    let ws = 1.0 / (d as f32).sqrt();
+    for i in 0..s.n_layer {
+        let ty = s.types[i as usize % s.types.len()];
+        let b = |n: &str| format!("blk.{i}.{n}.weight");
+        put(&mut w, &b("attn_norm"), &[d], GgmlType::F32, 1.0);
+        put(&mut w, &b("attn_q"), &[d, q], ty, 2.0 * ws);
+        put(&mut w, &b("attn_k"), &[d, kv], ty, 2.0 * ws);
+        // A different format for V makes the fused QKV fall back to separate matrices.
+        put(&mut w, &b("attn_v"), &[d, kv], if i == 1 { GgmlType::F16 } else { ty }, 2.0 * ws);
+        put(&mut w, &b("attn_output"), &[q, d], ty, ws);
+        put(&mut w, &b("ffn_norm"), &[d], GgmlType::F32, 1.0);
+        put(&mut w, &b("ffn_gate"), &[d, ff], ty, 2.0 * ws);
+        put(&mut w, &b("ffn_up"), &[d, ff], ty, 2.0 * ws);
+        put(&mut w, &b("ffn_down"), &[ff, d], ty, 1.0 / (ff as f32).sqrt());
+    }
+    w
+}
+
+/// The model as GGUF bytes.
+pub fn tiny_model(s: &TinySpec) -> Vec<u8> {
+    tiny_writer(s).to_bytes()
+}

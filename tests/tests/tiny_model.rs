@@ -1,0 +1,175 @@
+//! Tiny generated llama models end to end: the GPU engine against the plain CPU forward
+//! pass at every position, in every kernel variant; decode and chunked prefill against
+//! one-shot prefill; tensors split across buffers; and bad models and requests, each
+//! with an error that names the problem.
+
+use std::sync::Arc;
+
+use wisp_core::engine::{Engine, EngineError, EngineOptions};
+use wisp_core::gguf::{GgufFile, Value};
+use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
+use wisp_core::model::FileBytes;
+use wisp_core::quant::GgmlType;
+use wisp_tests::cpu_model::CpuModel;
+use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
+use wisp_tests::reference::{cosine, max_abs_diff};
+use wisp_tests::tiny_model::{TinySpec, tiny_model, tiny_writer};
+
+const PROMPT: [u32; 11] = [1, 17, 300, 42, 42, 5, 250, 9, 128, 77, 0];
+
+fn load(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u32) -> Result<Engine, wisp_core::Error> {
+    load_ctx(gpu, bytes, variant, max_batch, 64)
+}
+
+fn load_ctx(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u32, n_ctx: u32) -> Result<Engine, wisp_core::Error> {
+    let file = GgufFile::parse(bytes)?;
+    let overrides = variant
+        .map(|v| VariantOverrides { act: Some(v.act), reduce: Some(v.reduce), tier: Some(v.tier) })
+        .unwrap_or_default();
+    let options = EngineOptions { n_ctx, max_batch, logits_batch: max_batch.min(8), variant: overrides };
+    pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes }, &options))
+}
+
+/// GPU logits against the CPU reference: tight for f32 activations; f16 storage rounds
+/// every activation to 11 bits.
+fn assert_logits_close(what: &str, act: Act, got: &[f32], want: &[f32]) {
+    let (cos, diff) = (cosine(got, want), max_abs_diff(got, want));
+    let ok = match act {
+        Act::F32 => cos >= 0.999_999 && diff <= 2e-3,
+        Act::F16 => cos >= 0.9999 && diff <= 0.05,
+    };
+    assert!(ok, "{what}: cosine {cos:.7}, max |Δ| {diff:.5}");
+}
+
+#[test]
+fn every_variant_matches_the_cpu_reference_at_every_position() {
+    let gpu = gpu();
+    for spec in [TinySpec::default(), TinySpec { tied: false, embd_type: GgmlType::F16, ..TinySpec::default() }] {
+        let bytes = tiny_model(&spec);
+        let file = GgufFile::parse(&bytes).unwrap();
+        let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
+        for v in variants(&gpu) {
+            let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
+            let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+            for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_logits_close(&format!("{v} tied={} position {p}", spec.tied), v.act, g, w);
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
+    let gpu = gpu();
+    let bytes = tiny_model(&TinySpec::default());
+    let file = GgufFile::parse(&bytes).unwrap();
+    let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
+    for v in variants(&gpu) {
+        // Prefill in chunks of 3 (the last chunk shorter), then decode one at a time.
+        let mut e = load(gpu.clone(), &bytes, Some(v), 3).expect("load");
+        e.prefill(&PROMPT[..7]).expect("prefill");
+        let got = pollster::block_on(e.logits()).unwrap();
+        assert_logits_close(&format!("{v} chunked prefill"), v.act, &got, &want[6]);
+        for (i, &t) in PROMPT.iter().enumerate().skip(7) {
+            e.decode(t).expect("decode");
+            let got = pollster::block_on(e.logits()).unwrap();
+            assert_logits_close(&format!("{v} decode at {i}"), v.act, &got, &want[i]);
+        }
+        assert_eq!(e.position(), PROMPT.len() as u32);
+        // Rewinding and decoding again overwrites the cache in place.
+        e.truncate(5);
+        e.decode(PROMPT[5]).unwrap();
+        let got = pollster::block_on(e.logits()).unwrap();
+        assert_logits_close(&format!("{v} after truncate"), v.act, &got, &want[5]);
+    }
+}
+
+#[test]
+fn tensors_split_across_buffers_give_the_same_logits() {
+    // 12 KiB bindings: the embedding (301 rows of 102 bytes) and the fused gate/up
+    // projections (320 rows of 60 bytes) are split.
+    let gpu = gpu_with_binding_limit(12 * 1024);
+    let bytes = tiny_model(&TinySpec::default());
+    let file = GgufFile::parse(&bytes).unwrap();
+    let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
+    let mut e = load_ctx(gpu.clone(), &bytes, None, 4, 32).expect("load with small bindings");
+    assert!(e.weights.layers[0].gate_up.parts[0].0.chunks.len() >= 2);
+    assert!(e.weights.token_embd.chunks.len() >= 3, "embedding in {} buffers", e.weights.token_embd.chunks.len());
+    let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+    for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_logits_close(&format!("split, position {p}"), e.variant.act, g, w);
+    }
+}
+
+fn load_err(bytes: &[u8]) -> String {
+    match load(gpu(), bytes, None, 8) {
+        Ok(_) => panic!("the model loaded, but it is broken"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn broken_models_are_refused_with_a_clear_error() {
+    let spec = TinySpec::default();
+    // A projection whose shape does not match the metadata.
+    let mut w = tiny_writer(&spec);
+    w.remove_tensor("blk.1.attn_q.weight");
+    w.tensor_from_f32("blk.1.attn_q.weight", &[96, 64], GgmlType::F32, &vec![0.0; 96 * 64]).unwrap();
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.1.attn_q.weight") && e.contains("[96, 64]") && e.contains("[96, 96]"), "{e}");
+
+    // A missing required key.
+    let mut w = tiny_writer(&spec);
+    w.remove_metadata("llama.embedding_length");
+    let e = load_err(&w.to_bytes());
+    assert_eq!(e, "missing required metadata key llama.embedding_length");
+
+    // A missing tensor.
+    let mut w = tiny_writer(&spec);
+    w.remove_tensor("blk.2.ffn_up.weight");
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.2.ffn_up.weight"), "{e}");
+
+    // A tensor type with no GPU kernel yet (Q6_K blocks hold 256 values, so this model
+    // has a 256-wide feed-forward).
+    let e = {
+        let mut w = tiny_writer(&TinySpec { n_ff: 256, ..spec.clone() });
+        w.remove_tensor("blk.0.ffn_down.weight");
+        let len = GgmlType::Q6_K.bytes_for(256 * 96).unwrap() as usize;
+        w.tensor("blk.0.ffn_down.weight", &[256, 96], GgmlType::Q6_K, vec![0; len]).unwrap();
+        load_err(&w.to_bytes())
+    };
+    assert_eq!(e, "unsupported tensor type Q6_K in tensor blk.0.ffn_down.weight");
+
+    // An architecture Wisp does not run.
+    let mut w = tiny_writer(&spec);
+    w.metadata("general.architecture", Value::from("mamba")).unwrap();
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("unsupported architecture \"mamba\""), "{e}");
+
+    // Heads that do not divide.
+    let mut w = tiny_writer(&spec);
+    w.metadata("llama.attention.head_count_kv", Value::from(4u32)).unwrap();
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("head_count"), "{e}");
+}
+
+#[test]
+fn bad_requests_are_refused_and_leave_the_cache_intact() {
+    let bytes = tiny_model(&TinySpec::default());
+    let mut e = load(gpu(), &bytes, None, 8).unwrap();
+    let err = e.prefill(&[]).unwrap_err();
+    assert!(matches!(err, wisp_core::Error::Engine(EngineError::EmptyPrompt)), "{err}");
+    e.prefill(&PROMPT[..5]).unwrap();
+    // 64 positions of context: 5 used, 60 more do not fit.
+    let err = e.prefill(&[3; 60]).unwrap_err();
+    assert!(err.to_string().contains("do not fit in the context of 64"), "{err}");
+    let err = e.prefill(&[301]).unwrap_err();
+    assert!(err.to_string().contains("token id 301 is outside the vocabulary of 301"), "{err}");
+    // The refused requests changed nothing: the cache still holds the 5 tokens.
+    assert_eq!(e.position(), 5);
+    let before = pollster::block_on(e.logits()).unwrap();
+    let file = GgufFile::parse(&bytes).unwrap();
+    let want = CpuModel::load(&file, &bytes).forward(&PROMPT[..5]);
+    assert_logits_close("after refused requests", e.variant.act, &before, &want[4]);
+}
