@@ -423,6 +423,7 @@ impl<'g> Run<'g> {
     /// Flushes the decoder (an unfinished character becomes U+FFFD) and the stop matcher's
     /// held text, then records `reason`.
     fn end(&mut self, mut reason: StopReason, on_text: &mut dyn FnMut(&str)) -> Result<(), Error> {
+        // Set first, so the run counts as ended even if flushing fails.
         self.stop_reason = Some(reason);
         if reason != StopReason::StopString {
             if let Some(rest) = self.decoder.flush()? {
@@ -538,18 +539,16 @@ impl ChatSession {
     }
 
     /// Drops the last assistant reply (if any) and answers the last user message again.
-    /// Errors when there is no user message to answer.
-    pub fn regenerate(&mut self, options: &GenerateOptions) -> Result<ChatTurn<'_>, Error> {
+    /// `None` when there is no user message to answer (the conversation is unchanged);
+    /// on error the dropped reply is put back.
+    pub fn regenerate(&mut self, options: &GenerateOptions) -> Result<Option<ChatTurn<'_>>, Error> {
         let removed = match self.messages.last() {
             Some(m) if m.role == "assistant" => self.messages.pop(),
             _ => None,
         };
         if self.messages.last().is_none_or(|m| m.role != "user") {
             self.messages.extend(removed);
-            return Err(EngineError::InvalidOption(
-                "there is no user message to answer again".into(),
-            )
-            .into());
+            return Ok(None);
         }
         let ids = match self.prompt_ids() {
             Ok(ids) => ids,
@@ -559,10 +558,10 @@ impl ChatSession {
             }
         };
         match self.generator.start(&ids, options) {
-            Ok(run) => Ok(ChatTurn {
+            Ok(run) => Ok(Some(ChatTurn {
                 run,
                 messages: &mut self.messages,
-            }),
+            })),
             Err(e) => {
                 self.messages.extend(removed);
                 Err(e)

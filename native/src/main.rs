@@ -1,6 +1,12 @@
 //! The `wisp` command. One module per subcommand (`cmd_*.rs`).
 
+mod cmd_chat;
 mod cmd_fetch;
+mod cmd_generate;
+mod cmd_info;
+mod cmd_logits;
+mod cmd_perplexity;
+mod common;
 mod model_cache;
 
 use std::process::ExitCode;
@@ -17,6 +23,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Continue a prompt (raw text, no chat template), streaming the output.
+    Generate(cmd_generate::GenerateArgs),
+    /// Chat interactively; the conversation's KV cache is reused from turn to turn.
+    Chat(cmd_chat::ChatArgs),
+    /// Print the top logits at every position of a prompt.
+    Logits(cmd_logits::LogitsArgs),
+    /// Measure the perplexity of a text file.
+    Perplexity(cmd_perplexity::PerplexityArgs),
+    /// List the adapters (and describe a model with -m).
+    Info(cmd_info::InfoArgs),
     /// Download known models into the cache folder and print their paths.
     Fetch(cmd_fetch::FetchArgs),
 }
@@ -32,13 +48,26 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Generate(args) => cmd_generate::run(args),
+        Cmd::Chat(args) => cmd_chat::run(args),
+        Cmd::Logits(args) => cmd_logits::run(args),
+        Cmd::Perplexity(args) => cmd_perplexity::run(args),
+        Cmd::Info(args) => cmd_info::run(args),
         Cmd::Fetch(args) => cmd_fetch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`wisp info | head`) is not an error worth a message.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -130,6 +130,18 @@ pub static KERNELS: &[KernelSpec] = &[
         allowed: any,
     },
     KernelSpec {
+        name: "matmul_tokens",
+        file: "matmul_tokens.wgsl",
+        axes: &[
+            WTYPE,
+            ACT,
+            OUT,
+            Axis { name: "RN", values: &["4", "8", "16", "32"] },
+            Axis { name: "WG", values: &["4", "8", "16", "32", "64"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
         name: "embed",
         file: "embed.wgsl",
         axes: &[WTYPE, Axis { name: "WG", values: &["64"] }],
@@ -171,6 +183,12 @@ pub static KERNELS: &[KernelSpec] = &[
         allowed: any,
     },
     KernelSpec { name: "penalties", file: "penalties.wgsl", axes: &[], allowed: any },
+    KernelSpec {
+        name: "bandwidth",
+        file: "bandwidth.wgsl",
+        axes: &[Axis { name: "WG", values: &["64", "256"] }],
+        allowed: any,
+    },
     KernelSpec {
         name: "candidates",
         file: "candidates.wgsl",

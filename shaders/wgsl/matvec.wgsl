@@ -7,8 +7,7 @@
 // ROWS > 1 reuses each activation load for several rows.
 // OUT = act (write activations), f32 (write floats), f32_add (accumulate into f32,
 // used to add a projection into the residual stream without another pass).
-// Workgroup z is the token; X_LAST = 1 reads the last token of the step instead
-// (the LM head after a prefill only needs the last position).
+// Workgroup z is the token.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/grid.wgsl"
@@ -30,8 +29,8 @@ struct Params {
     x_stride: u32,
     // Elements between consecutive tokens in y.
     y_stride: u32,
-    x_last: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 #if OUT == act
@@ -66,13 +65,8 @@ fn main(
 #endif
     let lane = lid % SPLIT;
     let row0 = (linear_workgroup(wid, nwg) * GROUPS + lid / SPLIT) * ROWS;
-    var xrow = wid.z;
-    var yrow = wid.z;
-    if (p.x_last != 0u) {
-        xrow = step.n_tokens - 1u;
-        yrow = 0u;
-    }
-    let xbase = xrow * p.x_stride;
+    let t = wid.z;
+    let xbase = t * p.x_stride;
     // Rows past the end compute on the last row and are not written, so every lane
     // stays in uniform control flow for the reduction.
     var rows: array<u32, ROWS>;
@@ -81,7 +75,14 @@ fn main(
     }
     var acc: array<f32, ROWS>;
     let chunks = p.k / 32u;
-    for (var c = lane; c < chunks; c += SPLIT) {
+#if SPLIT > 1
+    let first = lane;
+#else
+    // Spelled out so the compiler sees the activation loads are the same for every lane
+    // (one scalar load broadcast, not a gather per lane on CPU adapters).
+    let first = 0u;
+#endif
+    for (var c = first; c < chunks; c += SPLIT) {
         var xs: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) {
             xs[i] = vec4<f32>(x[xbase + c * 8u + i]);
@@ -97,7 +98,7 @@ fn main(
         let s = acc[r];
 #endif
         if (lane == 0u && row0 + r < p.n) {
-            let o = yrow * p.y_stride + p.out_offset + row0 + r;
+            let o = t * p.y_stride + p.out_offset + row0 + r;
 #if OUT == f32_add
             y[o] += s;
 #else

@@ -97,9 +97,9 @@ impl Ctx<'_> {
             let args = MatArgs { x: &a.xn, x_stride: cfg.n_embd, y: &a.logits_all, y_stride: cfg.vocab_size, y_offset: 0, out: Out::F32 };
             self.k.matmul(&mut b, head, &args).await?;
         } else {
-            // The norm wrote the last token to row 0, so this reads row 0 only.
+            // The norm wrote the last token to row 0: the head reads row 0 only.
             let args = MatArgs { x: &a.xn, x_stride: cfg.n_embd, y: &a.logits, y_stride: cfg.vocab_size, y_offset: 0, out: Out::F32 };
-            self.k.matvec(&mut b, head, &args, false).await?;
+            self.k.matvec(&mut b, head, &args, true).await?;
         }
         b.finish(gpu, if all { "head (all positions)" } else { "head (last position)" }).await
     }

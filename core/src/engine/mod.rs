@@ -260,7 +260,32 @@ impl Engine {
     /// separately from the first sample).
     pub async fn wait_idle(&self) -> Result<(), Error> {
         // A tiny readback orders after everything submitted before it.
-        self.gpu.read_buffer(&self.step, 0, 4).await?;
+        self.gpu.read_buffer(&self.acts.tokens, 0, 4).await?;
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Runs one step over `tokens` with a timestamp around every dispatch and returns
+    /// the GPU time of each (`None` without timestamp queries). The tokens enter the
+    /// cache as with [`Engine::prefill`].
+    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Option<Vec<crate::gpu::KernelTime>>, Error> {
+        self.check(tokens)?;
+        if tokens.len() > self.max_batch as usize {
+            return Err(EngineError::InvalidOption(format!("a profiled step takes at most {} tokens", self.max_batch)).into());
+        }
+        let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        let count = (layers.dispatches.len() + self.plans.head_last.dispatches.len()) as u32;
+        let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
+            return Ok(None);
+        };
+        let n = tokens.len() as u32;
+        let step = StepParams { n_tokens: n, pos0: self.pos, n_kv: self.pos + n, _pad: 0 };
+        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
+        let times = profiler.run(&self.gpu, &[(layers, n), (&self.plans.head_last, n)]).await?;
+        self.pos += n;
+        self.have_logits = true;
+        Ok(Some(times))
     }
 }

@@ -6,6 +6,7 @@ mod device;
 mod matrix;
 mod pipelines;
 mod plan;
+mod profile;
 mod readback;
 mod variants;
 
@@ -14,6 +15,7 @@ pub use device::*;
 pub use matrix::*;
 pub use pipelines::*;
 pub use plan::*;
+pub use profile::*;
 pub use variants::*;
 
 /// Why the GPU could not do what was asked. Every variant says what and, where it can,

@@ -66,7 +66,16 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
 
 impl<'g> Kernels<'g> {
     pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
-        Kernels { gpu, variant, tuning: Tuning::new(variant, &gpu.caps) }
+        let tuning = Tuning::new(variant, &gpu.caps);
+        // Tuning experiments only; an invalid setting is reported and ignored.
+        let tuning = match std::env::var("WISP_TUNE") {
+            Ok(spec) => tuning.with_overrides(&spec).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                tuning
+            }),
+            Err(_) => tuning,
+        };
+        Kernels { gpu, variant, tuning }
     }
 
     fn act(&self) -> String {
@@ -91,8 +100,8 @@ impl<'g> Kernels<'g> {
     }
 
     /// y (+)= W x for each token of the step (decode-shaped: every lane group streams
-    /// whole rows). With `x_last`, only the step's last token, written to row 0.
-    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>, x_last: bool) -> Result<(), GpuError> {
+    /// whole rows). With `one_row`, only row 0 of x, whatever the step's token count.
+    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>, one_row: bool) -> Result<(), GpuError> {
         let t = &self.tuning;
         // The reduction kind only matters when lanes split a row.
         let reduce = if t.matvec_split > 1 { self.reduce() } else { "workgroup".into() };
@@ -115,30 +124,28 @@ impl<'g> Kernels<'g> {
                 out_offset: a.y_offset + chunk.first_row,
                 x_stride: a.x_stride / 4,
                 y_stride: a.y_stride,
-                x_last: x_last as u32,
-                _pad: 0,
+                _pad: [0; 2],
             };
-            let mut grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some(1));
-            if x_last {
-                grid.per_token = None;
-            }
+            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), (!one_row).then_some(1));
             b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
         }
         Ok(())
     }
 
-    /// y (+)= W x for all tokens of the step (prefill-shaped, register-blocked).
+    /// y (+)= W x for all tokens of the step (prefill-shaped), with the kernel the
+    /// tuning picks: lanes over rows (register-blocked) or lanes over tokens.
     pub async fn matmul(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>) -> Result<(), GpuError> {
         let t = &self.tuning;
-        let defines = [
-            ("WTYPE", weight_type(w)?.to_string()),
-            ("ACT", self.act()),
-            ("OUT", a.out.wgsl().to_string()),
-            ("RT", t.matmul_rt.to_string()),
-            ("RN", t.matmul_rn.to_string()),
-            ("WG", t.matmul_wg.to_string()),
-        ];
-        let pipe = self.pipeline("matmul", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let common = [("WTYPE", weight_type(w)?.to_string()), ("ACT", self.act()), ("OUT", a.out.wgsl().to_string())];
+        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite];
+        let (pipe, rows_per_wg, tokens_per_wg) = if t.matmul_tokens {
+            let defines = [common.as_slice(), &[("RN", t.tokens_rn.to_string()), ("WG", t.tokens_wg.to_string())]].concat();
+            (self.pipeline("matmul_tokens", &defines, &bindings).await?, t.tokens_rn, t.tokens_wg)
+        } else {
+            let blocking = [("RT", t.matmul_rt.to_string()), ("RN", t.matmul_rn.to_string()), ("WG", t.matmul_wg.to_string())];
+            let defines = [common.as_slice(), &blocking].concat();
+            (self.pipeline("matmul", &defines, &bindings).await?, t.matmul_wg * t.matmul_rn, t.matmul_rt)
+        };
         for chunk in &w.chunks {
             let params = MatParams {
                 k: w.k,
@@ -147,10 +154,9 @@ impl<'g> Kernels<'g> {
                 out_offset: a.y_offset + chunk.first_row,
                 x_stride: a.x_stride / 4,
                 y_stride: a.y_stride,
-                x_last: 0,
-                _pad: 0,
+                _pad: [0; 2],
             };
-            let grid = Grid::rows(chunk.n_rows.div_ceil(t.matmul_wg * t.matmul_rn), self.max_dim(), Some(t.matmul_rt));
+            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some(tokens_per_wg));
             b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
         }
         Ok(())
@@ -292,6 +298,17 @@ impl<'g> Kernels<'g> {
         let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
         let pipe = self.pipeline("candidates", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
         b.add(pipe, None, false, &[params, logits, out], Grid::fixed(1, 1, 1));
+        Ok(())
+    }
+
+    /// A streaming read of `data` (`vec4s` of 16 bytes), for measuring bandwidth.
+    pub async fn bandwidth(&self, b: &mut PlanBuilder, data: &wgpu::Buffer, sink: &wgpu::Buffer, vec4s: u32) -> Result<(), GpuError> {
+        let wg = 256u32;
+        let pipe = self.pipeline("bandwidth", &[("WG", wg.to_string())], &[B::Uniform, B::Read, B::ReadWrite]).await?;
+        // Enough workgroups to fill any device, each streaming a contiguous range.
+        let groups = (vec4s / (wg * 16)).clamp(1, 4096);
+        let params = BandwidthParams { n: vec4s, per_group: vec4s.div_ceil(groups), _pad: [0; 2] };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[data, sink], Grid::rows(groups, self.max_dim(), None));
         Ok(())
     }
 

@@ -11,8 +11,7 @@ pub struct MatParams {
     /// In vec4s.
     pub x_stride: u32,
     pub y_stride: u32,
-    pub x_last: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `embed.wgsl`.
@@ -98,4 +97,13 @@ pub struct CandidateParams {
     pub cutoff: f32,
     pub cap: u32,
     pub _pad: u32,
+}
+
+/// `bandwidth.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BandwidthParams {
+    pub n: u32,
+    pub per_group: u32,
+    pub _pad: [u32; 2],
 }

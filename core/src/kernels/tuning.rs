@@ -2,16 +2,22 @@
 //! GPUs get rows split across a subgroup's lanes. The numbers are starting points to be
 //! replaced by measured per-vendor tables.
 
-use crate::gpu::{Capabilities, Reduce, Tier, Variant};
+use crate::gpu::{Capabilities, GpuError, Reduce, Tier, Variant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Tuning {
     pub matvec_split: u32,
     pub matvec_rows: u32,
     pub matvec_wg: u32,
+    /// Which prefill kernel: `matmul` (lanes take rows, register-blocked) or
+    /// `matmul_tokens` (lanes take tokens and share each weight load).
+    pub matmul_tokens: bool,
     pub matmul_rt: u32,
     pub matmul_rn: u32,
     pub matmul_wg: u32,
+    /// Rows per workgroup and lanes (tokens) per workgroup of `matmul_tokens`.
+    pub tokens_rn: u32,
+    pub tokens_wg: u32,
     pub norm_wg: u32,
     pub attn_wg: u32,
     pub argmax_wg: u32,
@@ -24,9 +30,13 @@ impl Tuning {
                 matvec_split: 1,
                 matvec_rows: 2,
                 matvec_wg: 64,
+                matmul_tokens: true,
                 matmul_rt: 4,
                 matmul_rn: 2,
                 matmul_wg: 64,
+                tokens_rn: 16,
+                // One SIMD register of lanes.
+                tokens_wg: caps.subgroup_min_size.clamp(4, 64).next_power_of_two(),
                 norm_wg: 64,
                 attn_wg: 64,
                 argmax_wg: 256,
@@ -46,14 +56,53 @@ impl Tuning {
                     matvec_split: split,
                     matvec_rows: 1,
                     matvec_wg: 128,
+                    matmul_tokens: false,
                     matmul_rt: 4,
                     matmul_rn: 4,
                     matmul_wg: 64,
+                    tokens_rn: 16,
+                    tokens_wg: 32,
                     norm_wg: 256,
                     attn_wg: 64,
                     argmax_wg: 256,
                 }
             }
         }
+    }
+}
+
+impl Tuning {
+    /// Applies `name=value` overrides separated by commas (`WISP_TUNE`, for tuning
+    /// experiments), e.g. `matvec_split=8,matvec_rows=1`.
+    pub fn with_overrides(mut self, spec: &str) -> Result<Tuning, GpuError> {
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = || GpuError::InvalidVariant {
+                name: "WISP_TUNE".into(),
+                value: item.to_string(),
+                expected: "name=number with a name of Tuning's fields",
+            };
+            let (name, value) = item.split_once('=').ok_or_else(bad)?;
+            let value: u32 = value.trim().parse().map_err(|_| bad())?;
+            let field = match name.trim() {
+                "matvec_split" => &mut self.matvec_split,
+                "matvec_rows" => &mut self.matvec_rows,
+                "matvec_wg" => &mut self.matvec_wg,
+                "matmul_tokens" => {
+                    self.matmul_tokens = value != 0;
+                    continue;
+                }
+                "tokens_rn" => &mut self.tokens_rn,
+                "tokens_wg" => &mut self.tokens_wg,
+                "matmul_rt" => &mut self.matmul_rt,
+                "matmul_rn" => &mut self.matmul_rn,
+                "matmul_wg" => &mut self.matmul_wg,
+                "norm_wg" => &mut self.norm_wg,
+                "attn_wg" => &mut self.attn_wg,
+                "argmax_wg" => &mut self.argmax_wg,
+                _ => return Err(bad()),
+            };
+            *field = value;
+        }
+        Ok(self)
     }
 }

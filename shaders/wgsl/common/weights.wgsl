@@ -20,12 +20,15 @@ fn w_f16(byte: u32) -> f32 {
 }
 
 // The four low nibbles and the four high nibbles of a word, as floats.
+// Conversions go through i32: CPUs without AVX-512 have no unsigned-to-float instruction.
 fn nibbles_lo(q: u32) -> vec4<f32> {
-    return vec4<f32>(f32(q & 15u), f32((q >> 8u) & 15u), f32((q >> 16u) & 15u), f32((q >> 24u) & 15u));
+    let s = bitcast<i32>(q);
+    return vec4<f32>(vec4<i32>(s & 15, (s >> 8u) & 15, (s >> 16u) & 15, (s >> 24u) & 15));
 }
 
 fn nibbles_hi(q: u32) -> vec4<f32> {
-    return vec4<f32>(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u));
+    let s = bitcast<i32>(q);
+    return vec4<f32>(vec4<i32>((s >> 4u) & 15, (s >> 12u) & 15, (s >> 20u) & 15, (s >> 28u) & 15));
 }
 
 // The four signed bytes of a word, as floats.

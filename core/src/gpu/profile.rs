@@ -1,0 +1,90 @@
+//! Per-dispatch GPU time from timestamp queries: each dispatch of a plan gets its own
+//! compute pass with begin/end timestamps. This changes how the work is submitted (one
+//! pass per dispatch), so it is for finding where time goes, not for headline numbers.
+
+use super::{Gpu, GpuError, Plan};
+
+/// GPU time of one dispatch.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    /// The pipeline's key: kernel name and variant defines.
+    pub kernel: String,
+    pub nanos: f64,
+}
+
+pub struct Profiler {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    capacity: u32,
+}
+
+impl Profiler {
+    /// `None` when the adapter has no timestamp queries.
+    pub async fn new(gpu: &Gpu, max_dispatches: u32) -> Result<Option<Profiler>, GpuError> {
+        if !gpu.caps.timestamp_queries {
+            return Ok(None);
+        }
+        let count = 2 * max_dispatches;
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profiler"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = 8 * count as u64;
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profiler resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = gpu.staging("profiler readback", bytes).await?;
+        Ok(Some(Profiler { queries, resolve, staging, capacity: max_dispatches }))
+    }
+
+    /// Runs `plans` (each for a step of the given token count), one timed pass per
+    /// dispatch, and returns each dispatch's GPU time in order.
+    pub async fn run(&self, gpu: &Gpu, plans: &[(&Plan, u32)]) -> Result<Vec<KernelTime>, GpuError> {
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+        let mut labels = Vec::new();
+        for (plan, n_tokens) in plans {
+            for d in &plan.dispatches {
+                let i = labels.len() as u32;
+                if i >= self.capacity {
+                    return Err(GpuError::Validation {
+                        what: "profiler".into(),
+                        message: format!("more than {} dispatches", self.capacity),
+                    });
+                }
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&d.pipeline.label),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &self.queries,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }),
+                });
+                let [x, y, z] = d.grid.size(*n_tokens);
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(x, y, z);
+                labels.push(d.pipeline.label.clone());
+            }
+        }
+        let n = 2 * labels.len() as u32;
+        enc.resolve_query_set(&self.queries, 0..n, &self.resolve, 0);
+        enc.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, 8 * n as u64);
+        gpu.queue.submit([enc.finish()]);
+        let bytes = gpu.read_staging(&self.staging, 8 * n as u64).await?;
+        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+        let period = gpu.queue.get_timestamp_period() as f64;
+        Ok(labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, kernel)| KernelTime {
+                kernel,
+                nanos: ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period,
+            })
+            .collect())
+    }
+}

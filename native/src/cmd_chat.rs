@@ -1,0 +1,174 @@
+//! `wisp chat`: an interactive conversation on stdin/stdout, with the KV cache reused from
+//! one turn to the next. Works with piped stdin too (one message per line).
+
+use std::cell::RefCell;
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use wisp_core::generate::{ChatSession, ChatTurn, GenerateOptions, Generator};
+
+use crate::common::{self, DeviceArgs, Interrupt, Model, ModelArgs, SamplingArgs};
+
+const HELP: &str = "commands: /clear (forget the conversation), /regen (answer the last message again), \
+/exit (or end of input); Ctrl-C stops a reply, or exits at the prompt";
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// A system message, kept across /clear.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    /// The most tokens per reply (-1: until the model ends its turn or the context is full).
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = -1,
+          allow_negative_numbers = true)]
+    pub n_predict: i64,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+pub fn run(args: ChatArgs) -> Result<()> {
+    let sampler = args.sampling.config()?;
+    let model = Model::open(args.model.model.as_deref())?;
+    let tokenizer = model.tokenizer()?;
+    let engine = common::engine_for(&model, &args.device)?;
+    let mut session = ChatSession::new(Generator::new(engine, tokenizer), args.system.clone());
+    let options = GenerateOptions {
+        max_tokens: common::max_tokens(args.n_predict),
+        sampler,
+        stop: args.sampling.stop.clone(),
+    };
+    let interrupt = Interrupt::install();
+    eprintln!("{HELP}");
+
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    loop {
+        {
+            let mut out = std::io::stdout().lock();
+            write!(out, "> ")
+                .and_then(|()| out.flush())
+                .context("writing to stdout")?;
+        }
+        line.clear();
+        if input.read_line(&mut line).context("reading stdin")? == 0 {
+            // End of input: finish the prompt's line and leave.
+            writeln!(std::io::stdout()).context("writing to stdout")?;
+            return Ok(());
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        let t_submit = Instant::now();
+        let turn = match text.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/help" => {
+                eprintln!("{HELP}");
+                continue;
+            }
+            "/clear" => {
+                session.clear();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            "/regen" => match session.regenerate(&options) {
+                Ok(Some(turn)) => Ok(turn),
+                Ok(None) => {
+                    eprintln!("(nothing to regenerate: send a message first)");
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            command if command.starts_with('/') => {
+                eprintln!("unknown command {command}; {HELP}");
+                continue;
+            }
+            _ => session.send(text, &options),
+        };
+        match turn {
+            // A turn that cannot start (e.g. the conversation no longer fits) is reported and
+            // the conversation kept as it was; the user can /clear.
+            Err(e) => {
+                let hint = if matches!(
+                    &e,
+                    wisp_core::Error::Engine(wisp_core::engine::EngineError::ContextFull { .. })
+                ) {
+                    " (/clear starts over)"
+                } else {
+                    ""
+                };
+                eprintln!("error: {e}{hint}");
+            }
+            Ok(turn) => stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt, t_submit)?,
+        }
+    }
+}
+
+/// Streams one reply to stdout, then a stats line to stderr. A failure on the device ends
+/// the reply (kept, as far as it got) but not the conversation.
+fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt, t_submit: Instant) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    // Shared with the loop, which stops the reply once stdout is gone.
+    let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
+    let mut on_text = |piece: &str| {
+        if write_error.borrow().is_none()
+            && let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|()| stdout.flush())
+        {
+            *write_error.borrow_mut() = Some(e);
+        }
+    };
+    interrupt.begin();
+    let mut failure = pollster::block_on(turn.run().wait_idle()).err();
+    let prefill_s = t_submit.elapsed().as_secs_f64();
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    while failure.is_none() {
+        match pollster::block_on(turn.next_token(&mut on_text)) {
+            Ok(Some(_)) if write_error.borrow().is_none() => {
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+            Ok(Some(_)) => {
+                // A closed stdout: stop the reply; the error is returned below.
+                let _ = turn.cancel(&mut on_text);
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    interrupt.end();
+    let generation = turn.finish();
+    if let Some(e) = write_error.into_inner() {
+        return Err(e).context("writing to stdout");
+    }
+    writeln!(stdout).context("writing to stdout")?;
+    drop(stdout);
+    if let Some(e) = failure {
+        eprintln!("error: {e}");
+    }
+    let decode_s = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    eprintln!(
+        "[prompt: {} new + {} cached tokens, {:.1} tok/s; reply: {} tokens, {:.1} tok/s; stop: {}]",
+        generation.n_prefilled,
+        generation.n_reused,
+        common::rate(generation.n_prefilled, prefill_s),
+        generation.n_generated(),
+        common::rate(generation.n_generated().saturating_sub(1), decode_s),
+        generation.stop_reason
+    );
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `wisp generate`: continue a raw prompt (no chat template), streaming the text.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use wisp_core::generate::{GenerateOptions, Generator};
+
+use crate::common::{self, DeviceArgs, Interrupt, Model, ModelArgs, SamplingArgs};
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// The text to continue, tokenized as is (BOS where the model wants it; no chat
+    /// template: use `wisp chat` for that).
+    #[arg(short = 'p', long = "prompt", value_name = "PROMPT")]
+    pub prompt: String,
+
+    /// The most tokens to generate (-1: until an end token or a full context).
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
+    pub n_predict: i64,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    /// Print nothing while generating, then one JSON object: prompt_ids, ids, text,
+    /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: GenerateArgs) -> Result<()> {
+    if args.prompt.is_empty() {
+        bail!("the prompt is empty: pass some text with -p");
+    }
+    let sampler = args.sampling.config()?;
+    let model = Model::open(args.model.model.as_deref())?;
+    let tokenizer = model.tokenizer()?;
+    let prompt_ids = tokenizer
+        .encode_prompt(&args.prompt)
+        .context("tokenizing the prompt")?;
+    let engine = common::engine_for(&model, &args.device)?;
+    let adapter = engine.gpu.adapter_name();
+    let variant = engine.variant.to_string();
+    let mut generator = Generator::new(engine, tokenizer);
+    let options = GenerateOptions {
+        max_tokens: common::max_tokens(args.n_predict),
+        sampler,
+        stop: args.sampling.stop.clone(),
+    };
+
+    let interrupt = Interrupt::install();
+    interrupt.begin();
+    let t_submit = Instant::now();
+    let mut run = generator
+        .start(&prompt_ids, &options)?
+        .with_cancel(&interrupt.cancel);
+    pollster::block_on(run.wait_idle())?;
+    let prefill_s = t_submit.elapsed().as_secs_f64();
+
+    let mut stdout = std::io::stdout().lock();
+    let mut write_error: Option<std::io::Error> = None;
+    let mut on_text = |piece: &str| {
+        if args.json || write_error.is_some() {
+            return;
+        }
+        if let Err(e) = stdout
+            .write_all(piece.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // Stop generating for a reader that went away (e.g. `| head`).
+            write_error = Some(e);
+            interrupt
+                .cancel
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    while pollster::block_on(run.next_token(&mut on_text))?.is_some() {
+        last = Instant::now();
+        first.get_or_insert(last);
+    }
+    interrupt.end();
+    let generation = run.finish();
+    if let Some(e) = write_error {
+        return Err(e).context("writing to stdout");
+    }
+
+    let prefill_tok_s = common::rate(generation.n_prefilled, prefill_s);
+    let decode_s = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    let decode_tok_s = common::rate(generation.n_generated().saturating_sub(1), decode_s);
+    if args.json {
+        let out = json!({
+            "prompt_ids": generation.prompt_ids,
+            "ids": generation.ids,
+            "text": generation.text,
+            "prefill_tok_s": prefill_tok_s,
+            "decode_tok_s": decode_tok_s,
+            "adapter": adapter,
+            "stop_reason": generation.stop_reason,
+            "variant": variant,
+            "seed": sampler.seed,
+        });
+        writeln!(stdout, "{out}").context("writing to stdout")?;
+    } else {
+        if !generation.text.is_empty() && !generation.text.ends_with('\n') {
+            // End the streamed line on the terminal without adding to the text on stdout.
+            eprintln!();
+        }
+        eprintln!(
+            "prompt: {} tokens, {:.1} tok/s; generated: {} tokens, {:.1} tok/s; stop: {}; seed {}",
+            generation.n_prompt(),
+            prefill_tok_s,
+            generation.n_generated(),
+            decode_tok_s,
+            generation.stop_reason,
+            sampler.seed
+        );
+    }
+    Ok(())
+}

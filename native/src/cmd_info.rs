@@ -1,0 +1,176 @@
+//! `wisp info`: the adapters wgpu sees and, with `-m`, what a model file holds.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{Value, json};
+use wisp_core::gpu::{AdapterSummary, list_adapters};
+use wisp_core::model::ModelConfig;
+
+use crate::common::{Model, ModelArgs};
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Also describe this model (a GGUF file or a known model name); nothing is uploaded.
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// One JSON object: {"adapters": [...], "model": {...}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Tensors of one GGML type.
+#[derive(Debug, Default, Serialize)]
+struct TypeTotal {
+    count: usize,
+    bytes: u64,
+}
+
+fn model_info(model: &Model) -> Value {
+    let metadata: BTreeMap<&str, String> = model
+        .file
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.summary()))
+        .collect();
+    let mut by_type: BTreeMap<&'static str, TypeTotal> = BTreeMap::new();
+    for t in &model.file.tensors {
+        let total = by_type.entry(t.ty.name()).or_default();
+        total.count += 1;
+        total.bytes += t.n_bytes();
+    }
+    // A model Wisp cannot run still has metadata worth showing: the reason goes instead.
+    let (config, config_error) = match ModelConfig::from_gguf(&model.file) {
+        Ok(c) => (serde_json::to_value(c).unwrap_or(Value::Null), Value::Null),
+        Err(e) => (Value::Null, Value::from(e.to_string())),
+    };
+    json!({
+        "path": model.path.display().to_string(),
+        "file_bytes": model.bytes().len(),
+        "gguf_version": model.file.version,
+        "metadata": metadata,
+        "config": config,
+        "config_error": config_error,
+        "tensors": {
+            "count": model.file.tensors.len(),
+            "bytes": by_type.values().map(|t| t.bytes).sum::<u64>(),
+            "by_type": by_type,
+        },
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn print_adapters(out: &mut impl Write, adapters: &[AdapterSummary]) -> std::io::Result<()> {
+    if adapters.is_empty() {
+        writeln!(
+            out,
+            "no adapters: wgpu found no Vulkan, Metal or DX12 device"
+        )?;
+    }
+    for a in adapters {
+        let c = &a.capabilities;
+        writeln!(
+            out,
+            "[{}] {} ({}, {})",
+            a.index, a.name, a.backend, a.device_type
+        )?;
+        writeln!(out, "    driver: {} {}", a.driver, a.driver_info)?;
+        writeln!(
+            out,
+            "    shader-f16: {}, subgroups: {} (size {}..{}), cpu-like: {}, timestamps: {}",
+            c.shader_f16,
+            c.subgroups,
+            c.subgroup_min_size,
+            c.subgroup_max_size,
+            c.cpu_like,
+            c.timestamp_queries
+        )?;
+        writeln!(
+            out,
+            "    max storage binding {}, max buffer {}, workgroup: {} invocations, {} bytes shared",
+            mib(c.max_storage_binding),
+            mib(c.max_buffer_size),
+            c.max_invocations_per_workgroup,
+            c.max_workgroup_storage
+        )?;
+        writeln!(out, "    features: {}", a.features.join(" "))?;
+    }
+    Ok(())
+}
+
+fn print_model(out: &mut impl Write, info: &Value) -> std::io::Result<()> {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    writeln!(
+        out,
+        "\nmodel: {} (GGUF v{}, {} bytes)",
+        s(&info["path"]),
+        info["gguf_version"],
+        info["file_bytes"]
+    )?;
+    writeln!(out, "metadata:")?;
+    if let Some(map) = info["metadata"].as_object() {
+        for (k, v) in map {
+            writeln!(out, "    {k} = {}", s(v))?;
+        }
+    }
+    match info["config"].as_object() {
+        Some(config) => {
+            writeln!(out, "config:")?;
+            for (k, v) in config {
+                writeln!(out, "    {k}: {v}")?;
+            }
+        }
+        None => writeln!(
+            out,
+            "config: not runnable by Wisp: {}",
+            s(&info["config_error"])
+        )?,
+    }
+    let t = &info["tensors"];
+    writeln!(
+        out,
+        "tensors: {} ({})",
+        t["count"],
+        mib(t["bytes"].as_u64().unwrap_or(0))
+    )?;
+    if let Some(map) = t["by_type"].as_object() {
+        for (ty, total) in map {
+            writeln!(
+                out,
+                "    {ty:<6} {:>5} tensors, {}",
+                total["count"],
+                mib(total["bytes"].as_u64().unwrap_or(0))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let adapters = pollster::block_on(list_adapters());
+    let model = match &args.model.model {
+        Some(spec) => Some(model_info(&Model::open(Some(spec))?)),
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", json!({ "adapters": adapters, "model": model }))
+            .context("writing to stdout")?;
+        return Ok(());
+    }
+    print_adapters(&mut out, &adapters).context("writing to stdout")?;
+    if let Some(info) = &model {
+        print_model(&mut out, info).context("writing to stdout")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! What the model-running subcommands share: opening the model file, the device and the
+//! engine; the sampling flags; Ctrl-C handling.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use memmap2::Mmap;
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::gguf::GgufFile;
+use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, VariantOverrides};
+use wisp_core::model::FileBytes;
+use wisp_core::sampling::SamplerConfig;
+use wisp_core::tokenizer::Tokenizer;
+
+use crate::model_cache;
+
+/// `-m MODEL`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A GGUF file, or the name of a known model (fetched once into the cache; see
+    /// `wisp fetch --list`). Default: the default model.
+    #[arg(short = 'm', long = "model", value_name = "MODEL")]
+    pub model: Option<String>,
+}
+
+/// `--adapter` and `--ctx`.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The adapter, by index (as `wisp info` lists them) or by part of its name.
+    /// Default: a discrete GPU, else an integrated one, …, else a CPU adapter.
+    #[arg(long, value_name = "INDEX|NAME")]
+    pub adapter: Option<String>,
+
+    /// Context length in tokens (0: the model's training context, at most 4096).
+    #[arg(long = "ctx", value_name = "N", default_value_t = 0)]
+    pub ctx: u32,
+}
+
+/// The sampler's flags; defaults are llama.cpp's.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy (always the most likely token).
+    #[arg(long, value_name = "T", allow_negative_numbers = true, default_value_t = SamplerConfig::default().temperature)]
+    pub temp: f32,
+
+    /// Keep the K most likely tokens (0: off).
+    #[arg(long, value_name = "K", default_value_t = SamplerConfig::default().top_k)]
+    pub top_k: usize,
+
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass (1: off).
+    #[arg(long, value_name = "P", allow_negative_numbers = true, default_value_t = SamplerConfig::default().top_p)]
+    pub top_p: f32,
+
+    /// Keep tokens at least this fraction as likely as the best one (0: off).
+    #[arg(long, value_name = "M", allow_negative_numbers = true, default_value_t = SamplerConfig::default().min_p)]
+    pub min_p: f32,
+
+    /// Divide the (positive) logits of recent tokens by R (1: off).
+    #[arg(long, value_name = "R", allow_negative_numbers = true, default_value_t = SamplerConfig::default().repeat_penalty)]
+    pub repeat_penalty: f32,
+
+    /// How many recent tokens the penalties look at (0: off).
+    #[arg(long, value_name = "N", default_value_t = SamplerConfig::default().penalty_last_n)]
+    pub repeat_last_n: usize,
+
+    /// Subtract X from the logit of every recent token.
+    #[arg(long, value_name = "X", allow_negative_numbers = true,
+          default_value_t = SamplerConfig::default().presence_penalty)]
+    pub presence_penalty: f32,
+
+    /// Subtract Y per occurrence from the logits of recent tokens.
+    #[arg(long, value_name = "Y", allow_negative_numbers = true,
+          default_value_t = SamplerConfig::default().frequency_penalty)]
+    pub frequency_penalty: f32,
+
+    /// RNG seed; the same seed gives the same output. Default: random (printed at the end).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Stop before this text (repeat for several).
+    #[arg(long = "stop", value_name = "STR")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The sampler configuration, validated, with the seed filled in.
+    pub fn config(&self) -> Result<SamplerConfig> {
+        let config = SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            penalty_last_n: self.repeat_last_n,
+            seed: self.seed.unwrap_or_else(random_seed),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// A seed from the clock and the process id (no need for cryptographic quality: it only
+/// has to differ between runs), mixed with SplitMix64 so nearby times differ in every bit.
+fn random_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `-n N`: -1 (or any negative) means no limit.
+pub fn max_tokens(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A memory-mapped GGUF model.
+pub struct Model {
+    pub path: PathBuf,
+    mmap: Mmap,
+    pub file: GgufFile,
+}
+
+impl Model {
+    /// Opens `-m` (a path, or a known name fetched into the cache; default: the default
+    /// model) and parses its header. Truncated or corrupt files fail here, with the reason.
+    pub fn open(spec: Option<&str>) -> Result<Model> {
+        let path = model_cache::ensure_model(spec.unwrap_or(model_cache::DEFAULT_MODEL))?;
+        let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        if handle.metadata().is_ok_and(|m| m.is_dir()) {
+            anyhow::bail!("{} is a folder, not a GGUF file", path.display());
+        }
+        // SAFETY: the map is read-only; if another process truncates the file while it is
+        // mapped, reads can fault. That is the usual contract of memory-mapped model files
+        // (llama.cpp maps them too), and copying ~100 MB–GBs into memory is the alternative.
+        let mmap =
+            unsafe { Mmap::map(&handle) }.with_context(|| format!("mapping {}", path.display()))?;
+        let file = GgufFile::parse(&mmap)
+            .with_context(|| format!("reading the model {}", path.display()))?;
+        Ok(Model { path, mmap, file })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.mmap
+    }
+
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        Tokenizer::from_gguf(&self.file.metadata)
+            .with_context(|| format!("reading the tokenizer of {}", self.path.display()))
+    }
+}
+
+/// Opens the adapter `--adapter` names (or the best one).
+pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
+    let adapter = match &args.adapter {
+        None => AdapterChoice::Auto,
+        Some(s) => {
+            let Ok(choice) = s.parse::<AdapterChoice>();
+            choice
+        }
+    };
+    let options = DeviceOptions {
+        adapter,
+        ..Default::default()
+    };
+    let gpu = pollster::block_on(Gpu::new(&options)).context("opening the device")?;
+    Ok(Arc::new(gpu))
+}
+
+/// Uploads the model, with kernel variants from `WISP_ACT` / `WISP_REDUCE` / `WISP_TIER`
+/// when set, and says on stderr which adapter runs it and why.
+pub fn load_engine(model: &Model, gpu: Arc<Gpu>, n_ctx: u32) -> Result<Engine> {
+    let variant = VariantOverrides::from_env()?;
+    let options = EngineOptions {
+        n_ctx,
+        variant,
+        ..Default::default()
+    };
+    let source = FileBytes {
+        file: &model.file,
+        bytes: model.bytes(),
+    };
+    let engine = pollster::block_on(Engine::load(gpu, &model.file, &source, &options))
+        .with_context(|| format!("loading {} onto the device", model.path.display()))?;
+    eprintln!(
+        "adapter: {} — {}; kernels {}",
+        engine.gpu.adapter_name(),
+        engine.gpu.choice_reason,
+        engine.variant
+    );
+    Ok(engine)
+}
+
+/// Opens the model's device and engine in one go.
+pub fn engine_for(model: &Model, device: &DeviceArgs) -> Result<Engine> {
+    load_engine(model, open_gpu(device)?, device.ctx)
+}
+
+/// Ctrl-C: while a reply streams (`busy`), the first press sets `cancel` and the reply
+/// stops; a second press, or one while idle (at the chat prompt), ends the program.
+pub struct Interrupt {
+    pub cancel: Arc<AtomicBool>,
+    pub busy: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    pub fn install() -> Interrupt {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
+        let (c, b) = (cancel.clone(), busy.clone());
+        let installed = ctrlc::set_handler(move || {
+            if b.load(Ordering::SeqCst) && !c.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            eprintln!();
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            // Without a handler Ctrl-C still ends the program; only the nicer stop is lost.
+            tracing::warn!("cannot handle Ctrl-C: {e}");
+        }
+        Interrupt { cancel, busy }
+    }
+
+    /// Marks the start of a reply: Ctrl-C now stops it.
+    pub fn begin(&self) {
+        self.cancel.store(false, Ordering::SeqCst);
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    /// Marks its end: Ctrl-C ends the program again.
+    pub fn end(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+        self.cancel.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Tokens per second, 0 when nothing was timed.
+pub fn rate(tokens: usize, seconds: f64) -> f64 {
+    if tokens == 0 || seconds <= 0.0 {
+        0.0
+    } else {
+        tokens as f64 / seconds
+    }
+}

@@ -1,0 +1,72 @@
+// Matrix-matrix product for prefill on CPU-like adapters:
+// y[t, out_offset + n] (+)= W[n, :] . x[t, :], each lane one token.
+//
+// On a CPU adapter the lanes of a workgroup are SIMD slots and a load whose address
+// differs between lanes costs a scalar load per lane, while a load whose address is the
+// same for every lane costs one. Here every lane of the workgroup reads the same weight
+// block (one load, broadcast) and its own token's activations, which are loaded once per
+// 32-element chunk and reused for RN rows. Workgroup z is the block of WG tokens.
+#include "common/act.wgsl"
+#include "common/step.wgsl"
+#include "common/grid.wgsl"
+#include "common/weights.wgsl"
+#include "quant/{WTYPE}.wgsl"
+
+struct Params {
+    k: u32,
+    n: u32,
+    row_bytes: u32,
+    out_offset: u32,
+    x_stride: u32,
+    y_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#if OUT == act
+alias out_t = act;
+#else
+alias out_t = f32;
+#endif
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<act4>;
+@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let t = wid.z * WG + lid;
+    let xb = min(t, step.n_tokens - 1u) * p.x_stride;
+    let row0 = linear_workgroup(wid, nwg) * RN;
+    var acc: array<f32, RN>;
+    let chunks = p.k / 32u;
+    for (var c = 0u; c < chunks; c++) {
+        var xs: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            xs[i] = vec4<f32>(x[xb + c * 8u + i]);
+        }
+        for (var r = 0u; r < RN; r++) {
+            // The same row for every lane: its loads are uniform.
+            let row = min(row0 + r, p.n - 1u);
+            acc[r] += dot32(row * p.row_bytes, c, xs);
+        }
+    }
+    if (t < step.n_tokens) {
+        for (var r = 0u; r < RN; r++) {
+            if (row0 + r < p.n) {
+                let o = t * p.y_stride + p.out_offset + row0 + r;
+#if OUT == f32_add
+                y[o] += acc[r];
+#else
+                y[o] = out_t(acc[r]);
+#endif
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Micro-benchmark: matvec effective bandwidth against a streaming read, per variant
+//! and tuning (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE).
+use wisp_core::gpu::{Profiler, QMatrix, VariantOverrides};
+use wisp_core::kernels::{Kernels, MatArgs, Out};
+use wisp_core::quant::{GgmlType, quantize};
+use wisp_tests::kernel_harness::*;
+
+fn main() {
+    let gpu = wisp_tests::gpu::gpu();
+    let v = VariantOverrides::from_env().unwrap().resolve(&gpu.caps, "").unwrap();
+    let k = Kernels::new(&gpu, v);
+    println!("variant {v} tuning {:?}", k.tuning);
+    let reps = 6;
+    // Streaming read of 64 MiB.
+    let n_bytes = 64usize << 20;
+    let data = pollster::block_on(gpu.storage("data", n_bytes as u64)).unwrap();
+    let sink = pollster::block_on(gpu.storage("sink", 4 * 4096)).unwrap();
+    let mut b = builder(&gpu, step(1, 0));
+    for _ in 0..reps {
+        pollster::block_on(k.bandwidth(&mut b, &data, &sink, (n_bytes / 16) as u32)).unwrap();
+    }
+    let plan = pollster::block_on(b.finish(&gpu, "bw")).unwrap();
+    let prof = pollster::block_on(Profiler::new(&gpu, 64)).unwrap().unwrap();
+    let t = pollster::block_on(prof.run(&gpu, &[(&plan, 1)])).unwrap();
+    let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
+    println!("streaming read: {:.2} GB/s", n_bytes as f64 / best);
+    let shapes = std::env::var("SHAPES").unwrap_or("q4_1:4096x4096,q8_0:49152x576,q4_1:3072x576".into());
+    for spec in shapes.split(',') {
+        let (ty, dims) = spec.split_once(':').unwrap();
+        let (n, kk) = dims.split_once('x').unwrap();
+        let (n, kk): (usize, usize) = (n.parse().unwrap(), kk.parse().unwrap());
+        let ty = match ty { "q4_1" => GgmlType::Q4_1, "q8_0" => GgmlType::Q8_0, "q4_0" => GgmlType::Q4_0, "f16" => GgmlType::F16, _ => GgmlType::F32 };
+        let w = quantize(ty, &random(1, n * kk, 1.0)).unwrap();
+        let m = pollster::block_on(QMatrix::upload(&gpu, "w", ty, kk as u32, &[&w])).unwrap();
+        let x = upload_act(&gpu, v.act, &random(2, kk, 1.0));
+        let y = upload_f32(&gpu, &vec![0.0; n]);
+        for batched in [false, true] {
+            let t_tokens = if batched { 64 } else { 1 };
+            let xb = if batched { upload_act(&gpu, v.act, &random(2, kk * 64, 1.0)) } else { x.clone() };
+            let yb = if batched { upload_f32(&gpu, &vec![0.0; n * 64]) } else { y.clone() };
+            let mut b = builder(&gpu, step(t_tokens, 0));
+            let args = MatArgs { x: &xb, x_stride: kk as u32, y: &yb, y_stride: n as u32, y_offset: 0, out: Out::F32 };
+            for _ in 0..reps {
+                if batched { pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap(); } else { pollster::block_on(k.matvec(&mut b, &m, &args, false)).unwrap(); }
+            }
+            let plan = pollster::block_on(b.finish(&gpu, "mv")).unwrap();
+            let t = pollster::block_on(prof.run(&gpu, &[(&plan, t_tokens)])).unwrap();
+            let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
+            if batched {
+                println!("{spec} matmul T=64: {:.2} ms, {:.2} GFLOP/s", best / 1e6, 2.0 * (n * kk * 64) as f64 / best);
+            } else {
+                println!("{spec} matvec: {:.3} ms, {:.2} GB/s of weights", best / 1e6, w.len() as f64 / best);
+            }
+        }
+    }
+}
