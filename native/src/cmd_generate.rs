@@ -52,7 +52,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let prompt_ids = tokenizer
         .encode_prompt(&args.prompt)
         .context("tokenizing the prompt")?;
+    let t_load = Instant::now();
     let engine = common::engine_for(&model, &args.device)?;
+    // Weights upload plus pipeline creation; the latter is also reported alone.
+    let load_s = t_load.elapsed().as_secs_f64();
+    let pipeline_compile_s = engine.gpu.pipelines.compile_seconds();
     let adapter = engine.gpu.adapter_name();
     let variant = engine.variant.to_string();
     let mut generator = Generator::new(engine, tokenizer);
@@ -114,6 +118,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "stop_reason": generation.stop_reason,
             "variant": variant,
             "seed": sampler.seed,
+            "load_s": load_s,
+            "pipeline_compile_s": pipeline_compile_s,
         });
         writeln!(stdout, "{out}").context("writing to stdout")?;
     } else {

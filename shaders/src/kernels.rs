@@ -14,6 +14,9 @@ pub struct Axis {
     pub values: &'static [&'static str],
 }
 
+/// Looks up the value an axis takes in one combination.
+pub type AxisLookup<'a> = &'a dyn Fn(&str) -> &'static str;
+
 /// A kernel: its entry file and the axes of its variants.
 #[derive(Debug)]
 pub struct KernelSpec {
@@ -22,7 +25,7 @@ pub struct KernelSpec {
     pub axes: &'static [Axis],
     /// Combinations of axis values that are not meaningful (skipped by validation,
     /// refused by `compose`).
-    pub allowed: fn(&dyn Fn(&str) -> &'static str) -> bool,
+    pub allowed: fn(AxisLookup<'_>) -> bool,
 }
 
 impl KernelSpec {
@@ -90,11 +93,11 @@ const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] }
 const WTYPE: Axis = Axis { name: "WTYPE", values: &["f32", "f16", "q4_0", "q4_1", "q8_0"] };
 const OUT: Axis = Axis { name: "OUT", values: &["act", "f32", "f32_add"] };
 
-fn any(_: &dyn Fn(&str) -> &'static str) -> bool {
+fn any(_: AxisLookup<'_>) -> bool {
     true
 }
 
-fn split_le_wg(get: &dyn Fn(&str) -> &'static str) -> bool {
+fn split_le_wg(get: AxisLookup<'_>) -> bool {
     let split: u32 = get("SPLIT").parse().unwrap_or(0);
     let wg: u32 = get("WG").parse().unwrap_or(0);
     // Without a split there is nothing to reduce: one REDUCE value stands for both.
@@ -111,8 +114,8 @@ pub static KERNELS: &[KernelSpec] = &[
             OUT,
             REDUCE,
             Axis { name: "SPLIT", values: &["1", "4", "8", "16", "32"] },
-            Axis { name: "ROWS", values: &["1", "2", "4"] },
-            Axis { name: "WG", values: &["32", "64", "128", "256"] },
+            Axis { name: "ROWS", values: &["1", "2", "4", "8"] },
+            Axis { name: "WG", values: &["8", "16", "32", "64", "128", "256"] },
         ],
         allowed: split_le_wg,
     },

@@ -460,7 +460,7 @@ mod tests {
     use super::*;
 
     fn run(files: &[(&str, &str)], defines: &[(&str, &str)]) -> Result<Composed, ShaderError> {
-        preprocess(&files[..], "main.wgsl", defines)
+        preprocess(files, "main.wgsl", defines)
     }
 
     #[test]

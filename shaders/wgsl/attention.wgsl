@@ -19,7 +19,8 @@ struct Params {
     // Keys older than this many positions are not attended to (0: no window).
     window: u32,
     scale: f32,
-    _pad: u32,
+    // Equal to HD, which sizes the arrays below.
+    head_dim: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -5,34 +5,7 @@
 // chunk is used RT times and each activation load RN times. Lanes of a workgroup take
 // neighbouring rows for the same tokens; there are no barriers and no workgroup memory,
 // which suits CPU-like adapters. Workgroup y is the token block.
-#include "common/act.wgsl"
-#include "common/step.wgsl"
-#include "common/grid.wgsl"
-#include "common/weights.wgsl"
-#include "quant/{WTYPE}.wgsl"
-
-struct Params {
-    k: u32,
-    n: u32,
-    row_bytes: u32,
-    out_offset: u32,
-    x_stride: u32,
-    y_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-#if OUT == act
-alias out_t = act;
-#else
-alias out_t = f32;
-#endif
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
-@group(0) @binding(3) var<storage, read> x: array<act4>;
-@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+#include "common/product.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(
@@ -70,11 +43,7 @@ fn main(
         for (var t = 0u; t < RT; t++) {
             if (row0 + r < p.n && t0 + t < n_tokens) {
                 let o = (t0 + t) * p.y_stride + p.out_offset + row0 + r;
-#if OUT == f32_add
-                y[o] += acc[r][t];
-#else
-                y[o] = out_t(acc[r][t]);
-#endif
+                store_product(o, acc[r][t]);
             }
         }
     }

@@ -6,34 +6,7 @@
 // same for every lane costs one. Here every lane of the workgroup reads the same weight
 // block (one load, broadcast) and its own token's activations, which are loaded once per
 // 32-element chunk and reused for RN rows. Workgroup z is the block of WG tokens.
-#include "common/act.wgsl"
-#include "common/step.wgsl"
-#include "common/grid.wgsl"
-#include "common/weights.wgsl"
-#include "quant/{WTYPE}.wgsl"
-
-struct Params {
-    k: u32,
-    n: u32,
-    row_bytes: u32,
-    out_offset: u32,
-    x_stride: u32,
-    y_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-#if OUT == act
-alias out_t = act;
-#else
-alias out_t = f32;
-#endif
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
-@group(0) @binding(3) var<storage, read> x: array<act4>;
-@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+#include "common/product.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(
@@ -61,11 +34,7 @@ fn main(
         for (var r = 0u; r < RN; r++) {
             if (row0 + r < p.n) {
                 let o = t * p.y_stride + p.out_offset + row0 + r;
-#if OUT == f32_add
-                y[o] += acc[r];
-#else
-                y[o] = out_t(acc[r]);
-#endif
+                store_product(o, acc[r]);
             }
         }
     }

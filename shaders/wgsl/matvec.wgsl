@@ -4,46 +4,11 @@
 // SPLIT lanes share one group of ROWS rows and split its 32-element chunks between them
 // (then reduce: REDUCE = subgroup | workgroup); SPLIT = 1 gives each lane whole rows
 // with no reduction at all, which suits CPU-like adapters where lanes are SIMD slots.
-// ROWS > 1 reuses each activation load for several rows.
-// OUT = act (write activations), f32 (write floats), f32_add (accumulate into f32,
-// used to add a projection into the residual stream without another pass).
-// Workgroup z is the token.
-#include "common/act.wgsl"
-#include "common/step.wgsl"
-#include "common/grid.wgsl"
+// ROWS > 1 reuses each activation load for several rows. Workgroup z is the token.
+#include "common/product.wgsl"
 #if SPLIT > 1
 #include "common/reduce.wgsl"
 #endif
-#include "common/weights.wgsl"
-#include "quant/{WTYPE}.wgsl"
-
-struct Params {
-    // Inputs per row (a multiple of 32).
-    k: u32,
-    // Rows in this weight buffer (a large tensor is split into several).
-    n: u32,
-    row_bytes: u32,
-    // Output column of this buffer's first row.
-    out_offset: u32,
-    // vec4s between consecutive tokens in x.
-    x_stride: u32,
-    // Elements between consecutive tokens in y.
-    y_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-#if OUT == act
-alias out_t = act;
-#else
-alias out_t = f32;
-#endif
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
-@group(0) @binding(3) var<storage, read> x: array<act4>;
-@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
 
 const GROUPS: u32 = WG / SPLIT;
 
@@ -99,11 +64,7 @@ fn main(
 #endif
         if (lane == 0u && row0 + r < p.n) {
             let o = t * p.y_stride + p.out_offset + row0 + r;
-#if OUT == f32_add
-            y[o] += s;
-#else
-            y[o] = out_t(s);
-#endif
+            store_product(o, s);
         }
     }
 }

@@ -90,7 +90,8 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], atol: f32, rtol: 
     let mut worst = (0usize, 0.0f32);
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
         let excess = (g - e).abs() - (atol + rtol * e.abs());
-        if !(excess <= worst.1) {
+        // NaN compares false: keep it as the worst so it is reported.
+        if excess > worst.1 || excess.is_nan() {
             worst = (i, excess);
         }
     }

@@ -3,7 +3,7 @@
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
 use wisp_core::gpu::{Act, Gpu, QMatrix, Variant};
-use wisp_core::kernels::{AttnParams, Kernels, MatArgs, Out, RopeParams};
+use wisp_core::kernels::{AttnParams, Kernels, MatArgs, NormParams, Out, RopeParams};
 use wisp_core::quant::{GgmlType, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -35,6 +35,7 @@ fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
     (bytes, exact)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usize, batched: bool, out: Out) {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
     let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
@@ -144,10 +145,10 @@ fn attention_matches_reference() {
                 out_stride: (nh * d) as u32,
                 window: window as u32,
                 scale: 1.0 / (d as f32).sqrt(),
-                _pad: 0,
+                head_dim: d as u32,
             };
             let mut b = builder(gpu, step(t as u32, pos0 as u32));
-            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, d as u32, &qb, &kb, &vb, &ob)).expect("attention");
+            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, &qb, &kb, &vb, &ob)).expect("attention");
             let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
             run(gpu, &plan, t as u32);
             let got = read_act(gpu, v.act, &ob, t * nh * d);
@@ -242,7 +243,8 @@ fn rmsnorm_all_rows_and_last_row() {
             for last in [false, true] {
                 let yb = upload_act(gpu, v.act, &vec![0.0; t * n]);
                 let mut b = builder(gpu, step(t as u32, 0));
-                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &xb, &wb, &yb, n as u32, 1e-5, last)).unwrap();
+                let p = NormParams { n: n as u32, eps: 1e-5, last: last as u32, _pad: 0 };
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb)).unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 run(gpu, &plan, t as u32);
                 let all = cpu_ref::rmsnorm(&x, &w, 1e-5);
@@ -356,4 +358,28 @@ fn candidates_are_every_token_within_the_cutoff() {
             }
         }
     });
+}
+
+#[test]
+fn bandwidth_probe_reads_every_word() {
+    let gpu = gpu();
+    let v = variants(&gpu)[0];
+    // 300,000 vec4s (odd per workgroup). The fold of all words a workgroup reads is
+    // written only when it equals a magic value: plant it in the last vec4 of the first
+    // workgroup's range, so the write proves that vec4 was read.
+    let vec4s = 300_000usize;
+    let kernels = Kernels::new(&gpu, v);
+    let groups = (vec4s as u32 / (256 * 16)).clamp(1, 4096);
+    let per_group = (vec4s as u32).div_ceil(groups) as usize;
+    let mut data = vec![0u32; 4 * vec4s];
+    data[4 * (per_group - 1) + 2] = 0x9e37_79b9;
+    let db = upload_u32(&gpu, &data);
+    let sink = upload_u32(&gpu, &vec![0; 4096]);
+    let mut b = builder(&gpu, step(1, 0));
+    pollster::block_on(kernels.bandwidth(&mut b, &db, &sink, vec4s as u32)).unwrap();
+    let plan = pollster::block_on(b.finish(&gpu, "test")).unwrap();
+    run(&gpu, &plan, 1);
+    let got = read_u32(&gpu, &sink, groups as usize);
+    assert_eq!(got[0], 0x9e37_79b9, "the first workgroup's last vec4 was not read");
+    assert!(got[1..].iter().all(|&x| x == 0), "other workgroups saw the planted word");
 }

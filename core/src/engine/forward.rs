@@ -8,7 +8,7 @@
 //! A step encodes a layers list and a head list into one compute pass.
 
 use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
-use crate::kernels::{AttnParams, Kernels, MatArgs, Out, RopeParams};
+use crate::kernels::{AttnParams, Kernels, MatArgs, NormParams, Out, RopeParams};
 use crate::model::{ModelConfig, ModelWeights};
 
 use super::activations::Activations;
@@ -46,7 +46,8 @@ impl Ctx<'_> {
         let qkv_w = cfg.q_dim() + 2 * cfg.kv_dim();
         self.k.embed(&mut b, &self.w.token_embd, &a.tokens, &a.x, 1.0).await?;
         for (i, l) in self.w.layers.iter().enumerate() {
-            self.k.rmsnorm(&mut b, &a.x, &l.attn_norm, &a.xn, d, cfg.rms_eps, false).await?;
+            let norm = NormParams { n: d, eps: cfg.rms_eps, last: 0, _pad: 0 };
+            self.k.rmsnorm(&mut b, &norm, &a.x, &l.attn_norm, &a.xn).await?;
             for (m, offset) in &l.qkv.parts {
                 let args = MatArgs { x: &a.xn, x_stride: d, y: &a.qkv, y_stride: qkv_w, y_offset: *offset, out: Out::Act };
                 self.product(&mut b, m, &args, batched).await?;
@@ -69,13 +70,13 @@ impl Ctx<'_> {
                 out_stride: cfg.q_dim(),
                 window: 0,
                 scale: 1.0 / (cfg.head_dim as f32).sqrt(),
-                _pad: 0,
+                head_dim: cfg.head_dim,
             };
-            self.k.attention(&mut b, &attn, cfg.head_dim, &a.qkv, &self.kv.k[i], &self.kv.v[i], &a.attn).await?;
+            self.k.attention(&mut b, &attn, &a.qkv, &self.kv.k[i], &self.kv.v[i], &a.attn).await?;
             let args = MatArgs { x: &a.attn, x_stride: cfg.q_dim(), y: &a.x, y_stride: d, y_offset: 0, out: Out::AddF32 };
             self.product(&mut b, &l.attn_out, &args, batched).await?;
 
-            self.k.rmsnorm(&mut b, &a.x, &l.ffn_norm, &a.xn, d, cfg.rms_eps, false).await?;
+            self.k.rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn).await?;
             for (m, offset) in &l.gate_up.parts {
                 let args = MatArgs { x: &a.xn, x_stride: d, y: &a.gate_up, y_stride: 2 * cfg.n_ff, y_offset: *offset, out: Out::Act };
                 self.product(&mut b, m, &args, batched).await?;
@@ -91,7 +92,8 @@ impl Ctx<'_> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
-        self.k.rmsnorm(&mut b, &a.x, &self.w.output_norm, &a.xn, cfg.n_embd, cfg.rms_eps, !all).await?;
+        let norm = NormParams { n: cfg.n_embd, eps: cfg.rms_eps, last: u32::from(!all), _pad: 0 };
+        self.k.rmsnorm(&mut b, &norm, &a.x, &self.w.output_norm, &a.xn).await?;
         let head = self.w.lm_head();
         if all {
             let args = MatArgs { x: &a.xn, x_stride: cfg.n_embd, y: &a.logits_all, y_stride: cfg.vocab_size, y_offset: 0, out: Out::F32 };

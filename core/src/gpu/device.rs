@@ -109,7 +109,7 @@ fn capabilities(adapter: &wgpu::Adapter, max_binding_override: Option<u64>) -> C
     let info = adapter.get_info();
     let f = adapter.features();
     let l = adapter.limits();
-    let max_binding = l.max_storage_buffer_binding_size as u64;
+    let max_binding = l.max_storage_buffer_binding_size;
     Capabilities {
         shader_f16: f.contains(wgpu::Features::SHADER_F16),
         subgroups: f.contains(wgpu::Features::SUBGROUP),

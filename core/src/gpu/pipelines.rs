@@ -25,6 +25,9 @@ pub struct Pipeline {
 #[derive(Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<String, Arc<Pipeline>>>,
+    /// Time spent creating pipelines (shader translation and driver compilation), so
+    /// benchmarks can report it apart from steady-state speed.
+    compile_time: Mutex<std::time::Duration>,
 }
 
 fn key(kernel: &str, defines: &[(&str, String)]) -> String {
@@ -49,6 +52,11 @@ impl PipelineCache {
         self.len() == 0
     }
 
+    /// Seconds spent creating the pipelines built so far.
+    pub fn compile_seconds(&self) -> f64 {
+        self.compile_time.lock().map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    }
+
     /// The pipeline for `kernel` with `defines`, compiling it on first use.
     pub async fn get(
         &self,
@@ -61,6 +69,7 @@ impl PipelineCache {
         if let Some(p) = self.map.lock().ok().and_then(|m| m.get(&label).cloned()) {
             return Ok(p);
         }
+        let started = web_time::Instant::now();
         let pairs: Vec<(&str, &str)> = defines.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let composed = wisp_shaders::compose(kernel, &pairs)
             .map_err(|e| GpuError::Shader { kernel: label.clone(), message: e.to_string() })?;
@@ -108,6 +117,9 @@ impl PipelineCache {
         });
         if let Some(err) = scope.pop().await {
             return Err(GpuError::Shader { kernel: label, message: err.to_string() });
+        }
+        if let Ok(mut t) = self.compile_time.lock() {
+            *t += started.elapsed();
         }
         let p = Arc::new(Pipeline { pipeline, layout, label: label.clone() });
         if let Ok(mut m) = self.map.lock() {

@@ -188,22 +188,20 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// RMSNorm of each token's residual row (or only the last one, into row 0).
+    /// RMSNorm of each token's residual row, or with `p.last` only the step's last
+    /// token, into row 0.
     pub async fn rmsnorm(
         &self,
         b: &mut PlanBuilder,
+        p: &NormParams,
         x: &wgpu::Buffer,
         weight: &wgpu::Buffer,
         y: &wgpu::Buffer,
-        n: u32,
-        eps: f32,
-        last_only: bool,
     ) -> Result<(), GpuError> {
         let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", self.tuning.norm_wg.to_string())];
         let pipe = self.pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
-        let params = NormParams { n, eps, last: last_only as u32, _pad: 0 };
-        let grid = if last_only { Grid::fixed(1, 1, 1) } else { Grid { base: [1, 1, 1], per_token: Some((0, 1)) } };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[x, weight, y], grid);
+        let grid = if p.last != 0 { Grid::fixed(1, 1, 1) } else { Grid { base: [1, 1, 1], per_token: Some((0, 1)) } };
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[x, weight, y], grid);
         Ok(())
     }
 
@@ -232,7 +230,6 @@ impl<'g> Kernels<'g> {
         &self,
         b: &mut PlanBuilder,
         p: &AttnParams,
-        head_dim: u32,
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
@@ -241,7 +238,7 @@ impl<'g> Kernels<'g> {
         let defines = [
             ("ACT", self.act()),
             ("REDUCE", self.reduce()),
-            ("HD", head_dim.to_string()),
+            ("HD", p.head_dim.to_string()),
             ("WG", self.tuning.attn_wg.to_string()),
         ];
         let pipe = self

@@ -60,7 +60,8 @@ pub struct AttnParams {
     pub out_stride: u32,
     pub window: u32,
     pub scale: f32,
-    pub _pad: u32,
+    /// Also the kernel's `HD` define, which sizes its arrays.
+    pub head_dim: u32,
 }
 
 /// `silu_mul.wgsl`.

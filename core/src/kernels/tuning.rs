@@ -28,8 +28,10 @@ impl Tuning {
         match variant.tier {
             Tier::CpuLike => Tuning {
                 matvec_split: 1,
-                matvec_rows: 2,
-                matvec_wg: 64,
+                // Measured on lavapipe (Mesa 25, AVX2): 4 rows per lane amortise the
+                // activation loads best before register spills cost more.
+                matvec_rows: 4,
+                matvec_wg: 32,
                 matmul_tokens: true,
                 matmul_rt: 4,
                 matmul_rn: 2,

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Prefill and decode speed of `wisp generate`, llama-bench style: a prompt of P tokens
+# (" hello" repeated, one token each for SmolLM2's tokenizer), N generated tokens,
+# greedy, one warm-up run, then the median of R runs. Shader/pipeline compilation is
+# reported on its own (first run), not in the medians.
+#
+#   scripts/bench-generate.sh [-m MODEL] [-p 128] [-n 64] [-r 5] [-- extra wisp flags]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
+MODEL=smollm2 P=128 N=64 R=5
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -m) MODEL=$2; shift ;;
+        -p) P=$2; shift ;;
+        -n) N=$2; shift ;;
+        -r) R=$2; shift ;;
+        --) shift; break ;;
+        *) echo "bench-generate.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -x "$WISP" ] || { echo "build wisp first: cargo build --release -p wisp" >&2; exit 1; }
+PROMPT=$(printf ' hello%.0s' $(seq "$P"))
+run() { "$WISP" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 --ctx $((P + N + 8)) --json "$@" 2>/dev/null; }
+echo "warm-up (includes pipeline compilation):"
+run "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"  load {d[\"load_s\"]:.2f} s, pipeline creation {d[\"pipeline_compile_s\"]:.2f} s, first prefill {d[\"prefill_tok_s\"]:.1f} tok/s; {d[\"adapter\"]}, kernels {d[\"variant\"]}, prompt {len(d[\"prompt_ids\"])} tokens")'
+for _ in $(seq "$R"); do run "$@"; done | python3 -c '
+import json, statistics, sys
+runs = [json.loads(l) for l in sys.stdin if l.strip()]
+pp = [r["prefill_tok_s"] for r in runs]; tg = [r["decode_tok_s"] for r in runs]
+print(f"{len(runs)} runs: prefill median {statistics.median(pp):.2f} tok/s (min {min(pp):.2f}, max {max(pp):.2f}); decode median {statistics.median(tg):.2f} tok/s (min {min(tg):.2f}, max {max(tg):.2f})")'

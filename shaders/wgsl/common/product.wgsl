@@ -1,0 +1,46 @@
+// Parameters and bindings shared by the matrix products (matvec, matmul,
+// matmul_tokens): y[t, out_offset + n] (+)= W[n, :] . x[t, :] with W in its GGUF
+// format. OUT = act (write activations), f32 (write floats), f32_add (accumulate into
+// f32: adds a projection into the residual stream without another pass).
+#include "common/act.wgsl"
+#include "common/step.wgsl"
+#include "common/grid.wgsl"
+#include "common/weights.wgsl"
+#include "quant/{WTYPE}.wgsl"
+
+struct Params {
+    // Inputs per row (a multiple of 32).
+    k: u32,
+    // Rows in this weight buffer (a large tensor is split into several).
+    n: u32,
+    row_bytes: u32,
+    // Output column of this buffer's first row.
+    out_offset: u32,
+    // vec4s between consecutive tokens in x.
+    x_stride: u32,
+    // Elements between consecutive tokens in y.
+    y_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#if OUT == act
+alias out_t = act;
+#else
+alias out_t = f32;
+#endif
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<act4>;
+@group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+
+// Stores one result.
+fn store_product(o: u32, v: f32) {
+#if OUT == f32_add
+    y[o] += v;
+#else
+    y[o] = out_t(v);
+#endif
+}
