@@ -174,6 +174,16 @@ pub static KERNELS: &[KernelSpec] = &[
         allowed: any,
     },
     KernelSpec {
+        name: "attention_lanes",
+        file: "attention_lanes.wgsl",
+        axes: &[
+            ACT,
+            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
+            Axis { name: "WG", values: &["4", "8", "16", "32"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
         name: "silu_mul",
         file: "silu_mul.wgsl",
         axes: &[ACT, Axis { name: "WG", values: &["64"] }],

@@ -129,7 +129,7 @@ fn attention_matches_reference() {
             (7, 40, 4, 4, 32, 16),
             (2, 200, 3, 1, 256, 100),
         ];
-        for (t, pos0, nh, nkv, d, window) in cases {
+        for ((t, pos0, nh, nkv, d, window), batched) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
             let n_pos = pos0 + t;
             let qkv_w = (nh + 2 * nkv) * d;
             let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
@@ -148,14 +148,15 @@ fn attention_matches_reference() {
                 head_dim: d as u32,
             };
             let mut b = builder(gpu, step(t as u32, pos0 as u32));
-            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, &qb, &kb, &vb, &ob)).expect("attention");
+            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, batched, &qb, &kb, &vb, &ob)).expect("attention");
             let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
             run(gpu, &plan, t as u32);
             let got = read_act(gpu, v.act, &ob, t * nh * d);
             let q: Vec<f32> = (0..t).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
             let expected = cpu_ref::attention(&q, &kc, &vc, t, pos0, nh, nkv, d, window);
             let (atol, rtol) = tol(v.act);
-            assert_close(&format!("attention t={t} pos0={pos0} heads {nh}/{nkv} d={d} window={window} {v}"), &got, &expected, atol, rtol);
+            let what = format!("attention t={t} pos0={pos0} heads {nh}/{nkv} d={d} window={window} batched={batched} {v}");
+            assert_close(&what, &got, &expected, atol, rtol);
         }
     });
 }

@@ -72,7 +72,7 @@ impl Ctx<'_> {
                 scale: 1.0 / (cfg.head_dim as f32).sqrt(),
                 head_dim: cfg.head_dim,
             };
-            self.k.attention(&mut b, &attn, &a.qkv, &self.kv.k[i], &self.kv.v[i], &a.attn).await?;
+            self.k.attention(&mut b, &attn, batched, &a.qkv, &self.kv.k[i], &self.kv.v[i], &a.attn).await?;
             let args = MatArgs { x: &a.attn, x_stride: cfg.q_dim(), y: &a.x, y_stride: d, y_offset: 0, out: Out::AddF32 };
             self.product(&mut b, &l.attn_out, &args, batched).await?;
 

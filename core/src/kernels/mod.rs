@@ -225,26 +225,29 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// Causal attention of the step's queries over the cache.
+    /// Causal attention of the step's queries over the cache. `batched` says the
+    /// step usually has many tokens (prefill): on CPU-like adapters that takes the
+    /// query-per-lane kernel; a single decoded token is better served by spreading its
+    /// keys over the lanes.
     pub async fn attention(
         &self,
         b: &mut PlanBuilder,
         p: &AttnParams,
+        batched: bool,
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let defines = [
-            ("ACT", self.act()),
-            ("REDUCE", self.reduce()),
-            ("HD", p.head_dim.to_string()),
-            ("WG", self.tuning.attn_wg.to_string()),
-        ];
-        let pipe = self
-            .pipeline("attention", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite])
-            .await?;
-        let grid = Grid { base: [p.n_head, 1, 1], per_token: Some((1, 1)) };
+        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite];
+        let (pipe, grid) = if self.tuning.attn_lanes && batched {
+            let wg = self.tuning.attn_lanes_wg;
+            let defines = [("ACT", self.act()), ("HD", p.head_dim.to_string()), ("WG", wg.to_string())];
+            (self.pipeline("attention_lanes", &defines, &bindings).await?, Grid { base: [p.n_head, 1, 1], per_token: Some((1, wg)) })
+        } else {
+            let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("HD", p.head_dim.to_string()), ("WG", self.tuning.attn_wg.to_string())];
+            (self.pipeline("attention", &defines, &bindings).await?, Grid { base: [p.n_head, 1, 1], per_token: Some((1, 1)) })
+        };
         b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, k_cache, v_cache, out], grid);
         Ok(())
     }

@@ -19,6 +19,10 @@ pub struct Tuning {
     pub tokens_rn: u32,
     pub tokens_wg: u32,
     pub norm_wg: u32,
+    /// For prefill, `attention_lanes` (a query per lane, no barriers) instead of
+    /// `attention` (a workgroup per query, tiles of keys with barriers).
+    pub attn_lanes: bool,
+    pub attn_lanes_wg: u32,
     pub attn_wg: u32,
     pub argmax_wg: u32,
 }
@@ -28,18 +32,23 @@ impl Tuning {
         match variant.tier {
             Tier::CpuLike => Tuning {
                 matvec_split: 1,
-                // Measured on lavapipe (Mesa 25, AVX2): 4 rows per lane amortise the
-                // activation loads best before register spills cost more.
-                matvec_rows: 4,
-                matvec_wg: 32,
+                // Measured on lavapipe (Mesa 25, 256-bit): the activation loads are the
+                // same in every lane but still cost a bounds-checked load each, so 8 rows
+                // per lane share them; 16 lanes keep enough workgroups for small matrices.
+                matvec_rows: 8,
+                matvec_wg: 16,
                 matmul_tokens: true,
                 matmul_rt: 4,
                 matmul_rn: 2,
                 matmul_wg: 64,
-                tokens_rn: 16,
+                // 32 rows share each lane's activation loads (measured best on lavapipe).
+                tokens_rn: 32,
                 // One SIMD register of lanes.
                 tokens_wg: caps.subgroup_min_size.clamp(4, 64).next_power_of_two(),
                 norm_wg: 64,
+                attn_lanes: true,
+                // Lanes are tokens: one SIMD register of them.
+                attn_lanes_wg: caps.subgroup_min_size.clamp(4, 32).next_power_of_two(),
                 attn_wg: 64,
                 argmax_wg: 256,
             },
@@ -65,6 +74,8 @@ impl Tuning {
                     tokens_rn: 16,
                     tokens_wg: 32,
                     norm_wg: 256,
+                    attn_lanes: false,
+                    attn_lanes_wg: 32,
                     attn_wg: 64,
                     argmax_wg: 256,
                 }
@@ -93,6 +104,10 @@ impl Tuning {
                     self.matmul_tokens = value != 0;
                     continue;
                 }
+                "attn_lanes" => {
+                    self.attn_lanes = value != 0;
+                    continue;
+                }
                 "tokens_rn" => &mut self.tokens_rn,
                 "tokens_wg" => &mut self.tokens_wg,
                 "matmul_rt" => &mut self.matmul_rt,
@@ -100,6 +115,7 @@ impl Tuning {
                 "matmul_wg" => &mut self.matmul_wg,
                 "norm_wg" => &mut self.norm_wg,
                 "attn_wg" => &mut self.attn_wg,
+                "attn_lanes_wg" => &mut self.attn_lanes_wg,
                 "argmax_wg" => &mut self.argmax_wg,
                 _ => return Err(bad()),
             };

@@ -19,6 +19,13 @@ fn w_f16(byte: u32) -> f32 {
     return unpack2x16float(w_u16(byte)).x;
 }
 
+// Word k of a run of words that starts at an even byte, from the aligned words `lo`
+// and `hi` around it. Branch-free, so lanes whose runs differ in alignment do not
+// diverge: `sh` is 0 (aligned) or 16, and the double shift yields 0 when sh is 0.
+fn funnel(lo: u32, hi: u32, sh: u32) -> u32 {
+    return (lo >> sh) | ((hi << 16u) << (16u - sh));
+}
+
 // The four low nibbles and the four high nibbles of a word, as floats.
 // Conversions go through i32: CPUs without AVX-512 have no unsigned-to-float instruction.
 fn nibbles_lo(q: u32) -> vec4<f32> {
@@ -31,9 +38,9 @@ fn nibbles_hi(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>((s >> 4u) & 15, (s >> 12u) & 15, (s >> 20u) & 15, (s >> 28u) & 15));
 }
 
-// The four signed bytes of a word, as floats.
+// The four signed bytes of a word, as floats (shift left then arithmetic right to
+// sign-extend each byte).
 fn bytes_i8(q: u32) -> vec4<f32> {
     let s = bitcast<i32>(q);
-    return vec4<f32>(f32(extractBits(s, 0u, 8u)), f32(extractBits(s, 8u, 8u)),
-                     f32(extractBits(s, 16u, 8u)), f32(extractBits(s, 24u, 8u)));
+    return vec4<f32>(vec4<i32>(s << 24u, s << 16u, s << 8u, s) >> vec4<u32>(24u));
 }
