@@ -8,19 +8,7 @@
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 
-struct Params {
-    n_head: u32,
-    n_kv_head: u32,
-    qkv_stride: u32,
-    kv_stride: u32,
-    out_stride: u32,
-    window: u32,
-    scale: f32,
-    head_dim: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> step: Step;
+#include "common/attention_params.wgsl"
 @group(0) @binding(2) var<storage, read> qkv: array<act4>;
 @group(0) @binding(3) var<storage, read> k_cache: array<act4>;
 @group(0) @binding(4) var<storage, read> v_cache: array<act4>;
