@@ -24,7 +24,11 @@ done
 PROMPT=$(printf ' hello%.0s' $(seq "$P"))
 run() { "$WISP" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 --ctx $((P + N + 8)) --json "$@" 2>/dev/null; }
 echo "warm-up (includes pipeline compilation):"
-run "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"  load {d[\"load_s\"]:.2f} s, pipeline creation {d[\"pipeline_compile_s\"]:.2f} s, first prefill {d[\"prefill_tok_s\"]:.1f} tok/s; {d[\"adapter\"]}, kernels {d[\"variant\"]}, prompt {len(d[\"prompt_ids\"])} tokens")'
+run "$@" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("  load %.2f s, pipeline creation %.2f s, first prefill %.1f tok/s; %s, kernels %s, prompt %d tokens"
+      % (d["load_s"], d["pipeline_compile_s"], d["prefill_tok_s"], d["adapter"], d["variant"], len(d["prompt_ids"])))'
 for _ in $(seq "$R"); do run "$@"; done | python3 -c '
 import json, statistics, sys
 runs = [json.loads(l) for l in sys.stdin if l.strip()]
