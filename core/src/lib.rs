@@ -11,6 +11,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod kernels;
+pub mod kv;
 pub mod model;
 pub mod quant;
 pub mod sampling;

@@ -91,6 +91,9 @@ const ACT: Axis = Axis { name: "ACT", values: &["f32", "f16"] };
 const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] };
 /// Weight formats with GPU kernels. Add a `quant/<type>.wgsl` file to add one.
 const WTYPE: Axis = Axis { name: "WTYPE", values: &["f32", "f16", "q4_0", "q4_1", "q8_0"] };
+const KV: Axis = Axis { name: "KV", values: &["f32", "f16"] };
+/// Positions per block of the paged KV cache.
+const BLOCK: Axis = Axis { name: "BLOCK", values: &["16", "32"] };
 const OUT: Axis = Axis { name: "OUT", values: &["act", "f32", "f32_add"] };
 
 fn any(_: AxisLookup<'_>) -> bool {
@@ -159,7 +162,7 @@ pub static KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "rope_kv",
         file: "rope_kv.wgsl",
-        axes: &[ACT, Axis { name: "WG", values: &["64"] }],
+        axes: &[ACT, KV, BLOCK, Axis { name: "WG", values: &["64"] }],
         allowed: any,
     },
     KernelSpec {
@@ -167,6 +170,8 @@ pub static KERNELS: &[KernelSpec] = &[
         file: "attention.wgsl",
         axes: &[
             ACT,
+            KV,
+            BLOCK,
             REDUCE,
             Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
             Axis { name: "WG", values: &["32", "64", "128"] },
@@ -178,6 +183,8 @@ pub static KERNELS: &[KernelSpec] = &[
         file: "attention_lanes.wgsl",
         axes: &[
             ACT,
+            KV,
+            BLOCK,
             Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
             Axis { name: "WG", values: &["4", "8", "16", "32"] },
         ],

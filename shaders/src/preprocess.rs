@@ -314,6 +314,10 @@ struct Parser<'a> {
     pos: usize,
     defines: &'a BTreeMap<String, String>,
     expr: &'a str,
+    /// Above zero while parsing an operand whose value cannot matter (`&&` after a
+    /// false operand, `||` after a true one): undefined names are allowed there, so
+    /// `defined(KV) && KV == f16` works where KV is not defined.
+    skipping: u32,
 }
 
 /// A value in an `#if` expression: the text of a define or literal.
@@ -354,16 +358,22 @@ impl Parser<'_> {
     fn or(&mut self) -> Result<Val, String> {
         let mut v = self.and()?;
         while self.eat("||") {
-            let r = self.and()?;
-            v = Val::bool(v.truthy() || r.truthy());
+            let skip = v.truthy();
+            self.skipping += skip as u32;
+            let r = self.and();
+            self.skipping -= skip as u32;
+            v = Val::bool(v.truthy() || r?.truthy());
         }
         Ok(v)
     }
     fn and(&mut self) -> Result<Val, String> {
         let mut v = self.unary()?;
         while self.eat("&&") {
-            let r = self.unary()?;
-            v = Val::bool(v.truthy() && r.truthy());
+            let skip = !v.truthy();
+            self.skipping += skip as u32;
+            let r = self.unary();
+            self.skipping -= skip as u32;
+            v = Val::bool(v.truthy() && r?.truthy());
         }
         Ok(v)
     }
@@ -435,6 +445,7 @@ impl Parser<'_> {
                 {
                     Ok(Val(name))
                 }
+                None if self.skipping > 0 => Ok(Val(String::new())),
                 None => Err(format!("undefined name {name} in #if {:?}", self.expr)),
             },
             Tok::Op(op) => Err(format!("unexpected {op} in {:?}", self.expr)),
@@ -447,7 +458,7 @@ fn eval(expr: &str, defines: &BTreeMap<String, String>) -> Result<bool, String> 
     if toks.is_empty() {
         return Err("empty #if expression".into());
     }
-    let mut p = Parser { toks, pos: 0, defines, expr };
+    let mut p = Parser { toks, pos: 0, defines, expr, skipping: 0 };
     let v = p.or()?;
     if p.pos != p.toks.len() {
         return Err(format!("trailing tokens in #if {expr:?}"));
@@ -477,6 +488,15 @@ mod tests {
         assert_eq!(c.origin(3), Some(("main.wgsl", 6)));
         let c = run(&files, &[("ACT", "f32"), ("SPLIT", "1")]).unwrap();
         assert_eq!(c.code, "alias act = f32;\nconst S = 1;\nconst WG_SIZE = 3u;\n");
+    }
+
+    #[test]
+    fn short_circuit_allows_undefined_names_where_they_cannot_matter() {
+        let files = [("main.wgsl", "#if defined(KV) && KV == f16\nkv16\n#endif\n#if !defined(KV) || KV == f32\nkv32\n#endif")];
+        assert_eq!(run(&files, &[]).unwrap().code, "kv32\n");
+        assert_eq!(run(&files, &[("KV", "f16")]).unwrap().code, "kv16\n");
+        assert_eq!(run(&files, &[("KV", "f32")]).unwrap().code, "kv32\n");
+        assert!(run(&[("main.wgsl", "#if KV == f16 && defined(KV)\n#endif")], &[]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 // Greedy sampling on the GPU: the index of the largest logit (the lowest index among
-// equals), so only 8 bytes are read back per token. One workgroup.
+// equals), so only 8 bytes are read back per row. One workgroup per row of logits.
 #include "common/reduce.wgsl"
 
 struct Params {
@@ -11,12 +11,13 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
-// [index, bits of the logit]
+// Per row: [index, bits of the logit]
 @group(0) @binding(2) var<storage, read_write> result: array<u32>;
 
 @compute @workgroup_size(WG)
 fn main(
     @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
 #if REDUCE == subgroup
     @builtin(subgroup_id) sg_id: u32,
     @builtin(num_subgroups) n_sg: u32,
@@ -28,11 +29,12 @@ fn main(
 #else
     reduce_init(lid);
 #endif
+    let base = wid.x * p.n;
     var best = -3.4e38;
     var best_i = 0xffffffffu;
     // Each lane scans ascending indices, so a strict > keeps its lowest index.
     for (var i = lid; i < p.n; i += WG) {
-        let v = logits[i];
+        let v = logits[base + i];
         if (v > best) {
             best = v;
             best_i = i;
@@ -40,7 +42,7 @@ fn main(
     }
     let r = wg_argmax(best, best_i);
     if (lid == 0u) {
-        result[0] = r.y;
-        result[1] = r.x;
+        result[2u * wid.x] = r.y;
+        result[2u * wid.x + 1u] = r.x;
     }
 }

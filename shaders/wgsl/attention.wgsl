@@ -1,17 +1,20 @@
-// Causal attention of the step's queries over the KV cache, with grouped-query heads
-// and an optional sliding window. One workgroup per (query head, token): it walks the
-// keys in tiles of WG, one key per lane, keeping a running maximum and sum (online
+// Causal attention of the step's queries over the paged KV cache, with grouped-query
+// heads and an optional sliding window. One workgroup per (query head, token): it walks
+// the keys in tiles of WG, one key per lane, keeping a running maximum and sum (online
 // softmax) so no score matrix is ever stored. HD is the head dimension; each lane owns
 // HD / WG output dimensions (rounded up).
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/reduce.wgsl"
-
 #include "common/attention_params.wgsl"
+
 @group(0) @binding(2) var<storage, read> qkv: array<act>;
-@group(0) @binding(3) var<storage, read> k_cache: array<act>;
-@group(0) @binding(4) var<storage, read> v_cache: array<act>;
+@group(0) @binding(3) var<storage, read> k_pool: array<kv_t>;
+@group(0) @binding(4) var<storage, read> v_pool: array<kv_t>;
 @group(0) @binding(5) var<storage, read_write> out: array<act>;
+@group(0) @binding(6) var<storage, read> step_meta: array<u32>;
+
+#include "common/paged.wgsl"
 
 const DPI: u32 = (HD + WG - 1u) / WG;
 // A finite stand-in for -infinity: exp(NEG - m) is 0 without inf - inf = NaN.
@@ -19,6 +22,8 @@ const NEG: f32 = -3.0e38;
 
 var<workgroup> q_s: array<f32, HD>;
 var<workgroup> p_s: array<f32, WG>;
+// Pool slot of each key of the tile.
+var<workgroup> slot_s: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -37,13 +42,14 @@ fn main(
 #endif
     let head = wid.x;
     let t = wid.y;
-    let n = step.pos0 + t + 1u;
+    let pos = token_pos(t);
+    let table = entry_info(token_entry(t)).x;
+    let n = pos + 1u;
     var start = 0u;
     if (p.window > 0u && n > p.window) {
         start = n - p.window;
     }
-    let kv_head = head / (p.n_head / p.n_kv_head);
-    let kv_off = kv_head * HD;
+    let kv_off = (head / (p.n_head / p.n_kv_head)) * HD;
     let qb = t * p.qkv_stride + head * HD;
     for (var d = lid; d < HD; d += WG) {
         q_s[d] = f32(qkv[qb + d]) * p.scale;
@@ -56,16 +62,19 @@ fn main(
     for (var tile = start; tile < n; tile += WG) {
         let j = tile + lid;
         var s = NEG;
+        var slot = 0u;
         if (j < n) {
-            let kb = j * p.kv_stride + kv_off;
+            slot = kv_slot(table, j);
+            let kb = slot * p.kv_stride + kv_off;
             var dot4 = vec4<f32>(0.0);
             for (var d = 0u; d < HD; d += 4u) {
-                let k4 = vec4<f32>(f32(k_cache[kb + d]), f32(k_cache[kb + d + 1u]),
-                                   f32(k_cache[kb + d + 2u]), f32(k_cache[kb + d + 3u]));
+                let k4 = vec4<f32>(f32(k_pool[kb + d]), f32(k_pool[kb + d + 1u]),
+                                   f32(k_pool[kb + d + 2u]), f32(k_pool[kb + d + 3u]));
                 dot4 += vec4<f32>(q_s[d], q_s[d + 1u], q_s[d + 2u], q_s[d + 3u]) * k4;
             }
             s = dot4.x + dot4.y + dot4.z + dot4.w;
         }
+        slot_s[lid] = slot;
         let m_new = max(m, wg_max(s));
         let alpha = exp(m - m_new);
         var e = 0.0;
@@ -73,17 +82,15 @@ fn main(
             e = exp(s - m_new);
         }
         p_s[lid] = e;
-        // wg_sum's barrier also publishes p_s.
+        // wg_sum's barrier also publishes p_s and slot_s.
         l = l * alpha + wg_sum(e);
         let count = min(WG, n - tile);
         for (var i = 0u; i < DPI; i++) {
             let d = lid + i * WG;
             if (d < HD) {
                 var a = acc[i] * alpha;
-                var vb = tile * p.kv_stride + kv_off + d;
                 for (var jj = 0u; jj < count; jj++) {
-                    a += p_s[jj] * f32(v_cache[vb]);
-                    vb += p.kv_stride;
+                    a += p_s[jj] * f32(v_pool[slot_s[jj] * p.kv_stride + kv_off + d]);
                 }
                 acc[i] = a;
             }

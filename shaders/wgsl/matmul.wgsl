@@ -15,7 +15,7 @@ fn main(
 ) {
     let row0 = (linear_workgroup(wid, nwg) * WG + lid) * RN;
     let t0 = wid.z * RT;
-    let n_tokens = step.n_tokens;
+    let n_tokens = x_rows();
     var rows: array<u32, RN>;
     for (var r = 0u; r < RN; r++) {
         rows[r] = min(row0 + r, p.n - 1u) * p.row_bytes;

@@ -15,7 +15,7 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let t = wid.z * WG + lid;
-    let xb = min(t, step.n_tokens - 1u) * p.x_stride;
+    let xb = min(t, x_rows() - 1u) * p.x_stride;
     let row0 = linear_workgroup(wid, nwg) * RN;
     var acc: array<f32, RN>;
     let chunks = p.k / 32u;
@@ -30,7 +30,7 @@ fn main(
             acc[r] += dot32(row * p.row_bytes, c, xs);
         }
     }
-    if (t < step.n_tokens) {
+    if (t < x_rows()) {
         for (var r = 0u; r < RN; r++) {
             if (row0 + r < p.n) {
                 let o = t * p.y_stride + p.out_offset + row0 + r;

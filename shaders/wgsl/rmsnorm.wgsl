@@ -1,6 +1,7 @@
-// RMSNorm: y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight, from the f32
-// residual stream into activations. One workgroup per token. LAST = 1 normalises only
-// the step's last token into row 0 (what the LM head needs after a prefill).
+// RMSNorm: y[r, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight, from the f32
+// residual stream into activations. One workgroup per output row. With ROWS = 1 in the
+// parameters, output row r normalises token step_meta[rows + r] (the tokens whose logits the
+// step wants); otherwise row r is token r.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/reduce.wgsl"
@@ -8,7 +9,8 @@
 struct Params {
     n: u32,
     eps: f32,
-    last: u32,
+    // 1: the rows listed in the step metadata.
+    listed: u32,
     _pad: u32,
 }
 
@@ -17,6 +19,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<act>;
+@group(0) @binding(5) var<storage, read> step_meta: array<u32>;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -33,11 +36,10 @@ fn main(
 #else
     reduce_init(lid);
 #endif
-    var row = wid.x;
-    var out_row = wid.x;
-    if (p.last != 0u) {
-        row = step.n_tokens - 1u;
-        out_row = 0u;
+    let out_row = wid.x;
+    var row = out_row;
+    if (p.listed != 0u) {
+        row = step_meta[step.rows + out_row];
     }
     let xb = row * p.n;
     var ss = 0.0;

@@ -1,11 +1,12 @@
 // Rotary position embedding on the step's queries and keys, and the keys and values
-// written into the KV cache.
+// written into the paged KV cache.
 //
 // qkv holds, per token, the query heads, then the key heads, then the value heads
 // (what the fused QKV projection writes). Pairs (2i, 2i+1) of each head rotate by
 // pos * inv_freq[i] (llama.cpp's "normal" RoPE; GGUF llama files store Q and K rows
 // permuted for it). inv_freq comes from the CPU in f64 precision. Dimensions past
-// n_rot are not rotated.
+// n_rot are not rotated. Each token's position and pool slot come from the step's
+// metadata (common/paged.wgsl).
 // Workgroup y = token; x covers the query rotations, the key rotations and the value copies.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
@@ -26,9 +27,12 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read_write> qkv: array<act>;
-@group(0) @binding(3) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(4) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(3) var<storage, read_write> k_pool: array<kv_t>;
+@group(0) @binding(4) var<storage, read_write> v_pool: array<kv_t>;
 @group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(6) var<storage, read> step_meta: array<u32>;
+
+#include "common/paged.wgsl"
 
 // Cosine and sine of a possibly large angle: reduce it to [-pi, pi] first, where GPU
 // trigonometry is accurate.
@@ -41,13 +45,14 @@ fn rotation(theta: f32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let t = wid.y;
-    let pos = step.pos0 + t;
+    let pos = token_pos(t);
+    let entry = entry_info(token_entry(t));
     let half = p.head_dim / 2u;
     let n_q = p.n_head * half;
     let n_k = p.n_kv_head * half;
     let i = gid.x;
     let tb = t * p.qkv_stride;
-    let cache_b = pos * p.kv_stride;
+    let cache_b = kv_slot(entry.x, pos) * p.kv_stride;
     if (i < n_q + n_k) {
         let is_k = i >= n_q;
         let j = select(i, i - n_q, is_k);
@@ -67,8 +72,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
         if (is_k) {
             let dst = cache_b + head * p.head_dim + 2u * pair;
-            k_cache[dst] = act(a);
-            k_cache[dst + 1u] = act(b);
+            k_pool[dst] = kv_t(a);
+            k_pool[dst + 1u] = kv_t(b);
         } else {
             qkv[src] = act(a);
             qkv[src + 1u] = act(b);
@@ -77,7 +82,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         // Two value elements per invocation.
         let e = 2u * (i - n_q - n_k);
         let src = tb + (p.n_head + p.n_kv_head) * p.head_dim + e;
-        v_cache[cache_b + e] = qkv[src];
-        v_cache[cache_b + e + 1u] = qkv[src + 1u];
+        v_pool[cache_b + e] = kv_t(f32(qkv[src]));
+        v_pool[cache_b + e + 1u] = kv_t(f32(qkv[src + 1u]));
     }
 }

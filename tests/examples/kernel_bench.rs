@@ -1,6 +1,6 @@
 //! Micro-benchmark: matvec effective bandwidth against a streaming read, per variant
 //! and tuning (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE).
-use wisp_core::gpu::{Profiler, QMatrix, VariantOverrides};
+use wisp_core::gpu::{Count, Profiler, QMatrix, StepShape, VariantOverrides};
 use wisp_core::kernels::{Kernels, MatArgs, Out};
 use wisp_core::quant::{GgmlType, quantize};
 use wisp_tests::kernel_harness::*;
@@ -15,13 +15,13 @@ fn main() {
     let n_bytes = 64usize << 20;
     let data = pollster::block_on(gpu.storage("data", n_bytes as u64)).unwrap();
     let sink = pollster::block_on(gpu.storage("sink", 4 * 4096)).unwrap();
-    let mut b = builder(&gpu, step(1, 0));
+    let mut b = builder(&gpu, step(1));
     for _ in 0..reps {
         pollster::block_on(k.bandwidth(&mut b, &data, &sink, (n_bytes / 16) as u32)).unwrap();
     }
     let plan = pollster::block_on(b.finish(&gpu, "bw")).unwrap();
     let prof = pollster::block_on(Profiler::new(&gpu, 64)).unwrap().unwrap();
-    let t = pollster::block_on(prof.run(&gpu, &[(&plan, 1)])).unwrap();
+    let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(1))])).unwrap();
     let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
     println!("streaming read: {:.2} GB/s", n_bytes as f64 / best);
     let shapes = std::env::var("SHAPES").unwrap_or("q4_1:4096x4096,q8_0:49152x576,q4_1:3072x576".into());
@@ -38,13 +38,13 @@ fn main() {
             let t_tokens = if batched { 64 } else { 1 };
             let xb = if batched { upload_act(&gpu, v.act, &random(2, kk * 64, 1.0)) } else { x.clone() };
             let yb = if batched { upload_f32(&gpu, &vec![0.0; n * 64]) } else { y.clone() };
-            let mut b = builder(&gpu, step(t_tokens, 0));
-            let args = MatArgs { x: &xb, x_stride: kk as u32, y: &yb, y_stride: n as u32, y_offset: 0, out: Out::F32 };
+            let mut b = builder(&gpu, step(t_tokens));
+            let args = MatArgs { x: &xb, x_stride: kk as u32, y: &yb, y_stride: n as u32, y_offset: 0, out: Out::F32, rows: Count::Tokens };
             for _ in 0..reps {
-                if batched { pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap(); } else { pollster::block_on(k.matvec(&mut b, &m, &args, false)).unwrap(); }
+                if batched { pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap(); } else { pollster::block_on(k.matvec(&mut b, &m, &args)).unwrap(); }
             }
             let plan = pollster::block_on(b.finish(&gpu, "mv")).unwrap();
-            let t = pollster::block_on(prof.run(&gpu, &[(&plan, t_tokens)])).unwrap();
+            let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(t_tokens))])).unwrap();
             let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
             if batched {
                 println!("{spec} matmul T=64: {:.2} ms, {:.2} GFLOP/s", best / 1e6, 2.0 * (n * kk * 64) as f64 / best);

@@ -4,7 +4,7 @@
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wisp_core::gpu::{Act, Gpu, Plan, PlanBuilder, StepParams};
+use wisp_core::gpu::{Act, Gpu, KvType, Plan, PlanBuilder, StepParams, StepShape};
 
 /// Deterministic pseudo-random values in [-scale, scale).
 pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -64,24 +64,130 @@ pub fn read_u32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
 
 /// A step uniform holding `step`, and a builder over it.
 pub fn builder(gpu: &Gpu, step: StepParams) -> PlanBuilder {
-    let buf = pollster::block_on(gpu.uniform("test step", 16)).expect("step uniform");
+    let buf = pollster::block_on(gpu.uniform("test step", 32)).expect("step uniform");
     gpu.write(&buf, 0, bytemuck::bytes_of(&step));
     PlanBuilder::new(gpu, buf)
 }
 
-/// Runs a plan for a step of `n_tokens` and waits for it.
+/// Runs a plan for a step of `n_tokens` tokens (and as many logits rows) and waits.
 pub fn run(gpu: &Gpu, plan: &Plan, n_tokens: u32) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        plan.encode(&mut pass, n_tokens);
+        plan.encode(&mut pass, StepShape { tokens: n_tokens, rows: n_tokens });
     }
     gpu.queue.submit([enc.finish()]);
     gpu.check_errors().expect("GPU errors");
 }
 
-pub fn step(n_tokens: u32, pos0: u32) -> StepParams {
-    StepParams { n_tokens, pos0, n_kv: pos0 + n_tokens, _pad: 0 }
+/// Step values for kernels that only need the token count (and as many rows).
+pub fn step(n_tokens: u32) -> StepParams {
+    StepParams { n_tokens, n_rows: n_tokens, ..Default::default() }
+}
+
+pub fn upload_kv(gpu: &Gpu, kv: KvType, v: &[f32]) -> wgpu::Buffer {
+    let act = match kv {
+        KvType::F32 => Act::F32,
+        KvType::F16 => Act::F16,
+    };
+    upload_act(gpu, act, v)
+}
+
+pub fn read_kv(gpu: &Gpu, kv: KvType, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    let act = match kv {
+        KvType::F32 => Act::F32,
+        KvType::F16 => Act::F16,
+    };
+    read_act(gpu, act, b, n)
+}
+
+pub fn round_kv(kv: KvType, v: &[f32]) -> Vec<f32> {
+    round_act(if kv == KvType::F16 { Act::F16 } else { Act::F32 }, v)
+}
+
+/// A step over several sequences in a paged KV cache, laid out as the engine lays it
+/// out, with each sequence's blocks scattered over the pool in a shuffled order (so a
+/// kernel that ignored the block table would read the wrong keys).
+pub struct PagedStep {
+    pub params: StepParams,
+    pub meta: Vec<u32>,
+    pub block: u32,
+    pub n_blocks: u32,
+    /// Per sequence: its block table.
+    pub tables: Vec<Vec<u32>>,
+    /// Per sequence: (first position of this step, tokens in this step).
+    pub seqs: Vec<(u32, u32)>,
+}
+
+impl PagedStep {
+    /// `seqs`: per sequence, (positions already cached, tokens in this step).
+    pub fn new(seqs: &[(u32, u32)], block: u32, seed: u64) -> PagedStep {
+        use rand::seq::SliceRandom;
+        let per_seq: Vec<u32> = seqs.iter().map(|&(p, n)| (p + n).div_ceil(block)).collect();
+        // A few spare blocks so ids are not simply dense.
+        let n_blocks = per_seq.iter().sum::<u32>() + 3;
+        let mut ids: Vec<u32> = (0..n_blocks).collect();
+        ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let mut next = ids.into_iter();
+        let tables: Vec<Vec<u32>> = per_seq.iter().map(|&n| (0..n).map(|_| next.next().unwrap()).collect()).collect();
+        let n_tokens: u32 = seqs.iter().map(|s| s.1).sum();
+        let mut token_info = Vec::new();
+        let mut entries = Vec::new();
+        let mut table_words = Vec::new();
+        let tables_start = 2 * n_tokens + 4 * seqs.len() as u32;
+        let mut first = 0;
+        for (e, &(pos0, n)) in seqs.iter().enumerate() {
+            entries.extend_from_slice(&[tables_start + table_words.len() as u32, pos0 + n, first, n]);
+            table_words.extend_from_slice(&tables[e]);
+            for i in 0..n {
+                token_info.extend_from_slice(&[pos0 + i, e as u32]);
+            }
+            first += n;
+        }
+        let params = StepParams {
+            n_tokens,
+            n_entries: seqs.len() as u32,
+            n_rows: n_tokens,
+            _pad: 0,
+            token_info: 0,
+            entries: 2 * n_tokens,
+            tables: tables_start,
+            rows: tables_start + table_words.len() as u32,
+        };
+        let mut meta = token_info;
+        meta.extend(entries);
+        meta.extend(table_words);
+        // Rows: every token.
+        meta.extend(0..n_tokens);
+        PagedStep { params, meta, block, n_blocks, tables, seqs: seqs.to_vec() }
+    }
+
+    /// Pool slot of position `pos` of sequence `s`.
+    pub fn slot(&self, s: usize, pos: u32) -> u32 {
+        self.tables[s][(pos / self.block) as usize] * self.block + pos % self.block
+    }
+
+    /// Scatters per-sequence contiguous caches ([positions, stride]) into a pool.
+    pub fn scatter(&self, caches: &[Vec<f32>], stride: usize) -> Vec<f32> {
+        let mut pool = vec![0.0; (self.n_blocks * self.block) as usize * stride];
+        for (s, cache) in caches.iter().enumerate() {
+            for (pos, row) in cache.chunks(stride).enumerate() {
+                let slot = self.slot(s, pos as u32) as usize;
+                pool[slot * stride..(slot + 1) * stride].copy_from_slice(row);
+            }
+        }
+        pool
+    }
+
+    /// Gathers a sequence's contiguous cache of `len` positions back from a pool.
+    pub fn gather(&self, pool: &[f32], s: usize, len: u32, stride: usize) -> Vec<f32> {
+        (0..len)
+            .flat_map(|pos| {
+                let slot = self.slot(s, pos) as usize;
+                pool[slot * stride..(slot + 1) * stride].to_vec()
+            })
+            .collect()
+    }
 }
 
 /// Asserts every element is within `atol + rtol * |expected|`.

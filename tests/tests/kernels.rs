@@ -2,8 +2,8 @@
 //! multiples of workgroup sizes or blocking factors), in every variant the adapter runs:
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
-use wisp_core::gpu::{Act, Gpu, QMatrix, Variant};
-use wisp_core::kernels::{AttnParams, Kernels, MatArgs, NormParams, Out, RopeParams};
+use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Variant};
+use wisp_core::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
 use wisp_core::quant::{GgmlType, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -49,12 +49,12 @@ fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usi
         _ => upload_f32(gpu, &base),
     };
     let kernels = Kernels::new(gpu, v);
-    let mut b = builder(gpu, step(t as u32, 0));
-    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: y_stride as u32, y_offset: y_offset as u32, out };
+    let mut b = builder(gpu, step(t as u32));
+    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: y_stride as u32, y_offset: y_offset as u32, out, rows: Count::Tokens };
     if batched {
         pollster::block_on(kernels.matmul(&mut b, &m, &args)).expect("matmul");
     } else {
-        pollster::block_on(kernels.matvec(&mut b, &m, &args, false)).expect("matvec");
+        pollster::block_on(kernels.matvec(&mut b, &m, &args)).expect("matvec");
     }
     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
     run(gpu, &plan, t as u32);
@@ -117,46 +117,69 @@ fn split_matrices_give_the_same_products() {
     }
 }
 
+const KV_TYPES: [KvType; 2] = [KvType::F32, KvType::F16];
+
+/// Tolerance for a result computed from f16-stored inputs of either kind.
+fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
+    if kv == KvType::F16 { tol(Act::F16) } else { tol(act) }
+}
+
 #[test]
 fn attention_matches_reference() {
     for_each_variant(|gpu, v| {
-        // (t, pos0, n_head, n_kv, d, window): odd lengths, GQA ratios 1, 3, 7, windows.
-        let cases = [
-            (1, 0, 2, 2, 64, 0),
-            (5, 0, 9, 3, 64, 0),
-            (1, 70, 9, 3, 64, 0),
-            (3, 130, 7, 1, 128, 0),
-            (7, 40, 4, 4, 32, 16),
-            (2, 200, 3, 1, 256, 100),
+        // Steps of one or several sequences: (cached positions, new tokens) each. Odd
+        // lengths, GQA ratios 1, 3 and 7, head dims 16 to 256, windows on and off.
+        let cases: [(&[(u32, u32)], usize, usize, usize, usize, u32); 7] = [
+            (&[(0, 1)], 2, 2, 64, 0, 16),
+            (&[(0, 5)], 9, 3, 64, 0, 16),
+            (&[(70, 1)], 9, 3, 64, 0, 32),
+            (&[(130, 3)], 7, 1, 128, 0, 16),
+            (&[(40, 7)], 4, 4, 32, 16, 16),
+            (&[(200, 2)], 3, 1, 256, 100, 16),
+            // A ragged batch: a prefill chunk, two decoded tokens and a fresh prompt.
+            (&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0, 16),
         ];
-        for ((t, pos0, nh, nkv, d, window), batched) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-            let n_pos = pos0 + t;
-            let qkv_w = (nh + 2 * nkv) * d;
-            let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
-            let kc = round_act(v.act, &random(2, n_pos * nkv * d, 1.0));
-            let vc = round_act(v.act, &random(3, n_pos * nkv * d, 1.0));
-            let (qb, kb, vb) = (upload_act(gpu, v.act, &qkv), upload_act(gpu, v.act, &kc), upload_act(gpu, v.act, &vc));
-            let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
-            let p = AttnParams {
-                n_head: nh as u32,
-                n_kv_head: nkv as u32,
-                qkv_stride: qkv_w as u32,
-                kv_stride: (nkv * d) as u32,
-                out_stride: (nh * d) as u32,
-                window: window as u32,
-                scale: 1.0 / (d as f32).sqrt(),
-                head_dim: d as u32,
-            };
-            let mut b = builder(gpu, step(t as u32, pos0 as u32));
-            pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, batched, &qb, &kb, &vb, &ob)).expect("attention");
-            let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
-            run(gpu, &plan, t as u32);
-            let got = read_act(gpu, v.act, &ob, t * nh * d);
-            let q: Vec<f32> = (0..t).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
-            let expected = cpu_ref::attention(&q, &kc, &vc, t, pos0, nh, nkv, d, window);
-            let (atol, rtol) = tol(v.act);
-            let what = format!("attention t={t} pos0={pos0} heads {nh}/{nkv} d={d} window={window} batched={batched} {v}");
-            assert_close(&what, &got, &expected, atol, rtol);
+        for kv in KV_TYPES {
+            for (batched, &(seqs, nh, nkv, d, window, block)) in [false, true].into_iter().flat_map(|b| cases.iter().map(move |c| (b, c))) {
+                let step_meta = PagedStep::new(seqs, block, 7);
+                let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
+                let qkv_w = (nh + 2 * nkv) * d;
+                let stride = nkv * d;
+                let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
+                let k_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(20 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
+                let v_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(40 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
+                let kb = upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride));
+                let vb = upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride));
+                let qb = upload_act(gpu, v.act, &qkv);
+                let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
+                let mb = upload_u32(gpu, &step_meta.meta);
+                let p = AttnParams {
+                    n_head: nh as u32,
+                    n_kv_head: nkv as u32,
+                    qkv_stride: qkv_w as u32,
+                    kv_stride: stride as u32,
+                    out_stride: (nh * d) as u32,
+                    window: window as u32,
+                    scale: 1.0 / (d as f32).sqrt(),
+                    head_dim: d as u32,
+                };
+                let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block };
+                let mut b = builder(gpu, step_meta.params);
+                pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, batched, &qb, &bindings, &ob)).expect("attention");
+                let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+                run(gpu, &plan, t as u32);
+                let got = read_act(gpu, v.act, &ob, t * nh * d);
+                let mut expected = Vec::new();
+                let mut first = 0;
+                for (i, &(pos0, n)) in seqs.iter().enumerate() {
+                    let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
+                    expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
+                    first += n as usize;
+                }
+                let (atol, rtol) = tol_kv(v.act, kv);
+                let what = format!("attention {seqs:?} heads {nh}/{nkv} d={d} window={window} block={block} kv={kv:?} batched={batched} {v}");
+                assert_close(&what, &got, &expected, atol, rtol);
+            }
         }
     });
 }
@@ -164,51 +187,71 @@ fn attention_matches_reference() {
 #[test]
 fn rope_and_cache_write_match_reference() {
     for_each_variant(|gpu, v| {
-        for (t, pos0, nh, nkv, d, n_rot) in [(3, 0, 9, 3, 64, 64), (1, 4000, 4, 1, 128, 128), (5, 17, 2, 2, 32, 16)] {
-            let qkv_w = (nh + 2 * nkv) * d;
-            let qkv = round_act(v.act, &random(4, t * qkv_w, 1.0));
-            let n_ctx = pos0 + t + 3;
-            let qb = upload_act(gpu, v.act, &qkv);
-            let kb = upload_act(gpu, v.act, &vec![0.0; n_ctx * nkv * d]);
-            let vb = upload_act(gpu, v.act, &vec![0.0; n_ctx * nkv * d]);
-            let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
-            let fb = upload_f32(gpu, &inv_freq);
-            let p = RopeParams {
-                n_head: nh as u32,
-                n_kv_head: nkv as u32,
-                head_dim: d as u32,
-                n_rot: n_rot as u32,
-                qkv_stride: qkv_w as u32,
-                kv_stride: (nkv * d) as u32,
-                _pad: [0; 2],
-            };
-            let mut b = builder(gpu, step(t as u32, pos0 as u32));
-            pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &kb, &vb, &fb)).expect("rope");
-            let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
-            run(gpu, &plan, t as u32);
-            let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
-            let got_k = read_act(gpu, v.act, &kb, n_ctx * nkv * d);
-            let got_v = read_act(gpu, v.act, &vb, n_ctx * nkv * d);
-            let mut exp_q = qkv.clone();
-            let mut exp_k = vec![0.0; n_ctx * nkv * d];
-            let mut exp_v = vec![0.0; n_ctx * nkv * d];
-            for ti in 0..t {
-                let pos = pos0 + ti;
-                let row = &mut exp_q[ti * qkv_w..(ti + 1) * qkv_w];
-                for h in 0..nh + nkv {
-                    cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos as u32, &inv_freq, n_rot);
+        // (sequences (cached, new), heads, kv heads, head dim, rotated dims)
+        let cases: [(&[(u32, u32)], usize, usize, usize, usize); 4] = [
+            (&[(0, 3)], 9, 3, 64, 64),
+            (&[(4000, 1)], 4, 1, 128, 128),
+            (&[(17, 5)], 2, 2, 32, 16),
+            (&[(5, 2), (60, 1), (0, 4)], 6, 2, 64, 64),
+        ];
+        for kv in KV_TYPES {
+            for &(seqs, nh, nkv, d, n_rot) in &cases {
+                let step_meta = PagedStep::new(seqs, 16, 3);
+                let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
+                let qkv_w = (nh + 2 * nkv) * d;
+                let stride = nkv * d;
+                let qkv = round_act(v.act, &random(4, t * qkv_w, 1.0));
+                let pool_len = (step_meta.n_blocks * 16) as usize * stride;
+                let qb = upload_act(gpu, v.act, &qkv);
+                let kb = upload_kv(gpu, kv, &vec![0.0; pool_len]);
+                let vb = upload_kv(gpu, kv, &vec![0.0; pool_len]);
+                let mb = upload_u32(gpu, &step_meta.meta);
+                let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
+                let fb = upload_f32(gpu, &inv_freq);
+                let p = RopeParams {
+                    n_head: nh as u32,
+                    n_kv_head: nkv as u32,
+                    head_dim: d as u32,
+                    n_rot: n_rot as u32,
+                    qkv_stride: qkv_w as u32,
+                    kv_stride: stride as u32,
+                    _pad: [0; 2],
+                };
+                let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block: 16 };
+                let mut b = builder(gpu, step_meta.params);
+                pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb)).expect("rope");
+                let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+                run(gpu, &plan, t as u32);
+                let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
+                let got_k = read_kv(gpu, kv, &kb, pool_len);
+                let got_v = read_kv(gpu, kv, &vb, pool_len);
+                let mut exp_q = qkv.clone();
+                let mut exp_k = vec![0.0; pool_len];
+                let mut exp_v = vec![0.0; pool_len];
+                let mut ti = 0;
+                for (s, &(pos0, n)) in seqs.iter().enumerate() {
+                    for i in 0..n {
+                        let pos = pos0 + i;
+                        let row = &mut exp_q[ti * qkv_w..(ti + 1) * qkv_w];
+                        for h in 0..nh + nkv {
+                            cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos, &inv_freq, n_rot);
+                        }
+                        let slot = step_meta.slot(s, pos) as usize;
+                        exp_k[slot * stride..(slot + 1) * stride].copy_from_slice(&row[nh * d..(nh + nkv) * d]);
+                        exp_v[slot * stride..(slot + 1) * stride].copy_from_slice(&row[(nh + nkv) * d..]);
+                        // Only queries stay rotated in place; keys in qkv are left as they were.
+                        row[nh * d..].copy_from_slice(&qkv[ti * qkv_w + nh * d..(ti + 1) * qkv_w]);
+                        ti += 1;
+                    }
                 }
-                exp_k[pos * nkv * d..(pos + 1) * nkv * d].copy_from_slice(&row[nh * d..(nh + nkv) * d]);
-                exp_v[pos * nkv * d..(pos + 1) * nkv * d].copy_from_slice(&row[(nh + nkv) * d..]);
-                // Only queries stay rotated in place; keys in qkv are left as they were.
-                row[nh * d..].copy_from_slice(&qkv[ti * qkv_w + nh * d..(ti + 1) * qkv_w]);
+                let (atol, rtol) = tol_kv(v.act, kv);
+                let what = format!("rope {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}");
+                // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
+                assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
+                assert_close(&format!("{what} key pool"), &got_k, &round_kv(kv, &exp_k), atol + 1e-3, rtol);
+                let (vatol, vrtol) = if kv == KvType::F16 || v.act == Act::F16 { (1e-3, 1e-3) } else { (0.0, 0.0) };
+                assert_close(&format!("{what} value pool"), &got_v, &round_kv(kv, &exp_v), vatol, vrtol);
             }
-            let (atol, rtol) = tol(v.act);
-            let what = format!("rope t={t} pos0={pos0} heads {nh}/{nkv} d={d} n_rot={n_rot} {v}");
-            // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
-            assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
-            assert_close(&format!("{what} key cache"), &got_k, &round_act(v.act, &exp_k), atol + 1e-3, rtol);
-            assert_close(&format!("{what} value cache"), &got_v, &exp_v, 0.0, 0.0);
         }
     });
 }
@@ -223,7 +266,7 @@ fn embedding_lookup_every_type() {
             let tokens = [7u32, 0, 52, 7, 31];
             let tb = upload_u32(gpu, &tokens);
             let xb = upload_f32(gpu, &vec![0.0; tokens.len() * k]);
-            let mut b = builder(gpu, step(tokens.len() as u32, 0));
+            let mut b = builder(gpu, step(tokens.len() as u32));
             pollster::block_on(Kernels::new(gpu, v).embed(&mut b, &m, &tb, &xb, 0.5)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, tokens.len() as u32);
@@ -235,24 +278,40 @@ fn embedding_lookup_every_type() {
 }
 
 #[test]
-fn rmsnorm_all_rows_and_last_row() {
+fn rmsnorm_all_rows_and_listed_rows() {
     for_each_variant(|gpu, v| {
         for (t, n) in [(3usize, 576usize), (1, 96), (5, 1000)] {
             let x = random(8, t * n, 3.0);
             let w = random(9, n, 1.0);
             let (xb, wb) = (upload_f32(gpu, &x), upload_f32(gpu, &w));
-            for last in [false, true] {
-                let yb = upload_act(gpu, v.act, &vec![0.0; t * n]);
-                let mut b = builder(gpu, step(t as u32, 0));
-                let p = NormParams { n: n as u32, eps: 1e-5, last: last as u32, _pad: 0 };
-                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb)).unwrap();
+            // Listed rows: the last token, then the first (the order the metadata says).
+            let listed = [t as u32 - 1, 0];
+            let mb = upload_u32(gpu, &listed);
+            for list in [false, true] {
+                let yb = upload_act(gpu, v.act, &vec![0.0; t.max(listed.len()) * n]);
+                let mut params = step(t as u32);
+                if list {
+                    params.n_rows = listed.len() as u32;
+                }
+                let mut b = builder(gpu, params);
+                let p = NormParams { n: n as u32, eps: 1e-5, listed: list as u32, _pad: 0 };
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb)).unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
-                run(gpu, &plan, t as u32);
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    plan.encode(&mut pass, wisp_core::gpu::StepShape { tokens: t as u32, rows: params.n_rows });
+                }
+                gpu.queue.submit([enc.finish()]);
                 let all = cpu_ref::rmsnorm(&x, &w, 1e-5);
-                let (rows, expected) = if last { (1, all[(t - 1) * n..].to_vec()) } else { (t, all) };
-                let got = read_act(gpu, v.act, &yb, rows * n);
+                let expected: Vec<f32> = if list {
+                    listed.iter().flat_map(|&r| all[r as usize * n..(r as usize + 1) * n].to_vec()).collect()
+                } else {
+                    all
+                };
+                let got = read_act(gpu, v.act, &yb, expected.len());
                 let (atol, rtol) = tol(v.act);
-                assert_close(&format!("rmsnorm t={t} n={n} last={last} {v}"), &got, &expected, atol, rtol);
+                assert_close(&format!("rmsnorm t={t} n={n} listed={list} {v}"), &got, &expected, atol, rtol);
             }
         }
     });
@@ -265,7 +324,7 @@ fn silu_mul_matches_reference() {
         let gu = round_act(v.act, &random(12, t * 2 * n, 4.0));
         let gub = upload_act(gpu, v.act, &gu);
         let hb = upload_act(gpu, v.act, &vec![0.0; t * n]);
-        let mut b = builder(gpu, step(t as u32, 0));
+        let mut b = builder(gpu, step(t as u32));
         pollster::block_on(Kernels::new(gpu, v).silu_mul(&mut b, &gub, &hb, n as u32)).unwrap();
         let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
         run(gpu, &plan, t as u32);
@@ -275,87 +334,105 @@ fn silu_mul_matches_reference() {
 }
 
 #[test]
-fn argmax_takes_the_lowest_index_among_equals() {
+fn argmax_takes_the_lowest_index_among_equals_in_every_row() {
     for_each_variant(|gpu, v| {
-        for n in [1usize, 255, 49_157] {
-            let mut logits = random(13, n, 10.0);
-            // Two equal maxima: the lower index wins.
+        for (n, rows) in [(1usize, 1usize), (255, 3), (49_157, 2)] {
+            let mut logits = random(13, n * rows, 10.0);
+            // Two equal maxima in the last row: the lower index wins.
             if n > 100 {
-                logits[n - 3] = 50.0;
-                logits[77] = 50.0;
+                let last = (rows - 1) * n;
+                logits[last + n - 3] = 50.0;
+                logits[last + 77] = 50.0;
             }
             let lb = upload_f32(gpu, &logits);
-            let rb = upload_u32(gpu, &[u32::MAX, 0]);
-            let mut b = builder(gpu, step(1, 0));
+            let rb = upload_u32(gpu, &vec![u32::MAX; 2 * rows]);
+            let mut b = builder(gpu, step(rows as u32));
             pollster::block_on(Kernels::new(gpu, v).argmax(&mut b, &lb, &rb, n as u32)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
-            run(gpu, &plan, 1);
-            let r = read_u32(gpu, &rb, 2);
-            let want = cpu_ref::argmax(&logits);
-            assert_eq!(r[0] as usize, want, "argmax n={n} {v}");
-            assert_eq!(f32::from_bits(r[1]), logits[want], "argmax value n={n} {v}");
+            run(gpu, &plan, rows as u32);
+            let r = read_u32(gpu, &rb, 2 * rows);
+            for row in 0..rows {
+                let lr = &logits[row * n..(row + 1) * n];
+                let want = cpu_ref::argmax(lr);
+                assert_eq!(r[2 * row] as usize, want, "argmax n={n} row {row} {v}");
+                assert_eq!(f32::from_bits(r[2 * row + 1]), lr[want], "argmax value n={n} row {row} {v}");
+            }
         }
     });
 }
 
 #[test]
-fn penalties_match_the_cpu_rule() {
-    use wisp_core::kernels::PenaltyParams as GpuPenalties;
+fn penalties_match_the_cpu_rule_per_row() {
+    use wisp_core::kernels::{PenaltyEntry as GpuEntry, PenaltyParams as GpuPenalties, RowParams};
     use wisp_core::sampling::{PenaltyEntry, PenaltyParams, apply_penalties};
     for_each_variant(|gpu, v| {
-        let n = 1000;
-        let logits = random(14, n, 5.0);
-        let entries: Vec<PenaltyEntry> = [(3u32, 1u32), (500, 4), (999, 2), (0, 1), (77, 3)]
-            .iter()
-            .map(|&(token, count)| PenaltyEntry { token, count })
-            .collect();
-        let cpu = PenaltyParams { repeat_penalty: 1.3, presence_penalty: 0.4, frequency_penalty: 0.25 };
-        let gp = GpuPenalties { n_entries: entries.len() as u32, repeat: 1.3, frequency: 0.25, presence: 0.4 };
+        let (n, rows) = (1000, 2);
+        let logits = random(14, n * rows, 5.0);
+        let per_row: [(&[(u32, u32)], PenaltyParams); 2] = [
+            (&[(3, 1), (500, 4), (999, 2), (0, 1), (77, 3)], PenaltyParams { repeat_penalty: 1.3, presence_penalty: 0.4, frequency_penalty: 0.25 }),
+            (&[(3, 2), (10, 1)], PenaltyParams { repeat_penalty: 1.1, presence_penalty: 0.0, frequency_penalty: 0.5 }),
+        ];
+        let mut entries = Vec::new();
+        let mut row_params = Vec::new();
+        let mut want = logits.clone();
+        for (row, (list, pp)) in per_row.iter().enumerate() {
+            let cpu: Vec<PenaltyEntry> = list.iter().map(|&(token, count)| PenaltyEntry { token, count }).collect();
+            apply_penalties(&mut want[row * n..(row + 1) * n], &cpu, pp);
+            entries.extend(list.iter().map(|&(token, count)| GpuEntry { token, count, row: row as u32, _pad: 0 }));
+            row_params.push(RowParams { repeat: pp.repeat_penalty, frequency: pp.frequency_penalty, presence: pp.presence_penalty, cutoff: 0.0 });
+        }
         let pb = pollster::block_on(gpu.uniform("penalties", 16)).unwrap();
-        gpu.write(&pb, 0, bytemuck::bytes_of(&gp));
+        gpu.write(&pb, 0, bytemuck::bytes_of(&GpuPenalties { n_entries: entries.len() as u32, n: n as u32, _pad: [0; 2] }));
         let eb = upload_u32(gpu, bytemuck::cast_slice(&entries));
+        let rb = upload_u32(gpu, bytemuck::cast_slice(&row_params));
         let lb = upload_f32(gpu, &logits);
-        let mut b = builder(gpu, step(1, 0));
-        pollster::block_on(Kernels::new(gpu, v).penalties(&mut b, &pb, &eb, &lb, 64)).unwrap();
+        let mut b = builder(gpu, step(1));
+        pollster::block_on(Kernels::new(gpu, v).penalties(&mut b, &pb, &eb, &rb, &lb, 64)).unwrap();
         let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
         run(gpu, &plan, 1);
-        let mut want = logits.clone();
-        apply_penalties(&mut want, &entries, &cpu);
-        assert_close(&format!("penalties {v}"), &read_f32(gpu, &lb, n), &want, 1e-6, 1e-6);
+        assert_close(&format!("penalties {v}"), &read_f32(gpu, &lb, n * rows), &want, 1e-6, 1e-6);
     });
 }
 
 #[test]
-fn candidates_are_every_token_within_the_cutoff() {
-    use wisp_core::kernels::CandidateParams;
+fn candidates_are_every_token_within_each_rows_cutoff() {
+    use wisp_core::kernels::{CandidateParams, RowParams};
     for_each_variant(|gpu, v| {
-        for (n, cutoff, cap) in [(49_152usize, 2.5f32, 1024u32), (301, 100.0, 1024), (5000, 8.0, 16)] {
-            let logits = random(15, n, 10.0);
+        for (n, cutoffs, cap) in [(49_152usize, &[2.5f32, 0.5][..], 1024u32), (301, &[100.0][..], 1024), (5000, &[8.0, 1.0, 0.0][..], 16)] {
+            let rows = cutoffs.len();
+            let logits = random(15, n * rows, 10.0);
             let pb = pollster::block_on(gpu.uniform("candidates", 16)).unwrap();
-            gpu.write(&pb, 0, bytemuck::bytes_of(&CandidateParams { n: n as u32, cutoff, cap, _pad: 0 }));
+            gpu.write(&pb, 0, bytemuck::bytes_of(&CandidateParams { n: n as u32, cap, _pad: [0; 2] }));
+            let rp: Vec<RowParams> = cutoffs.iter().map(|&c| RowParams { cutoff: c, ..Default::default() }).collect();
+            let rb = upload_u32(gpu, bytemuck::cast_slice(&rp));
             let lb = upload_f32(gpu, &logits);
-            let ob = upload_u32(gpu, &vec![0; 2 + 2 * cap as usize]);
-            let mut b = builder(gpu, step(1, 0));
-            pollster::block_on(Kernels::new(gpu, v).candidates(&mut b, &pb, &lb, &ob)).unwrap();
+            let words = 2 + 2 * cap as usize;
+            let ob = upload_u32(gpu, &vec![0; words * rows]);
+            let mut b = builder(gpu, step(rows as u32));
+            pollster::block_on(Kernels::new(gpu, v).candidates(&mut b, &pb, &rb, &lb, &ob)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
-            run(gpu, &plan, 1);
-            let out = read_u32(gpu, &ob, 2 + 2 * cap as usize);
-            let max = logits.iter().cloned().fold(f32::MIN, f32::max);
-            let mut want: Vec<u32> = (0..n as u32).filter(|&i| logits[i as usize] >= max - cutoff).collect();
-            assert_eq!(out[0] as usize, want.len(), "candidate count n={n} {v}");
-            assert_eq!(f32::from_bits(out[1]), max, "max n={n} {v}");
-            let kept = want.len().min(cap as usize);
-            let mut got: Vec<u32> = out[2..2 + 2 * kept].chunks(2).map(|p| p[0]).collect();
-            for p in out[2..2 + 2 * kept].chunks(2) {
-                assert_eq!(f32::from_bits(p[1]), logits[p[0] as usize], "candidate logit {v}");
-            }
-            got.sort();
-            if want.len() <= cap as usize {
-                assert_eq!(got, want, "candidates n={n} cutoff={cutoff} {v}");
-            } else {
-                // Over capacity: the kept ones are a subset; the count tells the caller to fall back.
-                want.retain(|t| got.contains(t));
-                assert_eq!(got, want, "over-capacity candidates are genuine n={n} {v}");
+            run(gpu, &plan, rows as u32);
+            let all = read_u32(gpu, &ob, words * rows);
+            for (row, &cutoff) in cutoffs.iter().enumerate() {
+                let out = &all[row * words..(row + 1) * words];
+                let lr = &logits[row * n..(row + 1) * n];
+                let max = lr.iter().cloned().fold(f32::MIN, f32::max);
+                let mut want: Vec<u32> = (0..n as u32).filter(|&i| lr[i as usize] >= max - cutoff).collect();
+                assert_eq!(out[0] as usize, want.len(), "candidate count n={n} row {row} {v}");
+                assert_eq!(f32::from_bits(out[1]), max, "max n={n} row {row} {v}");
+                let kept = want.len().min(cap as usize);
+                let mut got: Vec<u32> = out[2..2 + 2 * kept].chunks(2).map(|p| p[0]).collect();
+                for p in out[2..2 + 2 * kept].chunks(2) {
+                    assert_eq!(f32::from_bits(p[1]), lr[p[0] as usize], "candidate logit {v}");
+                }
+                got.sort();
+                if want.len() <= cap as usize {
+                    assert_eq!(got, want, "candidates n={n} cutoff={cutoff} {v}");
+                } else {
+                    // Over capacity: the kept ones are genuine; the count tells the caller to fall back.
+                    want.retain(|t| got.contains(t));
+                    assert_eq!(got, want, "over-capacity candidates are genuine n={n} {v}");
+                }
             }
         }
     });
@@ -376,7 +453,7 @@ fn bandwidth_probe_reads_every_word() {
     data[4 * (per_group - 1) + 2] = 0x9e37_79b9;
     let db = upload_u32(&gpu, &data);
     let sink = upload_u32(&gpu, &vec![0; 4096]);
-    let mut b = builder(&gpu, step(1, 0));
+    let mut b = builder(&gpu, step(1));
     pollster::block_on(kernels.bandwidth(&mut b, &db, &sink, vec4s as u32)).unwrap();
     let plan = pollster::block_on(b.finish(&gpu, "test")).unwrap();
     run(&gpu, &plan, 1);

@@ -26,7 +26,7 @@ fn load_ctx(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u3
     let overrides = variant
         .map(|v| VariantOverrides { act: Some(v.act), reduce: Some(v.reduce), tier: Some(v.tier) })
         .unwrap_or_default();
-    let options = EngineOptions { n_ctx, max_batch, logits_batch: max_batch.min(8), variant: overrides };
+    let options = EngineOptions { n_ctx, max_batch, max_rows: max_batch.min(8), variant: overrides, ..Default::default() };
     pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes }, &options))
 }
 
@@ -86,10 +86,11 @@ fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
 
 #[test]
 fn tensors_split_across_buffers_give_the_same_logits() {
-    // 12 KiB bindings: the embedding (301 rows of 102 bytes) and the fused gate/up
-    // projections (320 rows of 60 bytes) are split.
-    let gpu = gpu_with_binding_limit(12 * 1024);
-    let bytes = tiny_model(&TinySpec::default());
+    // 48 KiB bindings: the embedding (1501 rows of 102 bytes) and the fused gate/up
+    // projections (960 rows of 60 bytes) are split across buffers.
+    let gpu = gpu_with_binding_limit(48 * 1024);
+    let spec = TinySpec { vocab: 1501, n_ff: 480, ..TinySpec::default() };
+    let bytes = tiny_model(&spec);
     let file = GgufFile::parse(&bytes).unwrap();
     let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
     let mut e = load_ctx(gpu.clone(), &bytes, None, 4, 32).expect("load with small bindings");

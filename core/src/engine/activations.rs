@@ -18,14 +18,12 @@ pub struct Activations {
     pub gate_up: wgpu::Buffer,
     /// SwiGLU output [tokens, ff].
     pub h: wgpu::Buffer,
-    /// Logits of the last token, f32 [vocab].
+    /// Logits of the step's wanted rows, f32 [rows, vocab].
     pub logits: wgpu::Buffer,
-    /// Logits of every position of a step, f32 [logits_batch, vocab].
-    pub logits_all: wgpu::Buffer,
 }
 
 impl Activations {
-    pub async fn new(gpu: &Gpu, cfg: &ModelConfig, act: Act, max_batch: u32, logits_batch: u32) -> Result<Activations, GpuError> {
+    pub async fn new(gpu: &Gpu, cfg: &ModelConfig, act: Act, max_batch: u32, max_rows: u32) -> Result<Activations, GpuError> {
         let b = max_batch as u64;
         let a = act.size();
         let qkv_w = (cfg.q_dim() + 2 * cfg.kv_dim()) as u64;
@@ -37,10 +35,7 @@ impl Activations {
             attn: gpu.storage("attention output", a * b * cfg.q_dim() as u64).await?,
             gate_up: gpu.storage("gate and up projections", a * b * 2 * cfg.n_ff as u64).await?,
             h: gpu.storage("feed-forward hidden", a * b * cfg.n_ff as u64).await?,
-            logits: gpu.storage("logits", 4 * cfg.vocab_size as u64).await?,
-            logits_all: gpu
-                .storage("logits of every position", 4 * logits_batch as u64 * cfg.vocab_size as u64)
-                .await?,
+            logits: gpu.storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64).await?,
         })
     }
 }

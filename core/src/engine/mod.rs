@@ -1,20 +1,33 @@
-//! The engine: a model on a device, its KV cache, and the recorded forward passes that
-//! turn tokens into logits. See `ARCHITECTURE.md` for the path of one token.
+//! The engine: a model on a device, a paged KV cache shared by any number of
+//! sequences, and the recorded forward passes that turn a batch of their tokens into
+//! logits. See `ARCHITECTURE.md` for the path of one token.
+//!
+//! Two levels of API:
+//! - the batch API for a scheduler: create, fork and remove sequences, run a [`step`]
+//!   over a batch mixing prefill chunks and decoded tokens of different sequences, and
+//!   sample each wanted logits row ([`sample_rows`]);
+//! - the single-sequence API (`prefill`, `decode`, `sample`, ...) on a default sequence,
+//!   for one conversation at a time.
+//!
+//! [`step`]: Engine::step
+//! [`sample_rows`]: Engine::sample_rows
 
 mod activations;
+mod batch;
 mod forward;
-mod kv_cache;
 mod sample;
 
+pub use batch::{BatchEntry, Logits};
 pub use forward::ForwardPlans;
-pub use kv_cache::KvCache;
 pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
 use std::sync::Arc;
 
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, StepParams, Variant, VariantOverrides};
+use crate::gpu::{Gpu, KernelTime, KvType, StepParams, StepShape, Variant, VariantOverrides};
+use crate::kv::{BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
+use crate::sampling::Sampler;
 use crate::Error;
 
 use activations::Activations;
@@ -33,27 +46,61 @@ pub enum EngineError {
     NoLogits,
     #[error("invalid engine option: {0}")]
     InvalidOption(String),
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    #[error(transparent)]
+    Kv(#[from] KvError),
 }
 
 /// Options for building an engine.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Context length in tokens (0: the model's training context, capped at 4096).
+    /// Context length of one sequence in tokens (0: the model's training context, capped
+    /// at 4096).
     pub n_ctx: u32,
-    /// The most tokens one prefill step processes; longer prompts go in chunks.
+    /// Positions the KV pool holds for all sequences together (0: `n_ctx`).
+    pub kv_pool_tokens: u32,
+    /// Positions per block of the KV pool.
+    pub kv_block: u32,
+    /// Storage type of the KV cache (`None`: f16 where the adapter has shader-f16).
+    pub kv_type: Option<KvType>,
+    /// The most tokens one step processes; longer prompts go in chunks.
     pub max_batch: u32,
-    /// The most positions whose logits one step of [`Engine::prefill_logits`] computes.
-    pub logits_batch: u32,
+    /// The most logits rows one step computes (and sequences one step can sample).
+    pub max_rows: u32,
+    /// The most entries (sequences) in one step.
+    pub max_entries: u32,
     pub variant: VariantOverrides,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { n_ctx: 0, max_batch: 256, logits_batch: 32, variant: VariantOverrides::default() }
+        EngineOptions {
+            n_ctx: 0,
+            kv_pool_tokens: 0,
+            kv_block: 16,
+            kv_type: None,
+            max_batch: 256,
+            max_rows: 32,
+            max_entries: 64,
+            variant: VariantOverrides::default(),
+        }
     }
 }
 
-/// A model loaded on a device with one sequence's KV cache.
+/// Occupancy of the KV pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KvStats {
+    pub block_size: u32,
+    pub blocks: u32,
+    pub used_blocks: u32,
+    pub free_blocks: u32,
+    /// Bytes of every pool buffer together.
+    pub pool_bytes: u64,
+    pub kv_type: KvType,
+}
+
+/// A model loaded on a device with a paged KV cache.
 pub struct Engine {
     pub gpu: Arc<Gpu>,
     pub config: ModelConfig,
@@ -61,20 +108,24 @@ pub struct Engine {
     pub weights: ModelWeights,
     n_ctx: u32,
     max_batch: u32,
-    logits_batch: u32,
-    kv: KvCache,
+    max_rows: u32,
+    max_entries: u32,
+    pool: KvPool,
+    blocks: BlockManager,
     acts: Activations,
     plans: ForwardPlans,
     tail: SamplerTail,
     step: wgpu::Buffer,
-    /// Tokens in the cache.
-    pos: u32,
-    /// Whether `acts.logits` holds the logits of the last processed token.
-    have_logits: bool,
+    meta: wgpu::Buffer,
+    meta_words: u64,
+    /// The sequence of the single-sequence API.
+    default_seq: SeqId,
+    /// Logits rows the last step left in `acts.logits` (0: none usable).
+    rows_ready: u32,
 }
 
 impl Engine {
-    /// Uploads the model and records its forward passes.
+    /// Uploads the model, allocates the KV pool and records the forward passes.
     pub async fn load(gpu: Arc<Gpu>, file: &GgufFile, src: &dyn TensorSource, options: &EngineOptions) -> Result<Engine, Error> {
         let config = ModelConfig::from_gguf(file)?;
         let variant = options.variant.resolve(&gpu.caps, &gpu.adapter_name())?;
@@ -82,19 +133,41 @@ impl Engine {
             0 => config.n_ctx_train.min(4096),
             n => n,
         };
-        if options.max_batch == 0 || options.logits_batch == 0 || options.logits_batch > options.max_batch {
-            return Err(EngineError::InvalidOption(format!(
-                "max_batch ({}) and logits_batch ({}) must be positive with logits_batch <= max_batch",
-                options.max_batch, options.logits_batch
-            ))
+        let bad = |m: String| -> Error { EngineError::InvalidOption(m).into() };
+        if options.max_batch == 0 || options.max_rows == 0 || options.max_rows > options.max_batch || options.max_entries == 0 {
+            return Err(bad(format!(
+                "max_batch ({}), max_rows ({}) and max_entries ({}) must be positive with max_rows <= max_batch",
+                options.max_batch, options.max_rows, options.max_entries
+            )));
+        }
+        if ![16, 32].contains(&options.kv_block) {
+            return Err(bad(format!("KV block size {} (it must be 16 or 32)", options.kv_block)));
+        }
+        let kv_type = options.kv_type.unwrap_or(KvType::default_for(&gpu.caps));
+        if kv_type == KvType::F16 && !gpu.caps.shader_f16 {
+            return Err(crate::gpu::GpuError::MissingFeature {
+                adapter: gpu.adapter_name(),
+                feature: "shader-f16",
+                variant: "an f16 KV cache".into(),
+            }
             .into());
         }
+        let pool_tokens = if options.kv_pool_tokens == 0 { n_ctx } else { options.kv_pool_tokens };
+        let n_blocks = pool_tokens.div_ceil(options.kv_block);
         let weights = ModelWeights::upload(&gpu, file, &config, src).await?;
-        let kv = KvCache::new(&gpu, &config, variant.act, n_ctx).await?;
-        let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.logits_batch).await?;
+        let pool = KvPool::new(&gpu, &config, kv_type, options.kv_block, n_blocks).await?;
+        let mut blocks = BlockManager::new(n_blocks, options.kv_block, n_ctx);
+        let default_seq = blocks.create();
+        let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.max_rows).await?;
         let step = gpu.uniform("step", std::mem::size_of::<StepParams>() as u64).await?;
-        let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &kv, &acts, &step).await?;
-        let tail = SamplerTail::new(&gpu, variant, &acts, config.vocab_size).await?;
+        // Token info, entries, every entry's whole block table, logits rows.
+        let meta_words = 2 * options.max_batch as u64
+            + 4 * options.max_entries as u64
+            + options.max_entries as u64 * n_ctx.div_ceil(options.kv_block) as u64
+            + options.max_rows as u64;
+        let meta = gpu.storage("step metadata", 4 * meta_words).await?;
+        let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &pool, &acts, &step, &meta).await?;
+        let tail = SamplerTail::new(&gpu, variant, &acts, config.vocab_size, options.max_rows).await?;
         Ok(Engine {
             gpu,
             config,
@@ -102,160 +175,202 @@ impl Engine {
             weights,
             n_ctx,
             max_batch: options.max_batch,
-            logits_batch: options.logits_batch,
-            kv,
+            max_rows: options.max_rows,
+            max_entries: options.max_entries,
+            pool,
+            blocks,
             acts,
             plans,
             tail,
             step,
-            pos: 0,
-            have_logits: false,
+            meta,
+            meta_words,
+            default_seq,
+            rows_ready: 0,
         })
     }
 
-    /// Tokens in the cache.
-    pub fn position(&self) -> u32 {
-        self.pos
-    }
-
-    /// Context length in tokens.
+    /// Context length of one sequence, in tokens.
     pub fn context_size(&self) -> u32 {
         self.n_ctx
     }
 
-    /// Bytes of KV cache allocated.
-    pub fn kv_bytes(&self) -> u64 {
-        self.kv.bytes()
-    }
-
-    /// Forgets the sequence: the next prompt starts at position 0.
-    pub fn reset(&mut self) {
-        self.pos = 0;
-        self.have_logits = false;
-    }
-
-    /// Drops the cache back to `pos` tokens (e.g. to regenerate a reply).
-    pub fn truncate(&mut self, pos: u32) {
-        if pos < self.pos {
-            self.pos = pos;
-            self.have_logits = false;
-        }
-    }
-
-    fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        let needed = self.pos as usize + tokens.len();
-        if needed > self.n_ctx as usize {
-            return Err(EngineError::ContextFull { needed: tokens.len(), used: self.pos as usize, n_ctx: self.n_ctx as usize });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t >= self.config.vocab_size) {
-            return Err(EngineError::InvalidToken { token: bad, vocab: self.config.vocab_size });
-        }
-        Ok(())
-    }
-
-    /// Writes the step's tokens and values, then encodes `f` into one compute pass.
-    fn submit_step(&self, tokens: &[u32], f: impl FnOnce(&mut wgpu::ComputePass<'_>, u32)) {
-        let n = tokens.len() as u32;
-        let step = StepParams { n_tokens: n, pos0: self.pos, n_kv: self.pos + n, _pad: 0 };
-        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&step));
-        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            f(&mut pass, n);
-        }
-        self.gpu.queue.submit([enc.finish()]);
-    }
-
-    /// Processes a prompt (in chunks of at most `max_batch` tokens), leaving the logits
-    /// of its last token ready for sampling. The work is submitted, not awaited.
-    pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), Error> {
-        self.check(tokens)?;
-        self.gpu.check_errors()?;
-        let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let last = i + 1 == chunks.len();
-            let single = chunk.len() == 1;
-            self.submit_step(chunk, |pass, n| {
-                if single {
-                    self.plans.layers_single.encode(pass, n);
-                } else {
-                    self.plans.layers_batched.encode(pass, n);
-                }
-                if last {
-                    self.plans.head_last.encode(pass, n);
-                }
-            });
-            self.pos += chunk.len() as u32;
-        }
-        self.have_logits = true;
-        Ok(())
-    }
-
-    /// Processes one generated token.
-    pub fn decode(&mut self, token: u32) -> Result<(), Error> {
-        self.prefill(&[token])
-    }
-
-    /// Processes a text and returns the logits at every one of its positions (for
-    /// perplexity and comparisons with other implementations).
-    pub async fn prefill_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, Error> {
-        self.check(tokens)?;
-        let vocab = self.config.vocab_size as usize;
-        let mut out = Vec::with_capacity(tokens.len());
-        for chunk in tokens.chunks(self.logits_batch as usize) {
-            self.submit_step(chunk, |pass, n| {
-                self.plans.layers_batched.encode(pass, n);
-                self.plans.head_all.encode(pass, n);
-            });
-            self.pos += chunk.len() as u32;
-            let bytes = self
-                .gpu
-                .read_buffer(&self.acts.logits_all, 0, (chunk.len() * vocab * 4) as u64)
-                .await?;
-            let all: &[f32] = bytemuck::cast_slice(&bytes);
-            out.extend(all.chunks(vocab).map(|r| r.to_vec()));
-        }
-        // The last position's logits are also where sampling expects them.
-        if let Some(last) = out.last() {
-            self.gpu.write(&self.acts.logits, 0, bytemuck::cast_slice(last));
-            self.have_logits = true;
-        }
-        Ok(out)
-    }
-
-    /// The logits of the last processed token (a full readback: for tests and tools,
-    /// not the generation loop).
-    pub async fn logits(&self) -> Result<Vec<f32>, Error> {
-        if !self.have_logits {
-            return Err(EngineError::NoLogits.into());
-        }
-        let bytes = self.gpu.read_buffer(&self.acts.logits, 0, self.config.vocab_size as u64 * 4).await?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
-    }
-
-    /// Chooses the next token from the current logits with `sampler`, reading back only
-    /// what the choice needs, and records it in the sampler's history.
-    pub async fn sample(&mut self, sampler: &mut crate::sampling::Sampler) -> Result<u32, Error> {
-        if !self.have_logits {
-            return Err(EngineError::NoLogits.into());
-        }
-        let token = self.tail.sample(&self.gpu, &self.acts, sampler).await?;
-        // Penalties changed the logits in place; they are no longer the model's.
-        self.have_logits = false;
-        Ok(token)
-    }
-
-    /// The prefill chunk size.
+    /// The prefill chunk size (most tokens per step).
     pub fn max_batch(&self) -> u32 {
         self.max_batch
     }
-}
 
-impl Engine {
+    /// The most logits rows (sequences sampled) per step.
+    pub fn max_rows(&self) -> u32 {
+        self.max_rows
+    }
+
+    pub fn kv_stats(&self) -> KvStats {
+        KvStats {
+            block_size: self.pool.block,
+            blocks: self.blocks.n_blocks(),
+            used_blocks: self.blocks.used_blocks(),
+            free_blocks: self.blocks.free_blocks(),
+            pool_bytes: self.pool.bytes(),
+            kv_type: self.pool.kv,
+        }
+    }
+
+    /// Bytes of KV cache allocated.
+    pub fn kv_bytes(&self) -> u64 {
+        self.pool.bytes()
+    }
+
+    // ---- sequences ------------------------------------------------------------------
+
+    /// A new, empty sequence.
+    pub fn create_sequence(&mut self) -> SeqId {
+        self.blocks.create()
+    }
+
+    /// A new sequence sharing `src`'s cache: its prompt is stored once, and a block is
+    /// copied only when one of them writes into a shared, partly filled block.
+    pub fn fork_sequence(&mut self, src: SeqId) -> Result<SeqId, Error> {
+        Ok(self.blocks.fork(src).map_err(EngineError::from)?)
+    }
+
+    /// Drops a sequence and frees its blocks.
+    pub fn remove_sequence(&mut self, id: SeqId) -> Result<(), Error> {
+        self.blocks.remove(id).map_err(EngineError::from)?;
+        Ok(())
+    }
+
+    /// Forgets positions from `len` on.
+    pub fn truncate_sequence(&mut self, id: SeqId, len: u32) -> Result<(), Error> {
+        self.blocks.truncate(id, len).map_err(EngineError::from)?;
+        Ok(())
+    }
+
+    /// Positions the sequence has in the cache.
+    pub fn sequence_len(&self, id: SeqId) -> Result<u32, Error> {
+        Ok(self.blocks.len(id).map_err(EngineError::from)?)
+    }
+
+    // ---- steps ------------------------------------------------------------------------
+
+    fn check_batch(&self, batch: &[BatchEntry<'_>]) -> Result<(u32, u32), EngineError> {
+        if batch.is_empty() || batch.iter().any(|e| e.tokens.is_empty()) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if batch.len() > self.max_entries as usize {
+            return Err(EngineError::InvalidBatch(format!("{} entries, over the limit of {}", batch.len(), self.max_entries)));
+        }
+        let tokens: usize = batch.iter().map(|e| e.tokens.len()).sum();
+        if tokens > self.max_batch as usize {
+            return Err(EngineError::InvalidBatch(format!("{tokens} tokens, over the step limit of {}", self.max_batch)));
+        }
+        let rows: usize = batch
+            .iter()
+            .map(|e| match e.logits {
+                Logits::None => 0,
+                Logits::Last => 1,
+                Logits::All => e.tokens.len(),
+            })
+            .sum();
+        if rows > self.max_rows as usize {
+            return Err(EngineError::InvalidBatch(format!("{rows} logits rows, over the limit of {}", self.max_rows)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut blocks_needed = 0;
+        for e in batch {
+            if !seen.insert(e.seq) {
+                return Err(EngineError::InvalidBatch(format!("sequence {:?} appears twice", e.seq)));
+            }
+            if let Some(&bad) = e.tokens.iter().find(|&&t| t >= self.config.vocab_size) {
+                return Err(EngineError::InvalidToken { token: bad, vocab: self.config.vocab_size });
+            }
+            let used = self.blocks.len(e.seq)? as usize;
+            if used + e.tokens.len() > self.n_ctx as usize {
+                return Err(EngineError::ContextFull { needed: e.tokens.len(), used, n_ctx: self.n_ctx as usize });
+            }
+            blocks_needed += self.blocks.blocks_needed(e.seq, e.tokens.len() as u32)?;
+        }
+        let free = self.blocks.free_blocks() as usize;
+        if blocks_needed > free {
+            return Err(KvError::PoolFull { needed: blocks_needed, free, block_size: self.pool.block }.into());
+        }
+        Ok((tokens as u32, rows as u32))
+    }
+
+    /// Runs one forward step over `batch`: each entry's tokens are appended to its
+    /// sequence (a prefill chunk, or one decoded token), all in one compute pass. The
+    /// logits rows it asks for ([`Logits`]) are laid out in entry order and stay until
+    /// the next step. Returns how many rows there are. The work is submitted, not
+    /// awaited. A refused batch changes nothing.
+    pub fn step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
+        let (n_tokens, _) = self.check_batch(batch)?;
+        self.gpu.check_errors()?;
+        let mut copies = Vec::new();
+        for e in batch {
+            // Cannot fail: the batch was checked against the pool and the context.
+            copies.extend(self.blocks.append(e.seq, e.tokens.len() as u32).map_err(EngineError::from)?);
+        }
+        let meta = batch::build(batch, &self.blocks).map_err(EngineError::from)?;
+        debug_assert!(meta.words.len() as u64 <= self.meta_words);
+        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
+        self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
+        let shape = StepShape { tokens: n_tokens, rows: meta.rows };
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        self.pool.encode_copies(&mut enc, &copies);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+            layers.encode(&mut pass, shape);
+            match meta.rows {
+                0 => {}
+                1 => self.plans.head_one.encode(&mut pass, shape),
+                _ => self.plans.head_many.encode(&mut pass, shape),
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.rows_ready = meta.rows;
+        self.release_outside_window(batch);
+        Ok(meta.rows)
+    }
+
+    /// With a sliding window on every layer, blocks whose positions no later query can
+    /// see go back to the pool. (The step that just read them was submitted first, so a
+    /// later step reusing them writes after it.)
+    fn release_outside_window(&mut self, batch: &[BatchEntry<'_>]) {
+        let Some(window) = self.config.sliding_window else { return };
+        for e in batch {
+            if let Ok(len) = self.blocks.len(e.seq) {
+                // The next query is at position `len` and sees `len + 1 - window` on.
+                let first_needed = (len + 1).saturating_sub(window);
+                let _ = self.blocks.release_before(e.seq, first_needed);
+            }
+        }
+    }
+
+    /// Samples row i of the last step's logits with `samplers[i]`, reading back only
+    /// what the choice needs, and accepts each token into its sampler. Penalties change
+    /// the logits in place, so the rows are used up.
+    pub async fn sample_rows(&mut self, samplers: &mut [&mut Sampler]) -> Result<Vec<u32>, Error> {
+        if samplers.is_empty() || samplers.len() > self.rows_ready as usize {
+            return Err(EngineError::NoLogits.into());
+        }
+        let tokens = self.tail.sample(&self.gpu, &self.acts, samplers).await?;
+        self.rows_ready = 0;
+        Ok(tokens)
+    }
+
+    /// Rows `rows` of the last step's logits (a full readback: for tools and tests).
+    pub async fn read_logits(&self, rows: std::ops::Range<u32>) -> Result<Vec<Vec<f32>>, Error> {
+        if rows.is_empty() || rows.end > self.rows_ready {
+            return Err(EngineError::NoLogits.into());
+        }
+        let vocab = self.config.vocab_size as u64;
+        let bytes = self.gpu.read_buffer(&self.acts.logits, rows.start as u64 * vocab * 4, rows.len() as u64 * vocab * 4).await?;
+        let all: &[f32] = bytemuck::cast_slice(&bytes);
+        Ok(all.chunks(vocab as usize).map(|r| r.to_vec()).collect())
+    }
+
     /// Waits until the GPU has finished all submitted work (for timing a prefill
     /// separately from the first sample).
     pub async fn wait_idle(&self) -> Result<(), Error> {
@@ -263,29 +378,114 @@ impl Engine {
         self.gpu.read_buffer(&self.acts.tokens, 0, 4).await?;
         Ok(())
     }
-}
 
-impl Engine {
-    /// Runs one step over `tokens` with a timestamp around every dispatch and returns
-    /// the GPU time of each (`None` without timestamp queries). The tokens enter the
-    /// cache as with [`Engine::prefill`].
-    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Option<Vec<crate::gpu::KernelTime>>, Error> {
-        self.check(tokens)?;
-        if tokens.len() > self.max_batch as usize {
-            return Err(EngineError::InvalidOption(format!("a profiled step takes at most {} tokens", self.max_batch)).into());
+    // ---- the single-sequence API ---------------------------------------------------
+
+    /// Tokens in the default sequence.
+    pub fn position(&self) -> u32 {
+        self.blocks.len(self.default_seq).unwrap_or(0)
+    }
+
+    /// Forgets the default sequence: the next prompt starts at position 0.
+    pub fn reset(&mut self) {
+        let _ = self.blocks.truncate(self.default_seq, 0);
+        self.rows_ready = 0;
+    }
+
+    /// Drops the default sequence back to `pos` tokens (e.g. to regenerate a reply).
+    pub fn truncate(&mut self, pos: u32) {
+        if pos < self.position() {
+            let _ = self.blocks.truncate(self.default_seq, pos);
+            self.rows_ready = 0;
         }
+    }
+
+    /// Checks a whole prompt up front, so a refusal happens before any chunk runs.
+    fn check_prompt(&self, tokens: &[u32]) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let used = self.position() as usize;
+        if used + tokens.len() > self.n_ctx as usize {
+            return Err(EngineError::ContextFull { needed: tokens.len(), used, n_ctx: self.n_ctx as usize });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= self.config.vocab_size) {
+            return Err(EngineError::InvalidToken { token: bad, vocab: self.config.vocab_size });
+        }
+        let needed = self.blocks.blocks_needed(self.default_seq, tokens.len() as u32)?;
+        if needed > self.blocks.free_blocks() as usize {
+            return Err(KvError::PoolFull { needed, free: self.blocks.free_blocks() as usize, block_size: self.pool.block }.into());
+        }
+        Ok(())
+    }
+
+    /// Processes a prompt on the default sequence (in chunks of at most `max_batch`
+    /// tokens), leaving the logits of its last token ready for sampling. The work is
+    /// submitted, not awaited.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), Error> {
+        self.check_prompt(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
+            self.step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits }])?;
+        }
+        Ok(())
+    }
+
+    /// Processes one generated token on the default sequence.
+    pub fn decode(&mut self, token: u32) -> Result<(), Error> {
+        self.prefill(&[token])
+    }
+
+    /// Processes a text on the default sequence and returns the logits at every one of
+    /// its positions (for perplexity and comparisons with other implementations).
+    pub async fn prefill_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, Error> {
+        self.check_prompt(tokens)?;
+        let mut out = Vec::with_capacity(tokens.len());
+        for chunk in tokens.chunks(self.max_rows as usize) {
+            let rows = self.step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits: Logits::All }])?;
+            out.extend(self.read_logits(0..rows).await?);
+        }
+        // Sampling reads the last row only: keep just that one usable.
+        if let Some(last) = out.last() {
+            self.gpu.write(&self.acts.logits, 0, bytemuck::cast_slice(last));
+            self.rows_ready = 1;
+        }
+        Ok(out)
+    }
+
+    /// The logits of the default sequence's last processed token.
+    pub async fn logits(&self) -> Result<Vec<f32>, Error> {
+        let rows = self.read_logits(0..1).await?;
+        rows.into_iter().next().ok_or_else(|| EngineError::NoLogits.into())
+    }
+
+    /// Chooses the next token of the default sequence from its logits.
+    pub async fn sample(&mut self, sampler: &mut Sampler) -> Result<u32, Error> {
+        let tokens = self.sample_rows(&mut [sampler]).await?;
+        tokens.into_iter().next().ok_or_else(|| EngineError::NoLogits.into())
+    }
+
+    /// Runs one step over `tokens` of the default sequence with a timestamp around every
+    /// dispatch and returns the GPU time of each (`None` without timestamp queries).
+    pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Option<Vec<KernelTime>>, Error> {
+        let entry = [BatchEntry { seq: self.default_seq, tokens, logits: Logits::Last }];
+        self.check_batch(&entry)?;
         let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-        let count = (layers.dispatches.len() + self.plans.head_last.dispatches.len()) as u32;
+        let count = (layers.dispatches.len() + self.plans.head_one.dispatches.len()) as u32;
         let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
             return Ok(None);
         };
-        let n = tokens.len() as u32;
-        let step = StepParams { n_tokens: n, pos0: self.pos, n_kv: self.pos + n, _pad: 0 };
-        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&step));
-        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
-        let times = profiler.run(&self.gpu, &[(layers, n), (&self.plans.head_last, n)]).await?;
-        self.pos += n;
-        self.have_logits = true;
+        let copies = self.blocks.append(self.default_seq, tokens.len() as u32).map_err(EngineError::from)?;
+        debug_assert!(copies.is_empty(), "the default sequence is never forked");
+        let meta = batch::build(&entry, &self.blocks).map_err(EngineError::from)?;
+        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
+        self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
+        let shape = StepShape { tokens: tokens.len() as u32, rows: 1 };
+        let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        let times = profiler.run(&self.gpu, &[(layers, shape), (&self.plans.head_one, shape)]).await?;
+        self.rows_ready = 1;
         Ok(Some(times))
     }
 }

@@ -6,44 +6,81 @@ use std::sync::Arc;
 
 use super::{ArenaSlot, Gpu, GpuError, ParamArena, Pipeline};
 
-/// The values every kernel of a step reads (mirrors `Step` in `common/step.wgsl`).
+/// The values every kernel of a step reads (mirrors `Step` in `common/step.wgsl`):
+/// counts, and where each section of the step metadata starts.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepParams {
     pub n_tokens: u32,
-    pub pos0: u32,
-    pub n_kv: u32,
+    pub n_entries: u32,
+    pub n_rows: u32,
     pub _pad: u32,
+    pub token_info: u32,
+    pub entries: u32,
+    pub tables: u32,
+    pub rows: u32,
+}
+
+/// The sizes a step's grids scale with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepShape {
+    /// Tokens in the step.
+    pub tokens: u32,
+    /// Rows of logits the step computes.
+    pub rows: u32,
+}
+
+impl StepShape {
+    /// A step of `tokens` tokens with one row of logits.
+    pub fn tokens(tokens: u32) -> StepShape {
+        StepShape { tokens, rows: 1 }
+    }
+}
+
+/// What one axis of a grid scales with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Tokens,
+    Rows,
 }
 
 /// The workgroup grid of a dispatch: fixed, except that one axis may scale with the
-/// number of tokens in the step.
+/// step's tokens or logits rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grid {
     pub base: [u32; 3],
-    /// (axis, tokens per workgroup along it)
-    pub per_token: Option<(usize, u32)>,
+    /// (axis, what it counts, how many of them per workgroup)
+    pub scale: Option<(usize, Count, u32)>,
 }
 
 impl Grid {
     pub fn fixed(x: u32, y: u32, z: u32) -> Grid {
-        Grid { base: [x, y, z], per_token: None }
+        Grid { base: [x, y, z], scale: None }
     }
 
-    /// `n` workgroups folded into x and y so neither exceeds `max_per_dim`, with the
-    /// token axis on z (`tokens_per_group` tokens per workgroup) if given.
-    pub fn rows(n: u32, max_per_dim: u32, tokens_per_group: Option<u32>) -> Grid {
+    /// Fixed in x and y, axis `axis` scaled by `count` (`per` of them per workgroup).
+    pub fn scaled(base: [u32; 3], axis: usize, count: Count, per: u32) -> Grid {
+        Grid { base, scale: Some((axis, count, per)) }
+    }
+
+    /// `n` workgroups folded into x and y so neither exceeds `max_per_dim`, with z
+    /// scaled by `z` if given.
+    pub fn rows(n: u32, max_per_dim: u32, z: Option<(Count, u32)>) -> Grid {
         let n = n.max(1);
         let x = n.min(max_per_dim);
         let y = n.div_ceil(x);
-        Grid { base: [x, y, 1], per_token: tokens_per_group.map(|t| (2, t)) }
+        Grid { base: [x, y, 1], scale: z.map(|(c, per)| (2, c, per)) }
     }
 
-    /// Resolves the grid for a step of `n_tokens` tokens.
-    pub fn size(&self, n_tokens: u32) -> [u32; 3] {
+    /// Resolves the grid for a step of this shape.
+    pub fn size(&self, shape: StepShape) -> [u32; 3] {
         let mut g = self.base;
-        if let Some((axis, per)) = self.per_token {
-            g[axis] = n_tokens.div_ceil(per.max(1)).max(1);
+        if let Some((axis, count, per)) = self.scale {
+            let n = match count {
+                Count::Tokens => shape.tokens,
+                Count::Rows => shape.rows,
+            };
+            g[axis] = n.div_ceil(per.max(1)).max(1);
         }
         g
     }
@@ -151,10 +188,10 @@ impl PlanBuilder {
 }
 
 impl Plan {
-    /// Encodes every dispatch for a step of `n_tokens` tokens into `pass`.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+    /// Encodes every dispatch for a step of this shape into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, shape: StepShape) {
         for d in &self.dispatches {
-            let [x, y, z] = d.grid.size(n_tokens);
+            let [x, y, z] = d.grid.size(shape);
             pass.set_pipeline(&d.pipeline.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);

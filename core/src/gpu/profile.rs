@@ -2,7 +2,7 @@
 //! compute pass with begin/end timestamps. This changes how the work is submitted (one
 //! pass per dispatch), so it is for finding where time goes, not for headline numbers.
 
-use super::{Gpu, GpuError, Plan};
+use super::{Gpu, GpuError, Plan, StepShape};
 
 /// GPU time of one dispatch.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -44,10 +44,10 @@ impl Profiler {
 
     /// Runs `plans` (each for a step of the given token count), one timed pass per
     /// dispatch, and returns each dispatch's GPU time in order.
-    pub async fn run(&self, gpu: &Gpu, plans: &[(&Plan, u32)]) -> Result<Vec<KernelTime>, GpuError> {
+    pub async fn run(&self, gpu: &Gpu, plans: &[(&Plan, StepShape)]) -> Result<Vec<KernelTime>, GpuError> {
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
         let mut labels = Vec::new();
-        for (plan, n_tokens) in plans {
+        for (plan, shape) in plans {
             for d in &plan.dispatches {
                 let i = labels.len() as u32;
                 if i >= self.capacity {
@@ -64,7 +64,7 @@ impl Profiler {
                         end_of_pass_write_index: Some(2 * i + 1),
                     }),
                 });
-                let [x, y, z] = d.grid.size(*n_tokens);
+                let [x, y, z] = d.grid.size(*shape);
                 pass.set_pipeline(&d.pipeline.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(x, y, z);

@@ -11,6 +11,46 @@ pub enum Act {
     F16,
 }
 
+/// The storage type of the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum KvType {
+    F32,
+    F16,
+}
+
+impl KvType {
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+
+    /// f16 where the adapter has shader-f16 (half the memory and traffic), else f32.
+    pub fn default_for(caps: &Capabilities) -> KvType {
+        if caps.shader_f16 { KvType::F16 } else { KvType::F32 }
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = GpuError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(KvType::F32),
+            "f16" => Ok(KvType::F16),
+            _ => Err(GpuError::InvalidVariant { name: "kv type".into(), value: s.into(), expected: "f32 or f16" }),
+        }
+    }
+}
+
 /// How kernels reduce across lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Reduce {

@@ -13,7 +13,7 @@ pub use params::*;
 pub use tuning::Tuning;
 
 use crate::gpu::{
-    Act, BindingKind as B, Gpu, GpuError, Grid, PlanBuilder, QMatrix, Variant, gpu_weight_type,
+    Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant, gpu_weight_type,
 };
 
 /// What a matrix product does with its result.
@@ -48,6 +48,19 @@ pub struct MatArgs<'a> {
     /// Column of y where row 0 of the matrix goes.
     pub y_offset: u32,
     pub out: Out,
+    /// What x's rows are: the step's tokens, or its logits rows.
+    pub rows: Count,
+}
+
+/// The paged KV cache of one layer as the attention kernels see it.
+pub struct KvBindings<'a> {
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    /// The step metadata (positions, entries, block tables, logits rows).
+    pub meta: &'a wgpu::Buffer,
+    pub kv: KvType,
+    /// Positions per pool block.
+    pub block: u32,
 }
 
 /// Builds dispatches of the kernels in one variant for one device.
@@ -55,6 +68,19 @@ pub struct Kernels<'g> {
     pub gpu: &'g Gpu,
     pub variant: Variant,
     pub tuning: Tuning,
+}
+
+fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> MatParams {
+    MatParams {
+        k: w.k,
+        n: chunk.n_rows,
+        row_bytes: w.row_bytes,
+        out_offset: a.y_offset + chunk.first_row,
+        x_stride: a.x_stride / 4,
+        y_stride: a.y_stride,
+        per_row: u32::from(a.rows == Count::Rows),
+        _pad: 0,
+    }
 }
 
 fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
@@ -99,9 +125,9 @@ impl<'g> Kernels<'g> {
         self.gpu.caps.max_workgroups_per_dimension
     }
 
-    /// y (+)= W x for each token of the step (decode-shaped: every lane group streams
-    /// whole rows). With `one_row`, only row 0 of x, whatever the step's token count.
-    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>, one_row: bool) -> Result<(), GpuError> {
+    /// y (+)= W x for each row of x (decode-shaped: every lane group streams whole
+    /// weight rows once per row of x).
+    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>) -> Result<(), GpuError> {
         let t = &self.tuning;
         // The reduction kind only matters when lanes split a row.
         let reduce = if t.matvec_split > 1 { self.reduce() } else { "workgroup".into() };
@@ -117,16 +143,8 @@ impl<'g> Kernels<'g> {
         let pipe = self.pipeline("matvec", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
         let rows_per_wg = t.matvec_wg / t.matvec_split * t.matvec_rows;
         for chunk in &w.chunks {
-            let params = MatParams {
-                k: w.k,
-                n: chunk.n_rows,
-                row_bytes: w.row_bytes,
-                out_offset: a.y_offset + chunk.first_row,
-                x_stride: a.x_stride / 4,
-                y_stride: a.y_stride,
-                _pad: [0; 2],
-            };
-            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), (!one_row).then_some(1));
+            let params = mat_params(w, chunk, a);
+            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some((a.rows, 1)));
             b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
         }
         Ok(())
@@ -147,16 +165,8 @@ impl<'g> Kernels<'g> {
             (self.pipeline("matmul", &defines, &bindings).await?, t.matmul_wg * t.matmul_rn, t.matmul_rt)
         };
         for chunk in &w.chunks {
-            let params = MatParams {
-                k: w.k,
-                n: chunk.n_rows,
-                row_bytes: w.row_bytes,
-                out_offset: a.y_offset + chunk.first_row,
-                x_stride: a.x_stride / 4,
-                y_stride: a.y_stride,
-                _pad: [0; 2],
-            };
-            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some(tokens_per_wg));
+            let params = mat_params(w, chunk, a);
+            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some((a.rows, tokens_per_wg)));
             b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
         }
         Ok(())
@@ -182,14 +192,14 @@ impl<'g> Kernels<'g> {
                 scale,
                 _pad: [0; 3],
             };
-            let grid = Grid { base: [1, 1, 1], per_token: Some((0, 1)) };
+            let grid = Grid::scaled([1, 1, 1], 0, Count::Tokens, 1);
             b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, tokens, x], grid);
         }
         Ok(())
     }
 
-    /// RMSNorm of each token's residual row, or with `p.last` only the step's last
-    /// token, into row 0.
+    /// RMSNorm of each token's residual row, or with `p.listed` of the tokens whose
+    /// logits the step wants (listed in `meta`), into consecutive rows.
     pub async fn rmsnorm(
         &self,
         b: &mut PlanBuilder,
@@ -197,36 +207,42 @@ impl<'g> Kernels<'g> {
         x: &wgpu::Buffer,
         weight: &wgpu::Buffer,
         y: &wgpu::Buffer,
+        meta: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", self.tuning.norm_wg.to_string())];
-        let pipe = self.pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
-        let grid = if p.last != 0 { Grid::fixed(1, 1, 1) } else { Grid { base: [1, 1, 1], per_token: Some((0, 1)) } };
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[x, weight, y], grid);
+        let pipe = self
+            .pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite, B::Read])
+            .await?;
+        let count = if p.listed != 0 { Count::Rows } else { Count::Tokens };
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[x, weight, y, meta], Grid::scaled([1, 1, 1], 0, count, 1));
         Ok(())
     }
 
-    /// RoPE on the step's queries and keys; keys and values into the cache.
+    /// RoPE on the step's queries and keys; keys and values into the paged cache.
     pub async fn rope_kv(
         &self,
         b: &mut PlanBuilder,
         p: &RopeParams,
         qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
+        kv: &KvBindings<'_>,
         inv_freq: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let defines = [("ACT", self.act()), ("WG", "64".to_string())];
-        let pipe = self
-            .pipeline("rope_kv", &defines, &[B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read])
-            .await?;
+        let defines = [
+            ("ACT", self.act()),
+            ("KV", kv.kv.wgsl().to_string()),
+            ("BLOCK", kv.block.to_string()),
+            ("WG", "64".to_string()),
+        ];
+        let bindings = [B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read, B::Read];
+        let pipe = self.pipeline("rope_kv", &defines, &bindings).await?;
         let work = (p.n_head + 2 * p.n_kv_head) * (p.head_dim / 2);
-        let grid = Grid { base: [work.div_ceil(64), 1, 1], per_token: Some((1, 1)) };
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, k_cache, v_cache, inv_freq], grid);
+        let grid = Grid::scaled([work.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, inv_freq, kv.meta], grid);
         Ok(())
     }
 
-    /// Causal attention of the step's queries over the cache. `batched` says the
-    /// step usually has many tokens (prefill): on CPU-like adapters that takes the
+    /// Causal attention of the step's queries over the paged cache. `batched` says
+    /// the step usually has many tokens (prefill): on CPU-like adapters that takes the
     /// query-per-lane kernel; a single decoded token is better served by spreading its
     /// keys over the lanes.
     pub async fn attention(
@@ -235,20 +251,22 @@ impl<'g> Kernels<'g> {
         p: &AttnParams,
         batched: bool,
         qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
+        kv: &KvBindings<'_>,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite];
+        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite, B::Read];
+        let storage = [("ACT", self.act()), ("KV", kv.kv.wgsl().to_string()), ("BLOCK", kv.block.to_string())];
+        let hd = ("HD", p.head_dim.to_string());
         let (pipe, grid) = if self.tuning.attn_lanes && batched {
             let wg = self.tuning.attn_lanes_wg;
-            let defines = [("ACT", self.act()), ("HD", p.head_dim.to_string()), ("WG", wg.to_string())];
-            (self.pipeline("attention_lanes", &defines, &bindings).await?, Grid { base: [p.n_head, 1, 1], per_token: Some((1, wg)) })
+            let defines = [storage.as_slice(), &[hd, ("WG", wg.to_string())]].concat();
+            (self.pipeline("attention_lanes", &defines, &bindings).await?, Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, wg))
         } else {
-            let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("HD", p.head_dim.to_string()), ("WG", self.tuning.attn_wg.to_string())];
-            (self.pipeline("attention", &defines, &bindings).await?, Grid { base: [p.n_head, 1, 1], per_token: Some((1, 1)) })
+            let defines =
+                [storage.as_slice(), &[("REDUCE", self.reduce()), hd, ("WG", self.tuning.attn_wg.to_string())]].concat();
+            (self.pipeline("attention", &defines, &bindings).await?, Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1))
         };
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, k_cache, v_cache, out], grid);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, out, kv.meta], grid);
         Ok(())
     }
 
@@ -257,47 +275,51 @@ impl<'g> Kernels<'g> {
         let defines = [("ACT", self.act()), ("WG", "64".to_string())];
         let pipe = self.pipeline("silu_mul", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
         let params = SiluParams { n, _pad: [0; 3] };
-        let grid = Grid { base: [n.div_ceil(64), 1, 1], per_token: Some((1, 1)) };
+        let grid = Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
         b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[gu, h], grid);
         Ok(())
     }
 
-    /// result[0..2] = (index, bits) of the largest of `n` logits.
+    /// For each row of `n` logits: result[2 row ..] = (index, bits) of the largest.
     pub async fn argmax(&self, b: &mut PlanBuilder, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
         let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
         let pipe = self.pipeline("argmax", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
         let params = ArgmaxParams { n, _pad: [0; 3] };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[logits, result], Grid::fixed(1, 1, 1));
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[logits, result], Grid::scaled([1, 1, 1], 0, Count::Rows, 1));
         Ok(())
     }
 
-    /// Penalties on the logits; `params` is a uniform the caller rewrites each step
-    /// with a [`PenaltyParams`], `entries` the (token, count) pairs.
+    /// Penalties on the logits. `params` is a uniform the caller rewrites each step
+    /// with a [`PenaltyParams`]; `entries` holds (token, count, row, 0) and `row_params`
+    /// each row's (repeat, frequency, presence, cutoff).
     pub async fn penalties(
         &self,
         b: &mut PlanBuilder,
         params: &wgpu::Buffer,
         entries: &wgpu::Buffer,
+        row_params: &wgpu::Buffer,
         logits: &wgpu::Buffer,
         max_entries: u32,
     ) -> Result<(), GpuError> {
-        let pipe = self.pipeline("penalties", &[], &[B::Uniform, B::Read, B::ReadWrite]).await?;
-        b.add(pipe, None, false, &[params, entries, logits], Grid::fixed(max_entries.div_ceil(64).max(1), 1, 1));
+        let pipe = self.pipeline("penalties", &[], &[B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let grid = Grid::fixed(max_entries.div_ceil(64).max(1), 1, 1);
+        b.add(pipe, None, false, &[params, entries, row_params, logits], grid);
         Ok(())
     }
 
-    /// The sampling candidates; `params` is a uniform the caller rewrites each step with
-    /// a [`CandidateParams`].
+    /// The sampling candidates of each row; `params` is a uniform holding a
+    /// [`CandidateParams`], `row_params` each row's cutoff in its last component.
     pub async fn candidates(
         &self,
         b: &mut PlanBuilder,
         params: &wgpu::Buffer,
+        row_params: &wgpu::Buffer,
         logits: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
-        let pipe = self.pipeline("candidates", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
-        b.add(pipe, None, false, &[params, logits, out], Grid::fixed(1, 1, 1));
+        let pipe = self.pipeline("candidates", &defines, &[B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        b.add(pipe, None, false, &[params, row_params, logits, out], Grid::scaled([1, 1, 1], 0, Count::Rows, 1));
         Ok(())
     }
 

@@ -11,7 +11,8 @@ pub struct MatParams {
     /// In vec4s.
     pub x_stride: u32,
     pub y_stride: u32,
-    pub _pad: [u32; 2],
+    pub per_row: u32,
+    pub _pad: u32,
 }
 
 /// `embed.wgsl`.
@@ -32,7 +33,8 @@ pub struct EmbedParams {
 pub struct NormParams {
     pub n: u32,
     pub eps: f32,
-    pub last: u32,
+    /// 1: normalise the rows listed in the step metadata.
+    pub listed: u32,
     pub _pad: u32,
 }
 
@@ -85,9 +87,29 @@ pub struct ArgmaxParams {
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct PenaltyParams {
     pub n_entries: u32,
+    /// Logits per row.
+    pub n: u32,
+    pub _pad: [u32; 2],
+}
+
+/// One penalised token of one row (`penalties.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PenaltyEntry {
+    pub token: u32,
+    pub count: u32,
+    pub row: u32,
+    pub _pad: u32,
+}
+
+/// A row's sampling parameters (`penalties.wgsl`, `candidates.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowParams {
     pub repeat: f32,
     pub frequency: f32,
     pub presence: f32,
+    pub cutoff: f32,
 }
 
 /// `candidates.wgsl`.
@@ -95,9 +117,8 @@ pub struct PenaltyParams {
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CandidateParams {
     pub n: u32,
-    pub cutoff: f32,
     pub cap: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `bandwidth.wgsl`.

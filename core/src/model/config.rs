@@ -31,6 +31,8 @@ pub struct ModelConfig {
     pub vocab_size: u32,
     /// The LM head reuses the token embedding (no `output.weight`).
     pub tied_embeddings: bool,
+    /// Every layer attends only to this many most recent positions (Mistral style).
+    pub sliding_window: Option<u32>,
 }
 
 fn u32_key(file: &GgufFile, key: &str) -> Result<u32, ModelError> {
@@ -119,6 +121,7 @@ impl ModelConfig {
             None => embd.dims.get(1).copied().unwrap_or(0) as u32,
         };
         let tied_embeddings = file.tensor("output.weight").is_none();
+        let sliding_window = opt_u32_key(file, &k("attention.sliding_window"))?.filter(|&w| w > 0);
         let cfg = ModelConfig {
             architecture: arch,
             n_layer,
@@ -134,6 +137,7 @@ impl ModelConfig {
             n_ctx_train,
             vocab_size,
             tied_embeddings,
+            sliding_window,
         };
         for (what, v) in [("block_count", n_layer), ("embedding_length", n_embd), ("feed_forward_length", n_ff), ("vocab_size", vocab_size), ("context_length", n_ctx_train)] {
             if v == 0 {

@@ -1,10 +1,12 @@
-// Parameters of the attention kernels (attention, attention_lanes).
+// Parameters and bindings of the attention kernels (attention, attention_lanes). The
+// keys and values of position j of a token's sequence are in the pools at slot
+// kv_slot(table, j) (common/paged.wgsl).
 struct Params {
     n_head: u32,
     n_kv_head: u32,
     // Elements per token in qkv (queries start at column 0).
     qkv_stride: u32,
-    // Elements per position in each cache.
+    // Elements per position in each pool.
     kv_stride: u32,
     // Elements per token in out.
     out_stride: u32,

@@ -20,8 +20,9 @@ struct Params {
     x_stride: u32,
     // Elements between consecutive tokens in y.
     y_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // 1: x has one row per logits row of the step (step.n_rows), not per token.
+    per_row: u32,
+    _pad: u32,
 }
 
 #if OUT == act
@@ -35,6 +36,11 @@ alias out_t = f32;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<act4>;
 @group(0) @binding(4) var<storage, read_write> y: array<out_t>;
+
+// Rows of x this step.
+fn x_rows() -> u32 {
+    return select(step.n_tokens, step.n_rows, p.per_row != 0u);
+}
 
 // Stores one result.
 fn store_product(o: u32, v: f32) {
