@@ -107,6 +107,20 @@ fn split_le_wg(get: AxisLookup<'_>) -> bool {
     split <= wg && (split > 1 || get("REDUCE") == "workgroup")
 }
 
+/// Workgroup memory of a flash_attn tile configuration, in bytes (query tile, key or
+/// value tile, probabilities, key slots).
+pub fn flash_tile_bytes(hd: u32, bq: u32, bk: u32) -> u32 {
+    4 * (bq * hd + bk * hd + bq * bk + bk)
+}
+
+fn flash_tiles_fit(get: AxisLookup<'_>) -> bool {
+    let n = |a: &str| get(a).parse::<u32>().unwrap_or(0);
+    let (hd, bq, bk, l) = (n("HD"), n("BQ"), n("BK"), n("L"));
+    // Every lane owns HD / L dimensions; 32 KiB is the most workgroup memory any
+    // adapter we tune for offers (the engine also checks the adapter's own limit).
+    hd % l == 0 && flash_tile_bytes(hd, bq, bk) <= 32768 && bq * l <= 256
+}
+
 pub static KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "matvec",
@@ -187,6 +201,30 @@ pub static KERNELS: &[KernelSpec] = &[
             BLOCK,
             Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
             Axis { name: "WG", values: &["4", "8", "16", "32"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "flash_attn",
+        file: "flash_attn.wgsl",
+        axes: &[
+            ACT,
+            KV,
+            BLOCK,
+            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
+            Axis { name: "BQ", values: &["1", "2", "4", "8", "16"] },
+            Axis { name: "BK", values: &["8", "16", "32"] },
+            Axis { name: "L", values: &["4", "8", "16"] },
+        ],
+        allowed: flash_tiles_fit,
+    },
+    KernelSpec {
+        name: "flash_reduce",
+        file: "flash_reduce.wgsl",
+        axes: &[
+            ACT,
+            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
+            Axis { name: "WG", values: &["32", "64"] },
         ],
         allowed: any,
     },

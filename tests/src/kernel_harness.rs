@@ -4,6 +4,7 @@
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wisp_core::engine::{AttnTiling, attention_work};
 use wisp_core::gpu::{Act, Gpu, KvType, Plan, PlanBuilder, StepParams, StepShape};
 
 /// Deterministic pseudo-random values in [-scale, scale).
@@ -64,17 +65,22 @@ pub fn read_u32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
 
 /// A step uniform holding `step`, and a builder over it.
 pub fn builder(gpu: &Gpu, step: StepParams) -> PlanBuilder {
-    let buf = pollster::block_on(gpu.uniform("test step", 32)).expect("step uniform");
+    let buf = pollster::block_on(gpu.uniform("test step", std::mem::size_of::<StepParams>() as u64)).expect("step uniform");
     gpu.write(&buf, 0, bytemuck::bytes_of(&step));
     PlanBuilder::new(gpu, buf)
 }
 
 /// Runs a plan for a step of `n_tokens` tokens (and as many logits rows) and waits.
 pub fn run(gpu: &Gpu, plan: &Plan, n_tokens: u32) {
+    run_shape(gpu, plan, StepShape { tokens: n_tokens, rows: n_tokens, work: n_tokens, reduce: 0 });
+}
+
+/// Runs a plan for a step of this shape.
+pub fn run_shape(gpu: &Gpu, plan: &Plan, shape: StepShape) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        plan.encode(&mut pass, StepShape { tokens: n_tokens, rows: n_tokens });
+        plan.encode(&mut pass, shape);
     }
     gpu.queue.submit([enc.finish()]);
     gpu.check_errors().expect("GPU errors");
@@ -117,11 +123,18 @@ pub struct PagedStep {
     pub tables: Vec<Vec<u32>>,
     /// Per sequence: (first position of this step, tokens in this step).
     pub seqs: Vec<(u32, u32)>,
+    pub shape: StepShape,
 }
 
 impl PagedStep {
     /// `seqs`: per sequence, (positions already cached, tokens in this step).
     pub fn new(seqs: &[(u32, u32)], block: u32, seed: u64) -> PagedStep {
+        let tiling = AttnTiling { bq: 16, window: 0, keys_per_split: 256, max_splits: 16 };
+        Self::with_tiling(seqs, block, seed, &tiling)
+    }
+
+    /// The same, with the attention work cut as `tiling` says.
+    pub fn with_tiling(seqs: &[(u32, u32)], block: u32, seed: u64, tiling: &AttnTiling) -> PagedStep {
         use rand::seq::SliceRandom;
         let per_seq: Vec<u32> = seqs.iter().map(|&(p, n)| (p + n).div_ceil(block)).collect();
         // A few spare blocks so ids are not simply dense.
@@ -136,30 +149,40 @@ impl PagedStep {
         let mut table_words = Vec::new();
         let tables_start = 2 * n_tokens + 4 * seqs.len() as u32;
         let mut first = 0;
+        let (mut work, mut reduce, mut partials) = (Vec::new(), Vec::new(), 0);
         for (e, &(pos0, n)) in seqs.iter().enumerate() {
             entries.extend_from_slice(&[tables_start + table_words.len() as u32, pos0 + n, first, n]);
             table_words.extend_from_slice(&tables[e]);
             for i in 0..n {
                 token_info.extend_from_slice(&[pos0 + i, e as u32]);
             }
+            attention_work(e as u32, first, pos0, n, tiling, &mut work, &mut reduce, &mut partials);
             first += n;
         }
+        let rows_start = tables_start + table_words.len() as u32;
         let params = StepParams {
             n_tokens,
             n_entries: seqs.len() as u32,
             n_rows: n_tokens,
-            _pad: 0,
+            n_work: work.len() as u32 / 8,
             token_info: 0,
             entries: 2 * n_tokens,
             tables: tables_start,
-            rows: tables_start + table_words.len() as u32,
+            rows: rows_start,
+            work: rows_start + n_tokens,
+            reduce: rows_start + n_tokens + work.len() as u32,
+            n_reduce: reduce.len() as u32 / 4,
+            _pad: 0,
         };
+        let shape = StepShape { tokens: n_tokens, rows: n_tokens, work: params.n_work, reduce: params.n_reduce };
         let mut meta = token_info;
         meta.extend(entries);
         meta.extend(table_words);
         // Rows: every token.
         meta.extend(0..n_tokens);
-        PagedStep { params, meta, block, n_blocks, tables, seqs: seqs.to_vec() }
+        meta.extend(work);
+        meta.extend(reduce);
+        PagedStep { params, meta, block, n_blocks, tables, seqs: seqs.to_vec(), shape }
     }
 
     /// Pool slot of position `pos` of sequence `s`.

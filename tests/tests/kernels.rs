@@ -185,6 +185,72 @@ fn attention_matches_reference() {
 }
 
 #[test]
+fn flash_attention_with_split_k_matches_reference() {
+    use wisp_core::engine::AttnTiling;
+    use wisp_core::kernels::FlashTiles;
+    for_each_variant(|gpu, v| {
+        // Ragged batches of prefill chunks and decoded tokens; long decodes are split.
+        let cases: [(&[(u32, u32)], usize, usize, usize, usize); 5] = [
+            (&[(0, 21)], 9, 3, 64, 0),
+            (&[(300, 1), (0, 5)], 7, 7, 128, 0),
+            (&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0),
+            (&[(500, 1), (61, 2)], 4, 1, 256, 0),
+            (&[(90, 17), (200, 1)], 3, 1, 32, 24),
+        ];
+        for kv in KV_TYPES {
+            for &(seqs, nh, nkv, d, window) in &cases {
+                for forced in [None, Some(FlashTiles { bq: 4, bk: 8, lanes: 4 })] {
+                    let tiles = forced.unwrap_or(FlashTiles::for_head_dim(d as u32, &gpu.caps));
+                    // Few keys per split, so the decoded tokens here are split.
+                    let tiling = AttnTiling { bq: tiles.bq, window: window as u32, keys_per_split: 32, max_splits: 16 };
+                    let step_meta = PagedStep::with_tiling(seqs, 16, 11, &tiling);
+                    let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
+                    let qkv_w = (nh + 2 * nkv) * d;
+                    let stride = nkv * d;
+                    let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
+                    let k_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(20 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
+                    let v_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(40 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
+                    let kb = upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride));
+                    let vb = upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride));
+                    let qb = upload_act(gpu, v.act, &qkv);
+                    let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
+                    let mb = upload_u32(gpu, &step_meta.meta);
+                    let partials = upload_f32(gpu, &vec![0.0; 64 * 16 * nh * (d + 2)]);
+                    let p = AttnParams {
+                        n_head: nh as u32,
+                        n_kv_head: nkv as u32,
+                        qkv_stride: qkv_w as u32,
+                        kv_stride: stride as u32,
+                        out_stride: (nh * d) as u32,
+                        window: window as u32,
+                        scale: 1.0 / (d as f32).sqrt(),
+                        head_dim: d as u32,
+                    };
+                    let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block: 16 };
+                    let k = Kernels::new(gpu, v);
+                    let mut b = builder(gpu, step_meta.params);
+                    pollster::block_on(k.flash_attention(&mut b, &p, tiles, &qb, &bindings, &ob, &partials)).expect("flash");
+                    pollster::block_on(k.flash_reduce(&mut b, &p, &partials, &ob, &mb)).expect("reduce");
+                    let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+                    run_shape(gpu, &plan, step_meta.shape);
+                    let got = read_act(gpu, v.act, &ob, t * nh * d);
+                    let mut expected = Vec::new();
+                    let mut first = 0;
+                    for (i, &(pos0, n)) in seqs.iter().enumerate() {
+                        let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
+                        expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
+                        first += n as usize;
+                    }
+                    let (atol, rtol) = tol_kv(v.act, kv);
+                    let what = format!("flash {seqs:?} heads {nh}/{nkv} d={d} window={window} kv={kv:?} tiles {tiles:?} splits {} {v}", step_meta.shape.reduce);
+                    assert_close(&what, &got, &expected, atol, rtol);
+                }
+            }
+        }
+    });
+}
+
+#[test]
 fn rope_and_cache_write_match_reference() {
     for_each_variant(|gpu, v| {
         // (sequences (cached, new), heads, kv heads, head dim, rotated dims)
@@ -300,7 +366,7 @@ fn rmsnorm_all_rows_and_listed_rows() {
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
-                    plan.encode(&mut pass, wisp_core::gpu::StepShape { tokens: t as u32, rows: params.n_rows });
+                    plan.encode(&mut pass, wisp_core::gpu::StepShape { tokens: t as u32, rows: params.n_rows, work: 0, reduce: 0 });
                 }
                 gpu.queue.submit([enc.finish()]);
                 let all = cpu_ref::rmsnorm(&x, &w, 1e-5);

@@ -26,7 +26,7 @@ fn load_ctx(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u3
     let overrides = variant
         .map(|v| VariantOverrides { act: Some(v.act), reduce: Some(v.reduce), tier: Some(v.tier) })
         .unwrap_or_default();
-    let options = EngineOptions { n_ctx, max_batch, max_rows: max_batch.min(8), variant: overrides, ..Default::default() };
+    let options = EngineOptions { n_ctx, max_batch, max_rows: max_batch.min(8), max_entries: 4, variant: overrides, ..Default::default() };
     pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes }, &options))
 }
 

@@ -11,7 +11,7 @@
 //! serve any mix of sequences.
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
-use crate::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
+use crate::kernels::{AttnParams, FlashTiles, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
 use crate::kv::KvPool;
 use crate::model::{ModelConfig, ModelWeights};
 
@@ -34,6 +34,8 @@ struct Ctx<'a> {
     acts: &'a Activations,
     step: &'a wgpu::Buffer,
     meta: &'a wgpu::Buffer,
+    partials: &'a wgpu::Buffer,
+    tiles: FlashTiles,
     inv_freq: &'a wgpu::Buffer,
     window: u32,
 }
@@ -79,7 +81,12 @@ impl Ctx<'_> {
                 scale: 1.0 / (cfg.head_dim as f32).sqrt(),
                 head_dim: cfg.head_dim,
             };
-            self.k.attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn).await?;
+            if self.k.tuning.attn_flash {
+                self.k.flash_attention(&mut b, &attn, self.tiles, &a.qkv, &kv, &a.attn, self.partials).await?;
+                self.k.flash_reduce(&mut b, &attn, self.partials, &a.attn, self.meta).await?;
+            } else {
+                self.k.attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn).await?;
+            }
             let args = MatArgs { x: &a.attn, x_stride: cfg.q_dim(), y: &a.x, y_stride: d, y_offset: 0, out: Out::AddF32, rows: tokens };
             self.product(&mut b, &l.attn_out, &args, batched).await?;
 
@@ -127,6 +134,8 @@ impl ForwardPlans {
         acts: &Activations,
         step: &wgpu::Buffer,
         meta: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        tiles: FlashTiles,
     ) -> Result<ForwardPlans, GpuError> {
         let inv_freq = gpu.storage_with("rope frequencies", bytemuck::cast_slice(&cfg.rope_inv_freq())).await?;
         let ctx = Ctx {
@@ -137,6 +146,8 @@ impl ForwardPlans {
             acts,
             step,
             meta,
+            partials,
+            tiles,
             inv_freq: &inv_freq,
             window: cfg.sliding_window.unwrap_or(0),
         };

@@ -17,7 +17,7 @@ mod batch;
 mod forward;
 mod sample;
 
-pub use batch::{BatchEntry, Logits};
+pub use batch::{AttnTiling, BatchEntry, Logits, attention_work};
 pub use forward::ForwardPlans;
 pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, StepParams, StepShape, Variant, VariantOverrides};
+use crate::kernels::FlashTiles;
 use crate::kv::{BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
@@ -32,6 +33,11 @@ use crate::Error;
 
 use activations::Activations;
 use sample::SamplerTail;
+
+/// A decoded token gets one split-K work item per this many keys (GPU tier)...
+const KEYS_PER_SPLIT: u32 = 256;
+/// ...and at most this many.
+const MAX_SPLITS: u32 = 16;
 
 /// Why the engine refused a request. Nothing in the cache is changed when these occur.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,7 @@ pub struct Engine {
     step: wgpu::Buffer,
     meta: wgpu::Buffer,
     meta_words: u64,
+    tiling: AttnTiling,
     /// The sequence of the single-sequence API.
     default_seq: SeqId,
     /// Logits rows the last step left in `acts.logits` (0: none usable).
@@ -160,13 +167,30 @@ impl Engine {
         let default_seq = blocks.create();
         let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.max_rows).await?;
         let step = gpu.uniform("step", std::mem::size_of::<StepParams>() as u64).await?;
-        // Token info, entries, every entry's whole block table, logits rows.
+        let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
+        let tiling = AttnTiling {
+            bq: tiles.bq,
+            window: config.sliding_window.unwrap_or(0),
+            keys_per_split: KEYS_PER_SPLIT,
+            max_splits: MAX_SPLITS,
+        };
+        // Token info, entries, every entry's whole block table, logits rows, attention
+        // work items (a tile per token at worst, plus splits) and reduce items.
+        let max_work = options.max_batch as u64 + options.max_entries as u64 * MAX_SPLITS as u64;
         let meta_words = 2 * options.max_batch as u64
             + 4 * options.max_entries as u64
             + options.max_entries as u64 * n_ctx.div_ceil(options.kv_block) as u64
-            + options.max_rows as u64;
+            + options.max_rows as u64
+            + 8 * max_work
+            + 4 * options.max_entries as u64;
         let meta = gpu.storage("step metadata", 4 * meta_words).await?;
-        let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &pool, &acts, &step, &meta).await?;
+        let partials = gpu
+            .storage(
+                "split attention partial results",
+                4 * options.max_entries as u64 * MAX_SPLITS as u64 * config.n_head as u64 * (config.head_dim as u64 + 2),
+            )
+            .await?;
+        let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles).await?;
         let tail = SamplerTail::new(&gpu, variant, &acts, config.vocab_size, options.max_rows).await?;
         Ok(Engine {
             gpu,
@@ -185,6 +209,7 @@ impl Engine {
             step,
             meta,
             meta_words,
+            tiling,
             default_seq,
             rows_ready: 0,
         })
@@ -310,12 +335,12 @@ impl Engine {
             // Cannot fail: the batch was checked against the pool and the context.
             copies.extend(self.blocks.append(e.seq, e.tokens.len() as u32).map_err(EngineError::from)?);
         }
-        let meta = batch::build(batch, &self.blocks).map_err(EngineError::from)?;
+        let meta = batch::build(batch, &self.blocks, &self.tiling).map_err(EngineError::from)?;
         debug_assert!(meta.words.len() as u64 <= self.meta_words);
         self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
         self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
         self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
-        let shape = StepShape { tokens: n_tokens, rows: meta.rows };
+        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         self.pool.encode_copies(&mut enc, &copies);
         {
@@ -478,11 +503,11 @@ impl Engine {
         };
         let copies = self.blocks.append(self.default_seq, tokens.len() as u32).map_err(EngineError::from)?;
         debug_assert!(copies.is_empty(), "the default sequence is never forked");
-        let meta = batch::build(&entry, &self.blocks).map_err(EngineError::from)?;
+        let meta = batch::build(&entry, &self.blocks, &self.tiling).map_err(EngineError::from)?;
         self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
         self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
         self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
-        let shape = StepShape { tokens: tokens.len() as u32, rows: 1 };
+        let shape = StepShape { tokens: tokens.len() as u32, rows: 1, work: meta.work, reduce: meta.reduce };
         let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
         let times = profiler.run(&self.gpu, &[(layers, shape), (&self.plans.head_one, shape)]).await?;
         self.rows_ready = 1;

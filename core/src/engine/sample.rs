@@ -49,7 +49,7 @@ impl SamplerTail {
         let result = gpu.storage("argmax results", 8 * rows).await?;
         let candidates_out = gpu.storage("sampling candidates", 4 * row_words() * rows).await?;
         // These plans read no per-step values; the builder needs some uniform for that.
-        let unused_step = gpu.uniform("unused step", 32).await?;
+        let unused_step = gpu.uniform("unused step", std::mem::size_of::<crate::gpu::StepParams>() as u64).await?;
 
         let mut b = PlanBuilder::new(gpu, unused_step.clone());
         k.penalties(&mut b, &penalty_params, &penalty_entries, &row_params, &acts.logits, penalty_cap).await?;
@@ -81,7 +81,7 @@ impl SamplerTail {
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sample") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sample"), timestamp_writes: None });
-            plan.encode(&mut pass, StepShape { tokens: rows, rows });
+            plan.encode(&mut pass, StepShape { tokens: rows, rows, work: 0, reduce: 0 });
         }
         enc.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
         gpu.queue.submit([enc.finish()]);

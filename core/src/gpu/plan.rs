@@ -14,11 +14,15 @@ pub struct StepParams {
     pub n_tokens: u32,
     pub n_entries: u32,
     pub n_rows: u32,
-    pub _pad: u32,
+    pub n_work: u32,
     pub token_info: u32,
     pub entries: u32,
     pub tables: u32,
     pub rows: u32,
+    pub work: u32,
+    pub reduce: u32,
+    pub n_reduce: u32,
+    pub _pad: u32,
 }
 
 /// The sizes a step's grids scale with.
@@ -28,12 +32,16 @@ pub struct StepShape {
     pub tokens: u32,
     /// Rows of logits the step computes.
     pub rows: u32,
+    /// Attention work items (query tiles and key splits).
+    pub work: u32,
+    /// Split-K results to merge.
+    pub reduce: u32,
 }
 
 impl StepShape {
     /// A step of `tokens` tokens with one row of logits.
     pub fn tokens(tokens: u32) -> StepShape {
-        StepShape { tokens, rows: 1 }
+        StepShape { tokens, rows: 1, work: tokens, reduce: 0 }
     }
 }
 
@@ -42,6 +50,8 @@ impl StepShape {
 pub enum Count {
     Tokens,
     Rows,
+    Work,
+    Reduce,
 }
 
 /// The workgroup grid of a dispatch: fixed, except that one axis may scale with the
@@ -79,8 +89,11 @@ impl Grid {
             let n = match count {
                 Count::Tokens => shape.tokens,
                 Count::Rows => shape.rows,
+                Count::Work => shape.work,
+                Count::Reduce => shape.reduce,
             };
-            g[axis] = n.div_ceil(per.max(1)).max(1);
+            // An empty dispatch is allowed and does nothing (e.g. no split-K this step).
+            g[axis] = n.div_ceil(per.max(1));
         }
         g
     }

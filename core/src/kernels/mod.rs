@@ -10,7 +10,7 @@ mod params;
 mod tuning;
 
 pub use params::*;
-pub use tuning::Tuning;
+pub use tuning::{FlashTiles, Tuning};
 
 use crate::gpu::{
     Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant, gpu_weight_type,
@@ -267,6 +267,50 @@ impl<'g> Kernels<'g> {
             (self.pipeline("attention", &defines, &bindings).await?, Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1))
         };
         b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, out, kv.meta], grid);
+        Ok(())
+    }
+
+    /// FlashAttention-2 over the step's work items (query tiles and key splits), for
+    /// GPUs; split items leave partial results in `partials` for [`Kernels::flash_reduce`].
+    pub async fn flash_attention(
+        &self,
+        b: &mut PlanBuilder,
+        p: &AttnParams,
+        tiles: FlashTiles,
+        qkv: &wgpu::Buffer,
+        kv: &KvBindings<'_>,
+        out: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let defines = [
+            ("ACT", self.act()),
+            ("KV", kv.kv.wgsl().to_string()),
+            ("BLOCK", kv.block.to_string()),
+            ("HD", p.head_dim.to_string()),
+            ("BQ", tiles.bq.to_string()),
+            ("BK", tiles.bk.to_string()),
+            ("L", tiles.lanes.to_string()),
+        ];
+        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite, B::Read, B::ReadWrite];
+        let pipe = self.pipeline("flash_attn", &defines, &bindings).await?;
+        let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Work, 1);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, out, kv.meta, partials], grid);
+        Ok(())
+    }
+
+    /// Merges split-K partial results into the attention output.
+    pub async fn flash_reduce(
+        &self,
+        b: &mut PlanBuilder,
+        p: &AttnParams,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        meta: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let defines = [("ACT", self.act()), ("HD", p.head_dim.to_string()), ("WG", "64".to_string())];
+        let pipe = self.pipeline("flash_reduce", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite, B::Read]).await?;
+        let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Reduce, 1);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[partials, out, meta], grid);
         Ok(())
     }
 

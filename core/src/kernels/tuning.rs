@@ -19,6 +19,9 @@ pub struct Tuning {
     pub tokens_rn: u32,
     pub tokens_wg: u32,
     pub norm_wg: u32,
+    /// FlashAttention-2 with split-K decoding (`flash_attn`, for GPUs) instead of the
+    /// CPU-adapter kernels below.
+    pub attn_flash: bool,
     /// For prefill, `attention_lanes` (a query per lane, no barriers) instead of
     /// `attention` (a workgroup per query, tiles of keys with barriers).
     pub attn_lanes: bool,
@@ -46,6 +49,7 @@ impl Tuning {
                 // One SIMD register of lanes.
                 tokens_wg: caps.subgroup_min_size.clamp(4, 64).next_power_of_two(),
                 norm_wg: 64,
+                attn_flash: false,
                 attn_lanes: true,
                 // Lanes are tokens: one SIMD register of them.
                 attn_lanes_wg: caps.subgroup_min_size.clamp(4, 32).next_power_of_two(),
@@ -74,6 +78,7 @@ impl Tuning {
                     tokens_rn: 16,
                     tokens_wg: 32,
                     norm_wg: 256,
+                    attn_flash: true,
                     attn_lanes: false,
                     attn_lanes_wg: 32,
                     attn_wg: 64,
@@ -108,6 +113,10 @@ impl Tuning {
                     self.attn_lanes = value != 0;
                     continue;
                 }
+                "attn_flash" => {
+                    self.attn_flash = value != 0;
+                    continue;
+                }
                 "tokens_rn" => &mut self.tokens_rn,
                 "tokens_wg" => &mut self.tokens_wg,
                 "matmul_rt" => &mut self.matmul_rt,
@@ -122,5 +131,34 @@ impl Tuning {
             *field = value;
         }
         Ok(self)
+    }
+}
+
+/// Tile sizes of the flash-attention kernel for a head dimension: the largest query
+/// and key tiles whose workgroup memory fits the adapter, 8 lanes per query row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FlashTiles {
+    pub bq: u32,
+    pub bk: u32,
+    pub lanes: u32,
+}
+
+impl FlashTiles {
+    pub fn for_head_dim(head_dim: u32, caps: &Capabilities) -> FlashTiles {
+        let lanes = 8.min(head_dim / 4).max(4);
+        let limit = caps.max_workgroup_storage.min(32768);
+        let max_wg = caps.max_invocations_per_workgroup.min(256);
+        let (mut bq, mut bk) = (16u32, 32u32);
+        // Shrink keys first (the query tile is reused across every key tile), then queries.
+        while wisp_shaders::flash_tile_bytes(head_dim, bq, bk) > limit || bq * lanes > max_wg {
+            if bk > 8 && wisp_shaders::flash_tile_bytes(head_dim, bq, bk) > limit {
+                bk /= 2;
+            } else if bq > 1 {
+                bq /= 2;
+            } else {
+                break;
+            }
+        }
+        FlashTiles { bq, bk, lanes }
     }
 }
