@@ -34,6 +34,19 @@ var<workgroup> kv_s: array<f32, BK * HD>;
 var<workgroup> p_s: array<f32, BQ * BK>;
 var<workgroup> slot_s: array<u32, BK>;
 
+// Loads the keys (or values) of the current tile into kv_s; rows past n_k are zero.
+fn load_tile(lid: u32, n_k: u32, kv_off: u32, values: bool) {
+    for (var i = lid; i < BK * HD; i += WG) {
+        let k = i / HD;
+        var v = 0.0;
+        if (k < n_k) {
+            let at = slot_s[k] * p.kv_stride + kv_off + i % HD;
+            v = select(f32(k_pool[at]), f32(v_pool[at]), values);
+        }
+        kv_s[i] = v;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let w = work_item(wid.x);
@@ -65,14 +78,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             slot_s[lid] = select(0u, kv_slot(table, kt + lid), lid < n_k);
         }
         workgroupBarrier();
-        for (var i = lid; i < BK * HD; i += WG) {
-            let k = i / HD;
-            var v = 0.0;
-            if (k < n_k) {
-                v = f32(k_pool[slot_s[k] * p.kv_stride + kv_off + i % HD]);
-            }
-            kv_s[i] = v;
-        }
+        load_tile(lid, n_k, kv_off, false);
         workgroupBarrier();
         // Scores of this lane's keys, masked outside the row's range.
         for (var k = lane; k < BK; k += L) {
@@ -107,14 +113,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         l = l * alpha + sum;
         m = m_new;
         workgroupBarrier();
-        for (var i = lid; i < BK * HD; i += WG) {
-            let k = i / HD;
-            var v = 0.0;
-            if (k < n_k) {
-                v = f32(v_pool[slot_s[k] * p.kv_stride + kv_off + i % HD]);
-            }
-            kv_s[i] = v;
-        }
+        load_tile(lid, n_k, kv_off, true);
         workgroupBarrier();
         for (var i = 0u; i < DPL; i++) {
             let d = lane + i * L;

@@ -119,6 +119,61 @@ fn split_matrices_give_the_same_products() {
 
 const KV_TYPES: [KvType; 2] = [KvType::F32, KvType::F16];
 
+/// An attention test case: sequences (cached positions, new tokens), heads, KV heads,
+/// head dimension, window.
+type AttnCase = (&'static [(u32, u32)], usize, usize, usize, usize);
+
+/// Random queries and per-sequence caches for `case` on the GPU, the step's buffers,
+/// and the CPU reference output.
+struct AttnSetup {
+    t: usize,
+    qb: wgpu::Buffer,
+    kb: wgpu::Buffer,
+    vb: wgpu::Buffer,
+    ob: wgpu::Buffer,
+    mb: wgpu::Buffer,
+    params: AttnParams,
+    expected: Vec<f32>,
+}
+
+fn attention_setup(gpu: &Gpu, v: Variant, kv: KvType, case: AttnCase, step_meta: &PagedStep) -> AttnSetup {
+    let (seqs, nh, nkv, d, window) = case;
+    let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
+    let qkv_w = (nh + 2 * nkv) * d;
+    let stride = nkv * d;
+    let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
+    let caches = |seed: u64| -> Vec<Vec<f32>> {
+        seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(seed + i as u64, ((p + n) as usize) * stride, 1.0))).collect()
+    };
+    let (k_caches, v_caches) = (caches(20), caches(40));
+    let mut expected = Vec::new();
+    let mut first = 0;
+    for (i, &(pos0, n)) in seqs.iter().enumerate() {
+        let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
+        expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
+        first += n as usize;
+    }
+    AttnSetup {
+        t,
+        qb: upload_act(gpu, v.act, &qkv),
+        kb: upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride)),
+        vb: upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride)),
+        ob: upload_act(gpu, v.act, &vec![0.0; t * nh * d]),
+        mb: upload_u32(gpu, &step_meta.meta),
+        params: AttnParams {
+            n_head: nh as u32,
+            n_kv_head: nkv as u32,
+            qkv_stride: qkv_w as u32,
+            kv_stride: stride as u32,
+            out_stride: (nh * d) as u32,
+            window: window as u32,
+            scale: 1.0 / (d as f32).sqrt(),
+            head_dim: d as u32,
+        },
+        expected,
+    }
+}
+
 /// Tolerance for a result computed from f16-stored inputs of either kind.
 fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
     if kv == KvType::F16 { tol(Act::F16) } else { tol(act) }
@@ -127,58 +182,32 @@ fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
 #[test]
 fn attention_matches_reference() {
     for_each_variant(|gpu, v| {
-        // Steps of one or several sequences: (cached positions, new tokens) each. Odd
-        // lengths, GQA ratios 1, 3 and 7, head dims 16 to 256, windows on and off.
-        let cases: [(&[(u32, u32)], usize, usize, usize, usize, u32); 7] = [
-            (&[(0, 1)], 2, 2, 64, 0, 16),
-            (&[(0, 5)], 9, 3, 64, 0, 16),
-            (&[(70, 1)], 9, 3, 64, 0, 32),
-            (&[(130, 3)], 7, 1, 128, 0, 16),
-            (&[(40, 7)], 4, 4, 32, 16, 16),
-            (&[(200, 2)], 3, 1, 256, 100, 16),
-            // A ragged batch: a prefill chunk, two decoded tokens and a fresh prompt.
-            (&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0, 16),
+        // Odd lengths, GQA ratios 1, 3 and 7, head dims 16 to 256, windows on and off,
+        // and a ragged batch: a prefill chunk, two decoded tokens and a fresh prompt.
+        let cases: [(AttnCase, u32); 7] = [
+            ((&[(0, 1)], 2, 2, 64, 0), 16),
+            ((&[(0, 5)], 9, 3, 64, 0), 16),
+            ((&[(70, 1)], 9, 3, 64, 0), 32),
+            ((&[(130, 3)], 7, 1, 128, 0), 16),
+            ((&[(40, 7)], 4, 4, 32, 16), 16),
+            ((&[(200, 2)], 3, 1, 256, 100), 16),
+            ((&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0), 16),
         ];
         for kv in KV_TYPES {
-            for (batched, &(seqs, nh, nkv, d, window, block)) in [false, true].into_iter().flat_map(|b| cases.iter().map(move |c| (b, c))) {
-                let step_meta = PagedStep::new(seqs, block, 7);
-                let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
-                let qkv_w = (nh + 2 * nkv) * d;
-                let stride = nkv * d;
-                let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
-                let k_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(20 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
-                let v_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(40 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
-                let kb = upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride));
-                let vb = upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride));
-                let qb = upload_act(gpu, v.act, &qkv);
-                let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
-                let mb = upload_u32(gpu, &step_meta.meta);
-                let p = AttnParams {
-                    n_head: nh as u32,
-                    n_kv_head: nkv as u32,
-                    qkv_stride: qkv_w as u32,
-                    kv_stride: stride as u32,
-                    out_stride: (nh * d) as u32,
-                    window: window as u32,
-                    scale: 1.0 / (d as f32).sqrt(),
-                    head_dim: d as u32,
-                };
-                let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block };
-                let mut b = builder(gpu, step_meta.params);
-                pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &p, batched, &qb, &bindings, &ob)).expect("attention");
-                let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
-                run(gpu, &plan, t as u32);
-                let got = read_act(gpu, v.act, &ob, t * nh * d);
-                let mut expected = Vec::new();
-                let mut first = 0;
-                for (i, &(pos0, n)) in seqs.iter().enumerate() {
-                    let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
-                    expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
-                    first += n as usize;
+            for batched in [false, true] {
+                for &(case, block) in &cases {
+                    let step_meta = PagedStep::new(case.0, block, 7);
+                    let s = attention_setup(gpu, v, kv, case, &step_meta);
+                    let bindings = KvBindings { k: &s.kb, v: &s.vb, meta: &s.mb, kv, block };
+                    let mut b = builder(gpu, step_meta.params);
+                    pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &s.params, batched, &s.qb, &bindings, &s.ob)).expect("attention");
+                    let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+                    run(gpu, &plan, s.t as u32);
+                    let got = read_act(gpu, v.act, &s.ob, s.expected.len());
+                    let (atol, rtol) = tol_kv(v.act, kv);
+                    let what = format!("attention {case:?} block={block} kv={kv:?} batched={batched} {v}");
+                    assert_close(&what, &got, &s.expected, atol, rtol);
                 }
-                let (atol, rtol) = tol_kv(v.act, kv);
-                let what = format!("attention {seqs:?} heads {nh}/{nkv} d={d} window={window} block={block} kv={kv:?} batched={batched} {v}");
-                assert_close(&what, &got, &expected, atol, rtol);
             }
         }
     });
@@ -187,10 +216,10 @@ fn attention_matches_reference() {
 #[test]
 fn flash_attention_with_split_k_matches_reference() {
     use wisp_core::engine::AttnTiling;
-    use wisp_core::kernels::FlashTiles;
+    use wisp_core::kernels::{AttnIo, FlashTiles};
     for_each_variant(|gpu, v| {
         // Ragged batches of prefill chunks and decoded tokens; long decodes are split.
-        let cases: [(&[(u32, u32)], usize, usize, usize, usize); 5] = [
+        let cases: [AttnCase; 5] = [
             (&[(0, 21)], 9, 3, 64, 0),
             (&[(300, 1), (0, 5)], 7, 7, 128, 0),
             (&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0),
@@ -198,52 +227,26 @@ fn flash_attention_with_split_k_matches_reference() {
             (&[(90, 17), (200, 1)], 3, 1, 32, 24),
         ];
         for kv in KV_TYPES {
-            for &(seqs, nh, nkv, d, window) in &cases {
+            for &case in &cases {
                 for forced in [None, Some(FlashTiles { bq: 4, bk: 8, lanes: 4 })] {
-                    let tiles = forced.unwrap_or(FlashTiles::for_head_dim(d as u32, &gpu.caps));
+                    let tiles = forced.unwrap_or(FlashTiles::for_head_dim(case.3 as u32, &gpu.caps));
                     // Few keys per split, so the decoded tokens here are split.
-                    let tiling = AttnTiling { bq: tiles.bq, window: window as u32, keys_per_split: 32, max_splits: 16 };
-                    let step_meta = PagedStep::with_tiling(seqs, 16, 11, &tiling);
-                    let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
-                    let qkv_w = (nh + 2 * nkv) * d;
-                    let stride = nkv * d;
-                    let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
-                    let k_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(20 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
-                    let v_caches: Vec<Vec<f32>> = seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(40 + i as u64, ((p + n) as usize) * stride, 1.0))).collect();
-                    let kb = upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride));
-                    let vb = upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride));
-                    let qb = upload_act(gpu, v.act, &qkv);
-                    let ob = upload_act(gpu, v.act, &vec![0.0; t * nh * d]);
-                    let mb = upload_u32(gpu, &step_meta.meta);
-                    let partials = upload_f32(gpu, &vec![0.0; 64 * 16 * nh * (d + 2)]);
-                    let p = AttnParams {
-                        n_head: nh as u32,
-                        n_kv_head: nkv as u32,
-                        qkv_stride: qkv_w as u32,
-                        kv_stride: stride as u32,
-                        out_stride: (nh * d) as u32,
-                        window: window as u32,
-                        scale: 1.0 / (d as f32).sqrt(),
-                        head_dim: d as u32,
-                    };
-                    let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block: 16 };
+                    let tiling = AttnTiling { bq: tiles.bq, window: case.4 as u32, keys_per_split: 32, max_splits: 16 };
+                    let step_meta = PagedStep::with_tiling(case.0, 16, 11, &tiling);
+                    let s = attention_setup(gpu, v, kv, case, &step_meta);
+                    let partials = upload_f32(gpu, &vec![0.0; 64 * 16 * case.1 * (case.3 + 2)]);
+                    let bindings = KvBindings { k: &s.kb, v: &s.vb, meta: &s.mb, kv, block: 16 };
+                    let io = AttnIo { qkv: &s.qb, out: &s.ob, partials: &partials };
                     let k = Kernels::new(gpu, v);
                     let mut b = builder(gpu, step_meta.params);
-                    pollster::block_on(k.flash_attention(&mut b, &p, tiles, &qb, &bindings, &ob, &partials)).expect("flash");
-                    pollster::block_on(k.flash_reduce(&mut b, &p, &partials, &ob, &mb)).expect("reduce");
+                    pollster::block_on(k.flash_attention(&mut b, &s.params, tiles, &io, &bindings)).expect("flash");
+                    pollster::block_on(k.flash_reduce(&mut b, &s.params, &partials, &s.ob, &s.mb)).expect("reduce");
                     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                     run_shape(gpu, &plan, step_meta.shape);
-                    let got = read_act(gpu, v.act, &ob, t * nh * d);
-                    let mut expected = Vec::new();
-                    let mut first = 0;
-                    for (i, &(pos0, n)) in seqs.iter().enumerate() {
-                        let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
-                        expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
-                        first += n as usize;
-                    }
+                    let got = read_act(gpu, v.act, &s.ob, s.expected.len());
                     let (atol, rtol) = tol_kv(v.act, kv);
-                    let what = format!("flash {seqs:?} heads {nh}/{nkv} d={d} window={window} kv={kv:?} tiles {tiles:?} splits {} {v}", step_meta.shape.reduce);
-                    assert_close(&what, &got, &expected, atol, rtol);
+                    let what = format!("flash {case:?} kv={kv:?} tiles {tiles:?} splits {} {v}", step_meta.shape.reduce);
+                    assert_close(&what, &got, &s.expected, atol, rtol);
                 }
             }
         }
@@ -254,7 +257,7 @@ fn flash_attention_with_split_k_matches_reference() {
 fn rope_and_cache_write_match_reference() {
     for_each_variant(|gpu, v| {
         // (sequences (cached, new), heads, kv heads, head dim, rotated dims)
-        let cases: [(&[(u32, u32)], usize, usize, usize, usize); 4] = [
+        let cases: [AttnCase; 4] = [
             (&[(0, 3)], 9, 3, 64, 64),
             (&[(4000, 1)], 4, 1, 128, 128),
             (&[(17, 5)], 2, 2, 32, 16),

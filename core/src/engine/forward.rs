@@ -11,7 +11,7 @@
 //! serve any mix of sequences.
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
-use crate::kernels::{AttnParams, FlashTiles, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
+use crate::kernels::{AttnIo, AttnParams, FlashTiles, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
 use crate::kv::KvPool;
 use crate::model::{ModelConfig, ModelWeights};
 
@@ -82,7 +82,8 @@ impl Ctx<'_> {
                 head_dim: cfg.head_dim,
             };
             if self.k.tuning.attn_flash {
-                self.k.flash_attention(&mut b, &attn, self.tiles, &a.qkv, &kv, &a.attn, self.partials).await?;
+                let io = AttnIo { qkv: &a.qkv, out: &a.attn, partials: self.partials };
+                self.k.flash_attention(&mut b, &attn, self.tiles, &io, &kv).await?;
                 self.k.flash_reduce(&mut b, &attn, self.partials, &a.attn, self.meta).await?;
             } else {
                 self.k.attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn).await?;

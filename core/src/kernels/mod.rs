@@ -52,6 +52,14 @@ pub struct MatArgs<'a> {
     pub rows: Count,
 }
 
+/// The attention kernels' inputs and outputs besides the cache: the step's queries,
+/// the output, and the scratch for split-K partial results.
+pub struct AttnIo<'a> {
+    pub qkv: &'a wgpu::Buffer,
+    pub out: &'a wgpu::Buffer,
+    pub partials: &'a wgpu::Buffer,
+}
+
 /// The paged KV cache of one layer as the attention kernels see it.
 pub struct KvBindings<'a> {
     pub k: &'a wgpu::Buffer,
@@ -277,11 +285,10 @@ impl<'g> Kernels<'g> {
         b: &mut PlanBuilder,
         p: &AttnParams,
         tiles: FlashTiles,
-        qkv: &wgpu::Buffer,
+        io: &AttnIo<'_>,
         kv: &KvBindings<'_>,
-        out: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
+        let (qkv, out, partials) = (io.qkv, io.out, io.partials);
         let defines = [
             ("ACT", self.act()),
             ("KV", kv.kv.wgsl().to_string()),

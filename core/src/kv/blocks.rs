@@ -167,7 +167,7 @@ impl BlockManager {
         let bs = self.block_size;
         let new_blocks = (s.len + n).div_ceil(bs) as usize - s.table.len();
         // The partly filled last block needs a private copy if it is shared.
-        let cow = (s.len % bs != 0 && n > 0)
+        let cow = (!s.len.is_multiple_of(bs) && n > 0)
             .then(|| s.table.last().copied())
             .flatten()
             .filter(|&b| b != NO_BLOCK && self.refs[b as usize] > 1)
@@ -191,7 +191,7 @@ impl BlockManager {
         let mut copies = Vec::new();
         let last_shared = {
             let s = &self.seqs[&id];
-            (s.len % bs != 0 && n > 0)
+            (!s.len.is_multiple_of(bs) && n > 0)
                 .then(|| s.table.last().copied())
                 .flatten()
                 .filter(|&b| b != NO_BLOCK && self.refs[b as usize] > 1)
