@@ -84,7 +84,7 @@ impl CpuModel {
                     cpu_ref::rope_head(head, p as u32, &inv_freq, c.n_rot as usize);
                 }
             }
-            let a = cpu_ref::attention(&q, &k, &v, t, 0, nh, nkv, hd, 0);
+            let a = cpu_ref::attention(&q, &k, &v, t, 0, nh, nkv, hd, c.sliding_window.unwrap_or(0) as usize);
             let o = cpu_ref::matmul(&l.o, d, nh * hd, &a, t);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let h = cpu_ref::rmsnorm(&x, &l.ffn_norm, c.rms_eps);

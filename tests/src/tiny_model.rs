@@ -20,6 +20,8 @@ pub struct TinySpec {
     /// Format of the projections, per layer in turn.
     pub types: Vec<GgmlType>,
     pub embd_type: GgmlType,
+    /// `llama.attention.sliding_window`, when set.
+    pub window: Option<u32>,
 }
 
 impl Default for TinySpec {
@@ -35,6 +37,7 @@ impl Default for TinySpec {
             tied: true,
             types: vec![GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0],
             embd_type: GgmlType::Q8_0,
+            window: None,
         }
     }
 }
@@ -57,6 +60,9 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
     ];
     for (k, v) in meta {
         w.metadata(k, v).expect("metadata");
+    }
+    if let Some(window) = s.window {
+        w.metadata("llama.attention.sliding_window", window).expect("metadata");
     }
     let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
     let mut seed = 100;

@@ -328,6 +328,10 @@ impl Engine {
     /// the next step. Returns how many rows there are. The work is submitted, not
     /// awaited. A refused batch changes nothing.
     pub fn step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
+        Ok(self.submit_step(batch)?.rows)
+    }
+
+    fn submit_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<batch::StepMeta, Error> {
         let (n_tokens, _) = self.check_batch(batch)?;
         self.gpu.check_errors()?;
         let mut copies = Vec::new();
@@ -356,7 +360,7 @@ impl Engine {
         self.gpu.queue.submit([enc.finish()]);
         self.rows_ready = meta.rows;
         self.release_outside_window(batch);
-        Ok(meta.rows)
+        Ok(meta)
     }
 
     /// With a sliding window on every layer, blocks whose positions no later query can
@@ -465,18 +469,55 @@ impl Engine {
     /// Processes a text on the default sequence and returns the logits at every one of
     /// its positions (for perplexity and comparisons with other implementations).
     pub async fn prefill_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, Error> {
-        self.check_prompt(tokens)?;
         let mut out = Vec::with_capacity(tokens.len());
-        for chunk in tokens.chunks(self.max_rows as usize) {
-            let rows = self.step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits: Logits::All }])?;
-            out.extend(self.read_logits(0..rows).await?);
-        }
-        // Sampling reads the last row only: keep just that one usable.
-        if let Some(last) = out.last() {
-            self.gpu.write(&self.acts.logits, 0, bytemuck::cast_slice(last));
-            self.rows_ready = 1;
-        }
+        self.prefill_logits_with(tokens, |_, row| out.push(row)).await?;
         Ok(out)
+    }
+
+    /// Like [`Engine::prefill_logits`], handing each position's logits to `on` (position
+    /// in the text, logits) as they are read, so a long text never holds them all. The
+    /// text goes in chunks of `max_batch` tokens, each one step through the layers; the
+    /// LM head then runs over the chunk's positions `max_rows` at a time.
+    pub async fn prefill_logits_with(&mut self, tokens: &[u32], mut on: impl FnMut(usize, Vec<f32>)) -> Result<(), Error> {
+        self.check_prompt(tokens)?;
+        let mut done = 0;
+        let mut last = None;
+        for chunk in tokens.chunks(self.max_batch as usize) {
+            let meta = self.submit_step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits: Logits::None }])?;
+            // The head reads the chunk's final hidden states, which stay until the next step.
+            let all: Vec<u32> = (0..chunk.len() as u32).collect();
+            for group in all.chunks(self.max_rows as usize) {
+                self.submit_head(&meta, group);
+                for row in self.read_logits(0..group.len() as u32).await? {
+                    on(done, row);
+                    done += 1;
+                }
+            }
+            last = Some((meta, chunk.len() as u32 - 1));
+        }
+        // Leave the last position's logits in row 0, where sampling reads them.
+        if let Some((meta, i)) = last {
+            self.submit_head(&meta, &[i]);
+        }
+        Ok(())
+    }
+
+    /// Runs the LM head over the given tokens of the last step (its `meta`), into the
+    /// first rows of the logits.
+    fn submit_head(&mut self, meta: &batch::StepMeta, tokens: &[u32]) {
+        let mut params = meta.params;
+        params.n_rows = tokens.len() as u32;
+        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&params));
+        self.gpu.write(&self.meta, params.rows as u64 * 4, bytemuck::cast_slice(tokens));
+        let shape = StepShape { tokens: params.n_tokens, rows: params.n_rows, work: meta.work, reduce: meta.reduce };
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("head"), timestamp_writes: None });
+            let head = if tokens.len() == 1 { &self.plans.head_one } else { &self.plans.head_many };
+            head.encode(&mut pass, shape);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.rows_ready = tokens.len() as u32;
     }
 
     /// The logits of the default sequence's last processed token.
