@@ -226,3 +226,37 @@ fn a_full_pool_or_context_refuses_and_changes_nothing() {
     e.step(&[BatchEntry { seq: a, tokens: &text[30..31], logits: Logits::Last }]).unwrap();
     assert_close("after refusals", act, kv, &rows(&e, 1)[0], &m.cpu.forward(&text[..31])[30]);
 }
+
+#[test]
+fn an_8k_prompt_needs_no_memory_quadratic_in_its_length() {
+    // A fresh device, so its allocation count is this engine's alone.
+    let gpu = wisp_tests::gpu::gpu_with_binding_limit(u64::MAX);
+    let m = model(&TinySpec { n_ctx: 8192, ..TinySpec::default() });
+    let n = 8192u32;
+    let text: Vec<u32> = (0..n).map(|i| (i * 7919 + 13) % 301).collect();
+    let one = EngineOptions { n_ctx: n, max_batch: n, max_rows: 32, max_entries: 4, kv_type: Some(KvType::F32), ..Default::default() };
+    let mut e = engine(gpu.clone(), &m, None, one);
+    let allocated = gpu.allocated_bytes();
+    // One f32 score matrix for one head would be n² × 4 bytes.
+    let scores = n as u64 * n as u64 * 4;
+    assert!(
+        allocated < scores / 4,
+        "the engine holds {allocated} bytes at 8k context, not far from a {scores}-byte score matrix"
+    );
+    // The whole prompt in one step, then the same prompt in chunks of 1000.
+    let s = e.create_sequence();
+    e.step(&[BatchEntry { seq: s, tokens: &text, logits: Logits::Last }]).unwrap();
+    assert_eq!(gpu.allocated_bytes(), allocated, "a step allocates nothing");
+    let whole = rows(&e, 1).remove(0);
+    let c = e.create_sequence();
+    let err = e.step(&[BatchEntry { seq: c, tokens: &text[..10], logits: Logits::None }]);
+    assert!(err.is_err(), "the pool of 8192 positions is full");
+    e.remove_sequence(s).unwrap();
+    for (i, chunk) in text.chunks(1000).enumerate() {
+        let logits = if (i + 1) * 1000 >= text.len() { Logits::Last } else { Logits::None };
+        e.step(&[BatchEntry { seq: c, tokens: chunk, logits }]).unwrap();
+    }
+    let chunked = rows(&e, 1).remove(0);
+    assert_close("8k prompt, whole against chunks of 1000", e.variant.act, KvType::F32, &whole, &chunked);
+    eprintln!("8k context: {allocated} bytes allocated ({:.1} MiB); one score matrix would be {} MiB", allocated as f64 / 1048576.0, scores >> 20);
+}

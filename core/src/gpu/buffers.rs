@@ -32,6 +32,7 @@ impl Gpu {
         if oom.pop().await.is_some() {
             return Err(GpuError::OutOfMemory { what: what.to_string(), bytes });
         }
+        self.allocated.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 

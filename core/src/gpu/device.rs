@@ -84,6 +84,9 @@ pub struct Gpu {
     /// instead of panics.
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// Bytes of every buffer created so far (buffers are never freed while the engine
+    /// lives, so this is what it holds).
+    pub(crate) allocated: std::sync::atomic::AtomicU64,
 }
 
 fn backends() -> wgpu::Backends {
@@ -284,7 +287,13 @@ impl Gpu {
             choice_reason,
             uncaptured,
             lost,
+            allocated: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Bytes of GPU buffers created through this device so far.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The adapter's name and backend, for messages.
