@@ -91,7 +91,7 @@ const ACT: Axis = Axis { name: "ACT", values: &["f32", "f16"] };
 const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] };
 /// Weight formats with GPU kernels. Add a `quant/<type>.wgsl` file to add one.
 const WTYPE: Axis = Axis { name: "WTYPE", values: &["f32", "f16", "q4_0", "q4_1", "q8_0"] };
-const KV: Axis = Axis { name: "KV", values: &["f32", "f16"] };
+const KV: Axis = Axis { name: "KV", values: &["f32", "f16", "q8_0"] };
 /// Positions per block of the paged KV cache.
 const BLOCK: Axis = Axis { name: "BLOCK", values: &["16", "32"] };
 const OUT: Axis = Axis { name: "OUT", values: &["act", "f32", "f32_add"] };

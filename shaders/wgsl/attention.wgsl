@@ -15,6 +15,8 @@
 @group(0) @binding(6) var<storage, read> step_meta: array<u32>;
 
 #include "common/paged.wgsl"
+#include "common/bits.wgsl"
+#include "common/kv_access.wgsl"
 
 const DPI: u32 = (HD + WG - 1u) / WG;
 // A finite stand-in for -infinity: exp(NEG - m) is 0 without inf - inf = NaN.
@@ -65,12 +67,9 @@ fn main(
         var slot = 0u;
         if (j < n) {
             slot = kv_slot(table, j);
-            let kb = slot * p.kv_stride + kv_off;
             var dot4 = vec4<f32>(0.0);
             for (var d = 0u; d < HD; d += 4u) {
-                let k4 = vec4<f32>(f32(k_pool[kb + d]), f32(k_pool[kb + d + 1u]),
-                                   f32(k_pool[kb + d + 2u]), f32(k_pool[kb + d + 3u]));
-                dot4 += vec4<f32>(q_s[d], q_s[d + 1u], q_s[d + 2u], q_s[d + 3u]) * k4;
+                dot4 += vec4<f32>(q_s[d], q_s[d + 1u], q_s[d + 2u], q_s[d + 3u]) * k4(slot, kv_off + d);
             }
             s = dot4.x + dot4.y + dot4.z + dot4.w;
         }
@@ -90,7 +89,7 @@ fn main(
             if (d < HD) {
                 var a = acc[i] * alpha;
                 for (var jj = 0u; jj < count; jj++) {
-                    a += p_s[jj] * f32(v_pool[slot_s[jj] * p.kv_stride + kv_off + d]);
+                    a += p_s[jj] * v1(slot_s[jj], kv_off + d);
                 }
                 acc[i] = a;
             }

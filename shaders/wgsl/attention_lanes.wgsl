@@ -11,12 +11,14 @@
 #include "common/attention_params.wgsl"
 
 @group(0) @binding(2) var<storage, read> qkv: array<act4>;
-@group(0) @binding(3) var<storage, read> k_pool: array<kv4>;
-@group(0) @binding(4) var<storage, read> v_pool: array<kv4>;
+@group(0) @binding(3) var<storage, read> k_pool: array<kv_t>;
+@group(0) @binding(4) var<storage, read> v_pool: array<kv_t>;
 @group(0) @binding(5) var<storage, read_write> out: array<act4>;
 @group(0) @binding(6) var<storage, read> step_meta: array<u32>;
 
 #include "common/paged.wgsl"
+#include "common/bits.wgsl"
+#include "common/kv_access.wgsl"
 
 const V4: u32 = HD / 4u;
 const NEG: f32 = -3.0e38;
@@ -46,8 +48,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         j_begin = min(j_begin, first_key(pu));
         j_end = max(j_end, pu);
     }
-    let kv_off = (head / (p.n_head / p.n_kv_head)) * V4;
-    let kv_stride4 = p.kv_stride / 4u;
+    let kv_off = (head / (p.n_head / p.n_kv_head)) * HD;
     let qb = (t * p.qkv_stride) / 4u + head * V4;
     var q: array<vec4<f32>, V4>;
     for (var i = 0u; i < V4; i++) {
@@ -59,10 +60,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var j = j_begin; j <= j_end; j++) {
         // A lane outside its own range reads one of its keys and discards it, so it
         // never looks up a table entry its sequence does not have (or has freed).
-        let kb = kv_slot(table, clamp(j, start, pos)) * kv_stride4 + kv_off;
+        let slot = kv_slot(table, clamp(j, start, pos));
         var s4 = vec4<f32>(0.0);
         for (var i = 0u; i < V4; i++) {
-            s4 += q[i] * vec4<f32>(k_pool[kb + i]);
+            s4 += q[i] * k4(slot, kv_off + 4u * i);
         }
         if (j >= start && j <= pos) {
             let s = s4.x + s4.y + s4.z + s4.w;
@@ -71,7 +72,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             let e = exp(s - m_new);
             l = l * alpha + e;
             for (var i = 0u; i < V4; i++) {
-                acc[i] = acc[i] * alpha + e * vec4<f32>(v_pool[kb + i]);
+                acc[i] = acc[i] * alpha + e * v4(slot, kv_off + 4u * i);
             }
             m = m_new;
         }

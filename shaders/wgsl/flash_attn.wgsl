@@ -24,6 +24,8 @@
 
 #include "common/paged.wgsl"
 #include "common/attention_work.wgsl"
+#include "common/bits.wgsl"
+#include "common/kv_access.wgsl"
 
 const WG: u32 = BQ * L;
 const DPL: u32 = HD / L;
@@ -34,16 +36,20 @@ var<workgroup> kv_s: array<f32, BK * HD>;
 var<workgroup> p_s: array<f32, BQ * BK>;
 var<workgroup> slot_s: array<u32, BK>;
 
-// Loads the keys (or values) of the current tile into kv_s; rows past n_k are zero.
+// Loads the keys (or values) of the current tile into kv_s, four values per lane and
+// step; rows past n_k are zero.
 fn load_tile(lid: u32, n_k: u32, kv_off: u32, values: bool) {
-    for (var i = lid; i < BK * HD; i += WG) {
+    for (var i = 4u * lid; i < BK * HD; i += 4u * WG) {
         let k = i / HD;
-        var v = 0.0;
+        var v = vec4<f32>(0.0);
         if (k < n_k) {
-            let at = slot_s[k] * p.kv_stride + kv_off + i % HD;
-            v = select(f32(k_pool[at]), f32(v_pool[at]), values);
+            let d = kv_off + i % HD;
+            v = select(k4(slot_s[k], d), v4(slot_s[k], d), values);
         }
-        kv_s[i] = v;
+        kv_s[i] = v.x;
+        kv_s[i + 1u] = v.y;
+        kv_s[i + 2u] = v.z;
+        kv_s[i + 3u] = v.w;
     }
 }
 

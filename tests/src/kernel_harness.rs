@@ -91,24 +91,73 @@ pub fn step(n_tokens: u32) -> StepParams {
     StepParams { n_tokens, n_rows: n_tokens, ..Default::default() }
 }
 
-pub fn upload_kv(gpu: &Gpu, kv: KvType, v: &[f32]) -> wgpu::Buffer {
-    let act = match kv {
-        KvType::F32 => Act::F32,
-        KvType::F16 => Act::F16,
-    };
-    upload_act(gpu, act, v)
+/// Q8_0 of 32 values as the KV cache stores them: (quants, scale), with the scale an
+/// f16-rounded amax / 127 and quants rounded half away from zero.
+fn q8_block(v: &[f32]) -> ([i8; 32], f32) {
+    let amax = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut q = [0i8; 32];
+    for (o, x) in q.iter_mut().zip(v) {
+        *o = (x * id).round() as i8;
+    }
+    (q, f16::from_f32(d).to_f32())
 }
 
-pub fn read_kv(gpu: &Gpu, kv: KvType, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let act = match kv {
-        KvType::F32 => Act::F32,
-        KvType::F16 => Act::F16,
-    };
-    read_act(gpu, act, b, n)
-}
-
+/// Values as the KV cache type stores them (the CPU reference uses these).
 pub fn round_kv(kv: KvType, v: &[f32]) -> Vec<f32> {
-    round_act(if kv == KvType::F16 { Act::F16 } else { Act::F32 }, v)
+    match kv {
+        KvType::F32 => v.to_vec(),
+        KvType::F16 => round_act(Act::F16, v),
+        KvType::Q8_0 => v
+            .chunks(32)
+            .flat_map(|c| {
+                let (q, d) = q8_block(c);
+                q.into_iter().map(move |x| x as f32 * d)
+            })
+            .collect(),
+    }
+}
+
+/// A KV pool holding `v` ([slots, stride] values) in the layout of `kv`.
+pub fn upload_kv(gpu: &Gpu, kv: KvType, v: &[f32], stride: usize) -> wgpu::Buffer {
+    match kv {
+        KvType::F32 => upload_act(gpu, Act::F32, v),
+        KvType::F16 => upload_act(gpu, Act::F16, v),
+        KvType::Q8_0 => {
+            let mut words = Vec::new();
+            for slot in v.chunks(stride) {
+                let blocks: Vec<([i8; 32], f32)> = slot.chunks(32).map(q8_block).collect();
+                for (q, _) in &blocks {
+                    words.extend(q.chunks(4).map(|b| u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])));
+                }
+                words.extend(blocks.iter().map(|(_, d)| d.to_bits()));
+            }
+            upload_u32(gpu, &words)
+        }
+    }
+}
+
+/// `n` values ([slots, stride]) read back from a KV pool of type `kv`.
+pub fn read_kv(gpu: &Gpu, kv: KvType, b: &wgpu::Buffer, n: usize, stride: usize) -> Vec<f32> {
+    match kv {
+        KvType::F32 => read_act(gpu, Act::F32, b, n),
+        KvType::F16 => read_act(gpu, Act::F16, b, n),
+        KvType::Q8_0 => {
+            let slot_words = stride / 4 + stride / 32;
+            let words = read_u32(gpu, b, n / stride * slot_words);
+            words
+                .chunks(slot_words)
+                .flat_map(|w| {
+                    let (quants, scales) = w.split_at(stride / 4);
+                    quants.iter().enumerate().flat_map(move |(i, q)| {
+                        let d = f32::from_bits(scales[i / 8]);
+                        q.to_le_bytes().map(|b| b as i8 as f32 * d)
+                    })
+                })
+                .collect()
+        }
+    }
 }
 
 /// A step over several sequences in a paged KV cache, laid out as the engine lays it

@@ -117,7 +117,7 @@ fn split_matrices_give_the_same_products() {
     }
 }
 
-const KV_TYPES: [KvType; 2] = [KvType::F32, KvType::F16];
+const KV_TYPES: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
 
 /// An attention test case: sequences (cached positions, new tokens), heads, KV heads,
 /// head dimension, window.
@@ -156,8 +156,8 @@ fn attention_setup(gpu: &Gpu, v: Variant, kv: KvType, case: AttnCase, step_meta:
     AttnSetup {
         t,
         qb: upload_act(gpu, v.act, &qkv),
-        kb: upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride)),
-        vb: upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride)),
+        kb: upload_kv(gpu, kv, &step_meta.scatter(&k_caches, stride), stride),
+        vb: upload_kv(gpu, kv, &step_meta.scatter(&v_caches, stride), stride),
         ob: upload_act(gpu, v.act, &vec![0.0; t * nh * d]),
         mb: upload_u32(gpu, &step_meta.meta),
         params: AttnParams {
@@ -176,7 +176,7 @@ fn attention_setup(gpu: &Gpu, v: Variant, kv: KvType, case: AttnCase, step_meta:
 
 /// Tolerance for a result computed from f16-stored inputs of either kind.
 fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
-    if kv == KvType::F16 { tol(Act::F16) } else { tol(act) }
+    if kv == KvType::F32 { tol(act) } else { tol(Act::F16) }
 }
 
 #[test]
@@ -272,8 +272,8 @@ fn rope_and_cache_write_match_reference() {
                 let qkv = round_act(v.act, &random(4, t * qkv_w, 1.0));
                 let pool_len = (step_meta.n_blocks * 16) as usize * stride;
                 let qb = upload_act(gpu, v.act, &qkv);
-                let kb = upload_kv(gpu, kv, &vec![0.0; pool_len]);
-                let vb = upload_kv(gpu, kv, &vec![0.0; pool_len]);
+                let kb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
+                let vb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
                 let mb = upload_u32(gpu, &step_meta.meta);
                 let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
                 let fb = upload_f32(gpu, &inv_freq);
@@ -292,8 +292,8 @@ fn rope_and_cache_write_match_reference() {
                 let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                 run(gpu, &plan, t as u32);
                 let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
-                let got_k = read_kv(gpu, kv, &kb, pool_len);
-                let got_v = read_kv(gpu, kv, &vb, pool_len);
+                let got_k = read_kv(gpu, kv, &kb, pool_len, stride);
+                let got_v = read_kv(gpu, kv, &vb, pool_len, stride);
                 let mut exp_q = qkv.clone();
                 let mut exp_k = vec![0.0; pool_len];
                 let mut exp_v = vec![0.0; pool_len];
@@ -317,8 +317,11 @@ fn rope_and_cache_write_match_reference() {
                 let what = format!("rope {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}");
                 // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
                 assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
-                assert_close(&format!("{what} key pool"), &got_k, &round_kv(kv, &exp_k), atol + 1e-3, rtol);
-                let (vatol, vrtol) = if kv == KvType::F16 || v.act == Act::F16 { (1e-3, 1e-3) } else { (0.0, 0.0) };
+                // Q8_0 may round a value the other way when GPU and CPU differ in the last
+                // bit of its scaled value: one quantization step (about amax / 127).
+                let step_tol = if kv == KvType::Q8_0 { 0.012 } else { 0.0 };
+                assert_close(&format!("{what} key pool"), &got_k, &round_kv(kv, &exp_k), atol + 1e-3 + step_tol, rtol);
+                let (vatol, vrtol) = if kv != KvType::F32 || v.act == Act::F16 { (1e-3 + step_tol, 1e-3) } else { (0.0, 0.0) };
                 assert_close(&format!("{what} value pool"), &got_v, &round_kv(kv, &exp_v), vatol, vrtol);
             }
         }

@@ -38,10 +38,15 @@ fn options(block: u32, pool_tokens: u32) -> EngineOptions {
     EngineOptions { n_ctx: 96, kv_pool_tokens: pool_tokens, kv_block: block, max_batch: 96, max_rows: 32, max_entries: 8, ..Default::default() }
 }
 
-/// f32 activations with an f16 KV cache are within f16 rounding of exact arithmetic.
+/// f32 activations with an f32 cache match exact arithmetic tightly; f16 storage is within
+/// its rounding; a Q8_0 cache within 8-bit quantization of the keys and values.
 fn assert_close(what: &str, act: Act, kv: KvType, got: &[f32], want: &[f32]) {
     let (cos, diff) = (cosine(got, want), max_abs_diff(got, want));
-    let ok = if act == Act::F32 && kv == KvType::F32 { cos >= 0.999_999 && diff <= 2e-3 } else { cos >= 0.9999 && diff <= 0.05 };
+    let ok = match (act, kv) {
+        (Act::F32, KvType::F32) => cos >= 0.999_999 && diff <= 2e-3,
+        (_, KvType::Q8_0) => cos >= 0.999 && diff <= 0.2,
+        _ => cos >= 0.9999 && diff <= 0.05,
+    };
     assert!(ok, "{what}: cosine {cos:.7}, max |Δ| {diff:.5}");
 }
 
@@ -58,7 +63,7 @@ fn a_ragged_batch_gives_each_sequence_its_own_logits() {
     let c: Vec<u32> = (0..9).map(|i| (i * 13 + 1) % 301).collect();
     let (want_a, want_b, want_c) = (m.cpu.forward(&a), m.cpu.forward(&b), m.cpu.forward(&c));
     for v in variants(&gpu) {
-        for kv in [KvType::F32, KvType::F16] {
+        for kv in [KvType::F32, KvType::F16, KvType::Q8_0] {
             let mut e = engine(gpu.clone(), &m, Some(v), EngineOptions { kv_type: Some(kv), ..options(16, 256) });
             let (sa, sb, sc) = (e.create_sequence(), e.create_sequence(), e.create_sequence());
             // Step 1: a's first 20 tokens, b's first 11 (two prompts in one step).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
+use wisp_core::gpu::{Act, Gpu, KvType, Variant, VariantOverrides};
 use wisp_core::model::FileBytes;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, variants};
@@ -99,4 +99,27 @@ fn smollm2_logits_match_references_in_every_variant() {
         eprintln!("{variant}: checked");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A Q8_0 KV cache against an f16 one, on the chat prompt (37 tokens). Stated tolerance:
+/// cosine >= 0.999 and max |Δ| <= 1.0 between the two, and the same top-1 token. (It is
+/// a lossy cache: against llama.cpp, which keeps f16, its cosine is about 0.9989.)
+#[test]
+fn q8_0_kv_cache_stays_close_to_f16() {
+    let gpu = gpu();
+    let json = reference::json(REF);
+    let chat = reference::ids(&json, "/chat/ids");
+    let bytes = std::fs::read(model_path(MODEL)).expect("read model");
+    let file = GgufFile::parse(&bytes).expect("parse model");
+    let logits = |kv: KvType| {
+        let options = EngineOptions { n_ctx: 256, kv_type: Some(kv), ..Default::default() };
+        let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load");
+        e.prefill(&chat).expect("prefill");
+        pollster::block_on(e.logits()).expect("logits")
+    };
+    let (f16, q8) = (logits(KvType::F16), logits(KvType::Q8_0));
+    let (cos, diff) = (cosine(&q8, &f16), max_abs_diff(&q8, &f16));
+    eprintln!("q8_0 KV against f16 KV: cosine {cos:.6}, max |Δ| {diff:.4}");
+    assert!(cos >= 0.999 && diff <= 1.0, "q8_0 KV: cosine {cos:.6}, max |Δ| {diff:.4}");
+    assert_eq!(top_k(&q8, 1), top_k(&f16, 1));
 }

@@ -159,6 +159,9 @@ impl Engine {
             }
             .into());
         }
+        if kv_type == KvType::Q8_0 && config.kv_dim() % 32 != 0 {
+            return Err(bad(format!("a Q8_0 KV cache needs a key width that is a multiple of 32 (this model's is {})", config.kv_dim())));
+        }
         let pool_tokens = if options.kv_pool_tokens == 0 { n_ctx } else { options.kv_pool_tokens };
         let n_blocks = pool_tokens.div_ceil(options.kv_block);
         let weights = ModelWeights::upload(&gpu, file, &config, src).await?;

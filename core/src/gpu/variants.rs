@@ -16,6 +16,10 @@ pub enum Act {
 pub enum KvType {
     F32,
     F16,
+    /// GGML's Q8_0 arithmetic: signed bytes with an f16-rounded scale per 32 values,
+    /// stored as 4 bytes per 4 values plus a 4-byte scale per 32 (4.5 bits per value
+    /// more than 8, against 16 for f16).
+    Q8_0,
 }
 
 impl KvType {
@@ -23,14 +27,17 @@ impl KvType {
         match self {
             KvType::F32 => "f32",
             KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
         }
     }
 
-    /// Bytes per element.
-    pub fn size(self) -> u64 {
+    /// Bytes one position takes with `stride` values (kv heads × head dimension).
+    pub fn bytes_per_position(self, stride: u32) -> u64 {
+        let n = stride as u64;
         match self {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
+            KvType::F32 => 4 * n,
+            KvType::F16 => 2 * n,
+            KvType::Q8_0 => n + n / 8,
         }
     }
 
@@ -46,7 +53,8 @@ impl std::str::FromStr for KvType {
         match s {
             "f32" => Ok(KvType::F32),
             "f16" => Ok(KvType::F16),
-            _ => Err(GpuError::InvalidVariant { name: "kv type".into(), value: s.into(), expected: "f32 or f16" }),
+            "q8_0" => Ok(KvType::Q8_0),
+            _ => Err(GpuError::InvalidVariant { name: "kv type".into(), value: s.into(), expected: "f32, f16 or q8_0" }),
         }
     }
 }

@@ -1,4 +1,6 @@
 // Byte access to GGUF blocks stored unchanged in `w: array<u32>` (declared by the kernel).
+#include "common/bits.wgsl"
+
 // Blocks of 18 or 34 bytes are only 2-byte aligned, so a 32-bit field may straddle two
 // words; every block starts at an even byte, which these helpers rely on.
 
@@ -24,23 +26,4 @@ fn w_f16(byte: u32) -> f32 {
 // diverge: `sh` is 0 (aligned) or 16, and the double shift yields 0 when sh is 0.
 fn funnel(lo: u32, hi: u32, sh: u32) -> u32 {
     return (lo >> sh) | ((hi << 16u) << (16u - sh));
-}
-
-// The four low nibbles and the four high nibbles of a word, as floats.
-// Conversions go through i32: CPUs without AVX-512 have no unsigned-to-float instruction.
-fn nibbles_lo(q: u32) -> vec4<f32> {
-    let s = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>(s & 15, (s >> 8u) & 15, (s >> 16u) & 15, (s >> 24u) & 15));
-}
-
-fn nibbles_hi(q: u32) -> vec4<f32> {
-    let s = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>((s >> 4u) & 15, (s >> 12u) & 15, (s >> 20u) & 15, (s >> 28u) & 15));
-}
-
-// The four signed bytes of a word, as floats (shift left then arithmetic right to
-// sign-extend each byte).
-fn bytes_i8(q: u32) -> vec4<f32> {
-    let s = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>(s << 24u, s << 16u, s << 8u, s) >> vec4<u32>(24u));
 }
