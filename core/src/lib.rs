@@ -15,6 +15,7 @@ pub mod kv;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod scheduler;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

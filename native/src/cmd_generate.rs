@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use wisp_core::generate::{GenerateOptions, Generator};
+use wisp_core::sampling::SamplerConfig;
+use wisp_core::scheduler::Scheduler;
 
 use crate::common::{self, DeviceArgs, Interrupt, Model, ModelArgs, SamplingArgs};
 
@@ -16,9 +18,15 @@ pub struct GenerateArgs {
     pub model: ModelArgs,
 
     /// The text to continue, tokenized as is (BOS where the model wants it; no chat
-    /// template: use `wisp chat` for that).
-    #[arg(short = 'p', long = "prompt", value_name = "PROMPT")]
-    pub prompt: String,
+    /// template: use `wisp chat` for that). Give it several times to run several
+    /// prompts at once.
+    #[arg(short = 'p', long = "prompt", value_name = "PROMPT", required = true)]
+    pub prompt: Vec<String>,
+
+    /// Run N generations at once in one batch (continuous batching): the prompts given,
+    /// repeated in turn up to N, each with its own seed (seed, seed + 1, ...).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: u32,
 
     /// The most tokens to generate (-1: until an end token or a full context).
     #[arg(
@@ -43,14 +51,17 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    if args.prompt.is_empty() {
+    if args.prompt.iter().any(String::is_empty) {
         bail!("the prompt is empty: pass some text with -p");
+    }
+    if args.parallel > 1 || args.prompt.len() > 1 {
+        return run_parallel(args);
     }
     let sampler = args.sampling.config()?;
     let model = Model::open(args.model.model.as_deref())?;
     let tokenizer = model.tokenizer()?;
     let prompt_ids = tokenizer
-        .encode_prompt(&args.prompt)
+        .encode_prompt(&args.prompt[0])
         .context("tokenizing the prompt")?;
     let t_load = Instant::now();
     let engine = common::engine_for(&model, &args.device)?;
@@ -135,6 +146,78 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             decode_tok_s,
             generation.stop_reason,
             sampler.seed
+        );
+    }
+    Ok(())
+}
+
+/// Several generations at once through the continuous-batching scheduler. Each one's
+/// text is printed when it ends; `--json` prints one object with all of them.
+fn run_parallel(args: GenerateArgs) -> Result<()> {
+    let n = args.parallel.max(args.prompt.len() as u32) as usize;
+    let sampler = args.sampling.config()?;
+    let model = Model::open(args.model.model.as_deref())?;
+    let tokenizer = model.tokenizer()?;
+    let prompts: Vec<Vec<u32>> = (0..n)
+        .map(|i| tokenizer.encode_prompt(&args.prompt[i % args.prompt.len()]))
+        .collect::<Result<_, _>>()
+        .context("tokenizing the prompts")?;
+    let mut engine = common::load_engine(&model, common::open_gpu(&args.device)?, &args.device, n as u32)?;
+    let adapter = engine.gpu.adapter_name();
+    let variant = engine.variant.to_string();
+    let mut scheduler = Scheduler::new(&mut engine, &tokenizer);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let options = GenerateOptions {
+            max_tokens: common::max_tokens(args.n_predict),
+            sampler: SamplerConfig { seed: sampler.seed.wrapping_add(i as u64), ..sampler },
+            stop: args.sampling.stop.clone(),
+        };
+        scheduler.submit(prompt.clone(), &options)?;
+    }
+    let interrupt = Interrupt::install();
+    interrupt.begin();
+    let started = Instant::now();
+    let (mut steps, mut peak) = (0usize, 0usize);
+    while scheduler.active() > 0 && !interrupt.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        let report = pollster::block_on(scheduler.step(&mut |_, _| {}))?;
+        steps += 1;
+        peak = peak.max(report.sequences);
+    }
+    interrupt.end();
+    let seconds = started.elapsed().as_secs_f64();
+    let generations = scheduler.finish();
+    let kv = engine.kv_stats();
+    let prompt_tokens: usize = generations.iter().map(|g| g.n_prompt()).sum();
+    let generated: usize = generations.iter().map(|g| g.n_generated()).sum();
+    let total_tok_s = common::rate(prompt_tokens + generated, seconds);
+    let generated_tok_s = common::rate(generated, seconds);
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let outputs: Vec<_> = generations
+            .iter()
+            .map(|g| json!({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, "stop_reason": g.stop_reason}))
+            .collect();
+        let out = json!({
+            "outputs": outputs,
+            "parallel": n,
+            "steps": steps,
+            "peak_batch": peak,
+            "seconds": seconds,
+            "total_tok_s": total_tok_s,
+            "generated_tok_s": generated_tok_s,
+            "adapter": adapter,
+            "variant": variant,
+            "kv": kv,
+        });
+        writeln!(stdout, "{out}").context("writing to stdout")?;
+    } else {
+        for (i, g) in generations.iter().enumerate() {
+            writeln!(stdout, "--- [{i}] ({} prompt tokens, {} generated, {})\n{}", g.n_prompt(), g.n_generated(), g.stop_reason, g.text)
+                .context("writing to stdout")?;
+        }
+        eprintln!(
+            "{n} generations in {steps} steps (up to {peak} per step), {:.1} s: {:.1} tok/s in all, {:.1} generated tok/s; KV pool {} of {} blocks in use at the end",
+            seconds, total_tok_s, generated_tok_s, kv.used_blocks, kv.blocks
         );
     }
     Ok(())

@@ -12,8 +12,8 @@ use clap::Args;
 use memmap2::Mmap;
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, VariantOverrides};
-use wisp_core::model::FileBytes;
+use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
+use wisp_core::model::{FileBytes, ModelConfig};
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::tokenizer::Tokenizer;
 
@@ -39,6 +39,20 @@ pub struct DeviceArgs {
     /// Context length in tokens (0: the model's training context, at most 4096).
     #[arg(long = "ctx", value_name = "N", default_value_t = 0)]
     pub ctx: u32,
+
+    /// Storage of the KV cache: f16 (default where the adapter has shader-f16), f32, or
+    /// q8_0 (8-bit, about half of f16).
+    #[arg(long = "kv-type", value_name = "f16|f32|q8_0")]
+    pub kv_type: Option<String>,
+
+    /// Positions the paged KV pool holds for all sequences together (0: one context
+    /// per parallel sequence).
+    #[arg(long = "kv-pool", value_name = "TOKENS", default_value_t = 0)]
+    pub kv_pool: u32,
+
+    /// Positions per block of the KV pool (16 or 32).
+    #[arg(long = "kv-block", value_name = "N", default_value_t = 16)]
+    pub kv_block: u32,
 }
 
 /// The sampler's flags; defaults are llama.cpp's.
@@ -178,13 +192,30 @@ pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
 }
 
 /// Uploads the model, with kernel variants from `WISP_ACT` / `WISP_REDUCE` / `WISP_TIER`
-/// when set, and says on stderr which adapter runs it and why.
-pub fn load_engine(model: &Model, gpu: Arc<Gpu>, n_ctx: u32) -> Result<Engine> {
+/// when set, and says on stderr which adapter runs it and why. `parallel` sequences may
+/// run at once (the KV pool and the step limits are sized for them).
+pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: u32) -> Result<Engine> {
     let variant = VariantOverrides::from_env()?;
+    let kv_type = device
+        .kv_type
+        .as_deref()
+        .map(str::parse::<KvType>)
+        .transpose()
+        .context("--kv-type")?;
+    let n_ctx = match device.ctx {
+        0 => ModelConfig::from_gguf(&model.file).map(|c| c.n_ctx_train.min(4096)).unwrap_or(4096),
+        n => n,
+    };
+    let defaults = EngineOptions::default();
     let options = EngineOptions {
         n_ctx,
+        kv_type,
+        kv_pool_tokens: if device.kv_pool > 0 { device.kv_pool } else { n_ctx.saturating_mul(parallel.max(1)) },
+        kv_block: device.kv_block,
+        max_rows: defaults.max_rows.max(parallel),
+        max_entries: defaults.max_entries.max(parallel),
         variant,
-        ..Default::default()
+        ..defaults
     };
     let source = FileBytes {
         file: &model.file,
@@ -192,18 +223,23 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, n_ctx: u32) -> Result<Engine> {
     };
     let engine = pollster::block_on(Engine::load(gpu, &model.file, &source, &options))
         .with_context(|| format!("loading {} onto the device", model.path.display()))?;
+    let kv = engine.kv_stats();
     eprintln!(
-        "adapter: {} — {}; kernels {}",
+        "adapter: {} — {}; kernels {}; KV cache {:?}, {} blocks of {} positions ({:.1} MiB)",
         engine.gpu.adapter_name(),
         engine.gpu.choice_reason,
-        engine.variant
+        engine.variant,
+        kv.kv_type,
+        kv.blocks,
+        kv.block_size,
+        kv.pool_bytes as f64 / 1048576.0
     );
     Ok(engine)
 }
 
 /// Opens the model's device and engine in one go.
 pub fn engine_for(model: &Model, device: &DeviceArgs) -> Result<Engine> {
-    load_engine(model, open_gpu(device)?, device.ctx)
+    load_engine(model, open_gpu(device)?, device, 1)
 }
 
 /// Ctrl-C: while a reply streams (`busy`), the first press sets `cancel` and the reply

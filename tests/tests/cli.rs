@@ -388,3 +388,27 @@ fn bad_input_fails_with_a_clear_message() {
     ])
     .fails_with("no-such-adapter");
 }
+
+#[test]
+fn generate_parallel_runs_every_prompt_in_one_batch() {
+    let m = model();
+    let single = wisp(&["generate", "-m", &m, "-p", CAPITAL, "-n", "6", "--temp", "0", "--ctx", "128", "--json"]).json();
+    let v = wisp(&[
+        "generate", "-m", &m, "-p", CAPITAL, "-p", "Once upon a time", "--parallel", "3", "-n", "6", "--temp", "0",
+        "--ctx", "128", "--kv-type", "f16", "--json",
+    ])
+    .json();
+    let outputs = v["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 3);
+    assert_eq!(v["peak_batch"].as_u64(), Some(3), "{v}");
+    // Greedy: the capital prompt (first and third) continues exactly as when run alone.
+    for o in [&outputs[0], &outputs[2]] {
+        assert_eq!(ids(&o["prompt_ids"]), CAPITAL_IDS);
+        assert_eq!(ids(&o["ids"]), ids(&single["ids"]), "{v}");
+    }
+    assert_ne!(ids(&outputs[1]["ids"]), ids(&outputs[0]["ids"]));
+    assert!(v["total_tok_s"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    // Finished generations give their KV blocks back.
+    assert_eq!(v["kv"]["used_blocks"].as_u64(), Some(0), "{v}");
+    assert!(v["kv"]["blocks"].as_u64().is_some_and(|b| b > 0), "{v}");
+}

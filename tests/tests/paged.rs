@@ -265,3 +265,63 @@ fn an_8k_prompt_needs_no_memory_quadratic_in_its_length() {
     assert_close("8k prompt, whole against chunks of 1000", e.variant.act, KvType::F32, &whole, &chunked);
     eprintln!("8k context: {allocated} bytes allocated ({:.1} MiB); one score matrix would be {} MiB", allocated as f64 / 1048576.0, scores >> 20);
 }
+
+#[test]
+fn the_scheduler_gives_each_generation_what_it_gets_alone() {
+    use wisp_core::generate::GenerateOptions;
+    use wisp_core::sampling::SamplerConfig;
+    use wisp_core::scheduler::Scheduler;
+    use wisp_core::tokenizer::Tokenizer;
+    // A tokenizer is only needed for text; the tiny model's ids are decoded by a
+    // byte-level vocabulary of its size.
+    let gpu = gpu();
+    let m = model(&TinySpec::default());
+    let tokens: Vec<String> = (0..301).map(|i| format!("t{i} ")).collect();
+    let mut meta = wisp_core::gguf::Metadata::new();
+    meta.insert("tokenizer.ggml.model", "gpt2".into());
+    meta.insert("tokenizer.ggml.pre", "gpt2".into());
+    meta.insert("tokenizer.ggml.tokens", wisp_core::gguf::Value::string_array(tokens.iter().map(String::as_str)));
+    meta.insert("tokenizer.ggml.merges", wisp_core::gguf::Value::string_array(std::iter::empty::<&str>()));
+    meta.insert("tokenizer.ggml.eos_token_id", 300u32.into());
+    let tokenizer = Tokenizer::from_gguf(&meta).expect("tokenizer");
+    let prompts: Vec<Vec<u32>> = vec![
+        (0..17).map(|i| (i * 7 + 3) % 300).collect(),
+        vec![5, 9],
+        (0..40).map(|i| (i * 13 + 1) % 300).collect(),
+    ];
+    let options = GenerateOptions { max_tokens: 12, sampler: SamplerConfig::greedy(), stop: vec![] };
+    // Alone: one generation per engine.
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            let mut e = engine(gpu.clone(), &m, None, options_for_scheduler());
+            let mut s = Scheduler::new(&mut e, &tokenizer);
+            s.submit(p.clone(), &options).unwrap();
+            while s.active() > 0 {
+                pollster::block_on(s.step(&mut |_, _| {})).unwrap();
+            }
+            s.finish().remove(0).ids
+        })
+        .collect();
+    // Together, with a step budget small enough that prompts are chunked alongside
+    // other sequences' decoding, and the third arriving later.
+    let mut e = engine(gpu.clone(), &m, None, EngineOptions { max_batch: 20, ..options_for_scheduler() });
+    let mut s = Scheduler::new(&mut e, &tokenizer);
+    s.submit(prompts[0].clone(), &options).unwrap();
+    s.submit(prompts[1].clone(), &options).unwrap();
+    pollster::block_on(s.step(&mut |_, _| {})).unwrap();
+    pollster::block_on(s.step(&mut |_, _| {})).unwrap();
+    s.submit(prompts[2].clone(), &options).unwrap();
+    let mut peak = 0;
+    while s.active() > 0 {
+        peak = peak.max(pollster::block_on(s.step(&mut |_, _| {})).unwrap().sequences);
+    }
+    assert_eq!(peak, 3, "all three ran in the same steps");
+    let together: Vec<Vec<u32>> = s.finish().into_iter().map(|g| g.ids).collect();
+    assert_eq!(together, alone);
+    assert_eq!(e.kv_stats().used_blocks, 0, "finished generations free their blocks");
+}
+
+fn options_for_scheduler() -> EngineOptions {
+    EngineOptions { n_ctx: 96, kv_pool_tokens: 512, max_batch: 96, max_rows: 8, max_entries: 8, kv_type: Some(KvType::F32), ..Default::default() }
+}

@@ -27,7 +27,7 @@ fn one_chunk_chunks_of_100_and_token_by_token_agree_over_2k_tokens() {
         // f32 keys and values: the three ways then differ only in summation order.
         let options = EngineOptions { n_ctx: N as u32, max_batch, max_rows: max_batch.min(32), kv_type: Some(KvType::F32), ..Default::default() };
         let mut e = pollster::block_on(Engine::load(gpu(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load");
-        pollster::block_on(e.prefill_logits_with(&ids, |p, row| each(p, row))).expect("prefill");
+        pollster::block_on(e.prefill_logits_with(&ids, &mut *each)).expect("prefill");
     };
     let mut whole: Vec<Vec<f32>> = Vec::with_capacity(N);
     run(N as u32, &mut |_, row| whole.push(row));

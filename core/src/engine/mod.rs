@@ -233,6 +233,11 @@ impl Engine {
         self.max_rows
     }
 
+    /// The most sequences in one step.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+
     pub fn kv_stats(&self) -> KvStats {
         KvStats {
             block_size: self.pool.block,
