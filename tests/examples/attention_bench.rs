@@ -1,7 +1,8 @@
 //! Attention kernel time against context length on SmolLM2 (GPU timestamps):
 //! - prefill: the attention dispatches of a whole prompt of L tokens, in chunks of 512;
 //! - decode: the attention dispatches of one token at context L.
-//! Usage: cargo run --release -p wisp-tests --example attention_bench [-- 256 1024 4096 8192]
+//!
+//! Usage: `cargo run --release -p wisp-tests --example attention_bench -- 256 1024 4096 8192`
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::model::FileBytes;
