@@ -30,5 +30,7 @@ fn main() {
         let (c, p) = (contiguous * per_position(kv), used * per_position(kv));
         println!("| {kv:?} | {:.1} MiB | {:.1} MiB | {:.1}% |", c as f64 / 1048576.0, p as f64 / 1048576.0, 100.0 * p as f64 / c as f64);
     }
-    println!("paged positions held: {used} for {tokens} written ({:.1}% slack in partly filled blocks; the system prompt's 2 full blocks are shared by all)", 100.0 * (used as f64 / tokens as f64 - 1.0));
+    println!(
+        "the paged pool holds {used} positions for {tokens} positions of context: the system prompt's full blocks are stored once for all, and each sequence wastes at most one partly filled block"
+    );
 }
