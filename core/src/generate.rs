@@ -31,6 +31,9 @@ pub struct GenerateOptions {
     pub sampler: SamplerConfig,
     /// Generation stops before the first of these strings; the string itself is not output.
     pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks want a fixed length, as with
+    /// llama.cpp's `--ignore-eos`); only `max_tokens`, stop strings or the context end it.
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +42,7 @@ impl Default for GenerateOptions {
             max_tokens: 256,
             sampler: SamplerConfig::default(),
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }
@@ -254,6 +258,7 @@ impl Generator {
             sampler,
             cancel: None,
             max_tokens: options.max_tokens,
+            ignore_eos: options.ignore_eos,
             prompt_ids: prompt_ids.to_vec(),
             ids: Vec::new(),
             text: String::new(),
@@ -287,6 +292,7 @@ pub struct Run<'g> {
     sampler: Sampler,
     cancel: Option<&'g AtomicBool>,
     max_tokens: usize,
+    ignore_eos: bool,
     prompt_ids: Vec<u32>,
     ids: Vec<u32>,
     text: String,
@@ -352,7 +358,7 @@ impl<'g> Run<'g> {
         let token = self.engine.sample(&mut self.sampler).await?;
         self.ids.push(token);
 
-        if self.tokenizer.is_end_of_generation(token) {
+        if !self.ignore_eos && self.tokenizer.is_end_of_generation(token) {
             self.end(StopReason::EndOfGeneration, on_text)?;
             return Ok(Some(token));
         }

@@ -24,6 +24,7 @@ struct Slot<'t> {
     stops: StopMatcher,
     decoder: StreamDecoder<'t>,
     max_tokens: usize,
+    ignore_eos: bool,
     done: Option<StopReason>,
 }
 
@@ -72,6 +73,7 @@ impl<'a> Scheduler<'a> {
             stops: StopMatcher::new(options.stop.iter().cloned()),
             decoder: self.tokenizer.stream_decoder(),
             max_tokens: options.max_tokens,
+            ignore_eos: options.ignore_eos,
             done: None,
         });
         Ok(self.slots.len() - 1)
@@ -156,7 +158,7 @@ impl<'a> Scheduler<'a> {
         for (&i, &token) in sampled.iter().zip(&tokens) {
             let s = &mut self.slots[i];
             s.ids.push(token);
-            let stop = if self.tokenizer.is_end_of_generation(token) {
+            let stop = if !s.ignore_eos && self.tokenizer.is_end_of_generation(token) {
                 Some(StopReason::EndOfGeneration)
             } else {
                 let mut stop = None;

@@ -45,6 +45,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         max_tokens: common::max_tokens(args.n_predict),
         sampler,
         stop: args.sampling.stop.clone(),
+        ignore_eos: false,
     };
     let interrupt = Interrupt::install();
     eprintln!("{HELP}");

@@ -24,9 +24,11 @@ pub struct GenerateArgs {
     pub prompt: Vec<String>,
 
     /// Run N generations at once in one batch (continuous batching): the prompts given,
-    /// repeated in turn up to N, each with its own seed (seed, seed + 1, ...).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub parallel: u32,
+    /// repeated in turn up to N, each with its own seed (seed, seed + 1, ...). Given at
+    /// all (even `--parallel 1`), generation goes through the scheduler and `--json`
+    /// reports its batch statistics.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: Option<u32>,
 
     /// The most tokens to generate (-1: until an end token or a full context).
     #[arg(
@@ -37,6 +39,11 @@ pub struct GenerateArgs {
         allow_negative_numbers = true
     )]
     pub n_predict: i64,
+
+    /// Keep generating past end-of-generation tokens, to exactly `-n` tokens (for
+    /// benchmarks, like llama.cpp's `--ignore-eos`).
+    #[arg(long)]
+    pub ignore_eos: bool,
 
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -54,7 +61,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.prompt.iter().any(String::is_empty) {
         bail!("the prompt is empty: pass some text with -p");
     }
-    if args.parallel > 1 || args.prompt.len() > 1 {
+    if args.parallel.is_some() || args.prompt.len() > 1 {
         return run_parallel(args);
     }
     let sampler = args.sampling.config()?;
@@ -75,6 +82,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         max_tokens: common::max_tokens(args.n_predict),
         sampler,
         stop: args.sampling.stop.clone(),
+        ignore_eos: args.ignore_eos,
     };
 
     let interrupt = Interrupt::install();
@@ -154,7 +162,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 /// Several generations at once through the continuous-batching scheduler. Each one's
 /// text is printed when it ends; `--json` prints one object with all of them.
 fn run_parallel(args: GenerateArgs) -> Result<()> {
-    let n = args.parallel.max(args.prompt.len() as u32) as usize;
+    let n = args.parallel.unwrap_or(1).max(args.prompt.len() as u32) as usize;
     let sampler = args.sampling.config()?;
     let model = Model::open(args.model.model.as_deref())?;
     let tokenizer = model.tokenizer()?;
@@ -171,6 +179,7 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
             max_tokens: common::max_tokens(args.n_predict),
             sampler: SamplerConfig { seed: sampler.seed.wrapping_add(i as u64), ..sampler },
             stop: args.sampling.stop.clone(),
+            ignore_eos: args.ignore_eos,
         };
         scheduler.submit(prompt.clone(), &options)?;
     }

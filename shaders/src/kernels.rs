@@ -121,6 +121,15 @@ fn flash_tiles_fit(get: AxisLookup<'_>) -> bool {
     hd % l == 0 && flash_tile_bytes(hd, bq, bk) <= 32768 && bq * l <= 256
 }
 
+fn matmul_tile_fits(get: AxisLookup<'_>) -> bool {
+    let n = |a: &str| get(a).parse::<u32>().unwrap_or(0);
+    let (bm, bn, tm, tn) = (n("BM"), n("BN"), n("TM"), n("TN"));
+    let wg = (bm / tm) * (bn / tn);
+    // Each of the first BM + BN lanes fetches one row or token; 256 lanes is WebGPU's
+    // guaranteed limit; the tiles' 16 * 8 * (BM + BN) bytes stay within its 16 KiB.
+    wg >= bm + bn && wg <= 256 && 128 * (bm + bn) <= 16384
+}
+
 pub static KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "matvec",
@@ -137,17 +146,18 @@ pub static KERNELS: &[KernelSpec] = &[
         allowed: split_le_wg,
     },
     KernelSpec {
-        name: "matmul",
-        file: "matmul.wgsl",
+        name: "matmul_tiled",
+        file: "matmul_tiled.wgsl",
         axes: &[
             WTYPE,
             ACT,
             OUT,
-            Axis { name: "RT", values: &["1", "2", "4", "8"] },
-            Axis { name: "RN", values: &["1", "2", "4"] },
-            Axis { name: "WG", values: &["32", "64", "128"] },
+            Axis { name: "BM", values: &["32", "64"] },
+            Axis { name: "BN", values: &["16", "32", "64"] },
+            Axis { name: "TM", values: &["2", "4"] },
+            Axis { name: "TN", values: &["1", "2", "4"] },
         ],
-        allowed: any,
+        allowed: matmul_tile_fits,
     },
     KernelSpec {
         name: "matmul_tokens",

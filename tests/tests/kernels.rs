@@ -2,8 +2,8 @@
 //! multiples of workgroup sizes or blocking factors), in every variant the adapter runs:
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
-use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Variant};
-use wisp_core::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
+use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant};
+use wisp_core::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning};
 use wisp_core::quant::{GgmlType, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -37,6 +37,10 @@ fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
 
 #[allow(clippy::too_many_arguments)]
 fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usize, batched: bool, out: Out) {
+    check_product_tuned(gpu, v, Kernels::new(gpu, v).tuning, ty, (n, k, t), batched, out);
+}
+
+fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, k, t): (usize, usize, usize), batched: bool, out: Out) {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
     let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
     let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
@@ -48,7 +52,7 @@ fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usi
         Out::Act => upload_act(gpu, v.act, &round_act(v.act, &base)),
         _ => upload_f32(gpu, &base),
     };
-    let kernels = Kernels::new(gpu, v);
+    let kernels = Kernels::with_tuning(gpu, v, tuning);
     let mut b = builder(gpu, step(t as u32));
     let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: y_stride as u32, y_offset: y_offset as u32, out, rows: Count::Tokens };
     if batched {
@@ -76,7 +80,7 @@ fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usi
     let (atol, rtol) = tol(if out == Out::Act { v.act } else { Act::F32 });
     // Sums of k products: allow for accumulation order.
     let atol = atol * (k as f32).sqrt();
-    let what = format!("{} {ty} n={n} k={k} t={t} {out:?} {v}", if batched { "matmul" } else { "matvec" });
+    let what = format!("{} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}", if batched { "matmul" } else { "matvec" });
     assert_close(&what, &got, &expected, atol, rtol);
 }
 
@@ -101,6 +105,26 @@ fn matmul_every_type_and_output() {
                 check_product(gpu, v, ty, 37, 64, 7, true, out);
             }
             check_product(gpu, v, ty, 259, 160, 13, true, Out::Act);
+            // More tokens than one tile holds.
+            check_product(gpu, v, ty, 67, 96, 70, true, Out::AddF32);
+        }
+    });
+}
+
+#[test]
+fn matmul_tiled_every_tile_shape() {
+    // The GPU tier's tiled product in the tile shapes a tuning may pick, rows and tokens
+    // past a tile's end included.
+    for_each_variant(|gpu, v| {
+        if v.tier != Tier::Gpu {
+            return;
+        }
+        for (bm, bn, tm, tn) in [(32, 16, 2, 1), (32, 32, 2, 2), (64, 32, 4, 2), (64, 64, 4, 4), (64, 16, 4, 1), (32, 64, 2, 4)] {
+            let base = Kernels::new(gpu, v).tuning;
+            let tuning = Tuning { matmul_tokens: false, tile_bm: bm, tile_bn: bn, tile_tm: tm, tile_tn: tn, ..base };
+            for ty in [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0] {
+                check_product_tuned(gpu, v, tuning, ty, (139, 64, 71), true, Out::F32);
+            }
         }
     });
 }

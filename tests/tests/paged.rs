@@ -289,7 +289,7 @@ fn the_scheduler_gives_each_generation_what_it_gets_alone() {
         vec![5, 9],
         (0..40).map(|i| (i * 13 + 1) % 300).collect(),
     ];
-    let options = GenerateOptions { max_tokens: 12, sampler: SamplerConfig::greedy(), stop: vec![] };
+    let options = GenerateOptions { max_tokens: 12, sampler: SamplerConfig::greedy(), ..Default::default() };
     // Alone: one generation per engine.
     let alone: Vec<Vec<u32>> = prompts
         .iter()

@@ -1,9 +1,12 @@
 //! A 2k-token text through SmolLM2 three ways — one step for the whole text, steps of
 //! 100 tokens, and one token per step — must give the same logits at every position.
+//! The three ways use different kernels (batched products and flash attention, or
+//! matrix-vector products and split-K decoding), so they differ by rounding: within the
+//! reference tolerance of the adapter's activation precision (shared/reference/README.md).
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::KvType;
+use wisp_core::gpu::{Act, KvType};
 use wisp_core::model::FileBytes;
 use wisp_core::tokenizer::Tokenizer;
 use wisp_tests::gpu::gpu;
@@ -23,35 +26,49 @@ fn one_chunk_chunks_of_100_and_token_by_token_agree_over_2k_tokens() {
         ids.extend(tokenizer.encode(&fixture, false).expect("encode"));
     }
     ids.truncate(N);
+    let act = std::cell::Cell::new(None);
     let run = |max_batch: u32, each: &mut dyn FnMut(usize, Vec<f32>)| {
-        // f32 keys and values: the three ways then differ only in summation order.
+        // f32 keys and values: the KV cache adds no rounding of its own.
         let options = EngineOptions { n_ctx: N as u32, max_batch, max_rows: max_batch.min(32), kv_type: Some(KvType::F32), ..Default::default() };
         let mut e = pollster::block_on(Engine::load(gpu(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load");
+        act.set(Some(e.variant.act));
         pollster::block_on(e.prefill_logits_with(&ids, &mut *each)).expect("prefill");
     };
     let mut whole: Vec<Vec<f32>> = Vec::with_capacity(N);
     run(N as u32, &mut |_, row| whole.push(row));
+    // The reference README's tolerances for f32 and f16 activations.
+    let (max_diff, min_cos) = match act.get().expect("ran") {
+        Act::F32 => (0.05f32, 0.99999f64),
+        Act::F16 => (0.5, 0.9995),
+    };
     assert_eq!(whole.len(), N);
     for (how, max_batch) in [("chunks of 100", 100u32), ("token by token", 1)] {
-        let mut worst = (0usize, 1.0f64, 0.0f32);
-        let mut top1_differs = 0;
+        let mut worst_diff = (0usize, 0.0f32);
+        let mut worst_cos = (0usize, 1.0f64);
+        let (mut top1_differs, mut clear_top1_differs) = (0, 0);
         run(max_batch, &mut |p, row| {
             let (cos, diff) = (cosine(&row, &whole[p]), max_abs_diff(&row, &whole[p]));
-            if diff > worst.2 {
-                worst = (p, cos, diff);
+            if diff > worst_diff.1 {
+                worst_diff = (p, diff);
             }
-            if top_k(&row, 1) != top_k(&whole[p], 1) {
+            if cos < worst_cos.1 {
+                worst_cos = (p, cos);
+            }
+            let top2 = top_k(&whole[p], 2);
+            if top_k(&row, 1)[0] != top2[0] {
                 top1_differs += 1;
+                // A near-tie may flip; a clear winner may not.
+                if whole[p][top2[0]] - whole[p][top2[1]] > 0.5 {
+                    clear_top1_differs += 1;
+                }
             }
         });
-        // The f32-reference tolerance: only the order of sums differs between the ways.
-        assert!(
-            worst.2 <= 0.05 && worst.1 >= 0.99999,
-            "{how}: at position {} cosine {:.7}, max |Δ| {:.4} against one chunk",
-            worst.0,
-            worst.1,
-            worst.2
+        eprintln!(
+            "{how}: worst max |Δ| {:.5} at position {}, worst cosine {:.7} at {}; top-1 differs at {top1_differs} of {N} positions",
+            worst_diff.1, worst_diff.0, worst_cos.1, worst_cos.0
         );
-        eprintln!("{how}: worst max |Δ| {:.5} at position {}; top-1 differs at {top1_differs} of {N} positions", worst.2, worst.0);
+        assert!(worst_diff.1 <= max_diff, "{how}: max |Δ| {:.4} at position {} against one chunk", worst_diff.1, worst_diff.0);
+        assert!(worst_cos.1 >= min_cos, "{how}: cosine {:.7} at position {} against one chunk", worst_cos.1, worst_cos.0);
+        assert_eq!(clear_top1_differs, 0, "{how}: top-1 differs where one chunk's top-2 margin is over 0.5");
     }
 }

@@ -93,12 +93,15 @@ fn tensors_split_across_buffers_give_the_same_logits() {
     let bytes = tiny_model(&spec);
     let file = GgufFile::parse(&bytes).unwrap();
     let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
-    let mut e = load_ctx(gpu.clone(), &bytes, None, 4, 32).expect("load with small bindings");
-    assert!(e.weights.layers[0].gate_up.parts[0].0.chunks.len() >= 2);
-    assert!(e.weights.token_embd.chunks.len() >= 3, "embedding in {} buffers", e.weights.token_embd.chunks.len());
-    let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
-    for (p, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_logits_close(&format!("split, position {p}"), e.variant.act, g, w);
+    // Every variant: each tier sizes its own buffers (split-K partials among them).
+    for v in variants(&gpu) {
+        let mut e = load_ctx(gpu.clone(), &bytes, Some(v), 4, 32).expect("load with small bindings");
+        assert!(e.weights.layers[0].gate_up.parts[0].0.chunks.len() >= 2);
+        assert!(e.weights.token_embd.chunks.len() >= 3, "embedding in {} buffers", e.weights.token_embd.chunks.len());
+        let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+        for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_logits_close(&format!("split, position {p}, {v}"), e.variant.act, g, w);
+        }
     }
 }
 

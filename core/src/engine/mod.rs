@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, StepParams, StepShape, Variant, VariantOverrides};
-use crate::kernels::FlashTiles;
+use crate::kernels::{FlashTiles, Tuning};
 use crate::kv::{BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
@@ -33,11 +33,6 @@ use crate::Error;
 
 use activations::Activations;
 use sample::SamplerTail;
-
-/// A decoded token gets one split-K work item per this many keys (GPU tier)...
-const KEYS_PER_SPLIT: u32 = 256;
-/// ...and at most this many.
-const MAX_SPLITS: u32 = 16;
 
 /// Why the engine refused a request. Nothing in the cache is changed when these occur.
 #[derive(Debug, thiserror::Error)]
@@ -171,15 +166,20 @@ impl Engine {
         let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.max_rows).await?;
         let step = gpu.uniform("step", std::mem::size_of::<StepParams>() as u64).await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
+        let tuning = Tuning::for_adapter(variant, &gpu.caps);
+        // Split-K partial results take (max, sum, output) per split, head and decoded
+        // entry; fewer splits where that would not fit one binding.
+        let partial_bytes = 4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
+        let fitting_splits = (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
         let tiling = AttnTiling {
             bq: tiles.bq,
             window: config.sliding_window.unwrap_or(0),
-            keys_per_split: KEYS_PER_SPLIT,
-            max_splits: MAX_SPLITS,
+            keys_per_split: tuning.attn_split_keys.max(1),
+            max_splits: tuning.attn_max_splits.clamp(1, fitting_splits),
         };
         // Token info, entries, every entry's whole block table, logits rows, attention
         // work items (a tile per token at worst, plus splits) and reduce items.
-        let max_work = options.max_batch as u64 + options.max_entries as u64 * MAX_SPLITS as u64;
+        let max_work = options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64;
         let meta_words = 2 * options.max_batch as u64
             + 4 * options.max_entries as u64
             + options.max_entries as u64 * n_ctx.div_ceil(options.kv_block) as u64
@@ -190,7 +190,8 @@ impl Engine {
         let partials = gpu
             .storage(
                 "split attention partial results",
-                4 * options.max_entries as u64 * MAX_SPLITS as u64 * config.n_head as u64 * (config.head_dim as u64 + 2),
+                // Without splits nothing is written there; the binding still needs a buffer.
+                if tiling.max_splits > 1 { partial_bytes * tiling.max_splits as u64 } else { 16 },
             )
             .await?;
         let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles).await?;
@@ -544,22 +545,53 @@ impl Engine {
     /// dispatch and returns the GPU time of each (`None` without timestamp queries).
     pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Option<Vec<KernelTime>>, Error> {
         let entry = [BatchEntry { seq: self.default_seq, tokens, logits: Logits::Last }];
-        self.check_batch(&entry)?;
-        let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-        let count = (layers.dispatches.len() + self.plans.head_one.dispatches.len()) as u32;
+        self.profile_batch(&entry).await
+    }
+
+    /// [`Engine::step`] with a timestamp around every dispatch: the GPU time of each
+    /// (`None` without timestamp queries; then nothing runs).
+    pub async fn profile_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Option<Vec<KernelTime>>, Error> {
+        let (n_tokens, _) = self.check_batch(batch)?;
+        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        let head = if self.rows_of(batch) > 1 { &self.plans.head_many } else { &self.plans.head_one };
+        let count = (layers.dispatches.len() + head.dispatches.len()) as u32;
         let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
             return Ok(None);
         };
-        let copies = self.blocks.append(self.default_seq, tokens.len() as u32).map_err(EngineError::from)?;
-        debug_assert!(copies.is_empty(), "the default sequence is never forked");
-        let meta = batch::build(&entry, &self.blocks, &self.tiling).map_err(EngineError::from)?;
+        let mut copies = Vec::new();
+        for e in batch {
+            copies.extend(self.blocks.append(e.seq, e.tokens.len() as u32).map_err(EngineError::from)?);
+        }
+        let meta = batch::build(batch, &self.blocks, &self.tiling).map_err(EngineError::from)?;
         self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
         self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
         self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
-        let shape = StepShape { tokens: tokens.len() as u32, rows: 1, work: meta.work, reduce: meta.reduce };
-        let layers = if tokens.len() == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-        let times = profiler.run(&self.gpu, &[(layers, shape), (&self.plans.head_one, shape)]).await?;
-        self.rows_ready = 1;
+        if !copies.is_empty() {
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copies") });
+            self.pool.encode_copies(&mut enc, &copies);
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
+        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        let head = if meta.rows > 1 { &self.plans.head_many } else { &self.plans.head_one };
+        let times = if meta.rows == 0 {
+            profiler.run(&self.gpu, &[(layers, shape)]).await?
+        } else {
+            profiler.run(&self.gpu, &[(layers, shape), (head, shape)]).await?
+        };
+        self.rows_ready = meta.rows;
+        self.release_outside_window(batch);
         Ok(Some(times))
+    }
+
+    fn rows_of(&self, batch: &[BatchEntry<'_>]) -> usize {
+        batch
+            .iter()
+            .map(|e| match e.logits {
+                Logits::None => 0,
+                Logits::Last => 1,
+                Logits::All => e.tokens.len(),
+            })
+            .sum()
     }
 }

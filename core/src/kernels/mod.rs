@@ -100,15 +100,11 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
 
 impl<'g> Kernels<'g> {
     pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
-        let tuning = Tuning::new(variant, &gpu.caps);
-        // Tuning experiments only; an invalid setting is reported and ignored.
-        let tuning = match std::env::var("WISP_TUNE") {
-            Ok(spec) => tuning.with_overrides(&spec).unwrap_or_else(|e| {
-                tracing::warn!("{e}");
-                tuning
-            }),
-            Err(_) => tuning,
-        };
+        Kernels { gpu, variant, tuning: Tuning::for_adapter(variant, &gpu.caps) }
+    }
+
+    /// With a given tuning (tests and tuning sweeps).
+    pub fn with_tuning(gpu: &'g Gpu, variant: Variant, tuning: Tuning) -> Self {
         Kernels { gpu, variant, tuning }
     }
 
@@ -168,9 +164,14 @@ impl<'g> Kernels<'g> {
             let defines = [common.as_slice(), &[("RN", t.tokens_rn.to_string()), ("WG", t.tokens_wg.to_string())]].concat();
             (self.pipeline("matmul_tokens", &defines, &bindings).await?, t.tokens_rn, t.tokens_wg)
         } else {
-            let blocking = [("RT", t.matmul_rt.to_string()), ("RN", t.matmul_rn.to_string()), ("WG", t.matmul_wg.to_string())];
-            let defines = [common.as_slice(), &blocking].concat();
-            (self.pipeline("matmul", &defines, &bindings).await?, t.matmul_wg * t.matmul_rn, t.matmul_rt)
+            let tile = [
+                ("BM", t.tile_bm.to_string()),
+                ("BN", t.tile_bn.to_string()),
+                ("TM", t.tile_tm.to_string()),
+                ("TN", t.tile_tn.to_string()),
+            ];
+            let defines = [common.as_slice(), &tile].concat();
+            (self.pipeline("matmul_tiled", &defines, &bindings).await?, t.tile_bm, t.tile_bn)
         };
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);

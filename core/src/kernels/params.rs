@@ -1,6 +1,6 @@
 //! Parameter blocks, laid out exactly as the `Params` structs of the WGSL kernels.
 
-/// `matvec.wgsl` and `matmul.wgsl`.
+/// `matvec.wgsl`, `matmul_tiled.wgsl` and `matmul_tokens.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatParams {

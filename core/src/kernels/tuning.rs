@@ -9,12 +9,14 @@ pub struct Tuning {
     pub matvec_split: u32,
     pub matvec_rows: u32,
     pub matvec_wg: u32,
-    /// Which prefill kernel: `matmul` (lanes take rows, register-blocked) or
-    /// `matmul_tokens` (lanes take tokens and share each weight load).
+    /// Which prefill kernel: `matmul_tokens` (lanes take tokens and share each weight
+    /// load; no barriers, for CPU adapters) or `matmul_tiled` (workgroup-memory tiles).
     pub matmul_tokens: bool,
-    pub matmul_rt: u32,
-    pub matmul_rn: u32,
-    pub matmul_wg: u32,
+    /// `matmul_tiled`'s output tile (weight rows x tokens) and each lane's share of it.
+    pub tile_bm: u32,
+    pub tile_bn: u32,
+    pub tile_tm: u32,
+    pub tile_tn: u32,
     /// Rows per workgroup and lanes (tokens) per workgroup of `matmul_tokens`.
     pub tokens_rn: u32,
     pub tokens_wg: u32,
@@ -27,6 +29,11 @@ pub struct Tuning {
     pub attn_lanes: bool,
     pub attn_lanes_wg: u32,
     pub attn_wg: u32,
+    /// Split-K decoding: a decoded token gets one work item per this many keys, up to
+    /// `attn_max_splits` items. GPUs want many short items (one workgroup walks its keys
+    /// serially, so few long ones leave the device idle and wait on latency).
+    pub attn_split_keys: u32,
+    pub attn_max_splits: u32,
     pub argmax_wg: u32,
 }
 
@@ -41,9 +48,10 @@ impl Tuning {
                 matvec_rows: 8,
                 matvec_wg: 16,
                 matmul_tokens: true,
-                matmul_rt: 4,
-                matmul_rn: 2,
-                matmul_wg: 64,
+                tile_bm: 64,
+                tile_bn: 32,
+                tile_tm: 4,
+                tile_tn: 2,
                 // 32 rows share each lane's activation loads (measured best on lavapipe).
                 tokens_rn: 32,
                 // One SIMD register of lanes.
@@ -54,6 +62,8 @@ impl Tuning {
                 // Lanes are tokens: one SIMD register of them.
                 attn_lanes_wg: caps.subgroup_min_size.clamp(4, 32).next_power_of_two(),
                 attn_wg: 64,
+                attn_split_keys: 256,
+                attn_max_splits: 16,
                 argmax_wg: 256,
             },
             Tier::Gpu => {
@@ -72,9 +82,15 @@ impl Tuning {
                     matvec_rows: 1,
                     matvec_wg: 128,
                     matmul_tokens: false,
-                    matmul_rt: 4,
-                    matmul_rn: 4,
-                    matmul_wg: 64,
+                    // Measured on an H100 with SmolLM2 (step_profile, WISP_TUNE sweep):
+                    // small tiles keep enough workgroups for 576-wide layers; 32 x 32
+                    // was fastest for a 128-token prefill (4.6 ms of matmul against 6.0
+                    // for 64 x 32 and 6.2 for 64 x 64), within 7% of the best for decode
+                    // batches of 4 and 64.
+                    tile_bm: 32,
+                    tile_bn: 32,
+                    tile_tm: 2,
+                    tile_tn: 2,
                     tokens_rn: 16,
                     tokens_wg: 32,
                     norm_wg: 256,
@@ -82,6 +98,11 @@ impl Tuning {
                     attn_lanes: false,
                     attn_lanes_wg: 32,
                     attn_wg: 64,
+                    // Measured on an H100 (SmolLM2, contexts 256 to 8k): 32-key items
+                    // beat 64 to 256 up to 1k keys; past 64 items the reduce pass costs
+                    // more than the longer items it saves.
+                    attn_split_keys: 32,
+                    attn_max_splits: 64,
                     argmax_wg: 256,
                 }
             }
@@ -90,6 +111,19 @@ impl Tuning {
 }
 
 impl Tuning {
+    /// The tier's tuning with the `WISP_TUNE` overrides (tuning experiments only: an
+    /// invalid setting is reported and ignored).
+    pub fn for_adapter(variant: Variant, caps: &Capabilities) -> Tuning {
+        let tuning = Tuning::new(variant, caps);
+        match std::env::var("WISP_TUNE") {
+            Ok(spec) => tuning.with_overrides(&spec).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                tuning
+            }),
+            Err(_) => tuning,
+        }
+    }
+
     /// Applies `name=value` overrides separated by commas (`WISP_TUNE`, for tuning
     /// experiments), e.g. `matvec_split=8,matvec_rows=1`.
     pub fn with_overrides(mut self, spec: &str) -> Result<Tuning, GpuError> {
@@ -119,13 +153,16 @@ impl Tuning {
                 }
                 "tokens_rn" => &mut self.tokens_rn,
                 "tokens_wg" => &mut self.tokens_wg,
-                "matmul_rt" => &mut self.matmul_rt,
-                "matmul_rn" => &mut self.matmul_rn,
-                "matmul_wg" => &mut self.matmul_wg,
+                "tile_bm" => &mut self.tile_bm,
+                "tile_bn" => &mut self.tile_bn,
+                "tile_tm" => &mut self.tile_tm,
+                "tile_tn" => &mut self.tile_tn,
                 "norm_wg" => &mut self.norm_wg,
                 "attn_wg" => &mut self.attn_wg,
                 "attn_lanes_wg" => &mut self.attn_lanes_wg,
                 "argmax_wg" => &mut self.argmax_wg,
+                "attn_split_keys" => &mut self.attn_split_keys,
+                "attn_max_splits" => &mut self.attn_max_splits,
                 _ => return Err(bad()),
             };
             *field = value;
