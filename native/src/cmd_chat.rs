@@ -108,7 +108,11 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 };
                 eprintln!("error: {e}{hint}");
             }
-            Ok(turn) => stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt, t_submit)?,
+            Ok(turn) => {
+                stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt, t_submit)?;
+                let kv = session.generator().engine().kv_stats();
+                eprintln!("[KV cache: {} of {} blocks in use, {} free]", kv.used_blocks, kv.blocks, kv.blocks - kv.used_blocks);
+            }
         }
     }
 }

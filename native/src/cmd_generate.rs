@@ -52,7 +52,10 @@ pub struct GenerateArgs {
     pub sampling: SamplingArgs,
 
     /// Print nothing while generating, then one JSON object: prompt_ids, ids, text,
-    /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed.
+    /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed, load_s,
+    /// pipeline_compile_s and kv (the KV pool's blocks). With --parallel: outputs (one
+    /// per generation), parallel, steps, peak_batch, seconds, total_tok_s,
+    /// generated_tok_s, adapter, variant, kv.
     #[arg(long)]
     pub json: bool,
 }
@@ -122,6 +125,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let Some(e) = write_error {
         return Err(e).context("writing to stdout");
     }
+    let kv = generator.engine().kv_stats();
 
     let prefill_tok_s = common::rate(generation.n_prefilled, prefill_s);
     let decode_s = first.map_or(0.0, |f| (last - f).as_secs_f64());
@@ -139,6 +143,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "seed": sampler.seed,
             "load_s": load_s,
             "pipeline_compile_s": pipeline_compile_s,
+            "kv": kv,
         });
         writeln!(stdout, "{out}").context("writing to stdout")?;
     } else {
@@ -147,13 +152,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             eprintln!();
         }
         eprintln!(
-            "prompt: {} tokens, {:.1} tok/s; generated: {} tokens, {:.1} tok/s; stop: {}; seed {}",
+            "prompt: {} tokens, {:.1} tok/s; generated: {} tokens, {:.1} tok/s; stop: {}; seed {}; KV cache {} of {} blocks in use",
             generation.n_prompt(),
             prefill_tok_s,
             generation.n_generated(),
             decode_tok_s,
             generation.stop_reason,
-            sampler.seed
+            sampler.seed,
+            kv.used_blocks,
+            kv.blocks
         );
     }
     Ok(())

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
-use wisp_core::gpu::{AdapterSummary, list_adapters};
+use wisp_core::gpu::{AdapterSummary, KvType, list_adapters};
 use wisp_core::model::ModelConfig;
 
 use crate::common::{Model, ModelArgs};
@@ -44,9 +44,9 @@ fn model_info(model: &Model) -> Value {
         total.bytes += t.n_bytes();
     }
     // A model Wisp cannot run still has metadata worth showing: the reason goes instead.
-    let (config, config_error) = match ModelConfig::from_gguf(&model.file) {
-        Ok(c) => (serde_json::to_value(c).unwrap_or(Value::Null), Value::Null),
-        Err(e) => (Value::Null, Value::from(e.to_string())),
+    let (config, config_error, kv_cache) = match ModelConfig::from_gguf(&model.file) {
+        Ok(c) => (serde_json::to_value(&c).unwrap_or(Value::Null), Value::Null, kv_cache_info(&c)),
+        Err(e) => (Value::Null, Value::from(e.to_string()), Value::Null),
     };
     json!({
         "path": model.path.display().to_string(),
@@ -55,12 +55,34 @@ fn model_info(model: &Model) -> Value {
         "metadata": metadata,
         "config": config,
         "config_error": config_error,
+        "kv_cache": kv_cache,
         "tensors": {
             "count": model.file.tensors.len(),
             "bytes": by_type.values().map(|t| t.bytes).sum::<u64>(),
             "by_type": by_type,
         },
     })
+}
+
+/// What the paged KV cache costs for this model, per storage type: bytes per position
+/// (keys and values of every layer), per 16-position block, and for the pool that one
+/// sequence at the default context (the training context, at most 4096) gets.
+fn kv_cache_info(c: &ModelConfig) -> Value {
+    let n_ctx = c.n_ctx_train.min(4096);
+    let block = 16u32;
+    let types: serde_json::Map<String, Value> = [KvType::F32, KvType::F16, KvType::Q8_0]
+        .into_iter()
+        .map(|kv| {
+            let per_position = 2 * c.n_layer as u64 * kv.bytes_per_position(c.kv_dim());
+            let info = json!({
+                "bytes_per_position": per_position,
+                "bytes_per_block": per_position * block as u64,
+                "default_pool_bytes": per_position * n_ctx.div_ceil(block) as u64 * block as u64,
+            });
+            (kv.wgsl().to_string(), info)
+        })
+        .collect();
+    json!({ "block": block, "default_ctx": n_ctx, "default_pool_blocks": n_ctx.div_ceil(block), "types": types })
 }
 
 fn mib(bytes: u64) -> String {
@@ -135,6 +157,23 @@ fn print_model(out: &mut impl Write, info: &Value) -> std::io::Result<()> {
             "config: not runnable by Wisp: {}",
             s(&info["config_error"])
         )?,
+    }
+    let kv = &info["kv_cache"];
+    if let Some(types) = kv["types"].as_object() {
+        writeln!(
+            out,
+            "KV cache: blocks of {} positions; one sequence at context {} takes {} blocks (blocks in use are reported after each `wisp chat` turn, `wisp generate` run and in their --json)",
+            kv["block"], kv["default_ctx"], kv["default_pool_blocks"]
+        )?;
+        for (ty, v) in types {
+            writeln!(
+                out,
+                "    {ty:<5} {} KiB per position, {} per block, {} for the default context",
+                v["bytes_per_position"].as_u64().unwrap_or(0) as f64 / 1024.0,
+                mib(v["bytes_per_block"].as_u64().unwrap_or(0)),
+                mib(v["default_pool_bytes"].as_u64().unwrap_or(0))
+            )?;
+        }
     }
     let t = &info["tensors"];
     writeln!(

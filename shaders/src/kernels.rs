@@ -90,7 +90,10 @@ impl KernelSpec {
 const ACT: Axis = Axis { name: "ACT", values: &["f32", "f16"] };
 const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] };
 /// Weight formats with GPU kernels. Add a `quant/<type>.wgsl` file to add one.
-const WTYPE: Axis = Axis { name: "WTYPE", values: &["f32", "f16", "q4_0", "q4_1", "q8_0"] };
+const WTYPE: Axis = Axis {
+    name: "WTYPE",
+    values: &["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"],
+};
 const KV: Axis = Axis { name: "KV", values: &["f32", "f16", "q8_0"] };
 /// Positions per block of the paged KV cache.
 const BLOCK: Axis = Axis { name: "BLOCK", values: &["16", "32"] };

@@ -3,6 +3,7 @@
 //! - decode: the attention dispatches of one token at context L.
 //!
 //! Usage: `cargo run --release -p wisp-tests --example attention_bench -- 256 1024 4096 8192`
+//! (`WISP_KV=f32|f16|q8_0` picks the KV storage; default: the adapter's).
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::model::FileBytes;
@@ -19,9 +20,10 @@ fn main() {
     let bytes = std::fs::read(wisp_tests::model_path("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let file = GgufFile::parse(&bytes).unwrap();
     let chunk = 512usize;
-    let options = EngineOptions { n_ctx: (max_len + 8) as u32, max_batch: chunk as u32, ..Default::default() };
+    let kv_type = std::env::var("WISP_KV").ok().map(|s| s.parse().expect("WISP_KV: f32, f16 or q8_0"));
+    let options = EngineOptions { n_ctx: (max_len + 8) as u32, max_batch: chunk as u32, kv_type, ..Default::default() };
     let mut e = pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes: &bytes }, &options)).unwrap();
-    println!("adapter {}, kernels {}", e.gpu.adapter_name(), e.variant);
+    println!("adapter {}, kernels {}, KV {:?}", e.gpu.adapter_name(), e.variant, e.kv_stats().kv_type);
     let text: Vec<u32> = (0..max_len as u32).map(|i| 100 + (i * 37) % 4000).collect();
     for &len in &lengths {
         e.reset();

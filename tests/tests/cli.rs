@@ -357,6 +357,46 @@ fn info_json_lists_adapters() {
 }
 
 #[test]
+fn info_reports_the_kv_cache_cost_per_type() {
+    let m = model();
+    let v = wisp(&["info", "-m", &m, "--json"]).json();
+    let kv = &v["model"]["kv_cache"];
+    // SmolLM2-135M: 30 layers, 3 KV heads of 64: keys and values of 192 values each.
+    let per_position = |ty: &str| kv["types"][ty]["bytes_per_position"].as_u64();
+    assert_eq!(per_position("f32"), Some(2 * 30 * 192 * 4), "{kv}");
+    assert_eq!(per_position("f16"), Some(2 * 30 * 192 * 2), "{kv}");
+    assert_eq!(per_position("q8_0"), Some(2 * 30 * (192 + 24)), "{kv}");
+    assert_eq!(kv["block"].as_u64(), Some(16), "{kv}");
+    assert_eq!(kv["types"]["f16"]["bytes_per_block"].as_u64(), Some(16 * 2 * 30 * 192 * 2), "{kv}");
+}
+
+#[test]
+fn ignore_eos_generates_exactly_n_tokens() {
+    // A chat-formatted request gets a short reply and an end token: without --ignore-eos
+    // generation stops there, with it generation goes on to -n tokens.
+    let m = model();
+    let prompt = "<|im_start|>user\nSay yes.<|im_end|>\n<|im_start|>assistant\n";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["generate", "-m", &m, "-p", prompt, "-n", "40", "--temp", "0", "--ctx", "128", "--json"];
+        args.extend_from_slice(extra);
+        wisp(&args).json()
+    };
+    let stopped = run(&[]);
+    assert_eq!(stopped["stop_reason"].as_str(), Some("end_of_generation"), "{stopped}");
+    let first = ids(&stopped["ids"]);
+    assert!(first.len() < 40, "{stopped}");
+    let full = run(&["--ignore-eos"]);
+    assert_eq!(full["stop_reason"].as_str(), Some("max_tokens"), "{full}");
+    let all = ids(&full["ids"]);
+    assert_eq!(all.len(), 40, "{full}");
+    assert_eq!(&all[..first.len()], &first[..], "the same greedy tokens up to the end token");
+    // The sequence's KV blocks cover the prompt and the generated tokens (all but the
+    // last, which was sampled and never fed back).
+    let positions = ids(&full["prompt_ids"]).len() as u64 + 39;
+    assert_eq!(full["kv"]["used_blocks"].as_u64(), Some(positions.div_ceil(16)), "{full}");
+}
+
+#[test]
 fn bad_input_fails_with_a_clear_message() {
     let m = model();
     let missing = "/nonexistent/wisp-test/model.gguf";

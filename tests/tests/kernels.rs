@@ -2,9 +2,9 @@
 //! multiples of workgroup sizes or blocking factors), in every variant the adapter runs:
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
-use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant};
+use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
 use wisp_core::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning};
-use wisp_core::quant::{GgmlType, dequantize, quantize};
+use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
 use wisp_tests::kernel_harness::*;
@@ -25,12 +25,33 @@ fn for_each_variant(f: impl Fn(&Gpu, Variant)) {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+/// Every type with a GPU kernel whose blocks hold at most 32 values (rows of any
+/// multiple of 32), or 256 (the K-quants' super-blocks): a type given a kernel is tested
+/// without being listed here.
+fn gpu_types(max_block: usize) -> Vec<GgmlType> {
+    GgmlType::ALL
+        .into_iter()
+        .filter(|&t| gpu_weight_type(t).is_some() && t.block_elems() <= max_block && (max_block == 32 || t.block_elems() > 32))
+        .collect()
+}
 
-/// A random weight matrix in `ty`, and its exact dequantized values.
+fn weight_types() -> Vec<GgmlType> {
+    gpu_types(32)
+}
+
+fn k_types() -> Vec<GgmlType> {
+    gpu_types(256)
+}
+
+/// A random weight matrix in `ty` (quantized from random values, or random blocks where
+/// there is no quantizer), and its exact dequantized values (the CPU reference, itself
+/// checked against the `gguf` package's fixtures).
 fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
-    let values = random(seed, n * k, 1.0);
-    let bytes = quantize(ty, &values).expect("quantize");
+    let bytes = if can_quantize(ty) {
+        quantize(ty, &random(seed, n * k, 1.0)).expect("quantize")
+    } else {
+        random_blocks(ty, n * k, seed)
+    };
     let exact = dequantize(ty, &bytes, n * k).expect("dequantize");
     (bytes, exact)
 }
@@ -84,11 +105,20 @@ fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, 
     assert_close(&what, &got, &expected, atol, rtol);
 }
 
+/// The output modes (store activations, store f32, add into f32) are the same code for
+/// every weight type: all three run with one type, the others store f32. (Each extra
+/// (kernel, type, variant) is another pipeline for the software adapter to compile.)
+fn outputs_for(ty: GgmlType) -> &'static [Out] {
+    if ty == GgmlType::Q4_1 { &[Out::Act, Out::F32, Out::AddF32] } else { &[Out::F32] }
+}
+
 #[test]
 fn matvec_every_type_and_output() {
+    // outputs_for's type, and the K-quants, are among the types with kernels.
+    assert!(weight_types().contains(&GgmlType::Q4_1) && k_types().contains(&GgmlType::Q4_K), "{:?} {:?}", weight_types(), k_types());
     for_each_variant(|gpu, v| {
-        for ty in WEIGHT_TYPES {
-            for out in [Out::Act, Out::F32, Out::AddF32] {
+        for ty in weight_types() {
+            for &out in outputs_for(ty) {
                 check_product(gpu, v, ty, 37, 96, 1, false, out);
             }
             // More rows than one workgroup covers, a longer row, two tokens.
@@ -100,13 +130,27 @@ fn matvec_every_type_and_output() {
 #[test]
 fn matmul_every_type_and_output() {
     for_each_variant(|gpu, v| {
-        for ty in WEIGHT_TYPES {
-            for out in [Out::Act, Out::F32, Out::AddF32] {
+        for ty in weight_types() {
+            for &out in outputs_for(ty) {
                 check_product(gpu, v, ty, 37, 64, 7, true, out);
             }
-            check_product(gpu, v, ty, 259, 160, 13, true, Out::Act);
+            check_product(gpu, v, ty, 259, 160, 13, true, Out::F32);
             // More tokens than one tile holds.
-            check_product(gpu, v, ty, 67, 96, 70, true, Out::AddF32);
+            check_product(gpu, v, ty, 67, 96, 70, true, Out::F32);
+        }
+    });
+}
+
+#[test]
+fn k_quants_in_every_product() {
+    // Rows of one and two super-blocks; odd row counts; one token, a few, and more than
+    // a tile holds.
+    for_each_variant(|gpu, v| {
+        for ty in k_types() {
+            check_product(gpu, v, ty, 37, 256, 1, false, Out::F32);
+            check_product(gpu, v, ty, 67, 512, 2, false, Out::F32);
+            check_product(gpu, v, ty, 37, 256, 7, true, Out::F32);
+            check_product(gpu, v, ty, 67, 512, 70, true, Out::F32);
         }
     });
 }
@@ -355,8 +399,9 @@ fn rope_and_cache_write_match_reference() {
 #[test]
 fn embedding_lookup_every_type() {
     for_each_variant(|gpu, v| {
-        for ty in WEIGHT_TYPES {
-            let (rows, k) = (53, 96);
+        let shapes = weight_types().into_iter().map(|ty| (ty, 96)).chain(k_types().into_iter().map(|ty| (ty, 256)));
+        for (ty, k) in shapes {
+            let rows = 53;
             let (bytes, table) = weights(ty, rows, k, 5);
             let m = pollster::block_on(QMatrix::upload(gpu, "embd", ty, k as u32, &[&bytes])).unwrap();
             let tokens = [7u32, 0, 52, 7, 31];

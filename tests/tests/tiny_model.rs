@@ -134,16 +134,16 @@ fn broken_models_are_refused_with_a_clear_error() {
     let e = load_err(&w.to_bytes());
     assert!(e.contains("blk.2.ffn_up.weight"), "{e}");
 
-    // A tensor type with no GPU kernel yet (Q6_K blocks hold 256 values, so this model
+    // A tensor type with no GPU kernel (IQ2_XXS blocks hold 256 values, so this model
     // has a 256-wide feed-forward).
     let e = {
         let mut w = tiny_writer(&TinySpec { n_ff: 256, ..spec.clone() });
         w.remove_tensor("blk.0.ffn_down.weight");
-        let len = GgmlType::Q6_K.bytes_for(256 * 96).unwrap() as usize;
-        w.tensor("blk.0.ffn_down.weight", &[256, 96], GgmlType::Q6_K, vec![0; len]).unwrap();
+        let len = GgmlType::IQ2_XXS.bytes_for(256 * 96).unwrap() as usize;
+        w.tensor("blk.0.ffn_down.weight", &[256, 96], GgmlType::IQ2_XXS, vec![0; len]).unwrap();
         load_err(&w.to_bytes())
     };
-    assert_eq!(e, "unsupported tensor type Q6_K in tensor blk.0.ffn_down.weight");
+    assert_eq!(e, "unsupported tensor type IQ2_XXS in tensor blk.0.ffn_down.weight");
 
     // An architecture Wisp does not run.
     let mut w = tiny_writer(&spec);

@@ -18,3 +18,14 @@ fn bytes_i8(q: u32) -> vec4<f32> {
     let s = bitcast<i32>(q);
     return vec4<f32>(vec4<i32>(s << 24u, s << 16u, s << 8u, s) >> vec4<u32>(24u));
 }
+
+// Bits `shift ..` of each of the four bytes of a word, under `mask`, as floats.
+fn byte_fields(q: u32, shift: u32, mask: u32) -> vec4<f32> {
+    let s = vec4<i32>(bitcast<i32>(q)) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u);
+    return vec4<f32>(s & vec4<i32>(i32(mask)));
+}
+
+// Bits 0, 1, 2 and 3 of a word, as floats.
+fn bits4(x: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(bitcast<i32>(x)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<i32>(1));
+}

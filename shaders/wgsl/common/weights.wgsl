@@ -27,3 +27,13 @@ fn w_f16(byte: u32) -> f32 {
 fn funnel(lo: u32, hi: u32, sh: u32) -> u32 {
     return (lo >> sh) | ((hi << 16u) << (16u - sh));
 }
+
+// The byte at any offset.
+fn w_u8(byte: u32) -> u32 {
+    return (w[byte >> 2u] >> ((byte & 3u) << 3u)) & 0xffu;
+}
+
+// The signed byte at any offset, as a float.
+fn w_i8(byte: u32) -> f32 {
+    return f32(bitcast<i32>(w_u8(byte) << 24u) >> 24u);
+}

@@ -1,0 +1,22 @@
+// Q4_K: 144-byte super-blocks of 256: f16 d, f16 dmin, 12 bytes of 6-bit scales and
+// minimums (quant/k_scales.wgsl), 128 bytes of nibbles. Chunk j (0..8) of a super-block
+// is the low (j even) or high (j odd) nibbles of bytes 32 * (j / 2) ..+32;
+// value = d * scale_j * q - dmin * min_j. Super-blocks are word-aligned.
+#include "quant/k_scales.wgsl"
+#include "quant/dot_from_dq32.wgsl"
+
+fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
+    let b = row + (c >> 3u) * 144u;
+    let j = c & 7u;
+    let dm = unpack2x16float(w[b >> 2u]);
+    let sm = k_scale_min(b + 4u, j);
+    let d1 = dm.x * sm.x;
+    let m1 = dm.y * sm.y;
+    let qs = (b + 16u + 32u * (j >> 1u)) >> 2u;
+    let sh = 4u * (j & 1u);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        o[i] = d1 * byte_fields(w[qs + i], sh, 15u) - m1;
+    }
+    return o;
+}
