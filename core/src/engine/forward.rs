@@ -11,7 +11,7 @@
 //! serve any mix of sequences.
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
-use crate::kernels::{AttnIo, AttnParams, FlashTiles, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams};
+use crate::kernels::{AttnIo, AttnParams, FlashTiles, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning};
 use crate::kv::KvPool;
 use crate::model::{ModelConfig, ModelWeights};
 
@@ -129,6 +129,7 @@ impl ForwardPlans {
     pub async fn build(
         gpu: &Gpu,
         variant: Variant,
+        tuning: Tuning,
         cfg: &ModelConfig,
         w: &ModelWeights,
         pool: &KvPool,
@@ -140,7 +141,7 @@ impl ForwardPlans {
     ) -> Result<ForwardPlans, GpuError> {
         let inv_freq = gpu.storage_with("rope frequencies", bytemuck::cast_slice(&cfg.rope_inv_freq())).await?;
         let ctx = Ctx {
-            k: Kernels::new(gpu, variant),
+            k: Kernels::with_tuning(gpu, variant, tuning),
             cfg,
             w,
             pool,

@@ -24,9 +24,9 @@ pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 use std::sync::Arc;
 
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, KernelTime, KvType, StepParams, StepShape, Variant, VariantOverrides};
+use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, VariantOverrides};
 use crate::kernels::{FlashTiles, Tuning};
-use crate::kv::{BlockManager, KvError, KvPool, SeqId};
+use crate::kv::{BlockCopy, BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
 use crate::Error;
@@ -194,8 +194,8 @@ impl Engine {
                 if tiling.max_splits > 1 { partial_bytes * tiling.max_splits as u64 } else { 16 },
             )
             .await?;
-        let plans = ForwardPlans::build(&gpu, variant, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles).await?;
-        let tail = SamplerTail::new(&gpu, variant, &acts, config.vocab_size, options.max_rows).await?;
+        let plans = ForwardPlans::build(&gpu, variant, tuning, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles).await?;
+        let tail = SamplerTail::new(&gpu, variant, tuning, &acts, config.vocab_size, options.max_rows).await?;
         Ok(Engine {
             gpu,
             config,
@@ -343,6 +343,27 @@ impl Engine {
     fn submit_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<batch::StepMeta, Error> {
         let (n_tokens, _) = self.check_batch(batch)?;
         self.gpu.check_errors()?;
+        let (meta, copies) = self.book_step(batch)?;
+        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        self.pool.encode_copies(&mut enc, &copies);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            let (layers, head) = self.step_plans(n_tokens, meta.rows);
+            layers.encode(&mut pass, shape);
+            if let Some(head) = head {
+                head.encode(&mut pass, shape);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.finish_step(batch, &meta);
+        Ok(meta)
+    }
+
+    /// Appends a checked batch's positions to its sequences' block tables and uploads the
+    /// step's values, metadata and token ids. Returns the metadata and the block copies
+    /// (copy-on-write) that must run before the step.
+    fn book_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<(batch::StepMeta, Vec<BlockCopy>), Error> {
         let mut copies = Vec::new();
         for e in batch {
             // Cannot fail: the batch was checked against the pool and the context.
@@ -353,23 +374,30 @@ impl Engine {
         self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
         self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
         self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
-        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        self.pool.encode_copies(&mut enc, &copies);
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-            layers.encode(&mut pass, shape);
-            match meta.rows {
-                0 => {}
-                1 => self.plans.head_one.encode(&mut pass, shape),
-                _ => self.plans.head_many.encode(&mut pass, shape),
-            }
+        Ok((meta, copies))
+    }
+
+    /// The recorded plans a step runs: the layers (the matrix-vector set for a single
+    /// token), then the head when logits rows are wanted.
+    fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
+        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        (layers, self.head_plan(rows))
+    }
+
+    /// The LM head for `rows` logits rows (none for no rows).
+    fn head_plan(&self, rows: u32) -> Option<&Plan> {
+        match rows {
+            0 => None,
+            1 => Some(&self.plans.head_one),
+            _ => Some(&self.plans.head_many),
         }
-        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    /// Bookkeeping after a step was submitted: its rows are ready, and blocks left
+    /// outside a sliding window go back to the pool.
+    fn finish_step(&mut self, batch: &[BatchEntry<'_>], meta: &batch::StepMeta) {
         self.rows_ready = meta.rows;
         self.release_outside_window(batch);
-        Ok(meta)
     }
 
     /// With a sliding window on every layer, blocks whose positions no later query can
@@ -522,8 +550,9 @@ impl Engine {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("head"), timestamp_writes: None });
-            let head = if tokens.len() == 1 { &self.plans.head_one } else { &self.plans.head_many };
-            head.encode(&mut pass, shape);
+            if let Some(head) = self.head_plan(tokens.len() as u32) {
+                head.encode(&mut pass, shape);
+            }
         }
         self.gpu.queue.submit([enc.finish()]);
         self.rows_ready = tokens.len() as u32;
@@ -551,47 +580,24 @@ impl Engine {
     /// [`Engine::step`] with a timestamp around every dispatch: the GPU time of each
     /// (`None` without timestamp queries; then nothing runs).
     pub async fn profile_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Option<Vec<KernelTime>>, Error> {
-        let (n_tokens, _) = self.check_batch(batch)?;
-        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-        let head = if self.rows_of(batch) > 1 { &self.plans.head_many } else { &self.plans.head_one };
-        let count = (layers.dispatches.len() + head.dispatches.len()) as u32;
+        let (n_tokens, rows) = self.check_batch(batch)?;
+        let (layers, head) = self.step_plans(n_tokens, rows);
+        let count = (layers.dispatches.len() + head.map_or(0, |h| h.dispatches.len())) as u32;
         let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
             return Ok(None);
         };
-        let mut copies = Vec::new();
-        for e in batch {
-            copies.extend(self.blocks.append(e.seq, e.tokens.len() as u32).map_err(EngineError::from)?);
-        }
-        let meta = batch::build(batch, &self.blocks, &self.tiling).map_err(EngineError::from)?;
-        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
-        self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
-        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
+        let (meta, copies) = self.book_step(batch)?;
         if !copies.is_empty() {
             let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copies") });
             self.pool.encode_copies(&mut enc, &copies);
             self.gpu.queue.submit([enc.finish()]);
         }
         let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
-        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
-        let head = if meta.rows > 1 { &self.plans.head_many } else { &self.plans.head_one };
-        let times = if meta.rows == 0 {
-            profiler.run(&self.gpu, &[(layers, shape)]).await?
-        } else {
-            profiler.run(&self.gpu, &[(layers, shape), (head, shape)]).await?
-        };
-        self.rows_ready = meta.rows;
-        self.release_outside_window(batch);
+        let (layers, head) = self.step_plans(n_tokens, meta.rows);
+        let mut plans = vec![(layers, shape)];
+        plans.extend(head.map(|h| (h, shape)));
+        let times = profiler.run(&self.gpu, &plans).await?;
+        self.finish_step(batch, &meta);
         Ok(Some(times))
-    }
-
-    fn rows_of(&self, batch: &[BatchEntry<'_>]) -> usize {
-        batch
-            .iter()
-            .map(|e| match e.logits {
-                Logits::None => 0,
-                Logits::Last => 1,
-                Logits::All => e.tokens.len(),
-            })
-            .sum()
     }
 }

@@ -3,7 +3,7 @@
 //! 8 bytes (greedy) or a few kilobytes (sampling), not the whole vocabulary.
 
 use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
-use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams};
+use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
 use crate::Error;
 
@@ -37,8 +37,8 @@ fn row_words() -> u64 {
 }
 
 impl SamplerTail {
-    pub async fn new(gpu: &Gpu, variant: Variant, acts: &Activations, vocab: u32, max_rows: u32) -> Result<SamplerTail, GpuError> {
-        let k = Kernels::new(gpu, variant);
+    pub async fn new(gpu: &Gpu, variant: Variant, tuning: Tuning, acts: &Activations, vocab: u32, max_rows: u32) -> Result<SamplerTail, GpuError> {
+        let k = Kernels::with_tuning(gpu, variant, tuning);
         let rows = max_rows as u64;
         let penalty_params = gpu.uniform("penalty parameters", 16).await?;
         let penalty_cap = MAX_PENALTY_ENTRIES.min(((gpu.caps.max_storage_binding.saturating_sub(16)) / 16) as u32);
