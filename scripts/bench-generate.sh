@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prefill and decode speed of `wisp generate`, llama-bench style: a prompt of P tokens
-# (" hello" repeated, one token each for SmolLM2's tokenizer), N generated tokens,
+# (" hello" repeated, one token each for SmolLM2's tokenizer), exactly N generated tokens,
 # greedy, one warm-up run, then the median of R runs. Shader/pipeline compilation is
 # reported on its own (first run), not in the medians.
 #
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$WISP" ] || { echo "build wisp first: cargo build --release -p wisp" >&2; exit 1; }
 PROMPT=$(printf ' hello%.0s' $(seq "$P"))
-run() { "$WISP" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 --ctx $((P + N + 8)) --json "$@" 2>/dev/null; }
+run() { "$WISP" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 --ignore-eos --ctx $((P + N + 8)) --json "$@" 2>/dev/null; }
 echo "warm-up (includes pipeline compilation):"
 run "$@" | python3 -c '
 import json, sys

@@ -10,7 +10,7 @@
 #   -- ARGS      passed to `cargo test --release --workspace`, e.g. `-- gguf` (a test name filter)
 #
 # Environment: WISP_TEST_MODELS (models to fetch before the tests; default
-# "smollm2"), WISP_CACHE_DIR and CARGO_TARGET_DIR are honoured.
+# "smollm2 qwen2.5-coder-0.5b-instruct-q4_k_m gemma-3-270m-q4_k_m"), WISP_CACHE_DIR and CARGO_TARGET_DIR are honoured.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -51,7 +51,7 @@ fi
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 
 WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
-read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2}"
+read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2 qwen2.5-coder-0.5b-instruct-q4_k_m gemma-3-270m-q4_k_m}"
 
 step build cargo build --release --workspace
 step fetch "$WISP" fetch "${MODELS[@]}"

@@ -459,13 +459,13 @@ pub struct ChatSession {
 
 impl ChatSession {
     /// A conversation with an optional system message. Uses the model's chat template,
-    /// or ChatML when the model ships none.
+    /// or a built-in one that fits its vocabulary when the model ships none.
     pub fn new(generator: Generator, system: Option<String>) -> Self {
-        let template = generator
-            .tokenizer()
-            .chat_template()
-            .cloned()
-            .unwrap_or_else(ChatTemplate::chatml);
+        let tok = generator.tokenizer();
+        let template = tok.chat_template().cloned().unwrap_or_else(|| {
+            let bos = tok.bos_id().and_then(|id| tok.token_text(id)).unwrap_or_default();
+            ChatTemplate::builtin_for(|text| tok.token_to_id(text).is_some(), bos)
+        });
         let mut session = ChatSession {
             generator,
             template,

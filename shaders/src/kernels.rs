@@ -183,7 +183,18 @@ pub static KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "rmsnorm",
         file: "rmsnorm.wgsl",
-        axes: &[ACT, REDUCE, Axis { name: "WG", values: &["64", "128", "256"] }],
+        axes: &[
+            ACT,
+            REDUCE,
+            Axis { name: "OUT", values: &["act", "f32_add"] },
+            Axis { name: "WG", values: &["64", "128", "256"] },
+        ],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "head_norm",
+        file: "head_norm.wgsl",
+        axes: &[ACT, REDUCE, Axis { name: "WG", values: &["32", "64"] }],
         allowed: any,
     },
     KernelSpec {
@@ -242,9 +253,27 @@ pub static KERNELS: &[KernelSpec] = &[
         allowed: any,
     },
     KernelSpec {
-        name: "silu_mul",
-        file: "silu_mul.wgsl",
-        axes: &[ACT, Axis { name: "WG", values: &["64"] }],
+        name: "glu",
+        file: "glu.wgsl",
+        axes: &[ACT, Axis { name: "GATE", values: &["silu", "gelu_tanh"] }, Axis { name: "WG", values: &["64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "moe_route",
+        file: "moe_route.wgsl",
+        axes: &[Axis { name: "GATING", values: &["softmax", "sigmoid"] }, Axis { name: "WG", values: &["64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "moe_matvec",
+        file: "moe_matvec.wgsl",
+        axes: &[WTYPE, ACT, Axis { name: "OUT", values: &["act", "f32"] }, Axis { name: "WG", values: &["32", "64"] }],
+        allowed: any,
+    },
+    KernelSpec {
+        name: "moe_combine",
+        file: "moe_combine.wgsl",
+        axes: &[Axis { name: "WG", values: &["64"] }],
         allowed: any,
     },
     KernelSpec {

@@ -1,7 +1,9 @@
-// RMSNorm: y[r, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight, from the f32
-// residual stream into activations. One workgroup per output row. With ROWS = 1 in the
-// parameters, output row r normalises token step_meta[rows + r] (the tokens whose logits the
-// step wants); otherwise row r is token r.
+// RMSNorm: y[r, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight, from f32 rows.
+// OUT = act: into activations (the residual stream's pre-norms); OUT = f32_add: added
+// into an f32 buffer (post-norms: a block's output, normalised, joins the residual
+// stream). One workgroup per output row. With `listed` = 1 in the parameters, output row
+// r normalises token step_meta[rows + r] (the tokens whose logits the step wants);
+// otherwise row r is token r.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/reduce.wgsl"
@@ -18,7 +20,11 @@ struct Params {
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
+#if OUT == f32_add
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+#else
 @group(0) @binding(4) var<storage, read_write> y: array<act>;
+#endif
 @group(0) @binding(5) var<storage, read> step_meta: array<u32>;
 
 @compute @workgroup_size(WG)
@@ -50,6 +56,10 @@ fn main(
     let inv = inverseSqrt(wg_sum(ss) / f32(p.n) + p.eps);
     let yb = out_row * p.n;
     for (var i = lid; i < p.n; i += WG) {
+#if OUT == f32_add
+        y[yb + i] += x[xb + i] * inv * weight[i];
+#else
         y[yb + i] = act(x[xb + i] * inv * weight[i]);
+#endif
     }
 }

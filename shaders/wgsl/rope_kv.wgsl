@@ -2,11 +2,15 @@
 // written into the paged KV cache.
 //
 // qkv holds, per token, the query heads, then the key heads, then the value heads
-// (what the fused QKV projection writes). Pairs (2i, 2i+1) of each head rotate by
-// pos * inv_freq[i] (llama.cpp's "normal" RoPE; GGUF llama files store Q and K rows
-// permuted for it). inv_freq comes from the CPU in f64 precision. Dimensions past
-// n_rot are not rotated. Each token's position and pool slot come from the step's
-// metadata (common/paged.wgsl).
+// (what the fused QKV projection writes). With `has_bias`, bias[c] is added to column c
+// first (qwen2's QKV bias). Each head rotates pair j by pos * inv_freq[j]; which two
+// dimensions form pair j depends on the style (`neox`):
+// - 0, llama.cpp's "normal" RoPE: (2j, 2j+1) (GGUF llama files store Q and K rows
+//   permuted for it);
+// - 1, "NEOX" RoPE: (j, j + n_rot/2) (qwen2, gemma3).
+// inv_freq comes from the CPU in f64 precision. Dimensions past n_rot are not rotated.
+// Each token's position and pool slot come from the step's metadata
+// (common/paged.wgsl).
 // Workgroup y = token; x covers the query rotations, the key rotations and the value copies.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
@@ -20,8 +24,10 @@ struct Params {
     qkv_stride: u32,
     // Elements per position in each cache (n_kv_head * head_dim).
     kv_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // 1: pairs (j, j + n_rot/2); 0: pairs (2j, 2j+1).
+    neox: u32,
+    // 1: add bias[] to q, k and v.
+    has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,6 +37,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v_pool: array<kv_t>;
 @group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(6) var<storage, read> step_meta: array<u32>;
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
 
 #include "common/paged.wgsl"
 
@@ -42,13 +49,45 @@ fn rotation(theta: f32) -> vec2<f32> {
     return vec2<f32>(cos(r), sin(r));
 }
 
-// Rotates the pair at (a, b) of a query or key at position pos, pair index `pair`.
-fn rotate(a: f32, b: f32, pos: u32, pair: u32) -> vec2<f32> {
-    if (2u * pair >= p.n_rot) {
+// Column `col` of token row `row` (the start of its qkv row), with the bias.
+fn qkv_at(row: u32, col: u32) -> f32 {
+    var v = f32(qkv[row + col]);
+    if (p.has_bias != 0u) {
+        v += bias[col];
+    }
+    return v;
+}
+
+// The two dimensions of a head that rotate together as pair j. Pairs past n_rot / 2
+// (not rotated) cover the remaining dimensions two by two in either style.
+fn pair_dims(j: u32) -> vec2<u32> {
+    let h = p.n_rot / 2u;
+    if (p.neox != 0u && j < h) {
+        return vec2<u32>(j, j + h);
+    }
+    return vec2<u32>(2u * j, 2u * j + 1u);
+}
+
+// Rotates pair j of the head whose first column in the token row is `head_col`: the
+// rotated values of its two dimensions.
+fn rotate_pair(row: u32, head_col: u32, j: u32, pos: u32) -> vec2<f32> {
+    let d = pair_dims(j);
+    let a = qkv_at(row, head_col + d.x);
+    let b = qkv_at(row, head_col + d.y);
+    if (2u * j >= p.n_rot) {
         return vec2<f32>(a, b);
     }
-    let cs = rotation(f32(pos) * inv_freq[pair]);
+    let cs = rotation(f32(pos) * inv_freq[j]);
     return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+}
+
+// The pair a head dimension belongs to, and whether it is the pair's first dimension.
+fn pair_of(dim: u32) -> vec2<u32> {
+    let h = p.n_rot / 2u;
+    if (p.neox != 0u && dim < p.n_rot) {
+        return vec2<u32>(dim % h, u32(dim < h));
+    }
+    return vec2<u32>(dim / 2u, u32(dim % 2u == 0u));
 }
 
 #if KV == q8_0
@@ -89,14 +128,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let i = gid.x;
     let tb = t * p.qkv_stride;
     let slot = kv_slot(entry.x, pos);
-    let k_base = tb + p.n_head * p.head_dim;
-    let v_base = tb + (p.n_head + p.n_kv_head) * p.head_dim;
     if (i < n_q) {
-        // A query pair, rotated in place.
-        let src = tb + (i / half) * p.head_dim + 2u * (i % half);
-        let r = rotate(f32(qkv[src]), f32(qkv[src + 1u]), pos, i % half);
-        qkv[src] = act(r.x);
-        qkv[src + 1u] = act(r.y);
+        // A query pair, rotated in place (its bias added).
+        let head_col = (i / half) * p.head_dim;
+        let j = i % half;
+        let r = rotate_pair(tb, head_col, j, pos);
+        let d = pair_dims(j);
+        qkv[tb + head_col + d.x] = act(r.x);
+        qkv[tb + head_col + d.y] = act(r.y);
         return;
     }
 #if KV == q8_0
@@ -109,15 +148,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let is_k = blk < n_blocks;
     let first = 32u * select(blk - n_blocks, blk, is_k);
     var values: array<f32, 32>;
-    for (var e = 0u; e < 32u; e += 2u) {
+    let k_col = p.n_head * p.head_dim;
+    let v_col = k_col + p.n_kv_head * p.head_dim;
+    for (var e = 0u; e < 32u; e++) {
         let at = first + e;
         if (is_k) {
-            let r = rotate(f32(qkv[k_base + at]), f32(qkv[k_base + at + 1u]), pos, (at % p.head_dim) / 2u);
-            values[e] = r.x;
-            values[e + 1u] = r.y;
+            // A block need not hold both dimensions of a pair (NEOX): rotate the pair
+            // and keep this dimension's half.
+            let head_col = k_col + (at / p.head_dim) * p.head_dim;
+            let pf = pair_of(at % p.head_dim);
+            let r = rotate_pair(tb, head_col, pf.x, pos);
+            values[e] = select(r.y, r.x, pf.y == 1u);
         } else {
-            values[e] = f32(qkv[v_base + at]);
-            values[e + 1u] = f32(qkv[v_base + at + 1u]);
+            values[e] = qkv_at(tb, v_col + at);
         }
     }
     store_q8(&values, slot, first, is_k);
@@ -127,14 +170,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let j = i - n_q;
     let cache_b = slot * p.kv_stride;
     if (j < n_k) {
-        let at = (j / half) * p.head_dim + 2u * (j % half);
-        let r = rotate(f32(qkv[k_base + at]), f32(qkv[k_base + at + 1u]), pos, j % half);
-        k_pool[cache_b + at] = kv_t(r.x);
-        k_pool[cache_b + at + 1u] = kv_t(r.y);
+        let head = (j / half) * p.head_dim;
+        let r = rotate_pair(tb, p.n_head * p.head_dim + head, j % half, pos);
+        let d = pair_dims(j % half);
+        k_pool[cache_b + head + d.x] = kv_t(r.x);
+        k_pool[cache_b + head + d.y] = kv_t(r.y);
     } else if (j < 2u * n_k) {
         let e = 2u * (j - n_k);
-        v_pool[cache_b + e] = kv_t(f32(qkv[v_base + e]));
-        v_pool[cache_b + e + 1u] = kv_t(f32(qkv[v_base + e + 1u]));
+        let v_col = (p.n_head + p.n_kv_head) * p.head_dim;
+        v_pool[cache_b + e] = kv_t(qkv_at(tb, v_col + e));
+        v_pool[cache_b + e + 1u] = kv_t(qkv_at(tb, v_col + e + 1u));
     }
 #endif
 }

@@ -1,5 +1,7 @@
 //! Plain CPU references of every kernel, written for clarity, in f64 where it matters.
 
+use wisp_core::model::{ExpertGating, FfnActivation, RopeStyle};
+
 /// y[t, n] = sum_k w[n, k] x[t, k] (w row-major [n, k]).
 pub fn matmul(w: &[f32], n: usize, k: usize, x: &[f32], t: usize) -> Vec<f32> {
     let mut y = vec![0.0; t * n];
@@ -26,14 +28,19 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Interleaved-pair RoPE of one head in place (llama.cpp's "normal" mode).
-pub fn rope_head(head: &mut [f32], pos: u32, inv_freq: &[f32], n_rot: usize) {
+/// RoPE of one head in place: pairs (2i, 2i+1) in the interleaved style (llama.cpp's
+/// "normal" mode), (i, i + n_rot/2) in the half-split style ("NEOX").
+pub fn rope_head(head: &mut [f32], pos: u32, inv_freq: &[f32], n_rot: usize, style: RopeStyle) {
     for (i, f) in inv_freq.iter().enumerate().take(n_rot / 2) {
+        let (ia, ib) = match style {
+            RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+            RopeStyle::HalfSplit => (i, i + n_rot / 2),
+        };
         let theta = pos as f64 * *f as f64;
         let (s, c) = theta.sin_cos();
-        let (a, b) = (head[2 * i] as f64, head[2 * i + 1] as f64);
-        head[2 * i] = (a * c - b * s) as f32;
-        head[2 * i + 1] = (a * s + b * c) as f32;
+        let (a, b) = (head[ia] as f64, head[ib] as f64);
+        head[ia] = (a * c - b * s) as f32;
+        head[ib] = (a * s + b * c) as f32;
     }
 }
 
@@ -81,14 +88,14 @@ pub fn attention(
     out
 }
 
-pub fn silu_mul(gu: &[f32], n: usize) -> Vec<f32> {
+/// The gated feed-forward nonlinearity: gate(g) * u for rows gu = [g | u] of width 2n.
+pub fn glu(gu: &[f32], n: usize, gate: FfnActivation) -> Vec<f32> {
+    let f = move |g: f64| match gate {
+        FfnActivation::Silu => g / (1.0 + (-g).exp()),
+        FfnActivation::GeluTanh => 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh()),
+    };
     gu.chunks(2 * n)
-        .flat_map(|row| {
-            (0..n).map(move |i| {
-                let g = row[i] as f64;
-                (g / (1.0 + (-g).exp()) * row[n + i] as f64) as f32
-            })
-        })
+        .flat_map(|row| (0..n).map(move |i| (f(row[i] as f64) * row[n + i] as f64) as f32))
         .collect()
 }
 
@@ -101,4 +108,24 @@ pub fn argmax(v: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// Mixture-of-experts routing of one token: probabilities from the router's scores, the
+/// `n_used` most probable experts (lower index first among equals), their weights
+/// optionally renormalised, then scaled.
+pub fn route_experts(scores: &[f32], n_used: usize, gating: ExpertGating, normalize: bool, scale: f32) -> Vec<(usize, f64)> {
+    let probs: Vec<f64> = match gating {
+        ExpertGating::Softmax => {
+            let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = scores.iter().map(|s| (*s as f64 - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.iter().map(|x| x / sum).collect()
+        }
+        ExpertGating::Sigmoid => scores.iter().map(|s| 1.0 / (1.0 + (-*s as f64).exp())).collect(),
+    };
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    order.truncate(n_used);
+    let sum: f64 = order.iter().map(|&e| probs[e]).sum();
+    order.into_iter().map(|e| (e, if normalize { probs[e] / sum } else { probs[e] } * scale as f64)).collect()
 }

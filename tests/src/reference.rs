@@ -3,9 +3,25 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use serde_json::Value;
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::gguf::GgufFile;
+use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
+use wisp_core::model::FileBytes;
 
 use crate::reference_dir;
+
+/// An engine for a parsed model with every kernel choice forced to `variant`.
+pub fn engine_in_variant(gpu: Arc<Gpu>, file: &GgufFile, bytes: &[u8], variant: Variant, n_ctx: u32) -> Engine {
+    let options = EngineOptions {
+        n_ctx,
+        variant: VariantOverrides { act: Some(variant.act), reduce: Some(variant.reduce), tier: Some(variant.tier) },
+        ..Default::default()
+    };
+    pollster::block_on(Engine::load(gpu, file, &FileBytes { file, bytes }, &options)).expect("load engine")
+}
 
 /// `NAME.json` of a reference model.
 pub fn json(name: &str) -> Value {
@@ -93,4 +109,38 @@ pub fn check_against_llamacpp(what: &str, ours: &[f32], theirs: &[f32]) -> Resul
     } else {
         Err(format!("{what}: {} (max |Δ| {:.3})", problems.join("; "), max_abs_diff(ours, theirs)))
     }
+}
+
+/// The README's tolerance against exact (f32-reference) arithmetic for activations of
+/// type `act`: (minimum cosine, maximum |Δ|, whether the top-1 token must match).
+pub fn exact_tolerance(act: Act) -> (f64, f32, bool) {
+    match act {
+        Act::F32 => (0.99999, 0.05, false),
+        Act::F16 => (0.9995, 0.5, true),
+    }
+}
+
+/// Checks `ours` against exact arithmetic (`shared/reference`'s f32 reference, or the
+/// f64 CPU model) at the tolerance of the activation type.
+pub fn check_against_exact(what: &str, act: Act, ours: &[f32], exact: &[f32]) -> Result<(), String> {
+    let (min_cos, max_diff, top1) = exact_tolerance(act);
+    let cos = cosine(ours, exact);
+    let diff = max_abs_diff(ours, exact);
+    let same_top1 = top_k(ours, 1) == top_k(exact, 1);
+    if cos >= min_cos && diff <= max_diff && (same_top1 || !top1) {
+        Ok(())
+    } else {
+        Err(format!("{what} vs exact arithmetic ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}"))
+    }
+}
+
+/// Whether llama.cpp's tolerance is a fair test of an engine with activations of type
+/// `act` at a position: exact arithmetic must meet it with room to spare for the
+/// rounding `act` is allowed (its cosine to llama.cpp at least 0.999 plus the cosine the
+/// activation type may lose against exact arithmetic). Elsewhere llama.cpp's own
+/// 8-bit activations put it too close to (or past) the bound, and the engine is held to
+/// exact arithmetic instead.
+pub fn llamacpp_is_fair(act: Act, exact: &[f32], llamacpp: &[f32]) -> bool {
+    let (min_cos, _, _) = exact_tolerance(act);
+    check_against_llamacpp("exact", exact, llamacpp).is_ok() && cosine(exact, llamacpp) >= 0.999 + (1.0 - min_cos)
 }

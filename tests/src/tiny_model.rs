@@ -22,6 +22,9 @@ pub struct TinySpec {
     pub embd_type: GgmlType,
     /// `llama.attention.sliding_window`, when set.
     pub window: Option<u32>,
+    /// (experts, experts used per token): a mixture of experts in place of every
+    /// layer's feed-forward network.
+    pub experts: Option<(u32, u32)>,
 }
 
 impl Default for TinySpec {
@@ -38,6 +41,7 @@ impl Default for TinySpec {
             types: vec![GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0],
             embd_type: GgmlType::Q8_0,
             window: None,
+            experts: None,
         }
     }
 }
@@ -64,6 +68,10 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
     if let Some(window) = s.window {
         w.metadata("llama.attention.sliding_window", window).expect("metadata");
     }
+    if let Some((n_expert, n_used)) = s.experts {
+        w.metadata("llama.expert_count", n_expert).expect("metadata");
+        w.metadata("llama.expert_used_count", n_used).expect("metadata");
+    }
     let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
     let mut seed = 100;
     let mut put = |w: &mut GgufWriter, name: &str, dims: &[u64], ty: GgmlType, scale: f32| {
@@ -89,9 +97,21 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         put(&mut w, &b("attn_v"), &[d, kv], if i == 1 { GgmlType::F16 } else { ty }, 2.0 * ws);
         put(&mut w, &b("attn_output"), &[q, d], ty, ws);
         put(&mut w, &b("ffn_norm"), &[d], GgmlType::F32, 1.0);
-        put(&mut w, &b("ffn_gate"), &[d, ff], ty, 2.0 * ws);
-        put(&mut w, &b("ffn_up"), &[d, ff], ty, 2.0 * ws);
-        put(&mut w, &b("ffn_down"), &[ff, d], ty, 1.0 / (ff as f32).sqrt());
+        match s.experts {
+            None => {
+                put(&mut w, &b("ffn_gate"), &[d, ff], ty, 2.0 * ws);
+                put(&mut w, &b("ffn_up"), &[d, ff], ty, 2.0 * ws);
+                put(&mut w, &b("ffn_down"), &[ff, d], ty, 1.0 / (ff as f32).sqrt());
+            }
+            Some((n_expert, _)) => {
+                let e = n_expert as u64;
+                // A router strong enough that tokens disagree on their experts.
+                put(&mut w, &b("ffn_gate_inp"), &[d, e], GgmlType::F16, 4.0 * ws);
+                put(&mut w, &b("ffn_gate_exps"), &[d, ff, e], ty, 2.0 * ws);
+                put(&mut w, &b("ffn_up_exps"), &[d, ff, e], ty, 2.0 * ws);
+                put(&mut w, &b("ffn_down_exps"), &[ff, d, e], ty, 1.0 / (ff as f32).sqrt());
+            }
+        }
     }
     w
 }

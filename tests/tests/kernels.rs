@@ -3,7 +3,8 @@
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
-use wisp_core::kernels::{AttnParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning};
+use wisp_core::kernels::{AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, Norm, NormParams, Out, RopeParams, Tuning};
+use wisp_core::model::{FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -331,8 +332,10 @@ fn rope_and_cache_write_match_reference() {
             (&[(17, 5)], 2, 2, 32, 16),
             (&[(5, 2), (60, 1), (0, 4)], 6, 2, 64, 64),
         ];
+        // Interleaved pairs without a bias (llama); half-split pairs with one (qwen2).
+        let styles = [(RopeStyle::Interleaved, false), (RopeStyle::HalfSplit, true)];
         for kv in KV_TYPES {
-            for &(seqs, nh, nkv, d, n_rot) in &cases {
+            for (&(seqs, nh, nkv, d, n_rot), &(style, with_bias)) in cases.iter().flat_map(|c| styles.iter().map(move |s| (c, s))) {
                 let step_meta = PagedStep::new(seqs, 16, 3);
                 let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
                 let qkv_w = (nh + 2 * nkv) * d;
@@ -345,6 +348,8 @@ fn rope_and_cache_write_match_reference() {
                 let mb = upload_u32(gpu, &step_meta.meta);
                 let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
                 let fb = upload_f32(gpu, &inv_freq);
+                let bias = if with_bias { random(5, qkv_w, 0.5) } else { vec![0.0; qkv_w] };
+                let bias_b = upload_f32(gpu, &bias);
                 let p = RopeParams {
                     n_head: nh as u32,
                     n_kv_head: nkv as u32,
@@ -352,17 +357,19 @@ fn rope_and_cache_write_match_reference() {
                     n_rot: n_rot as u32,
                     qkv_stride: qkv_w as u32,
                     kv_stride: stride as u32,
-                    _pad: [0; 2],
+                    neox: u32::from(style == RopeStyle::HalfSplit),
+                    has_bias: u32::from(with_bias),
                 };
                 let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block: 16 };
                 let mut b = builder(gpu, step_meta.params);
-                pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb)).expect("rope");
+                pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb, &bias_b)).expect("rope");
                 let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                 run(gpu, &plan, t as u32);
                 let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
                 let got_k = read_kv(gpu, kv, &kb, pool_len, stride);
                 let got_v = read_kv(gpu, kv, &vb, pool_len, stride);
-                let mut exp_q = qkv.clone();
+                let biased: Vec<f32> = qkv.chunks(qkv_w).flat_map(|row| row.iter().zip(&bias).map(|(x, b)| x + b)).collect();
+                let mut exp_q = biased.clone();
                 let mut exp_k = vec![0.0; pool_len];
                 let mut exp_v = vec![0.0; pool_len];
                 let mut ti = 0;
@@ -371,18 +378,19 @@ fn rope_and_cache_write_match_reference() {
                         let pos = pos0 + i;
                         let row = &mut exp_q[ti * qkv_w..(ti + 1) * qkv_w];
                         for h in 0..nh + nkv {
-                            cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos, &inv_freq, n_rot);
+                            cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos, &inv_freq, n_rot, style);
                         }
                         let slot = step_meta.slot(s, pos) as usize;
                         exp_k[slot * stride..(slot + 1) * stride].copy_from_slice(&row[nh * d..(nh + nkv) * d]);
                         exp_v[slot * stride..(slot + 1) * stride].copy_from_slice(&row[(nh + nkv) * d..]);
-                        // Only queries stay rotated in place; keys in qkv are left as they were.
+                        // Only queries stay rotated (and biased) in place; keys and values in
+                        // qkv are left as they were.
                         row[nh * d..].copy_from_slice(&qkv[ti * qkv_w + nh * d..(ti + 1) * qkv_w]);
                         ti += 1;
                     }
                 }
                 let (atol, rtol) = tol_kv(v.act, kv);
-                let what = format!("rope {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}");
+                let what = format!("rope {style:?} bias={with_bias} {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}");
                 // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
                 assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
                 // Q8_0 may round a value the other way when GPU and CPU differ in the last
@@ -436,7 +444,7 @@ fn rmsnorm_all_rows_and_listed_rows() {
                 }
                 let mut b = builder(gpu, params);
                 let p = NormParams { n: n as u32, eps: 1e-5, listed: list as u32, _pad: 0 };
-                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb)).unwrap();
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Norm::Store)).unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
                 {
@@ -454,23 +462,72 @@ fn rmsnorm_all_rows_and_listed_rows() {
                 let (atol, rtol) = tol(v.act);
                 assert_close(&format!("rmsnorm t={t} n={n} listed={list} {v}"), &got, &expected, atol, rtol);
             }
+            // Post-norm: the normalised rows added into f32 rows (always f32, so tight).
+            let base = random(10, t * n, 2.0);
+            let yb = upload_f32(gpu, &base);
+            let mut b = builder(gpu, step(t as u32));
+            let p = NormParams { n: n as u32, eps: 1e-5, listed: 0, _pad: 0 };
+            pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Norm::AddF32)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, t as u32);
+            let expected: Vec<f32> = cpu_ref::rmsnorm(&x, &w, 1e-5).iter().zip(&base).map(|(a, b)| a + b).collect();
+            assert_close(&format!("rmsnorm_add t={t} n={n} {v}"), &read_f32(gpu, &yb, t * n), &expected, 2e-4, 2e-4);
         }
     });
 }
 
 #[test]
-fn silu_mul_matches_reference() {
+fn glu_matches_reference_for_each_gate() {
     for_each_variant(|gpu, v| {
-        let (t, n) = (3usize, 197usize);
-        let gu = round_act(v.act, &random(12, t * 2 * n, 4.0));
-        let gub = upload_act(gpu, v.act, &gu);
-        let hb = upload_act(gpu, v.act, &vec![0.0; t * n]);
-        let mut b = builder(gpu, step(t as u32));
-        pollster::block_on(Kernels::new(gpu, v).silu_mul(&mut b, &gub, &hb, n as u32)).unwrap();
-        let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
-        run(gpu, &plan, t as u32);
-        let (atol, rtol) = tol(v.act);
-        assert_close(&format!("silu_mul {v}"), &read_act(gpu, v.act, &hb, t * n), &cpu_ref::silu_mul(&gu, n), atol, rtol);
+        for gate in [FfnActivation::Silu, FfnActivation::GeluTanh] {
+            let (t, n) = (3usize, 197usize);
+            // Wide enough that GELU's tanh saturates at both ends.
+            let gu = round_act(v.act, &random(12, t * 2 * n, 8.0));
+            let gub = upload_act(gpu, v.act, &gu);
+            let hb = upload_act(gpu, v.act, &vec![0.0; t * n]);
+            let mut b = builder(gpu, step(t as u32));
+            pollster::block_on(Kernels::new(gpu, v).glu(&mut b, gate, &gub, &hb, n as u32)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, t as u32);
+            let (atol, rtol) = tol(v.act);
+            assert_close(&format!("glu {gate:?} {v}"), &read_act(gpu, v.act, &hb, t * n), &cpu_ref::glu(&gu, n, gate), atol, rtol);
+        }
+    });
+}
+
+#[test]
+fn head_norm_normalises_every_query_and_key_head() {
+    for_each_variant(|gpu, v| {
+        // (tokens, heads, kv heads, head dim): Gemma 3's shape and an odd small one.
+        for (t, nh, nkv, d) in [(3usize, 4usize, 1usize, 256usize), (5, 3, 3, 40)] {
+            let qkv_w = (nh + 2 * nkv) * d;
+            let qkv = round_act(v.act, &random(21, t * qkv_w, 3.0));
+            let w = random(22, 2 * d, 1.0);
+            let (qb, wb) = (upload_act(gpu, v.act, &qkv), upload_f32(gpu, &w));
+            let p = HeadNormParams {
+                n_head: nh as u32,
+                n_kv_head: nkv as u32,
+                head_dim: d as u32,
+                qkv_stride: qkv_w as u32,
+                eps: 1e-6,
+                _pad: [0; 3],
+            };
+            let mut b = builder(gpu, step(t as u32));
+            pollster::block_on(Kernels::new(gpu, v).head_norm(&mut b, &p, &qb, &wb)).unwrap();
+            let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+            run(gpu, &plan, t as u32);
+            let mut expected = qkv.clone();
+            for row in expected.chunks_mut(qkv_w) {
+                for h in 0..nh + nkv {
+                    let weight = if h < nh { &w[..d] } else { &w[d..] };
+                    let head = &mut row[h * d..(h + 1) * d];
+                    head.copy_from_slice(&cpu_ref::rmsnorm(head, weight, 1e-6));
+                }
+            }
+            let (atol, rtol) = tol(v.act);
+            let got = read_act(gpu, v.act, &qb, t * qkv_w);
+            assert_close(&format!("head_norm t={t} heads {nh}/{nkv} d={d} {v}"), &got, &expected, atol, rtol);
+        }
     });
 }
 

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{Act, Gpu, KvType, Variant, VariantOverrides};
+use wisp_core::gpu::{Gpu, KvType, Variant};
 use wisp_core::model::FileBytes;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, variants};
 use wisp_tests::model_path;
-use wisp_tests::reference::{self, check_against_llamacpp, cosine, max_abs_diff, top_k};
+use wisp_tests::reference::{self, check_against_exact, check_against_llamacpp, cosine, max_abs_diff, top_k};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const REF: &str = "smollm2-135m-instruct-q4_1";
@@ -18,24 +18,7 @@ const REF: &str = "smollm2-135m-instruct-q4_1";
 fn engine(gpu: Arc<Gpu>, variant: Variant) -> Engine {
     let bytes = std::fs::read(model_path(MODEL)).expect("read model");
     let file = GgufFile::parse(&bytes).expect("parse model");
-    let options = EngineOptions {
-        n_ctx: 256,
-        variant: VariantOverrides { act: Some(variant.act), reduce: Some(variant.reduce), tier: Some(variant.tier) },
-        ..Default::default()
-    };
-    pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load engine")
-}
-
-/// Compares with the f32 reference at the tolerance of the variant's activation type.
-fn check_f32ref(what: &str, act: Act, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
-    let cos = cosine(ours, theirs);
-    let diff = max_abs_diff(ours, theirs);
-    let same_top1 = top_k(ours, 1) == top_k(theirs, 1);
-    let ok = match act {
-        Act::F32 => diff <= 0.05 && cos >= 0.99999,
-        Act::F16 => same_top1 && cos >= 0.9995 && diff <= 0.5,
-    };
-    if ok { Ok(()) } else { Err(format!("{what} vs f32ref ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}")) }
+    reference::engine_in_variant(gpu, &file, &bytes, variant, 256)
 }
 
 #[test]
@@ -76,14 +59,14 @@ fn smollm2_logits_match_references_in_every_variant() {
             let result = if exact_meets_llamacpp[i] {
                 check_against_llamacpp(&format!("{variant} capital pos {i}"), ours, &cap_llama[i * vocab..(i + 1) * vocab])
             } else {
-                check_f32ref(&format!("{variant} capital pos {i} (exact reference)"), variant.act, ours, &exact[i])
+                check_against_exact(&format!("{variant} capital pos {i} (exact reference)"), variant.act, ours, &exact[i])
             };
             if let Err(m) = result {
                 failures.push(m);
             }
         }
         let last = per_pos.last().unwrap();
-        if let Err(m) = check_f32ref(&format!("{variant} capital"), variant.act, last, &refs["capital.f32ref_logits_last"].1) {
+        if let Err(m) = check_against_exact(&format!("{variant} capital"), variant.act, last, &refs["capital.f32ref_logits_last"].1) {
             failures.push(m);
         }
         // Chat prompt through the generation path (prefill + last-position head).
@@ -93,7 +76,7 @@ fn smollm2_logits_match_references_in_every_variant() {
         if let Err(m) = check_against_llamacpp(&format!("{variant} chat"), &ours, &refs["chat.llamacpp_logits_last"].1) {
             failures.push(m);
         }
-        if let Err(m) = check_f32ref(&format!("{variant} chat"), variant.act, &ours, &refs["chat.f32ref_logits_last"].1) {
+        if let Err(m) = check_against_exact(&format!("{variant} chat"), variant.act, &ours, &refs["chat.f32ref_logits_last"].1) {
             failures.push(m);
         }
         eprintln!("{variant}: checked");

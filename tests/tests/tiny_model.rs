@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wisp_core::engine::{Engine, EngineError, EngineOptions};
 use wisp_core::gguf::{GgufFile, Value};
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
-use wisp_core::model::FileBytes;
+use wisp_core::model::{FeedForward, FileBytes};
 use wisp_core::quant::GgmlType;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -84,6 +84,39 @@ fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
     }
 }
 
+/// A Mixtral-style mixture of experts (4 experts, 2 per token, in every layer): batched
+/// prefill (where the prompt's tokens pick different experts) and decoding, against the
+/// CPU reference at every position, in every variant.
+#[test]
+fn a_mixture_of_experts_matches_the_cpu_reference_in_prefill_and_decode() {
+    let gpu = gpu();
+    let spec = TinySpec { experts: Some((4, 2)), ..TinySpec::default() };
+    let bytes = tiny_model(&spec);
+    let file = GgufFile::parse(&bytes).unwrap();
+    let cpu = CpuModel::load(&file, &bytes);
+    let want = cpu.forward(&PROMPT);
+    for layer in 0..spec.n_layer as usize {
+        let mut picks = cpu.routes(&PROMPT, layer);
+        picks.iter_mut().for_each(|p| p.sort());
+        picks.sort();
+        picks.dedup();
+        assert!(picks.len() >= 3, "layer {layer}: the prompt's tokens pick only {picks:?}");
+    }
+    for v in variants(&gpu) {
+        let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
+        let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+        for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_logits_close(&format!("experts, {v}, batched prefill position {p}"), v.act, g, w);
+        }
+        e.reset();
+        for (p, &t) in PROMPT.iter().enumerate() {
+            e.decode(t).expect("decode");
+            let got = pollster::block_on(e.logits()).unwrap();
+            assert_logits_close(&format!("experts, {v}, decode position {p}"), v.act, &got, &want[p]);
+        }
+    }
+}
+
 #[test]
 fn tensors_split_across_buffers_give_the_same_logits() {
     // 48 KiB bindings: the embedding (1501 rows of 102 bytes) and the fused gate/up
@@ -96,7 +129,8 @@ fn tensors_split_across_buffers_give_the_same_logits() {
     // Every variant: each tier sizes its own buffers (split-K partials among them).
     for v in variants(&gpu) {
         let mut e = load_ctx(gpu.clone(), &bytes, Some(v), 4, 32).expect("load with small bindings");
-        assert!(e.weights.layers[0].gate_up.parts[0].0.chunks.len() >= 2);
+        let FeedForward::Dense { gate_up, .. } = &e.weights.layers[0].ffn else { panic!("a dense model") };
+        assert!(gate_up.parts[0].0.chunks.len() >= 2);
         assert!(e.weights.token_embd.chunks.len() >= 3, "embedding in {} buffers", e.weights.token_embd.chunks.len());
         let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {

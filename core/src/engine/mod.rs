@@ -173,7 +173,8 @@ impl Engine {
         let fitting_splits = (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
         let tiling = AttnTiling {
             bq: tiles.bq,
-            window: config.sliding_window.unwrap_or(0),
+            // Work items skip old keys only when no layer needs them.
+            window: config.window_on_every_layer().unwrap_or(0),
             keys_per_split: tuning.attn_split_keys.max(1),
             max_splits: tuning.attn_max_splits.clamp(1, fitting_splits),
         };
@@ -404,7 +405,7 @@ impl Engine {
     /// see go back to the pool. (The step that just read them was submitted first, so a
     /// later step reusing them writes after it.)
     fn release_outside_window(&mut self, batch: &[BatchEntry<'_>]) {
-        let Some(window) = self.config.sliding_window else { return };
+        let Some(window) = self.config.window_on_every_layer() else { return };
         for e in batch {
             if let Ok(len) = self.blocks.len(e.seq) {
                 // The next query is at position `len` and sees `len + 1 - window` on.

@@ -61,16 +61,23 @@ pub struct Grid {
     pub base: [u32; 3],
     /// (axis, what it counts, how many of them per workgroup)
     pub scale: Option<(usize, Count, u32)>,
+    /// The count is multiplied by this first (e.g. a token's expert slots).
+    pub times: u32,
 }
 
 impl Grid {
     pub fn fixed(x: u32, y: u32, z: u32) -> Grid {
-        Grid { base: [x, y, z], scale: None }
+        Grid { base: [x, y, z], scale: None, times: 1 }
     }
 
     /// Fixed in x and y, axis `axis` scaled by `count` (`per` of them per workgroup).
     pub fn scaled(base: [u32; 3], axis: usize, count: Count, per: u32) -> Grid {
-        Grid { base, scale: Some((axis, count, per)) }
+        Grid { base, scale: Some((axis, count, per)), times: 1 }
+    }
+
+    /// The scaled axis counts `times` workgroups per counted item instead of one.
+    pub fn times(self, times: u32) -> Grid {
+        Grid { times, ..self }
     }
 
     /// `n` workgroups folded into x and y so neither exceeds `max_per_dim`, with z
@@ -79,7 +86,7 @@ impl Grid {
         let n = n.max(1);
         let x = n.min(max_per_dim);
         let y = n.div_ceil(x);
-        Grid { base: [x, y, 1], scale: z.map(|(c, per)| (2, c, per)) }
+        Grid { base: [x, y, 1], scale: z.map(|(c, per)| (2, c, per)), times: 1 }
     }
 
     /// Resolves the grid for a step of this shape.
@@ -93,7 +100,7 @@ impl Grid {
                 Count::Reduce => shape.reduce,
             };
             // An empty dispatch is allowed and does nothing (e.g. no split-K this step).
-            g[axis] = n.div_ceil(per.max(1));
+            g[axis] = (n * self.times).div_ceil(per.max(1));
         }
         g
     }

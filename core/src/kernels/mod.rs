@@ -12,6 +12,7 @@ mod tuning;
 pub use params::*;
 pub use tuning::{FlashTiles, Tuning};
 
+use crate::model::{ExpertGating, Experts, FfnActivation};
 use crate::gpu::{
     Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant, gpu_weight_type,
 };
@@ -35,6 +36,15 @@ impl Out {
             Out::AddF32 => "f32_add",
         }
     }
+}
+
+/// What an RMSNorm does with its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    /// Store as activations.
+    Store,
+    /// Add into an f32 buffer.
+    AddF32,
 }
 
 /// Where a matrix product reads and writes.
@@ -207,8 +217,11 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// RMSNorm of each token's residual row, or with `p.listed` of the tokens whose
-    /// logits the step wants (listed in `meta`), into consecutive rows.
+    /// RMSNorm of f32 rows: each token's, or with `p.listed` the tokens whose logits the
+    /// step wants (listed in `meta`) into consecutive rows. `Norm::Store` writes
+    /// activations (pre-norms); `Norm::AddF32` adds into f32 rows (a post-norm block's
+    /// output joining the residual stream).
+    #[allow(clippy::too_many_arguments)]
     pub async fn rmsnorm(
         &self,
         b: &mut PlanBuilder,
@@ -217,8 +230,18 @@ impl<'g> Kernels<'g> {
         weight: &wgpu::Buffer,
         y: &wgpu::Buffer,
         meta: &wgpu::Buffer,
+        out: Norm,
     ) -> Result<(), GpuError> {
-        let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", self.tuning.norm_wg.to_string())];
+        let out = match out {
+            Norm::Store => "act",
+            Norm::AddF32 => "f32_add",
+        };
+        let defines = [
+            ("ACT", self.act()),
+            ("REDUCE", self.reduce()),
+            ("OUT", out.to_string()),
+            ("WG", self.tuning.norm_wg.to_string()),
+        ];
         let pipe = self
             .pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite, B::Read])
             .await?;
@@ -227,7 +250,19 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// RoPE on the step's queries and keys; keys and values into the paged cache.
+    /// QK-norm: RMSNorm of each query and key head in place, with `weight` holding the
+    /// query norm then the key norm.
+    pub async fn head_norm(&self, b: &mut PlanBuilder, p: &HeadNormParams, qkv: &wgpu::Buffer, weight: &wgpu::Buffer) -> Result<(), GpuError> {
+        let wg = if p.head_dim >= 64 { 64 } else { 32 };
+        let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", wg.to_string())];
+        let pipe = self.pipeline("head_norm", &defines, &[B::Uniform, B::Uniform, B::ReadWrite, B::Read]).await?;
+        let grid = Grid::scaled([p.n_head + p.n_kv_head, 1, 1], 1, Count::Tokens, 1);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, weight], grid);
+        Ok(())
+    }
+
+    /// RoPE on the step's queries and keys (after adding `bias` when `p.has_bias`);
+    /// keys and values into the paged cache. Without a bias any buffer will do.
     pub async fn rope_kv(
         &self,
         b: &mut PlanBuilder,
@@ -235,6 +270,7 @@ impl<'g> Kernels<'g> {
         qkv: &wgpu::Buffer,
         kv: &KvBindings<'_>,
         inv_freq: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let defines = [
             ("ACT", self.act()),
@@ -242,11 +278,11 @@ impl<'g> Kernels<'g> {
             ("BLOCK", kv.block.to_string()),
             ("WG", "64".to_string()),
         ];
-        let bindings = [B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read, B::Read];
+        let bindings = [B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read, B::Read, B::Read];
         let pipe = self.pipeline("rope_kv", &defines, &bindings).await?;
         let work = (p.n_head + 2 * p.n_kv_head) * (p.head_dim / 2);
         let grid = Grid::scaled([work.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, inv_freq, kv.meta], grid);
+        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, inv_freq, kv.meta, bias], grid);
         Ok(())
     }
 
@@ -322,13 +358,104 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// h = silu(g) * u from the fused gate/up output.
-    pub async fn silu_mul(&self, b: &mut PlanBuilder, gu: &wgpu::Buffer, h: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
-        let defines = [("ACT", self.act()), ("WG", "64".to_string())];
-        let pipe = self.pipeline("silu_mul", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
-        let params = SiluParams { n, _pad: [0; 3] };
-        let grid = Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
+    /// h = gate(g) * u from the fused gate/up output, one row per token.
+    pub async fn glu(&self, b: &mut PlanBuilder, gate: FfnActivation, gu: &wgpu::Buffer, h: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
+        self.glu_rows(b, gate, gu, h, n, 1).await
+    }
+
+    /// The same with `per_token` rows per token (a mixture of experts' chosen experts).
+    pub async fn glu_rows(
+        &self,
+        b: &mut PlanBuilder,
+        gate: FfnActivation,
+        gu: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        n: u32,
+        per_token: u32,
+    ) -> Result<(), GpuError> {
+        let gate = match gate {
+            FfnActivation::Silu => "silu",
+            FfnActivation::GeluTanh => "gelu_tanh",
+        };
+        let defines = [("ACT", self.act()), ("GATE", gate.to_string()), ("WG", "64".to_string())];
+        let pipe = self.pipeline("glu", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
+        let params = GluParams { n, per_token, _pad: [0; 2] };
+        let grid = Grid::scaled([n.div_ceil(64), per_token, 1], 2, Count::Tokens, 1);
         b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[gu, h], grid);
+        Ok(())
+    }
+
+    /// Mixture-of-experts routing: each token's router scores (f32 [tokens, n_expert])
+    /// become its chosen experts and their weights in `routes`.
+    pub async fn moe_route(
+        &self,
+        b: &mut PlanBuilder,
+        experts: &Experts,
+        scores: &wgpu::Buffer,
+        routes: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let gating = match experts.gating {
+            ExpertGating::Softmax => "softmax",
+            ExpertGating::Sigmoid => "sigmoid",
+        };
+        let defines = [("GATING", gating.to_string()), ("WG", "64".to_string())];
+        let pipe = self.pipeline("moe_route", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
+        let params = MoeRouteParams {
+            n_expert: experts.n_expert,
+            n_used: experts.n_used,
+            normalize: u32::from(experts.normalize),
+            scale: experts.scale,
+        };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[scores, routes], Grid::scaled([1, 1, 1], 0, Count::Tokens, 64));
+        Ok(())
+    }
+
+    /// y[slot] = W_e x[token or slot] for the token slots `routes` sends to `expert`
+    /// (one dispatch per chunk of the expert's matrix; other slots return at once).
+    /// `a.rows` is unused: the grid covers every slot of the step's tokens.
+    pub async fn moe_matvec(
+        &self,
+        b: &mut PlanBuilder,
+        w: &QMatrix,
+        a: &MatArgs<'_>,
+        route: &wgpu::Buffer,
+        routes: &wgpu::Buffer,
+        n_used: u32,
+    ) -> Result<(), GpuError> {
+        let wg = 64;
+        let defines = [
+            ("WTYPE", weight_type(w)?.to_string()),
+            ("ACT", self.act()),
+            ("OUT", a.out.wgsl().to_string()),
+            ("WG", wg.to_string()),
+        ];
+        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite, B::Read, B::Read];
+        let pipe = self.pipeline("moe_matvec", &defines, &bindings).await?;
+        for chunk in &w.chunks {
+            let params = mat_params(w, chunk, a);
+            let blocks = chunk.n_rows.div_ceil(wg);
+            let x = blocks.min(self.max_dim());
+            let grid = Grid::scaled([x, blocks.div_ceil(x), 1], 2, Count::Tokens, 1);
+            // z counts tokens; each token has n_used slots.
+            let grid = grid.times(n_used);
+            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y, route, routes], grid);
+        }
+        Ok(())
+    }
+
+    /// x[t] += the chosen experts' outputs (f32 [tokens n_used, n]) weighted by `routes`.
+    pub async fn moe_combine(
+        &self,
+        b: &mut PlanBuilder,
+        y: &wgpu::Buffer,
+        routes: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        n: u32,
+        n_used: u32,
+    ) -> Result<(), GpuError> {
+        let pipe = self.pipeline("moe_combine", &[("WG", "64".to_string())], &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let params = MoeCombineParams { n, n_used, _pad: [0; 2] };
+        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[y, routes, x], Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1));
         Ok(())
     }
 

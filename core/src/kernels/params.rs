@@ -48,7 +48,22 @@ pub struct RopeParams {
     pub n_rot: u32,
     pub qkv_stride: u32,
     pub kv_stride: u32,
-    pub _pad: [u32; 2],
+    /// 1: NEOX pairs (j, j + n_rot/2); 0: interleaved pairs (2j, 2j+1).
+    pub neox: u32,
+    /// 1: add the bias buffer to q, k and v.
+    pub has_bias: u32,
+}
+
+/// `head_norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct HeadNormParams {
+    pub n_head: u32,
+    pub n_kv_head: u32,
+    pub head_dim: u32,
+    pub qkv_stride: u32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
 }
 
 /// `attention.wgsl`.
@@ -66,12 +81,42 @@ pub struct AttnParams {
     pub head_dim: u32,
 }
 
-/// `silu_mul.wgsl`.
+/// `glu.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SiluParams {
+pub struct GluParams {
     pub n: u32,
-    pub _pad: [u32; 3],
+    pub per_token: u32,
+    pub _pad: [u32; 2],
+}
+
+/// `moe_route.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MoeRouteParams {
+    pub n_expert: u32,
+    pub n_used: u32,
+    pub normalize: u32,
+    pub scale: f32,
+}
+
+/// The `Route` block of `moe_matvec.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MoeRoute {
+    pub expert: u32,
+    pub n_used: u32,
+    pub x_per_slot: u32,
+    pub _pad: u32,
+}
+
+/// `moe_combine.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MoeCombineParams {
+    pub n: u32,
+    pub n_used: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `argmax.wgsl`.

@@ -1,8 +1,9 @@
-//! Hyperparameters of a llama-family model, from GGUF metadata.
+//! Hyperparameters of a model, from GGUF metadata, with the options of its
+//! architecture (`arch.rs`).
 
 use crate::gguf::GgufFile;
 
-use super::ModelError;
+use super::{ArchOptions, ModelError, arch_options};
 
 /// RoPE frequency scaling.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -12,10 +13,36 @@ pub enum RopeScaling {
     Linear(f32),
 }
 
+/// How the router's scores become expert probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExpertGating {
+    Softmax,
+    Sigmoid,
+}
+
+/// A mixture-of-experts feed-forward network (Mixtral style): a router
+/// (`ffn_gate_inp`) scores every expert per token, the `n_used` best run, and their
+/// outputs are summed with the router's weights.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Experts {
+    pub n_expert: u32,
+    pub n_used: u32,
+    pub gating: ExpertGating,
+    /// The chosen experts' weights are divided by their sum.
+    pub normalize: bool,
+    /// Then multiplied by this.
+    pub scale: f32,
+}
+
+/// Most experts a token may use (the routing kernel keeps them in registers).
+pub const MAX_EXPERTS_USED: u32 = 16;
+
 /// Everything the forward pass needs to know about the model's shape.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ModelConfig {
     pub architecture: String,
+    /// The options of the transformer block for this architecture.
+    pub arch: ArchOptions,
     pub n_layer: u32,
     pub n_embd: u32,
     pub n_ff: u32,
@@ -31,8 +58,16 @@ pub struct ModelConfig {
     pub vocab_size: u32,
     /// The LM head reuses the token embedding (no `output.weight`).
     pub tied_embeddings: bool,
-    /// Every layer attends only to this many most recent positions (Mistral style).
+    /// Windowed layers attend only to this many most recent positions.
     pub sliding_window: Option<u32>,
+    /// Each layer's window (0: global attention). Mistral-style models window every
+    /// layer; Gemma 3 interleaves windowed and global layers.
+    pub layer_windows: Vec<u32>,
+    /// RoPE base of the windowed layers, unscaled, where it differs from the global
+    /// one (Gemma 3 uses a shorter one there).
+    pub window_rope_base: Option<f32>,
+    /// A mixture of experts in place of every layer's dense feed-forward network.
+    pub experts: Option<Experts>,
 }
 
 fn u32_key(file: &GgufFile, key: &str) -> Result<u32, ModelError> {
@@ -49,13 +84,48 @@ fn opt_u32_key(file: &GgufFile, key: &str) -> Result<Option<u32>, ModelError> {
     }
 }
 
+/// `{arch}.expert_count` and its companions; `None` for a dense model.
+fn experts(file: &GgufFile, k: &dyn Fn(&str) -> String) -> Result<Option<Experts>, ModelError> {
+    let n_expert = opt_u32_key(file, &k("expert_count"))?.unwrap_or(0);
+    if n_expert == 0 {
+        return Ok(None);
+    }
+    let n_used = u32_key(file, &k("expert_used_count"))?;
+    if n_used == 0 || n_used > n_expert || n_used > MAX_EXPERTS_USED {
+        return Err(ModelError::InvalidConfig(format!(
+            "{} = {n_used} must be between 1 and {} = {n_expert} (and at most {MAX_EXPERTS_USED})",
+            k("expert_used_count"),
+            k("expert_count")
+        )));
+    }
+    // llama.cpp's numbering: 1 softmax, 2 sigmoid.
+    let gating = match opt_u32_key(file, &k("expert_gating_func"))? {
+        None | Some(1) => ExpertGating::Softmax,
+        Some(2) => ExpertGating::Sigmoid,
+        Some(other) => {
+            return Err(ModelError::InvalidConfig(format!("{} = {other} is not a known gating function", k("expert_gating_func"))));
+        }
+    };
+    // Mixtral-style llama models renormalise the chosen experts' weights.
+    let normalize = file.metadata.opt_bool(&k("expert_weights_norm"))?.unwrap_or(true);
+    let scale = file.metadata.opt_f64(&k("expert_weights_scale"))?.map_or(1.0, |s| s as f32);
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(ModelError::InvalidConfig(format!("{} = {scale} must be positive", k("expert_weights_scale"))));
+    }
+    Ok(Some(Experts { n_expert, n_used, gating, normalize, scale }))
+}
+
 impl ModelConfig {
     /// Reads the configuration of a GGUF model, refusing architectures Wisp cannot run
     /// and values that make no sense.
     pub fn from_gguf(file: &GgufFile) -> Result<ModelConfig, ModelError> {
         let arch = file.architecture()?.to_string();
-        if arch != "llama" {
+        let Some(options) = arch_options(&arch) else {
             return Err(ModelError::UnsupportedArchitecture(arch));
+        };
+        // rope_kv adds the QKV bias after head_norm would have run.
+        if options.qkv_bias && options.qk_norm {
+            return Err(ModelError::InvalidConfig(format!("{arch}: a QKV bias together with QK-norm is not supported")));
         }
         let k = |name: &str| format!("{arch}.{name}");
         let n_layer = u32_key(file, &k("block_count"))?;
@@ -122,8 +192,30 @@ impl ModelConfig {
         };
         let tied_embeddings = file.tensor("output.weight").is_none();
         let sliding_window = opt_u32_key(file, &k("attention.sliding_window"))?.filter(|&w| w > 0);
+        let pattern = match opt_u32_key(file, &k("attention.sliding_window_pattern"))? {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => options.default_window_pattern,
+        };
+        // With a pattern of n, every n-th layer is global and the others are windowed.
+        let layer_windows = (0..n_layer)
+            .map(|i| match (sliding_window, pattern) {
+                (None, _) => 0,
+                (Some(w), None) => w,
+                (Some(w), Some(n)) => if (i + 1) % n == 0 { 0 } else { w },
+            })
+            .collect();
+        let window_rope_base = match file.metadata.opt_f64(&k("rope.freq_base_swa"))? {
+            Some(b) => Some(b as f32),
+            None => options.window_rope_base,
+        };
+        let experts = experts(file, &k)?;
+        if experts.is_some() && options.post_norms {
+            return Err(ModelError::InvalidConfig(format!("{arch}: a mixture of experts with post-norms is not supported")));
+        }
         let cfg = ModelConfig {
             architecture: arch,
+            arch: options,
             n_layer,
             n_embd,
             n_ff,
@@ -138,6 +230,9 @@ impl ModelConfig {
             vocab_size,
             tied_embeddings,
             sliding_window,
+            layer_windows,
+            window_rope_base,
+            experts,
         };
         for (what, v) in [("block_count", n_layer), ("embedding_length", n_embd), ("feed_forward_length", n_ff), ("vocab_size", vocab_size), ("context_length", n_ctx_train)] {
             if v == 0 {
@@ -163,16 +258,24 @@ impl ModelConfig {
         self.n_kv_head * self.head_dim
     }
 
-    /// RoPE inverse frequencies for each rotated pair, computed in f64.
-    pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let scale = match self.rope_scaling {
-            RopeScaling::None => 1.0,
-            RopeScaling::Linear(f) => 1.0 / f as f64,
+    /// The window every layer has, if every layer has one: then keys older than it can
+    /// be skipped by every layer's attention and their blocks freed.
+    pub fn window_on_every_layer(&self) -> Option<u32> {
+        let w = self.sliding_window?;
+        self.layer_windows.iter().all(|&lw| lw == w).then_some(w)
+    }
+
+    /// RoPE inverse frequencies of layer `layer`'s rotated pairs, computed in f64.
+    /// Windowed layers may have their own base (then unscaled).
+    pub fn rope_inv_freq(&self, layer: usize) -> Vec<f32> {
+        let windowed = self.layer_windows.get(layer).is_some_and(|&w| w > 0);
+        let (base, scale) = match (windowed, self.window_rope_base, self.rope_scaling) {
+            (true, Some(base), _) => (base, 1.0),
+            (_, _, RopeScaling::None) => (self.rope_freq_base, 1.0),
+            (_, _, RopeScaling::Linear(f)) => (self.rope_freq_base, 1.0 / f as f64),
         };
         (0..self.n_rot / 2)
-            .map(|i| {
-                (scale * (self.rope_freq_base as f64).powf(-2.0 * i as f64 / self.n_rot as f64)) as f32
-            })
+            .map(|i| (scale * (base as f64).powf(-2.0 * i as f64 / self.n_rot as f64)) as f32)
             .collect()
     }
 }

@@ -5,9 +5,11 @@
 //! options, and [`weights`] its tensor names; the forward pass in `engine::forward` is
 //! one transformer block with options, not one copy per model.
 
+mod arch;
 mod config;
 mod weights;
 
+pub use arch::*;
 pub use config::*;
 pub use weights::*;
 
@@ -16,7 +18,7 @@ use crate::gguf::GgufError;
 /// Why a model could not be used. Each variant names the key or tensor at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unsupported architecture {0:?} (Wisp runs: llama)")]
+    #[error("unsupported architecture {0:?} (Wisp runs: {names})", names = architecture_names())]
     UnsupportedArchitecture(String),
     #[error("the model has no tensor {0}")]
     MissingTensor(String),

@@ -1,5 +1,5 @@
-//! The tensors of a llama-family model, checked against the configuration and uploaded
-//! to the GPU as their GGUF blocks.
+//! The tensors of a model, checked against the configuration and uploaded to the GPU:
+//! matrices as their GGUF blocks, vectors (norms, biases) as f32.
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Gpu, QMatrix, gpu_weight_type};
@@ -16,6 +16,27 @@ pub struct Fused {
     pub parts: Vec<(QMatrix, u32)>,
 }
 
+/// The feed-forward network of a block.
+#[derive(Debug)]
+pub enum FeedForward {
+    Dense { gate_up: Fused, down: QMatrix },
+    /// A router (`ffn_gate_inp`) and each expert's gate, up and down matrices (slices
+    /// of the `ffn_*_exps` tensors, one matrix per expert so each binds as an ordinary
+    /// buffer).
+    Experts { router: QMatrix, gate: Vec<QMatrix>, up: Vec<QMatrix>, down: Vec<QMatrix> },
+}
+
+impl FeedForward {
+    fn bytes(&self) -> u64 {
+        match self {
+            FeedForward::Dense { gate_up, down } => gate_up.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>() + down.bytes(),
+            FeedForward::Experts { router, gate, up, down } => {
+                router.bytes() + gate.iter().chain(up).chain(down).map(QMatrix::bytes).sum::<u64>()
+            }
+        }
+    }
+}
+
 /// One transformer block.
 #[derive(Debug)]
 pub struct LayerWeights {
@@ -23,8 +44,13 @@ pub struct LayerWeights {
     pub qkv: Fused,
     pub attn_out: QMatrix,
     pub ffn_norm: wgpu::Buffer,
-    pub gate_up: Fused,
-    pub down: QMatrix,
+    pub ffn: FeedForward,
+    /// q | k | v biases, when the architecture has them.
+    pub qkv_bias: Option<wgpu::Buffer>,
+    /// Per-head query norm | key norm weights (`head_dim` each), for QK-norm.
+    pub qk_norm: Option<wgpu::Buffer>,
+    /// Norms of the attention and feed-forward outputs, for post-norm blocks.
+    pub post_norms: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 /// Every weight of the model, on the GPU.
@@ -87,9 +113,34 @@ fn for_each_tensor(
         f(&b("attn_v"), &[d, kv], true)?;
         f(&b("attn_output"), &[q, d], true)?;
         f(&b("ffn_norm"), &[d], false)?;
-        f(&b("ffn_gate"), &[d, ff], true)?;
-        f(&b("ffn_up"), &[d, ff], true)?;
-        f(&b("ffn_down"), &[ff, d], true)?;
+        match cfg.experts {
+            None => {
+                f(&b("ffn_gate"), &[d, ff], true)?;
+                f(&b("ffn_up"), &[d, ff], true)?;
+                f(&b("ffn_down"), &[ff, d], true)?;
+            }
+            Some(x) => {
+                let e = x.n_expert as u64;
+                f(&b("ffn_gate_inp"), &[d, e], true)?;
+                f(&b("ffn_gate_exps"), &[d, ff, e], true)?;
+                f(&b("ffn_up_exps"), &[d, ff, e], true)?;
+                f(&b("ffn_down_exps"), &[ff, d, e], true)?;
+            }
+        }
+        let o = &cfg.arch;
+        if o.qkv_bias {
+            f(&format!("blk.{i}.attn_q.bias"), &[q], false)?;
+            f(&format!("blk.{i}.attn_k.bias"), &[kv], false)?;
+            f(&format!("blk.{i}.attn_v.bias"), &[kv], false)?;
+        }
+        if o.qk_norm {
+            f(&b("attn_q_norm"), &[cfg.head_dim as u64], false)?;
+            f(&b("attn_k_norm"), &[cfg.head_dim as u64], false)?;
+        }
+        if o.post_norms {
+            f(&b("post_attention_norm"), &[d], false)?;
+            f(&b("post_ffw_norm"), &[d], false)?;
+        }
     }
     Ok(())
 }
@@ -113,16 +164,52 @@ impl TensorSource for FileBytes<'_> {
 }
 
 async fn vector(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<wgpu::Buffer, Error> {
-    let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    let values = dequantize(t.ty, src.bytes(t)?, t.n_elements() as usize).map_err(|e| {
-        ModelError::InvalidConfig(format!("tensor {name}: {e}"))
-    })?;
-    Ok(gpu.storage_with(name, bytemuck::cast_slice(&values)).await?)
+    vectors(gpu, file, src, name, &[name.to_string()]).await
+}
+
+/// Vectors `names` as f32, one after another in one buffer.
+async fn vectors(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, label: &str, names: &[String]) -> Result<wgpu::Buffer, Error> {
+    let mut values = Vec::new();
+    for name in names {
+        let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        values.extend(dequantize(t.ty, src.bytes(t)?, t.n_elements() as usize).map_err(|e| {
+            ModelError::InvalidConfig(format!("tensor {name}: {e}"))
+        })?);
+    }
+    Ok(gpu.storage_with(label, bytemuck::cast_slice(&values)).await?)
 }
 
 async fn matrix(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<QMatrix, Error> {
     let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     Ok(QMatrix::upload(gpu, name, t.ty, t.row_elems() as u32, &[src.bytes(t)?]).await?)
+}
+
+/// The matrices of a 3-D expert tensor [k, rows, experts], one per expert.
+async fn per_expert(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, n_expert: u32) -> Result<Vec<QMatrix>, Error> {
+    let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    let bytes = src.bytes(t)?;
+    let per = bytes.len() / n_expert as usize;
+    let mut out = Vec::with_capacity(n_expert as usize);
+    for (e, part) in bytes.chunks_exact(per).enumerate() {
+        out.push(QMatrix::upload(gpu, &format!("{name}[{e}]"), t.ty, t.row_elems() as u32, &[part]).await?);
+    }
+    Ok(out)
+}
+
+async fn feed_forward(gpu: &Gpu, file: &GgufFile, cfg: &ModelConfig, src: &dyn TensorSource, i: u32) -> Result<FeedForward, Error> {
+    let b = |n: &str| format!("blk.{i}.{n}.weight");
+    Ok(match cfg.experts {
+        None => FeedForward::Dense {
+            gate_up: fused(gpu, file, src, &format!("blk.{i}.ffn_gate_up"), &[b("ffn_gate"), b("ffn_up")]).await?,
+            down: matrix(gpu, file, src, &b("ffn_down")).await?,
+        },
+        Some(x) => FeedForward::Experts {
+            router: matrix(gpu, file, src, &b("ffn_gate_inp")).await?,
+            gate: per_expert(gpu, file, src, &b("ffn_gate_exps"), x.n_expert).await?,
+            up: per_expert(gpu, file, src, &b("ffn_up_exps"), x.n_expert).await?,
+            down: per_expert(gpu, file, src, &b("ffn_down_exps"), x.n_expert).await?,
+        },
+    })
 }
 
 async fn fused(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, parts: &[String]) -> Result<Fused, Error> {
@@ -155,23 +242,38 @@ impl ModelWeights {
         let output = if cfg.tied_embeddings { None } else { Some(matrix(gpu, file, src, "output.weight").await?) };
         let output_norm = vector(gpu, file, src, "output_norm.weight").await?;
         let mut layers = Vec::with_capacity(cfg.n_layer as usize);
+        let o = &cfg.arch;
         for i in 0..cfg.n_layer {
             let b = |n: &str| format!("blk.{i}.{n}.weight");
+            let qkv_bias = match o.qkv_bias {
+                true => {
+                    let names = ["q", "k", "v"].map(|p| format!("blk.{i}.attn_{p}.bias"));
+                    Some(vectors(gpu, file, src, &format!("blk.{i}.attn_qkv.bias"), &names).await?)
+                }
+                false => None,
+            };
+            let qk_norm = match o.qk_norm {
+                true => Some(vectors(gpu, file, src, &format!("blk.{i}.attn_qk_norm"), &[b("attn_q_norm"), b("attn_k_norm")]).await?),
+                false => None,
+            };
+            let post_norms = match o.post_norms {
+                true => Some((vector(gpu, file, src, &b("post_attention_norm")).await?, vector(gpu, file, src, &b("post_ffw_norm")).await?)),
+                false => None,
+            };
             layers.push(LayerWeights {
+                qkv_bias,
+                qk_norm,
+                post_norms,
                 attn_norm: vector(gpu, file, src, &b("attn_norm")).await?,
                 qkv: fused(gpu, file, src, &format!("blk.{i}.attn_qkv"), &[b("attn_q"), b("attn_k"), b("attn_v")]).await?,
                 attn_out: matrix(gpu, file, src, &b("attn_output")).await?,
                 ffn_norm: vector(gpu, file, src, &b("ffn_norm")).await?,
-                gate_up: fused(gpu, file, src, &format!("blk.{i}.ffn_gate_up"), &[b("ffn_gate"), b("ffn_up")]).await?,
-                down: matrix(gpu, file, src, &b("ffn_down")).await?,
+                ffn: feed_forward(gpu, file, cfg, src, i).await?,
             });
         }
         let mut bytes = token_embd.bytes() + output.as_ref().map_or(0, |m| m.bytes());
         for l in &layers {
-            bytes += l.qkv.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>()
-                + l.attn_out.bytes()
-                + l.gate_up.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>()
-                + l.down.bytes();
+            bytes += l.qkv.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>() + l.attn_out.bytes() + l.ffn.bytes();
         }
         Ok(ModelWeights { token_embd, output, output_norm, layers, bytes })
     }

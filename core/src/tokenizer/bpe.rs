@@ -47,7 +47,7 @@ pub(crate) fn from_gguf(md: &Metadata) -> Result<Vocab, TokenizerError> {
 
 /// `tokenizer.ggml.tokens` as a text → id map. Empty texts get llama.cpp's placeholder name;
 /// a text that appears twice is an error (the map could hold only one of the ids).
-fn token_texts(md: &Metadata) -> Result<BpeVocab, TokenizerError> {
+pub(crate) fn token_texts(md: &Metadata) -> Result<BpeVocab, TokenizerError> {
     let list = md.require_str_array("tokenizer.ggml.tokens")?;
     let mut vocab = BpeVocab::with_capacity(list.len());
     for (id, text) in list.iter().enumerate() {
@@ -68,7 +68,7 @@ fn token_texts(md: &Metadata) -> Result<BpeVocab, TokenizerError> {
 }
 
 /// Token kinds from `tokenizer.ggml.token_type` (all normal when absent).
-fn token_kinds(md: &Metadata, n_tokens: usize) -> Result<Vec<TokenKind>, TokenizerError> {
+pub(crate) fn token_kinds(md: &Metadata, n_tokens: usize) -> Result<Vec<TokenKind>, TokenizerError> {
     let Some(types) = md.opt_array("tokenizer.ggml.token_type")? else {
         return Ok(vec![TokenKind::Normal; n_tokens]);
     };
@@ -131,7 +131,7 @@ fn merges(md: &Metadata, vocab: &BpeVocab) -> Result<Merges, TokenizerError> {
 
 /// Registers control and user-defined tokens as added tokens, so that their text in a prompt
 /// is parsed as the token (they keep their vocabulary ids).
-fn add_tokens(
+pub(crate) fn add_tokens(
     inner: &mut tokenizers::Tokenizer,
     md: &Metadata,
     kinds: &[TokenKind],
@@ -146,7 +146,8 @@ fn add_tokens(
         if kind.is_special() {
             special.push(AddedToken::from(*text, true));
         } else {
-            user.push(AddedToken::from(*text, false));
+            // Matched in the raw text, before any normalizer (llama.cpp's partition).
+            user.push(AddedToken::from(*text, false).normalized(false));
         }
     }
     inner

@@ -2,13 +2,13 @@
 //! every kind shares (special token ids, BOS/EOS rules, chat template).
 
 use super::TokenizerError;
-use super::bpe;
+use super::{bpe, spm};
 use super::chat_template::ChatTemplate;
 use super::special::{SpecialTokens, TokenKind};
 use super::tokenize::{Pieces, Tokenizer};
 use crate::gguf::Metadata;
 
-/// What each vocabulary kind's builder (`bpe.rs`, later SentencePiece) makes from GGUF
+/// What each vocabulary kind's builder (`bpe.rs`, `spm.rs`) makes from GGUF
 /// metadata, before the keys common to every kind are applied.
 pub(crate) struct Vocab {
     pub inner: tokenizers::Tokenizer,
@@ -22,11 +22,7 @@ pub(crate) fn from_gguf(md: &Metadata) -> Result<Tokenizer, TokenizerError> {
     let model = md.require_str("tokenizer.ggml.model")?;
     let vocab = match model {
         "gpt2" => bpe::from_gguf(md)?,
-        "llama" => {
-            return Err(TokenizerError::Unsupported(
-                "tokenizer.ggml.model \"llama\" (SentencePiece) is not implemented yet".into(),
-            ));
-        }
+        "llama" => spm::from_gguf(md)?,
         other => {
             return Err(TokenizerError::Unsupported(format!(
                 "tokenizer.ggml.model \"{other}\""

@@ -14,6 +14,7 @@ mod gguf;
 mod hf_json;
 mod pretokenizers;
 mod special;
+mod spm;
 mod stream;
 mod tokenize;
 

@@ -176,9 +176,14 @@ fn errors_name_the_problem() {
         err(&md)
     );
 
+    // A SentencePiece vocabulary needs its scores (they rank the merges).
     let mut md = metadata();
     md.insert("tokenizer.ggml.model", Value::String("llama".into()));
-    assert!(err(&md).contains("\"llama\""), "{}", err(&md));
+    assert!(err(&md).contains("tokenizer.ggml.scores"), "{}", err(&md));
+
+    let mut md = metadata();
+    md.insert("tokenizer.ggml.model", Value::String("rwkv".into()));
+    assert!(err(&md).contains("\"rwkv\""), "{}", err(&md));
 
     let mut md = Metadata::new();
     md.insert("tokenizer.ggml.model", Value::String("gpt2".into()));

@@ -184,7 +184,7 @@ impl Tokenizer {
     }
 
     /// The chat template the model ships (`tokenizer.chat_template`), if any; callers fall
-    /// back to [`ChatTemplate::chatml`].
+    /// back to [`ChatTemplate::builtin_for`] the vocabulary.
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.chat_template.as_ref()
     }

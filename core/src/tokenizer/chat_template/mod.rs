@@ -51,7 +51,30 @@ const CHATML: &str = "{%- for message in messages %}\
 {%- endfor %}\
 {%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
+/// Gemma's turns (`<start_of_turn>user` / `model`), for Gemma GGUFs that ship no
+/// template. Gemma has no system role: a system message opens the first user turn.
+const GEMMA: &str = "{{- bos_token }}\
+{%- set first_user_prefix = '' %}{%- set loop_messages = messages %}\
+{%- if messages and messages[0]['role'] == 'system' %}\
+{%- set first_user_prefix = messages[0]['content'] + '\n\n' %}{%- set loop_messages = messages[1:] %}\
+{%- endif %}\
+{%- for message in loop_messages %}\
+{%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}\
+{{- '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}\
+{%- endfor %}\
+{%- if add_generation_prompt %}{{- '<start_of_turn>model\n' }}{%- endif %}";
+
 impl ChatTemplate {
+    /// The built-in template for a model that ships none, chosen by its vocabulary:
+    /// Gemma's turns when it has `<start_of_turn>`, else ChatML.
+    pub fn builtin_for(has_token: impl Fn(&str) -> bool, bos_token: String) -> Self {
+        if has_token("<start_of_turn>") && has_token("<end_of_turn>") {
+            // GEMMA is a constant, compiled in the tests: failing here is a bug in this file.
+            return ChatTemplate::new(GEMMA, bos_token, "<end_of_turn>".into()).expect("the built-in Gemma template compiles");
+        }
+        ChatTemplate::chatml()
+    }
+
     /// Compiles `source`. `bos_token` and `eos_token` are the texts the template sees under
     /// those names. A syntax error is reported with its line.
     pub fn new(source: &str, bos_token: String, eos_token: String) -> Result<Self, TokenizerError> {
@@ -184,6 +207,23 @@ mod tests {
         );
         let out = ChatTemplate::chatml().render(&[user("Hi")], false).unwrap();
         assert_eq!(out, "<|im_start|>user\nHi<|im_end|>\n");
+    }
+
+    #[test]
+    fn gemma_fallback_folds_the_system_message_into_the_first_turn() {
+        let has_all = |_: &str| true;
+        let t = ChatTemplate::builtin_for(has_all, "<bos>".into());
+        let out = t
+            .render(&[ChatMessage::new("system", "Be brief."), user("Hi "), ChatMessage::new("assistant", "Hello"), user("Bye")], true)
+            .unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        // Without Gemma's turn tokens the fallback is ChatML.
+        let t = ChatTemplate::builtin_for(|_| false, String::new());
+        assert_eq!(t.render(&[user("Hi")], false).unwrap(), "<|im_start|>user\nHi<|im_end|>\n");
     }
 
     #[test]
