@@ -15,6 +15,8 @@ mod hf_json;
 mod pretokenizers;
 mod special;
 mod stream;
+mod to_gguf;
+mod to_hf;
 mod tokenize;
 
 #[cfg(test)]
@@ -23,4 +25,5 @@ mod tests;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
+pub use to_gguf::gguf_metadata_from_json;
 pub use tokenize::Tokenizer;
