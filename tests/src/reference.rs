@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
+use wisp_core::gpu::Act;
 
 use crate::reference_dir;
 
@@ -93,4 +94,36 @@ pub fn check_against_llamacpp(what: &str, ours: &[f32], theirs: &[f32]) -> Resul
     } else {
         Err(format!("{what}: {} (max |Δ| {:.3})", problems.join("; "), max_abs_diff(ours, theirs)))
     }
+}
+
+/// Checks `ours` against the f32 reference (`shared/reference`'s `f32ref` logits) at the
+/// tolerance of the activation type: f32 needs max |Δ| <= 0.05 and cosine >= 0.99999; f16
+/// the same top-1, cosine >= 0.9995 and max |Δ| <= 0.5.
+pub fn check_f32ref(what: &str, act: Act, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
+    let cos = cosine(ours, theirs);
+    let diff = max_abs_diff(ours, theirs);
+    let same_top1 = top_k(ours, 1) == top_k(theirs, 1);
+    let ok = match act {
+        Act::F32 => diff <= 0.05 && cos >= 0.99999,
+        Act::F16 => same_top1 && cos >= 0.9995 && diff <= 0.5,
+    };
+    if ok { Ok(()) } else { Err(format!("{what} vs f32ref ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}")) }
+}
+
+/// For each position of a prompt, whether exact arithmetic (`exact`, the CPU reference
+/// model's logits) itself meets llama.cpp's tolerance against `llama` ([T, vocab], flat).
+/// llama.cpp quantizes activations to 8 bits in its matrix products, which at some
+/// positions moves its logits further from exact arithmetic than its own tolerance; there
+/// an engine is held to exact arithmetic instead. Panics if that is most positions.
+pub fn exact_meets_llamacpp(exact: &[Vec<f32>], llama: &[f32], vocab: usize) -> Vec<bool> {
+    let meets: Vec<bool> = exact
+        .iter()
+        .enumerate()
+        .map(|(i, e)| check_against_llamacpp("exact", e, &llama[i * vocab..(i + 1) * vocab]).is_ok())
+        .collect();
+    assert!(
+        meets.iter().filter(|ok| **ok).count() >= 3,
+        "exact arithmetic meets llama.cpp's tolerance at too few positions: {meets:?}"
+    );
+    meets
 }

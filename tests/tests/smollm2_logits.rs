@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{Act, Gpu, KvType, Variant, VariantOverrides};
+use wisp_core::gpu::{Gpu, KvType, Variant, VariantOverrides};
 use wisp_core::model::FileBytes;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, variants};
 use wisp_tests::model_path;
-use wisp_tests::reference::{self, check_against_llamacpp, cosine, max_abs_diff, top_k};
+use wisp_tests::reference::{self, check_against_llamacpp, check_f32ref, cosine, max_abs_diff, top_k};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const REF: &str = "smollm2-135m-instruct-q4_1";
@@ -24,18 +24,6 @@ fn engine(gpu: Arc<Gpu>, variant: Variant) -> Engine {
         ..Default::default()
     };
     pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load engine")
-}
-
-/// Compares with the f32 reference at the tolerance of the variant's activation type.
-fn check_f32ref(what: &str, act: Act, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
-    let cos = cosine(ours, theirs);
-    let diff = max_abs_diff(ours, theirs);
-    let same_top1 = top_k(ours, 1) == top_k(theirs, 1);
-    let ok = match act {
-        Act::F32 => diff <= 0.05 && cos >= 0.99999,
-        Act::F16 => same_top1 && cos >= 0.9995 && diff <= 0.5,
-    };
-    if ok { Ok(()) } else { Err(format!("{what} vs f32ref ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}")) }
 }
 
 #[test]
@@ -57,15 +45,7 @@ fn smollm2_logits_match_references_in_every_variant() {
     // numpy forward gives the same figures). Where exact arithmetic itself misses the
     // llama.cpp tolerance, we require the stricter thing instead: our logits must match
     // exact arithmetic at the f32-reference tolerance of the variant.
-    let exact_meets_llamacpp: Vec<bool> = exact
-        .iter()
-        .enumerate()
-        .map(|(i, e)| check_against_llamacpp("exact", e, &cap_llama[i * vocab..(i + 1) * vocab]).is_ok())
-        .collect();
-    assert!(
-        exact_meets_llamacpp.iter().filter(|ok| **ok).count() >= 3,
-        "exact arithmetic meets llama.cpp's tolerance at too few positions: {exact_meets_llamacpp:?}"
-    );
+    let exact_meets_llamacpp = reference::exact_meets_llamacpp(&exact, cap_llama, vocab);
     let mut failures = Vec::new();
     for variant in variants(&gpu) {
         let mut e = engine(gpu.clone(), variant);
