@@ -16,6 +16,8 @@ pub enum Error {
     Sampling(#[from] crate::sampling::SamplingError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

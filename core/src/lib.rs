@@ -10,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod gpu;
+pub mod hf;
 pub mod kernels;
 pub mod kv;
 pub mod model;

@@ -37,7 +37,7 @@ pub struct ChatArgs {
 
 pub fn run(args: ChatArgs) -> Result<()> {
     let sampler = args.sampling.config()?;
-    let model = Model::open(args.model.model.as_deref())?;
+    let model = Model::open(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let engine = common::engine_for(&model, &args.device)?;
     let mut session = ChatSession::new(Generator::new(engine, tokenizer), args.system.clone());

@@ -68,7 +68,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         return run_parallel(args);
     }
     let sampler = args.sampling.config()?;
-    let model = Model::open(args.model.model.as_deref())?;
+    let model = Model::open(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let prompt_ids = tokenizer
         .encode_prompt(&args.prompt[0])
@@ -171,7 +171,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 fn run_parallel(args: GenerateArgs) -> Result<()> {
     let n = args.parallel.unwrap_or(1).max(args.prompt.len() as u32) as usize;
     let sampler = args.sampling.config()?;
-    let model = Model::open(args.model.model.as_deref())?;
+    let model = Model::open(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let prompts: Vec<Vec<u32>> = (0..n)
         .map(|i| tokenizer.encode_prompt(&args.prompt[i % args.prompt.len()]))

@@ -14,7 +14,7 @@ use crate::common::{Model, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Also describe this model (a GGUF file or a known model name); nothing is uploaded.
+    /// Also describe this model (a GGUF file, a Hugging Face folder or a known model name); nothing is uploaded.
     #[command(flatten)]
     pub model: ModelArgs,
 
@@ -50,7 +50,7 @@ fn model_info(model: &Model) -> Value {
     };
     json!({
         "path": model.path.display().to_string(),
-        "file_bytes": model.bytes().len(),
+        "file_bytes": model.file_bytes(),
         "gguf_version": model.file.version,
         "metadata": metadata,
         "config": config,
@@ -198,7 +198,7 @@ fn print_model(out: &mut impl Write, info: &Value) -> std::io::Result<()> {
 pub fn run(args: InfoArgs) -> Result<()> {
     let adapters = pollster::block_on(list_adapters());
     let model = match &args.model.model {
-        Some(spec) => Some(model_info(&Model::open(Some(spec))?)),
+        Some(_) => Some(model_info(&Model::open(&args.model)?)),
         None => None,
     };
     let mut out = std::io::stdout().lock();

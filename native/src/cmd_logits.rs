@@ -44,7 +44,7 @@ pub fn run(args: LogitsArgs) -> Result<()> {
     if args.prompt.is_empty() {
         bail!("the prompt is empty: pass some text with -p");
     }
-    let model = Model::open(args.model.model.as_deref())?;
+    let model = Model::open(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let ids = tokenizer
         .encode_prompt(&args.prompt)

@@ -102,7 +102,7 @@ fn score_window(engine: &mut Engine, window: &[u32], first: usize, nll: &mut Nll
 pub fn run(args: PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let model = Model::open(args.model.model.as_deref())?;
+    let model = Model::open(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let tokens = tokenizer
         .encode_prompt(&text)

@@ -1,4 +1,4 @@
-//! What the model-running subcommands share: opening the model file, the device and the
+//! What the model-running subcommands share: opening the model (file or folder), the device and the
 //! engine; the sampling flags; Ctrl-C handling.
 
 use std::fs::File;
@@ -13,19 +13,39 @@ use memmap2::Mmap;
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
-use wisp_core::model::{FileBytes, ModelConfig};
+use wisp_core::hf::LoadOptions;
+use wisp_core::model::{FileBytes, ModelConfig, TensorSource};
+use wisp_core::quant::GgmlType;
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::tokenizer::Tokenizer;
 
-use crate::model_cache;
+use crate::hf_folder::HfFolder;
+use crate::{model_cache, pipeline_store};
 
-/// `-m MODEL`.
+/// `-m MODEL` and `--quantize`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// A GGUF file, or the name of a known model (fetched once into the cache; see
+    /// A GGUF file, a Hugging Face model folder (config.json, *.safetensors,
+    /// tokenizer.json), or the name of a known model (fetched once into the cache; see
     /// `wisp fetch --list`). Default: the default model.
     #[arg(short = 'm', long = "model", value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// Quantize the matrices of a Hugging Face folder while loading it (norms stay f32).
+    #[arg(long, value_name = "q8_0|q4_0|q4_k")]
+    pub quantize: Option<String>,
+}
+
+/// A weight type named on the command line (`q8_0`, `f16`, …), one of `allowed`.
+pub fn parse_type(name: &str, allowed: &[GgmlType]) -> Result<GgmlType> {
+    allowed
+        .iter()
+        .copied()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            let names: Vec<String> = allowed.iter().map(|t| t.name().to_lowercase()).collect();
+            anyhow::anyhow!("unknown type {name:?}: expected one of {}", names.join(", "))
+        })
 }
 
 /// `--adapter` and `--ctx`.
@@ -138,22 +158,47 @@ pub fn max_tokens(n: i64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// A memory-mapped GGUF model.
+/// A model: a memory-mapped GGUF file, or a Hugging Face folder seen as one.
 pub struct Model {
     pub path: PathBuf,
-    mmap: Mmap,
+    /// The GGUF metadata and tensor infos (for a folder, converted from its config and
+    /// safetensors headers).
     pub file: GgufFile,
+    data: ModelData,
+}
+
+enum ModelData {
+    Gguf(Mmap),
+    // Boxed: a folder carries its parsed model, far larger than a map.
+    Hf(Box<HfFolder>),
 }
 
 impl Model {
     /// Opens `-m` (a path, or a known name fetched into the cache; default: the default
-    /// model) and parses its header. Truncated or corrupt files fail here, with the reason.
-    pub fn open(spec: Option<&str>) -> Result<Model> {
+    /// model) and parses its header, quantizing a folder's matrices with `--quantize`.
+    /// Truncated or corrupt files fail here, with the reason.
+    pub fn open(args: &ModelArgs) -> Result<Model> {
+        let quantize = args
+            .quantize
+            .as_deref()
+            .map(|q| parse_type(q, &[GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K]))
+            .transpose()
+            .context("--quantize")?;
+        Model::open_with(args.model.as_deref(), quantize)
+    }
+
+    /// As [`Model::open`], with the quantization of a folder's matrices given directly.
+    pub fn open_with(spec: Option<&str>, quantize: Option<GgmlType>) -> Result<Model> {
         let path = model_cache::ensure_model(spec.unwrap_or(model_cache::DEFAULT_MODEL))?;
-        let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        if handle.metadata().is_ok_and(|m| m.is_dir()) {
-            anyhow::bail!("{} is a folder, not a GGUF file", path.display());
+        if path.is_dir() {
+            let folder = HfFolder::open(&path, &LoadOptions { matrix_type: quantize })?;
+            let file = folder.model.file.clone();
+            return Ok(Model { path, file, data: ModelData::Hf(Box::new(folder)) });
         }
+        if quantize.is_some() {
+            anyhow::bail!("--quantize applies to Hugging Face folders; {} is a GGUF file (see `wisp convert`)", path.display());
+        }
+        let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         // SAFETY: the map is read-only; if another process truncates the file while it is
         // mapped, reads can fault. That is the usual contract of memory-mapped model files
         // (llama.cpp maps them too), and copying ~100 MB–GBs into memory is the alternative.
@@ -161,16 +206,39 @@ impl Model {
             unsafe { Mmap::map(&handle) }.with_context(|| format!("mapping {}", path.display()))?;
         let file = GgufFile::parse(&mmap)
             .with_context(|| format!("reading the model {}", path.display()))?;
-        Ok(Model { path, mmap, file })
+        Ok(Model { path, file, data: ModelData::Gguf(mmap) })
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.mmap
+    /// Bytes of the model's file(s).
+    pub fn file_bytes(&self) -> u64 {
+        match &self.data {
+            ModelData::Gguf(mmap) => mmap.len() as u64,
+            ModelData::Hf(folder) => folder.file_bytes(),
+        }
+    }
+
+    /// The Hugging Face folder, when the model is one.
+    pub fn hf_folder(&self) -> Option<&HfFolder> {
+        match &self.data {
+            ModelData::Hf(folder) => Some(folder),
+            ModelData::Gguf(_) => None,
+        }
+    }
+
+    /// Where the engine reads the tensors' bytes.
+    pub fn tensor_source(&self) -> Box<dyn TensorSource + '_> {
+        match &self.data {
+            ModelData::Gguf(mmap) => Box::new(FileBytes { file: &self.file, bytes: mmap }),
+            ModelData::Hf(folder) => Box::new(folder.tensors()),
+        }
     }
 
     pub fn tokenizer(&self) -> Result<Tokenizer> {
-        Tokenizer::from_gguf(&self.file.metadata)
-            .with_context(|| format!("reading the tokenizer of {}", self.path.display()))
+        match &self.data {
+            ModelData::Gguf(_) => Tokenizer::from_gguf(&self.file.metadata)
+                .with_context(|| format!("reading the tokenizer of {}", self.path.display())),
+            ModelData::Hf(folder) => folder.tokenizer(),
+        }
     }
 }
 
@@ -188,6 +256,7 @@ pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
         ..Default::default()
     };
     let gpu = pollster::block_on(Gpu::new(&options)).context("opening the device")?;
+    pipeline_store::attach(&gpu);
     Ok(Arc::new(gpu))
 }
 
@@ -217,11 +286,8 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: 
         variant,
         ..defaults
     };
-    let source = FileBytes {
-        file: &model.file,
-        bytes: model.bytes(),
-    };
-    let engine = pollster::block_on(Engine::load(gpu, &model.file, &source, &options))
+    let source = model.tensor_source();
+    let engine = pollster::block_on(Engine::load(gpu, &model.file, source.as_ref(), &options))
         .with_context(|| format!("loading {} onto the device", model.path.display()))?;
     let kv = engine.kv_stats();
     eprintln!(
@@ -234,6 +300,8 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: 
         kv.block_size,
         kv.pool_bytes as f64 / 1048576.0
     );
+    // Every pipeline the engine uses is built by now: keep them for the next run.
+    pipeline_store::save(&engine.gpu);
     Ok(engine)
 }
 

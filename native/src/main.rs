@@ -1,13 +1,16 @@
 //! The `wisp` command. One module per subcommand (`cmd_*.rs`).
 
 mod cmd_chat;
+mod cmd_convert;
 mod cmd_fetch;
 mod cmd_generate;
 mod cmd_info;
 mod cmd_logits;
 mod cmd_perplexity;
 mod common;
+mod hf_folder;
 mod model_cache;
+mod pipeline_store;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,8 @@ enum Cmd {
     Info(cmd_info::InfoArgs),
     /// Download known models into the cache folder and print their paths.
     Fetch(cmd_fetch::FetchArgs),
+    /// Convert a GGUF model to a Hugging Face folder, or a folder to a (quantized) GGUF file.
+    Convert(cmd_convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Perplexity(args) => cmd_perplexity::run(args),
         Cmd::Info(args) => cmd_info::run(args),
         Cmd::Fetch(args) => cmd_fetch::run(args),
+        Cmd::Convert(args) => cmd_convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

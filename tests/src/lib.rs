@@ -41,3 +41,4 @@ pub mod gpu;
 pub mod kernel_harness;
 pub mod reference;
 pub mod tiny_model;
+pub mod wisp_cli;

@@ -1,18 +1,17 @@
 //! The `wisp` command end to end, on the default model (SmolLM2-135M-Instruct Q4_1).
 //!
 //! The binary is built by `cargo build --release -p wisp` (scripts/test.sh does it before
-//! the tests); cargo only hands its path (`CARGO_BIN_EXE_wisp`) to tests of the same
-//! package, so it is found next to this test's own executable, or at `$WISP_BIN`.
+//! the tests) and found by `wisp_tests::wisp_cli::wisp_bin`.
 //! Runs are kept short (a few tokens, `--ctx 256`): on a software adapter such as lavapipe
 //! the model runs at a few tokens per second.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use wisp_core::gguf::GgufFile;
 use wisp_core::tokenizer::Tokenizer;
+use wisp_tests::wisp_cli::{wisp, wisp_with_input};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const CAPITAL: &str = "The capital of France is";
@@ -20,108 +19,8 @@ const CAPITAL: &str = "The capital of France is";
 const CAPITAL_IDS: [u64; 5] = [504, 3575, 282, 4649, 314];
 const PARIS: u64 = 7042;
 
-/// `wisp` in the same target folder as this test (`target/release/deps/cli-…` →
-/// `target/release/wisp`), or `$WISP_BIN`.
-fn wisp_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("WISP_BIN").filter(|v| !v.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from <target>/<profile>/deps");
-    let bin = dir.join(format!("wisp{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "the wisp binary is not built at {}: run `cargo build --release -p wisp` first (or set WISP_BIN)",
-        bin.display()
-    );
-    bin
-}
-
 fn model() -> String {
     wisp_tests::model_path(MODEL).display().to_string()
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts success and returns stdout.
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "wisp failed:\n{}", self.stderr);
-        &self.stdout
-    }
-
-    fn json(&self) -> Value {
-        let out = self.ok();
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-
-    /// Asserts a clean failure: exit code 1, one `error:` line mentioning `needle`.
-    fn fails_with(&self, needle: &str) {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "expected exit code 1; stderr:\n{}",
-            self.stderr
-        );
-        let errors: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect();
-        assert_eq!(
-            errors.len(),
-            1,
-            "expected one error line; stderr:\n{}",
-            self.stderr
-        );
-        assert!(
-            errors[0].to_lowercase().contains(&needle.to_lowercase()),
-            "the error should mention {needle:?}: {}",
-            errors[0]
-        );
-    }
-}
-
-fn wisp_with_input(args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new(wisp_bin())
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wisp");
-    if let Some(text) = input {
-        // Dropping the handle closes stdin: the end of input.
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(text.as_bytes()).expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("run wisp");
-    let out = Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !out.stderr.contains("panicked"),
-        "wisp {args:?} panicked:\n{}",
-        out.stderr
-    );
-    out
-}
-
-fn wisp(args: &[&str]) -> Output {
-    wisp_with_input(args, None)
 }
 
 fn ids(v: &Value) -> Vec<u64> {
@@ -451,4 +350,47 @@ fn generate_parallel_runs_every_prompt_in_one_batch() {
     // Finished generations give their KV blocks back.
     assert_eq!(v["kv"]["used_blocks"].as_u64(), Some(0), "{v}");
     assert!(v["kv"]["blocks"].as_u64().is_some_and(|b| b > 0), "{v}");
+}
+
+/// The driver's pipeline cache (Vulkan) is written under the cache folder once the
+/// engine is loaded, and the next run starts from it; a damaged file costs nothing but
+/// the compilation it would have saved, and is replaced.
+#[test]
+fn the_pipeline_cache_is_kept_on_disk_and_a_damaged_one_is_replaced() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let run = || {
+        let out = std::process::Command::new(wisp_tests::wisp_cli::wisp_bin())
+            .args(["logits", "-m", &model(), "-p", CAPITAL, "--top", "1", "--json"])
+            .env("WISP_CACHE_DIR", cache.path())
+            .output()
+            .expect("run wisp");
+        assert!(out.status.success(), "wisp failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        ids(&json["ids"])
+    };
+    assert_eq!(run(), CAPITAL_IDS);
+    let dir = cache.path().join("pipelines");
+    let Some(key) = wisp_tests::gpu::gpu().pipeline_cache_key() else {
+        // This backend has no driver pipeline cache: nothing is written.
+        assert!(!dir.exists(), "{} was written for an adapter without a pipeline cache", dir.display());
+        return;
+    };
+    let file = dir.join(&key);
+    let first = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(first.starts_with(b"WGPUPLCH"), "not a wgpu pipeline cache: {:?}", &first[..first.len().min(16)]);
+    // Damaged: the run still succeeds, and a valid cache replaces the damage.
+    std::fs::write(&file, b"WGPUPLCH not really").unwrap();
+    assert_eq!(run(), CAPITAL_IDS);
+    let again = std::fs::read(&file).unwrap();
+    assert!(again.starts_with(b"WGPUPLCH") && again.len() >= first.len().min(32), "the damaged cache was not replaced: {again:?}");
+    // Off: nothing is read or written.
+    std::fs::remove_file(&file).unwrap();
+    let out = std::process::Command::new(wisp_tests::wisp_cli::wisp_bin())
+        .args(["logits", "-m", &model(), "-p", CAPITAL, "--top", "1"])
+        .env("WISP_CACHE_DIR", cache.path())
+        .env("WISP_PIPELINE_CACHE", "off")
+        .output()
+        .expect("run wisp");
+    assert!(out.status.success());
+    assert!(!file.exists(), "WISP_PIPELINE_CACHE=off still wrote {}", file.display());
 }

@@ -244,7 +244,7 @@ impl Gpu {
         let info = adapter.get_info();
         let offered = adapter.features();
         let mut features = wgpu::Features::empty();
-        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY] {
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::PIPELINE_CACHE] {
             if offered.contains(f) {
                 features |= f;
             }
@@ -289,6 +289,15 @@ impl Gpu {
             lost,
             allocated: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The file name under which this adapter's driver pipeline cache may be stored, when
+    /// the backend has one (Vulkan).
+    pub fn pipeline_cache_key(&self) -> Option<String> {
+        if !self.device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return None;
+        }
+        wgpu::util::pipeline_cache_key(&self.info)
     }
 
     /// Bytes of GPU buffers created through this device so far.

@@ -21,10 +21,13 @@ pub struct Pipeline {
     pub label: String,
 }
 
-/// A process-wide cache of compiled pipelines.
+/// A process-wide cache of compiled pipelines, optionally backed by the driver's own
+/// pipeline cache (`wgpu::PipelineCache`, Vulkan), whose contents callers may keep on
+/// disk so that later processes skip the driver's compilation.
 #[derive(Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<String, Arc<Pipeline>>>,
+    driver: Mutex<Option<wgpu::PipelineCache>>,
     /// Time spent creating pipelines (shader translation and driver compilation), so
     /// benchmarks can report it apart from steady-state speed.
     compile_time: Mutex<std::time::Duration>,
@@ -50,6 +53,28 @@ impl PipelineCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Backs pipeline creation with a driver pipeline cache started from `data` (what
+    /// [`driver_data`](Self::driver_data) returned in an earlier process, or `None`).
+    /// Data the driver does not accept (another driver version, a damaged file) is
+    /// dropped and the cache starts empty. Call before the first pipeline is built.
+    pub fn attach_driver_cache(&self, device: &wgpu::Device, data: Option<&[u8]>) {
+        // SAFETY: wgpu requires `data` to come from `PipelineCache::get_data`. Callers
+        // store exactly those bytes; and wgpu checks a header (magic, version, adapter
+        // key, length) before the driver sees them, falling back to an empty cache
+        // (`fallback: true`) on any mismatch or damage.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor { label: Some("wisp pipelines"), data, fallback: true })
+        };
+        if let Ok(mut d) = self.driver.lock() {
+            *d = Some(cache);
+        }
+    }
+
+    /// The driver cache's contents, to store for the next process; `None` without one.
+    pub fn driver_data(&self) -> Option<Vec<u8>> {
+        self.driver.lock().ok()?.as_ref()?.get_data()
     }
 
     /// Seconds spent creating the pipelines built so far.
@@ -116,13 +141,14 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let driver = self.driver.lock().ok().and_then(|d| d.clone());
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
-            cache: None,
+            cache: driver.as_ref(),
         });
         if let Some(err) = scope.pop().await {
             return Err(GpuError::Shader { kernel: label, message: err.to_string() });

@@ -27,6 +27,7 @@ use half::{bf16, f16};
 use super::GgmlType;
 
 mod quantize;
+mod quantize_q4_k;
 pub use quantize::{can_quantize, quantize};
 
 /// Why data could not be (de)quantized. Every variant names the type involved.
@@ -39,7 +40,7 @@ pub enum DequantError {
     UnsupportedDequant(GgmlType),
     #[error(
         "quantizing to {0} is not supported (the CPU quantizer handles F32, F16, BF16, Q4_0, \
-         Q4_1, Q5_0, Q5_1 and Q8_0)"
+         Q4_1, Q5_0, Q5_1, Q8_0 and Q4_K)"
     )]
     UnsupportedQuant(GgmlType),
     #[error("{ty}: {n_elems} elements are not a whole number of {block_elems}-element blocks")]

@@ -16,6 +16,8 @@ mod pretokenizers;
 mod special;
 mod spm;
 mod stream;
+mod to_gguf;
+mod to_hf;
 mod tokenize;
 
 #[cfg(test)]
@@ -24,4 +26,5 @@ mod tests;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
+pub use to_gguf::gguf_metadata_from_json;
 pub use tokenize::Tokenizer;

@@ -85,6 +85,11 @@ static TABLE: &[PreTokenizerSpec] = &[
     ),
 ];
 
+/// Every known pre-tokenizer (for finding the one a `tokenizer.json` uses).
+pub(crate) fn all() -> &'static [PreTokenizerSpec] {
+    TABLE
+}
+
 /// The pre-tokenizer a `tokenizer.ggml.pre` name selects; an unknown name is an error that
 /// lists the known ones (a silent fallback would tokenize differently from llama.cpp).
 pub(crate) fn lookup(name: &str) -> Result<&'static PreTokenizerSpec, TokenizerError> {

@@ -28,6 +28,18 @@ impl TokenKind {
         }
     }
 
+    /// The GGUF token type id, for writing `tokenizer.ggml.token_type`.
+    pub(crate) fn to_gguf(self) -> i32 {
+        match self {
+            TokenKind::Normal => 1,
+            TokenKind::Unknown => 2,
+            TokenKind::Control => 3,
+            TokenKind::UserDefined => 4,
+            TokenKind::Unused => 5,
+            TokenKind::Byte => 6,
+        }
+    }
+
     /// Whether the text of this token in a prompt is parsed as the token itself (llama.cpp's
     /// special-token partition with `parse_special`), before any pre-tokenization.
     pub(crate) fn is_added(self) -> bool {
