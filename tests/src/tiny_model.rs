@@ -1,5 +1,7 @@
-//! Tiny llama models with random weights, written as GGUF in memory: every shape odd
-//! enough to catch indexing mistakes, every weight format the GPU reads.
+//! Tiny models with random weights, written as GGUF in memory: every shape odd enough to
+//! catch indexing mistakes, every weight format the GPU reads, every architecture's
+//! options (qwen2's QKV bias and NEOX RoPE; gemma3's QK-norm, post-norms, GeGLU,
+//! embedding scaling and interleaved windows with their own RoPE base).
 
 use wisp_core::gguf::{GgufWriter, Value};
 use wisp_core::quant::GgmlType;
@@ -9,6 +11,8 @@ use crate::kernel_harness::random;
 /// The shape and formats of a tiny model.
 #[derive(Clone, Debug)]
 pub struct TinySpec {
+    /// `llama`, `qwen2` or `gemma3`.
+    pub arch: &'static str,
     pub n_layer: u32,
     pub n_embd: u32,
     pub n_ff: u32,
@@ -30,6 +34,7 @@ pub struct TinySpec {
 impl Default for TinySpec {
     fn default() -> Self {
         TinySpec {
+            arch: "llama",
             n_layer: 3,
             n_embd: 96,
             n_ff: 160,
@@ -49,28 +54,38 @@ impl Default for TinySpec {
 /// A writer holding the model, so tests can break one key or tensor before writing.
 pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
     let mut w = GgufWriter::new();
-    let hd = s.n_embd / s.n_head;
-    let meta: [(&str, Value); 10] = [
-        ("general.architecture", "llama".into()),
-        ("llama.block_count", s.n_layer.into()),
-        ("llama.embedding_length", s.n_embd.into()),
-        ("llama.feed_forward_length", s.n_ff.into()),
-        ("llama.attention.head_count", s.n_head.into()),
-        ("llama.attention.head_count_kv", s.n_kv_head.into()),
-        ("llama.attention.layer_norm_rms_epsilon", 1e-5f32.into()),
-        ("llama.rope.freq_base", 10000f32.into()),
-        ("llama.context_length", s.n_ctx.into()),
-        ("llama.vocab_size", s.vocab.into()),
+    let gemma = s.arch == "gemma3";
+    // Gemma's heads are wider than n_embd / n_head (its key_length is set).
+    let hd = if gemma { 32 } else { s.n_embd / s.n_head };
+    let a = s.arch;
+    let meta: [(String, Value); 10] = [
+        ("general.architecture".into(), a.into()),
+        (format!("{a}.block_count"), s.n_layer.into()),
+        (format!("{a}.embedding_length"), s.n_embd.into()),
+        (format!("{a}.feed_forward_length"), s.n_ff.into()),
+        (format!("{a}.attention.head_count"), s.n_head.into()),
+        (format!("{a}.attention.head_count_kv"), s.n_kv_head.into()),
+        (format!("{a}.attention.layer_norm_rms_epsilon"), 1e-5f32.into()),
+        // Gemma's windowed layers use 10000 instead: two RoPE tables.
+        (format!("{a}.rope.freq_base"), (if gemma { 1e6f32 } else { 1e4 }).into()),
+        (format!("{a}.context_length"), s.n_ctx.into()),
+        (format!("{a}.vocab_size"), s.vocab.into()),
     ];
     for (k, v) in meta {
-        w.metadata(k, v).expect("metadata");
+        w.metadata(&k, v).expect("metadata");
+    }
+    if gemma {
+        w.metadata("gemma3.attention.key_length", hd).expect("metadata");
+        w.metadata("gemma3.attention.value_length", hd).expect("metadata");
+        // Windowed, global, windowed, ...
+        w.metadata("gemma3.attention.sliding_window_pattern", 2u32).expect("metadata");
     }
     if let Some(window) = s.window {
-        w.metadata("llama.attention.sliding_window", window).expect("metadata");
+        w.metadata(&format!("{a}.attention.sliding_window"), window).expect("metadata");
     }
     if let Some((n_expert, n_used)) = s.experts {
-        w.metadata("llama.expert_count", n_expert).expect("metadata");
-        w.metadata("llama.expert_used_count", n_used).expect("metadata");
+        w.metadata(&format!("{a}.expert_count"), n_expert).expect("metadata");
+        w.metadata(&format!("{a}.expert_used_count"), n_used).expect("metadata");
     }
     let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
     let mut seed = 100;
@@ -96,6 +111,17 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         // A different format for V makes the fused QKV fall back to separate matrices.
         put(&mut w, &b("attn_v"), &[d, kv], if i == 1 { GgmlType::F16 } else { ty }, 2.0 * ws);
         put(&mut w, &b("attn_output"), &[q, d], ty, ws);
+        if s.arch == "qwen2" {
+            for (p, n) in [("q", q), ("k", kv), ("v", kv)] {
+                put(&mut w, &format!("blk.{i}.attn_{p}.bias"), &[n], GgmlType::F32, 0.5);
+            }
+        }
+        if gemma {
+            put(&mut w, &b("attn_q_norm"), &[hd as u64], GgmlType::F32, 1.0);
+            put(&mut w, &b("attn_k_norm"), &[hd as u64], GgmlType::F32, 1.0);
+            put(&mut w, &b("post_attention_norm"), &[d], GgmlType::F32, 1.0);
+            put(&mut w, &b("post_ffw_norm"), &[d], GgmlType::F32, 1.0);
+        }
         put(&mut w, &b("ffn_norm"), &[d], GgmlType::F32, 1.0);
         match s.experts {
             None => {

@@ -126,6 +126,38 @@ fn f32_folder_meets_the_f32_reference() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// qwen2 through a Hugging Face folder: Qwen2.5-Coder's GGUF converted to f32
+/// safetensors (QKV biases under their Hugging Face names, Q/K rows left in NEOX order)
+/// runs at the f32 tolerance of exact arithmetic on the GGUF's weights at every position
+/// of the capital prompt, and at llama.cpp's where that is a fair test.
+#[test]
+fn qwen2_f32_folder_matches_the_gguf() {
+    let gguf = model_path(QWEN);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = dir.path().join("qwen2-f32");
+    wisp(&["convert", gguf.to_str().unwrap(), folder.to_str().unwrap(), "--to", "hf", "--type", "f32"]).ok();
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "qwen2");
+    let json = reference::json(QWEN_REF);
+    let ids = reference::ids(&json, "/capital/ids");
+    let bytes = std::fs::read(&gguf).expect("read model");
+    let exact = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes).forward(&ids);
+    drop(bytes);
+    let ours = pollster::block_on(load_folder(&folder, None, Act::F32).prefill_logits(&ids)).expect("logits");
+    let refs = reference::logits(QWEN_REF);
+    let (shape, llama) = &refs["capital.llamacpp_logits"];
+    let vocab = shape[1];
+    let mut failures = Vec::new();
+    for (i, (o, e)) in ours.iter().zip(&exact).enumerate() {
+        failures.extend(check_against_exact(&format!("capital pos {i}"), Act::F32, o, e).err());
+        let theirs = &llama[i * vocab..(i + 1) * vocab];
+        if reference::llamacpp_is_fair(Act::F32, e, theirs) {
+            failures.extend(check_against_llamacpp(&format!("capital pos {i}"), o, theirs).err());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The exact logits of the SmolLM2 weights (the CPU reference model in f64) at every
 /// position of the capital prompt, and the f32 reference at the end of the chat prompt.
 fn exact_references() -> (Vec<Vec<f32>>, Vec<f32>) {

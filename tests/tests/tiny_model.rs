@@ -84,6 +84,42 @@ fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
     }
 }
 
+/// Tiny qwen2 and gemma3 models (every option of the block: QKV bias, NEOX RoPE,
+/// QK-norm, post-norms, GeGLU, embedding scaling, windowed and global layers with their
+/// own RoPE bases) against the CPU reference at every position, in batched prefill and
+/// in decoding, in every variant.
+#[test]
+fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
+    let gpu = gpu();
+    let specs = [
+        TinySpec { arch: "qwen2", tied: false, ..TinySpec::default() },
+        // A window of 4 over an 11-token prompt: the windowed layers mask, the global one not.
+        TinySpec { arch: "gemma3", window: Some(4), ..TinySpec::default() },
+    ];
+    for spec in specs {
+        let bytes = tiny_model(&spec);
+        let file = GgufFile::parse(&bytes).unwrap();
+        let cpu = CpuModel::load(&file, &bytes);
+        if spec.arch == "gemma3" {
+            assert_eq!(cpu.cfg.layer_windows, [4, 0, 4]);
+        }
+        let want = cpu.forward(&PROMPT);
+        for v in variants(&gpu) {
+            let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
+            let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+            for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_logits_close(&format!("{}, {v}, batched prefill position {p}", spec.arch), v.act, g, w);
+            }
+            e.reset();
+            for (p, &t) in PROMPT.iter().enumerate() {
+                e.decode(t).expect("decode");
+                let got = pollster::block_on(e.logits()).unwrap();
+                assert_logits_close(&format!("{}, {v}, decode position {p}", spec.arch), v.act, &got, &want[p]);
+            }
+        }
+    }
+}
+
 /// A Mixtral-style mixture of experts (4 experts, 2 per token, in every layer): batched
 /// prefill (where the prompt's tokens pick different experts) and decoding, against the
 /// CPU reference at every position, in every variant.
