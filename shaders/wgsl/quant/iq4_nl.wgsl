@@ -1,14 +1,21 @@
 // IQ4_NL: 18-byte blocks of 32 laid out as Q4_0 (f16 scale d, 16 bytes of nibbles), but
 // each nibble indexes a non-uniform grid of 16 levels, denser near zero:
-// value = d * IQ4_NL_GRID[q]. Blocks are 2-byte aligned.
+// value = d * level(q). Blocks are 2-byte aligned.
 #include "quant/dot_from_dq32.wgsl"
 
-const IQ4_NL_GRID = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                   1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+// The 16 levels as signed bytes, four to a word (byte n & 3 of word n >> 2), so a level
+// is picked with register arithmetic: indexing an array with a runtime value makes naga
+// copy the array into memory at every access, 5x slower on lavapipe.
+const IQ4_NL_LEVELS = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
+
+fn iq4_level(n: u32) -> f32 {
+    let word = IQ4_NL_LEVELS[n >> 2u];
+    return f32(bitcast<i32>((word >> ((n & 3u) << 3u)) << 24u) >> 24u);
+}
 
 fn iq4_levels(q: u32, shift: u32) -> vec4<f32> {
     let n = (vec4<u32>(q) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(15u);
-    return vec4<f32>(IQ4_NL_GRID[n.x], IQ4_NL_GRID[n.y], IQ4_NL_GRID[n.z], IQ4_NL_GRID[n.w]);
+    return vec4<f32>(iq4_level(n.x), iq4_level(n.y), iq4_level(n.z), iq4_level(n.w));
 }
 
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {

@@ -3,7 +3,6 @@
 // is the low (j even) or high (j odd) nibbles of bytes 32 * (j / 2) ..+32;
 // value = d * scale_j * q - dmin * min_j. Super-blocks are word-aligned.
 #include "quant/k_scales.wgsl"
-#include "quant/dot_from_dq32.wgsl"
 
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c >> 3u) * 144u;
@@ -19,4 +18,21 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
         o[i] = d1 * byte_fields(w[qs + i], sh, 15u) - m1;
     }
     return o;
+}
+
+// Factored: d scale_j sum(q x) - dmin min_j sum(x), with no dequantized chunk in between.
+fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row + (c >> 3u) * 144u;
+    let j = c & 7u;
+    let dm = unpack2x16float(w[b >> 2u]);
+    let sm = k_scale_min(b + 4u, j);
+    let qs = (b + 16u + 32u * (j >> 1u)) >> 2u;
+    let sh = 4u * (j & 1u);
+    var s = 0.0;
+    var sx = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        s += dot(byte_fields(w[qs + i], sh, 15u), xs[i]);
+        sx += xs[i];
+    }
+    return dm.x * sm.x * s - dm.y * sm.y * dot(sx, vec4<f32>(1.0));
 }

@@ -2,7 +2,6 @@
 // (quant/k_scales.wgsl), 32 bytes qh, 128 bytes of nibbles. As Q4_K, plus a fifth bit
 // for element l of chunk j in bit j of qh[l]. Super-blocks are word-aligned.
 #include "quant/k_scales.wgsl"
-#include "quant/dot_from_dq32.wgsl"
 
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c >> 3u) * 176u;
@@ -20,4 +19,23 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
         o[i] = d1 * q - m1;
     }
     return o;
+}
+
+// Factored: d scale_j sum(q x) - dmin min_j sum(x).
+fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row + (c >> 3u) * 176u;
+    let j = c & 7u;
+    let dm = unpack2x16float(w[b >> 2u]);
+    let sm = k_scale_min(b + 4u, j);
+    let qh = (b + 16u) >> 2u;
+    let qs = (b + 48u + 32u * (j >> 1u)) >> 2u;
+    let sh = 4u * (j & 1u);
+    var s = 0.0;
+    var sx = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        let q = byte_fields(w[qs + i], sh, 15u) + 16.0 * byte_fields(w[qh + i], j, 1u);
+        s += dot(q, xs[i]);
+        sx += xs[i];
+    }
+    return dm.x * sm.x * s - dm.y * sm.y * dot(sx, vec4<f32>(1.0));
 }
