@@ -1,4 +1,5 @@
-//! Where a step's time goes, on SmolLM2: wall time per step (submit + sample) and the GPU
+//! Where a step's time goes (on SmolLM2, or the model file `WISP_MODEL` names in the
+//! cache): wall time per step (submit + sample) and the GPU
 //! time of each kernel (timestamps), for a 128-token prefill, one decoded token, and
 //! decode steps of B sequences at once (the scheduler's steady state).
 //!
@@ -34,7 +35,8 @@ fn main() {
     let batches: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a batch size")).collect();
     let batches = if batches.is_empty() { vec![1, 4, 16, 64] } else { batches };
     let gpu = wisp_tests::gpu::gpu();
-    let bytes = std::fs::read(wisp_tests::model_path("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let file_name = std::env::var("WISP_MODEL").unwrap_or_else(|_| "SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let bytes = std::fs::read(wisp_tests::model_path(&file_name)).unwrap();
     let file = GgufFile::parse(&bytes).unwrap();
     let max_b = *batches.iter().max().unwrap() as u32;
     let options = EngineOptions {
