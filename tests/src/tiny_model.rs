@@ -72,7 +72,7 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         (format!("{a}.vocab_size"), s.vocab.into()),
     ];
     for (k, v) in meta {
-        w.metadata(&k, v).expect("metadata");
+        w.metadata(k, v).expect("metadata");
     }
     if gemma {
         w.metadata("gemma3.attention.key_length", hd).expect("metadata");
@@ -81,11 +81,11 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         w.metadata("gemma3.attention.sliding_window_pattern", 2u32).expect("metadata");
     }
     if let Some(window) = s.window {
-        w.metadata(&format!("{a}.attention.sliding_window"), window).expect("metadata");
+        w.metadata(format!("{a}.attention.sliding_window"), window).expect("metadata");
     }
     if let Some((n_expert, n_used)) = s.experts {
-        w.metadata(&format!("{a}.expert_count"), n_expert).expect("metadata");
-        w.metadata(&format!("{a}.expert_used_count"), n_used).expect("metadata");
+        w.metadata(format!("{a}.expert_count"), n_expert).expect("metadata");
+        w.metadata(format!("{a}.expert_used_count"), n_used).expect("metadata");
     }
     let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
     let mut seed = 100;

@@ -11,7 +11,7 @@ use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
 use wisp_core::model::{FeedForward, FileBytes};
 use wisp_core::quant::GgmlType;
 use wisp_tests::cpu_model::CpuModel;
-use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
+use wisp_tests::gpu::{covering_variants, gpu, gpu_with_binding_limit, variants};
 use wisp_tests::reference::{cosine, max_abs_diff};
 use wisp_tests::tiny_model::{TinySpec, tiny_model, tiny_writer};
 
@@ -87,7 +87,8 @@ fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
 /// Tiny qwen2 and gemma3 models (every option of the block: QKV bias, NEOX RoPE,
 /// QK-norm, post-norms, GeGLU, embedding scaling, windowed and global layers with their
 /// own RoPE bases) against the CPU reference at every position, in batched prefill and
-/// in decoding, in every variant.
+/// in decoding, in variants covering every axis value (the kernels behind each option
+/// are checked in every combination by `tests/kernels.rs`).
 #[test]
 fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
     let gpu = gpu();
@@ -104,7 +105,7 @@ fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
             assert_eq!(cpu.cfg.layer_windows, [4, 0, 4]);
         }
         let want = cpu.forward(&PROMPT);
-        for v in variants(&gpu) {
+        for v in covering_variants(&gpu) {
             let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
             let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
             for (p, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -226,6 +227,32 @@ fn broken_models_are_refused_with_a_clear_error() {
     w.metadata("llama.attention.head_count_kv", Value::from(4u32)).unwrap();
     let e = load_err(&w.to_bytes());
     assert!(e.contains("head_count"), "{e}");
+
+    // Experts: more used than exist; an expert tensor of the wrong shape; a missing router.
+    let moe = TinySpec { experts: Some((4, 2)), ..spec.clone() };
+    let mut w = tiny_writer(&moe);
+    w.metadata("llama.expert_used_count", Value::from(5u32)).unwrap();
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("llama.expert_used_count = 5") && e.contains("llama.expert_count = 4"), "{e}");
+    let mut w = tiny_writer(&moe);
+    w.remove_tensor("blk.1.ffn_up_exps.weight");
+    w.tensor_from_f32("blk.1.ffn_up_exps.weight", &[96, 160, 3], GgmlType::F32, &vec![0.0; 96 * 160 * 3]).unwrap();
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.1.ffn_up_exps.weight") && e.contains("[96, 160, 4]"), "{e}");
+    let mut w = tiny_writer(&moe);
+    w.remove_tensor("blk.0.ffn_gate_inp.weight");
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.0.ffn_gate_inp.weight"), "{e}");
+
+    // Architecture-specific tensors: qwen2's biases, gemma3's norms.
+    let mut w = tiny_writer(&TinySpec { arch: "qwen2", ..spec.clone() });
+    w.remove_tensor("blk.2.attn_k.bias");
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.2.attn_k.bias"), "{e}");
+    let mut w = tiny_writer(&TinySpec { arch: "gemma3", ..spec.clone() });
+    w.remove_tensor("blk.0.post_ffw_norm.weight");
+    let e = load_err(&w.to_bytes());
+    assert!(e.contains("blk.0.post_ffw_norm.weight"), "{e}");
 }
 
 #[test]
