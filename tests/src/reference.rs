@@ -40,6 +40,18 @@ pub fn ids(v: &Value, pointer: &str) -> Vec<u32> {
         .collect()
 }
 
+/// (text, llama.cpp's ids) of every `tokenizer_cases` entry of a reference JSON (none
+/// when it has no such list).
+pub fn tokenizer_cases(v: &Value) -> Vec<(String, Vec<u32>)> {
+    v["tokenizer_cases"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (c["text"].as_str().expect("case text").to_string(), ids(c, "/ids")))
+        .collect()
+}
+
 /// The f32 tensors of `NAME.logits.safetensors`, flattened, with their shapes.
 pub fn logits(name: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     let path: PathBuf = reference_dir().join(format!("{name}.logits.safetensors"));

@@ -3,8 +3,8 @@
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
-use wisp_core::kernels::{AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, Norm, NormParams, Out, RopeParams, Tuning};
-use wisp_core::model::{FfnActivation, RopeStyle};
+use wisp_core::kernels::{AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out, RopeParams, Tuning};
+use wisp_core::model::{ExpertGating, Experts, FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
 use wisp_tests::cpu_ref;
 use wisp_tests::gpu::{gpu, gpu_with_binding_limit, variants};
@@ -444,7 +444,7 @@ fn rmsnorm_all_rows_and_listed_rows() {
                 }
                 let mut b = builder(gpu, params);
                 let p = NormParams { n: n as u32, eps: 1e-5, listed: list as u32, _pad: 0 };
-                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Norm::Store)).unwrap();
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Out::Act)).unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
                 {
@@ -467,7 +467,7 @@ fn rmsnorm_all_rows_and_listed_rows() {
             let yb = upload_f32(gpu, &base);
             let mut b = builder(gpu, step(t as u32));
             let p = NormParams { n: n as u32, eps: 1e-5, listed: 0, _pad: 0 };
-            pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Norm::AddF32)).unwrap();
+            pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Out::AddF32)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, t as u32);
             let expected: Vec<f32> = cpu_ref::rmsnorm(&x, &w, 1e-5).iter().zip(&base).map(|(a, b)| a + b).collect();
@@ -658,4 +658,103 @@ fn bandwidth_probe_reads_every_word() {
     let got = read_u32(&gpu, &sink, groups as usize);
     assert_eq!(got[0], 0x9e37_79b9, "the first workgroup's last vec4 was not read");
     assert!(got[1..].iter().all(|&x| x == 0), "other workgroups saw the planted word");
+}
+
+/// Mixture-of-experts routing: for each gating, with and without renormalisation and a
+/// scale, the chosen experts (exactly, ties to the lower index) and their weights, per
+/// token, against `cpu_ref::route_experts`.
+#[test]
+fn moe_route_picks_the_top_experts_with_their_weights() {
+    for_each_variant(|gpu, v| {
+        let (t, n_expert, n_used) = (5usize, 7u32, 3u32);
+        let mut scores = random(31, t * n_expert as usize, 3.0);
+        // A token whose scores tie: the lower indices win.
+        scores[..n_expert as usize].iter_mut().for_each(|s| *s = 0.5);
+        let sb = upload_f32(gpu, &scores);
+        for gating in [ExpertGating::Softmax, ExpertGating::Sigmoid] {
+            for (normalize, scale) in [(true, 1.0), (false, 2.5)] {
+                let experts = Experts { n_expert, n_used, gating, normalize, scale };
+                let rb = upload_u32(gpu, &vec![0; 2 * t * n_used as usize]);
+                let mut b = builder(gpu, step(t as u32));
+                pollster::block_on(Kernels::new(gpu, v).moe_route(&mut b, &experts, &sb, &rb)).unwrap();
+                let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+                run(gpu, &plan, t as u32);
+                let got = read_u32(gpu, &rb, 2 * t * n_used as usize);
+                for (ti, row) in scores.chunks(n_expert as usize).enumerate() {
+                    let want = cpu_ref::route_experts(row, n_used as usize, gating, normalize, scale);
+                    for (j, (e, w)) in want.into_iter().enumerate() {
+                        let slot = ti * n_used as usize + j;
+                        let what = format!("moe_route {gating:?} normalize={normalize} {v} token {ti} slot {j}");
+                        assert_eq!(got[2 * slot] as usize, e, "{what}: expert");
+                        assert_close(&what, &[f32::from_bits(got[2 * slot + 1])], &[w as f32], 1e-6, 1e-5);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Each expert's products over the slots routed to it (every other slot untouched), in
+/// every weight type: gate/up-style (a token's input shared by its slots, activations
+/// out) and down-style (an input row per slot, f32 out); then the weighted sum into the
+/// residual stream.
+#[test]
+fn moe_products_and_combine_match_reference() {
+    for_each_variant(|gpu, v| {
+        let (t, n_used, n_expert, n) = (3usize, 2usize, 3usize, 37usize);
+        // (expert, weight) per slot: token 0 → 2, 0; token 1 → 1, 2; token 2 → 0, 1.
+        let picks = [(2u32, 0.7f32), (0, 0.3), (1, 0.55), (2, 0.45), (0, 0.9), (1, 0.1)];
+        let routes: Vec<u32> = picks.iter().flat_map(|&(e, w)| [e, w.to_bits()]).collect();
+        let rb = upload_u32(gpu, &routes);
+        let types = weight_types().into_iter().map(|ty| (ty, 64)).chain(k_types().into_iter().map(|ty| (ty, 256)));
+        for (ty, k) in types {
+            let experts: Vec<(Vec<u8>, Vec<f32>)> = (0..n_expert).map(|e| weights(ty, n, k, 40 + e as u64)).collect();
+            let mats: Vec<QMatrix> = experts
+                .iter()
+                .map(|(bytes, _)| pollster::block_on(QMatrix::upload(gpu, "expert", ty, k as u32, &[bytes])).unwrap())
+                .collect();
+            for per_slot in [false, true] {
+                let x_rows = if per_slot { t * n_used } else { t };
+                let x = round_act(v.act, &random(50, x_rows * k, 1.0));
+                let xb = upload_act(gpu, v.act, &x);
+                let out = if per_slot { Out::F32 } else { Out::Act };
+                // Every slot is written by its own expert's dispatch only: a dispatch that
+                // wrote other experts' slots would leave the wrong product there.
+                let yb = if per_slot { upload_f32(gpu, &vec![0.0; t * n_used * n]) } else { upload_act(gpu, v.act, &vec![0.0; t * n_used * n]) };
+                let mut b = builder(gpu, step(t as u32));
+                for (e, m) in mats.iter().enumerate() {
+                    let r = MoeRoute { expert: e as u32, n_used: n_used as u32, x_per_slot: u32::from(per_slot), _pad: 0 };
+                    let route = upload_u32(gpu, bytemuck::cast_slice(&[r]));
+                    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: n as u32, y_offset: 0, out, rows: Count::Tokens };
+                    pollster::block_on(Kernels::new(gpu, v).moe_matvec(&mut b, m, &args, &route, &rb, n_used as u32)).unwrap();
+                }
+                let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+                run(gpu, &plan, t as u32);
+                let mut want = Vec::with_capacity(t * n_used * n);
+                for (slot, &(e, _)) in picks.iter().enumerate() {
+                    let xr = if per_slot { slot } else { slot / n_used };
+                    want.extend(cpu_ref::matmul(&experts[e as usize].1, n, k, &x[xr * k..(xr + 1) * k], 1));
+                }
+                let got = if per_slot { read_f32(gpu, &yb, want.len()) } else { read_act(gpu, v.act, &yb, want.len()) };
+                // As `check_product`: the output type's tolerance, widened for sums of k products.
+                let (atol, rtol) = tol(if per_slot { Act::F32 } else { v.act });
+                assert_close(&format!("moe_matvec {ty} per_slot={per_slot} {v}"), &got, &want, atol * (k as f32).sqrt(), rtol);
+            }
+        }
+        // The weighted sum of the slots' outputs, added into the residual stream.
+        let y = random(60, t * n_used * n, 2.0);
+        let base = random(61, t * n, 1.0);
+        let (yb, xb) = (upload_f32(gpu, &y), upload_f32(gpu, &base));
+        let mut b = builder(gpu, step(t as u32));
+        pollster::block_on(Kernels::new(gpu, v).moe_combine(&mut b, &yb, &rb, &xb, n as u32, n_used as u32)).unwrap();
+        let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+        run(gpu, &plan, t as u32);
+        let want: Vec<f32> = (0..t * n)
+            .map(|i| {
+                let (ti, c) = (i / n, i % n);
+                base[i] + (0..n_used).map(|j| picks[ti * n_used + j].1 * y[(ti * n_used + j) * n + c]).sum::<f32>()
+            })
+            .collect();
+        assert_close(&format!("moe_combine {v}"), &read_f32(gpu, &xb, t * n), &want, 1e-5, 1e-5);
+    });
 }

@@ -34,10 +34,7 @@ fn check_tokenizer(m: &Model) {
         (json["capital"]["text"].as_str().unwrap().to_string(), reference::ids(&json, "/capital/ids")),
         (json["chat"]["rendered"].as_str().unwrap().to_string(), reference::ids(&json, "/chat/ids")),
     ];
-    for c in json["tokenizer_cases"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let ids = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        cases.push((c["text"].as_str().unwrap().to_string(), ids));
-    }
+    cases.extend(reference::tokenizer_cases(&json));
     let mut failures = Vec::new();
     for (text, expected) in &cases {
         let got = tok.encode_prompt(text).expect("encode");

@@ -15,7 +15,7 @@
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
 use crate::kernels::{
-    AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, Norm, NormParams, Out, RopeParams, Tuning,
+    AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning,
 };
 use crate::kv::KvPool;
 use crate::model::{FeedForward, ModelConfig, ModelWeights, RopeStyle};
@@ -65,13 +65,13 @@ impl Ctx<'_> {
         let norm = NormParams { n: d, eps: cfg.rms_eps, listed: 0, _pad: 0 };
         // A block's output goes straight into the residual stream, or through its
         // post-norm first.
-        let out_to = match (&a.branch, o.post_norms) {
-            (Some(branch), true) => (branch, Out::F32),
-            _ => (&a.x, Out::AddF32),
+        let out_to = match &a.branch {
+            Some(branch) => (branch, Out::F32),
+            None => (&a.x, Out::AddF32),
         };
         for (i, l) in self.w.layers.iter().enumerate() {
             let kv = KvBindings { k: &self.pool.k[i], v: &self.pool.v[i], meta: self.meta, kv: self.pool.kv, block: self.pool.block };
-            self.k.rmsnorm(&mut b, &norm, &a.x, &l.attn_norm, &a.xn, self.meta, Norm::Store).await?;
+            self.k.rmsnorm(&mut b, &norm, &a.x, &l.attn_norm, &a.xn, self.meta, Out::Act).await?;
             for (m, offset) in &l.qkv.parts {
                 let args = MatArgs { x: &a.xn, x_stride: d, y: &a.qkv, y_stride: qkv_w, y_offset: *offset, out: Out::Act, rows: tokens };
                 self.product(&mut b, m, &args, batched).await?;
@@ -121,10 +121,10 @@ impl Ctx<'_> {
             let args = MatArgs { x: &a.attn, x_stride: cfg.q_dim(), y: out_to.0, y_stride: d, y_offset: 0, out: out_to.1, rows: tokens };
             self.product(&mut b, &l.attn_out, &args, batched).await?;
             if let Some((attn_post, _)) = &l.post_norms {
-                self.k.rmsnorm(&mut b, &norm, out_to.0, attn_post, &a.x, self.meta, Norm::AddF32).await?;
+                self.k.rmsnorm(&mut b, &norm, out_to.0, attn_post, &a.x, self.meta, Out::AddF32).await?;
             }
 
-            self.k.rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Norm::Store).await?;
+            self.k.rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act).await?;
             match &l.ffn {
                 FeedForward::Dense { gate_up, down } => {
                     for (m, offset) in &gate_up.parts {
@@ -138,7 +138,7 @@ impl Ctx<'_> {
                 FeedForward::Experts { router, gate, up, down } => self.experts(&mut b, batched, (router, gate, up, down)).await?,
             }
             if let Some((_, ffn_post)) = &l.post_norms {
-                self.k.rmsnorm(&mut b, &norm, out_to.0, ffn_post, &a.x, self.meta, Norm::AddF32).await?;
+                self.k.rmsnorm(&mut b, &norm, out_to.0, ffn_post, &a.x, self.meta, Out::AddF32).await?;
             }
         }
         b.finish(gpu, if batched { "layers (batched)" } else { "layers (single token)" }).await
@@ -183,7 +183,7 @@ impl Ctx<'_> {
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
         let norm = NormParams { n: cfg.n_embd, eps: cfg.rms_eps, listed: 1, _pad: 0 };
-        self.k.rmsnorm(&mut b, &norm, &a.x, &self.w.output_norm, &a.xn, self.meta, Norm::Store).await?;
+        self.k.rmsnorm(&mut b, &norm, &a.x, &self.w.output_norm, &a.xn, self.meta, Out::Act).await?;
         let args = MatArgs {
             x: &a.xn,
             x_stride: cfg.n_embd,

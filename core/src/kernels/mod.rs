@@ -38,15 +38,6 @@ impl Out {
     }
 }
 
-/// What an RMSNorm does with its result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Norm {
-    /// Store as activations.
-    Store,
-    /// Add into an f32 buffer.
-    AddF32,
-}
-
 /// Where a matrix product reads and writes.
 pub struct MatArgs<'a> {
     pub x: &'a wgpu::Buffer,
@@ -218,9 +209,9 @@ impl<'g> Kernels<'g> {
     }
 
     /// RMSNorm of f32 rows: each token's, or with `p.listed` the tokens whose logits the
-    /// step wants (listed in `meta`) into consecutive rows. `Norm::Store` writes
-    /// activations (pre-norms); `Norm::AddF32` adds into f32 rows (a post-norm block's
-    /// output joining the residual stream).
+    /// step wants (listed in `meta`) into consecutive rows. `Out::Act` writes
+    /// activations (pre-norms); `Out::AddF32` adds into f32 rows (a post-norm block's
+    /// output joining the residual stream); the kernel has no `Out::F32`.
     #[allow(clippy::too_many_arguments)]
     pub async fn rmsnorm(
         &self,
@@ -230,16 +221,12 @@ impl<'g> Kernels<'g> {
         weight: &wgpu::Buffer,
         y: &wgpu::Buffer,
         meta: &wgpu::Buffer,
-        out: Norm,
+        out: Out,
     ) -> Result<(), GpuError> {
-        let out = match out {
-            Norm::Store => "act",
-            Norm::AddF32 => "f32_add",
-        };
         let defines = [
             ("ACT", self.act()),
             ("REDUCE", self.reduce()),
-            ("OUT", out.to_string()),
+            ("OUT", out.wgsl().to_string()),
             ("WG", self.tuning.norm_wg.to_string()),
         ];
         let pipe = self
