@@ -78,7 +78,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var m = NEG;
     var l = 0.0;
     var acc: array<f32, DPL>;
-    for (var kt = w.k_begin; kt < w.k_end; kt += BK) {
+    // Keys before the window of the tile's first query (its smallest position) are
+    // masked for every row: skip them. Work items are cut for all layers at once, so a
+    // layer with its own window (Gemma's local layers) would otherwise walk every key.
+    var k_lo = w.k_begin;
+    let first_pos = token_pos(w.q_first);
+    if (p.window > 0u && first_pos + 1u > p.window) {
+        k_lo = max(k_lo, first_pos + 1u - p.window);
+    }
+    for (var kt = k_lo; kt < w.k_end; kt += BK) {
         let n_k = min(BK, w.k_end - kt);
         if (lid < BK) {
             slot_s[lid] = select(0u, kv_slot(table, kt + lid), lid < n_k);
