@@ -8,7 +8,8 @@
 #   scripts/setup.sh --test     also what scripts/test.sh needs: lavapipe from
 #                               Mesa >= 25 (the adapter CI tests on) and the
 #                               wasm32-unknown-unknown Rust target
-#   scripts/setup.sh --browser  also a browser for the WebGPU demo (hook, see below)
+#   scripts/setup.sh --browser  also what the web demo and its test need: Chromium,
+#                               Node.js and npm, wasm-bindgen-cli, playwright-core
 #
 # Run it as your normal user: it uses sudo for apt when it is not root, and only
 # when something must be installed. System packages are handled on Debian/Ubuntu
@@ -256,13 +257,52 @@ setup_rust() {
 }
 
 # ------------------------------------------------------------------ browser
-# Hook for the browser/WebGPU issue: it will add what the web demo and the
-# browser tests need (e.g. chromium-driver, wasm-bindgen-cli) here.
+# The web demo and its test: Chromium (WebGPU, driven headless by the test),
+# Node.js >= 18 with npm (the dev server and playwright-core), wasm-bindgen-cli at
+# the version Cargo.lock pins (its output must match the wasm-bindgen crate), and
+# web/'s npm packages from web/package-lock.json.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+node_ok() {     # node on PATH and >= 18
+    have node || return 1
+    local major; major=$(node --version | sed -E 's/^v([0-9]+).*/\1/')
+    [ "$major" -ge 18 ] 2>/dev/null
+}
+
+locked_wasm_bindgen() {
+    awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock"
+}
+
 setup_browser() {
     if [ "$HAVE_APT" -eq 1 ]; then
-        ensure_pkgs chromium
+        local pkgs=(chromium)
+        node_ok || pkgs+=(nodejs)
+        have npm || pkgs+=(npm)
+        ensure_pkgs "${pkgs[@]}"
     else
-        warn "--browser: install Chromium yourself"
+        have chromium || warn "--browser: install Chromium yourself"
+        node_ok && have npm || warn "--browser: install Node.js >= 18 and npm yourself"
+    fi
+    node_ok || die "Node.js >= 18 is needed for the web demo (found: $(node --version 2>/dev/null || echo none))"
+
+    local want have_version
+    want=$(locked_wasm_bindgen)
+    [ -n "$want" ] || die "cannot read wasm-bindgen's version from Cargo.lock"
+    have_version=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')
+    if [ "$have_version" != "$want" ]; then
+        log "cargo install wasm-bindgen-cli --version $want (found: ${have_version:-none}; a few minutes)"
+        cargo install wasm-bindgen-cli --version "$want"
+        INSTALLED+=("wasm-bindgen-cli@$want")
+    fi
+
+    local lock_version installed_version
+    lock_version=$(node -e 'console.log(require(process.argv[1]).packages["node_modules/playwright-core"].version)' "$ROOT/web/package-lock.json")
+    installed_version=$(node -e 'try { console.log(require(process.argv[1]).version) } catch { console.log("") }' \
+        "$ROOT/web/node_modules/playwright-core/package.json")
+    if [ "$installed_version" != "$lock_version" ]; then
+        log "npm ci in web/ (playwright-core $lock_version)"
+        (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error)
+        INSTALLED+=("npm:playwright-core@$lock_version")
     fi
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   setup (--test) -> build -> fetch test models -> cargo test -> wasm32 build [-> clippy]
+#   setup (--test --browser) -> build -> fetch test models -> cargo test
+#   -> browser (wasm32 build + the demo page in headless Chromium) [-> clippy]
 #
 #   scripts/test.sh [--clippy] [--no-setup] [-- CARGO_TEST_ARGS...]
 #
@@ -45,7 +46,7 @@ step() {    # step NAME COMMAND... : runs it, prints elapsed time, stops at the 
 }
 
 if [ "$RUN_SETUP" -eq 1 ]; then
-    step setup "$ROOT/scripts/setup.sh" --test
+    step setup "$ROOT/scripts/setup.sh" --test --browser
 fi
 # shellcheck disable=SC1091
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
@@ -56,7 +57,7 @@ read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2 qwen2.5-coder-0.5b-instruct-q4
 step build cargo build --release --workspace
 step fetch "$WISP" fetch "${MODELS[@]}"
 step test cargo test --release --workspace "${TEST_ARGS[@]}"
-step wasm cargo build --release -p wisp-web --target wasm32-unknown-unknown
+step browser "$ROOT/scripts/web.sh" --test --no-setup
 if [ "$RUN_CLIPPY" -eq 1 ]; then
     if cargo clippy --version >/dev/null 2>&1; then
         step clippy cargo clippy --release --workspace -- -D warnings

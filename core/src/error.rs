@@ -18,6 +18,9 @@ pub enum Error {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Hf(#[from] crate::hf::HfError),
+    /// A tensor's bytes could not be read (a failed fetch in the browser).
+    #[error("reading the model's bytes failed: {0}")]
+    Source(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,7 +14,7 @@ use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
 use wisp_core::hf::LoadOptions;
-use wisp_core::model::{FileBytes, ModelConfig, TensorSource};
+use wisp_core::model::{FileBytes, ModelConfig, TensorBytes};
 use wisp_core::quant::GgmlType;
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::tokenizer::Tokenizer;
@@ -226,7 +226,7 @@ impl Model {
     }
 
     /// Where the engine reads the tensors' bytes.
-    pub fn tensor_source(&self) -> Box<dyn TensorSource + '_> {
+    pub fn tensor_source(&self) -> Box<dyn TensorBytes + '_> {
         match &self.data {
             ModelData::Gguf(mmap) => Box::new(FileBytes { file: &self.file, bytes: mmap }),
             ModelData::Hf(folder) => Box::new(folder.tensors()),
@@ -287,7 +287,7 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: 
         ..defaults
     };
     let source = model.tensor_source();
-    let engine = pollster::block_on(Engine::load(gpu, &model.file, source.as_ref(), &options))
+    let engine = pollster::block_on(Engine::load(gpu, &model.file, &source, &options))
         .with_context(|| format!("loading {} onto the device", model.path.display()))?;
     let kv = engine.kv_stats();
     eprintln!(

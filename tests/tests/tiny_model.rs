@@ -3,12 +3,15 @@
 //! one-shot prefill; tensors split across buffers; and bad models and requests, each
 //! with an error that names the problem.
 
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::ops::Range;
 use std::sync::Arc;
 
 use wisp_core::engine::{Engine, EngineError, EngineOptions};
-use wisp_core::gguf::{GgufFile, Value};
+use wisp_core::gguf::{GgufFile, TensorInfo, Value};
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
-use wisp_core::model::{FeedForward, FileBytes};
+use wisp_core::model::{FeedForward, FileBytes, TensorFuture, TensorSource};
 use wisp_core::quant::GgmlType;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{covering_variants, gpu, gpu_with_binding_limit, variants};
@@ -172,6 +175,59 @@ fn tensors_split_across_buffers_give_the_same_logits() {
         let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_logits_close(&format!("split, position {p}, {v}"), e.variant.act, g, w);
+        }
+    }
+}
+
+/// A source that fetches, as the browser's does: owned bytes, a few at a time.
+struct Fetching<'a> {
+    file: &'a GgufFile,
+    bytes: &'a [u8],
+    piece: u64,
+    largest: Cell<u64>,
+    fetches: Cell<u32>,
+}
+
+impl TensorSource for Fetching<'_> {
+    fn max_piece(&self) -> u64 {
+        self.piece
+    }
+
+    fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
+        self.fetch_range(info, 0..info.n_bytes())
+    }
+
+    fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: Range<u64>) -> TensorFuture<'a> {
+        Box::pin(async move {
+            let whole = self.file.tensor_range(info)?;
+            let bytes = self.bytes[(whole.start + range.start) as usize..(whole.start + range.end) as usize].to_vec();
+            self.largest.set(self.largest.get().max(bytes.len() as u64));
+            self.fetches.set(self.fetches.get() + 1);
+            Ok(Cow::Owned(bytes))
+        })
+    }
+}
+
+#[test]
+fn a_fetching_source_uploads_pieces_into_split_buffers_and_gives_the_same_logits() {
+    // Pieces of at most 1000 bytes (whole rows: 102-byte embedding rows go 9 at a time),
+    // written into 48 KiB buffers, so pieces land on both sides of buffer boundaries; with
+    // experts, each expert's rows come from its slice of the 3-D tensor.
+    let gpu = gpu_with_binding_limit(48 * 1024);
+    for spec in [TinySpec { vocab: 1501, n_ff: 480, ..TinySpec::default() }, TinySpec { experts: Some((4, 2)), ..TinySpec::default() }] {
+        let bytes = tiny_model(&spec);
+        let file = GgufFile::parse(&bytes).unwrap();
+        let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
+        let source = Fetching { file: &file, bytes: &bytes, piece: 1000, largest: Cell::new(0), fetches: Cell::new(0) };
+        let options = EngineOptions { n_ctx: 32, max_batch: 4, max_rows: 4, max_entries: 4, ..Default::default() };
+        let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &source, &options)).expect("load from a fetching source");
+        // Vectors (norms) are fetched whole; every matrix row is under 1000 bytes.
+        let largest_vector = file.tensors.iter().filter(|t| t.dims.len() == 1).map(|t| t.n_bytes()).max().unwrap();
+        assert!(source.largest.get() <= 1000.max(largest_vector), "a fetch of {} bytes", source.largest.get());
+        assert!(source.fetches.get() as usize > 2 * file.tensors.len(), "{} fetches for {} tensors", source.fetches.get(), file.tensors.len());
+        let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+        for (p, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_logits_close(&format!("fetched in pieces ({:?} experts), position {p}", spec.experts), e.variant.act, g, w);
         }
     }
 }

@@ -1,29 +1,23 @@
-//! wisp-web: wasm-bindgen bindings over wisp-core. For now a small surface that keeps
-//! the engine compiling for `wasm32-unknown-unknown` (the browser demo comes with the
-//! browser issue): reading a GGUF header and opening the WebGPU device.
+//! wisp-web: Wisp in the browser. The same engine as natively (`wisp-core` and
+//! `wisp-shaders`, unchanged) behind a small wasm-bindgen API that the demo's Web Worker
+//! (`web/www/worker.js`) drives:
+//!
+//! - [`WispEngine::create`] opens the WebGPU device and describes the adapter;
+//! - [`WispEngine::load`] reads a GGUF model through a [`ByteSource`] (an object with
+//!   `size` and `read(offset, length)`), the header first and then one tensor at a time
+//!   straight into its GPU buffer, so the file never sits whole in the wasm heap;
+//! - [`WispEngine::chat`] / [`WispEngine::complete`] stream text to a callback;
+//!   [`WispEngine::stop`] ends a generation between two tokens;
+//! - [`WispEngine::logits`] returns every position's logits of a prompt (the browser test
+//!   compares them with llama.cpp's).
+//!
+//! What differs from native lives in JavaScript, behind that source object: where bytes
+//! come from (HTTP range requests, the Cache API, `Blob.slice`), and the worker that keeps
+//! the page responsive. Time is `web_time` (`performance.now()` here, `Instant` natively).
 
-use wasm_bindgen::prelude::*;
-use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{DeviceOptions, Gpu};
+mod engine;
+mod request;
+mod source;
 
-/// A one-line summary of a GGUF header: architecture, tensor count and metadata keys.
-/// `bytes` may be just the first part of the file; a short prefix gives an error saying
-/// how many bytes the header needs.
-#[wasm_bindgen(js_name = ggufSummary)]
-pub fn gguf_summary(bytes: &[u8]) -> Result<String, JsError> {
-    let file = GgufFile::parse_header(bytes, None)?;
-    Ok(format!(
-        "{} (GGUF v{}): {} tensors, {} metadata keys",
-        file.architecture().unwrap_or("unknown architecture"),
-        file.version,
-        file.tensors.len(),
-        file.metadata.len()
-    ))
-}
-
-/// Opens the WebGPU device and describes the adapter and the kernel variant it gets.
-#[wasm_bindgen(js_name = openDevice)]
-pub async fn open_device() -> Result<String, JsError> {
-    let gpu = Gpu::new(&DeviceOptions::default()).await?;
-    Ok(format!("{} — {}; shader-f16: {}, max binding: {} bytes", gpu.adapter_name(), gpu.choice_reason, gpu.caps.shader_f16, gpu.caps.max_storage_binding))
-}
+pub use engine::{WispEngine, wasm_heap_bytes};
+pub use source::ByteSource;

@@ -72,6 +72,9 @@ pub struct EngineOptions {
     /// The most entries (sequences) in one step.
     pub max_entries: u32,
     pub variant: VariantOverrides,
+    /// Tuning overrides (`name=value,…`, as `WISP_TUNE` natively), for tuning experiments
+    /// where there is no environment (the browser). An invalid one is an error here.
+    pub tuning: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -85,6 +88,7 @@ impl Default for EngineOptions {
             max_rows: 32,
             max_entries: 64,
             variant: VariantOverrides::default(),
+            tuning: None,
         }
     }
 }
@@ -166,7 +170,10 @@ impl Engine {
         let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.max_rows).await?;
         let step = gpu.uniform("step", std::mem::size_of::<StepParams>() as u64).await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
-        let tuning = Tuning::for_adapter(variant, &gpu.caps);
+        let tuning = match &options.tuning {
+            Some(spec) => Tuning::new(variant, &gpu.caps).with_overrides(spec)?,
+            None => Tuning::for_adapter(variant, &gpu.caps),
+        };
         // Split-K partial results take (max, sum, output) per split, head and decoded
         // entry; fewer splits where that would not fit one binding.
         let partial_bytes = 4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{GpuError, PipelineCache};
+use super::{GpuError, LostSignal, PipelineCache};
 
 /// How to pick the adapter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct Gpu {
     /// Errors wgpu reported outside any error scope, kept so they surface as errors
     /// instead of panics.
     uncaptured: Arc<Mutex<Vec<String>>>,
-    lost: Arc<Mutex<Option<String>>>,
+    lost: LostSignal,
     /// Bytes of every buffer created so far (buffers are never freed while the engine
     /// lives, so this is what it holds).
     pub(crate) allocated: std::sync::atomic::AtomicU64,
@@ -270,12 +270,14 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
-        let lost = Arc::new(Mutex::new(None));
+        let lost = LostSignal::default();
         let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
-            if let Ok(mut l) = lost_sink.lock() {
-                *l = Some(format!("{reason:?}: {message}"));
-            }
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "the device was destroyed",
+                _ => "the driver or browser gave no reason",
+            };
+            lost_sink.set(format!("{why} ({message})"));
         });
         let caps = capabilities(&adapter, options.max_binding_override);
         Ok(Gpu {
@@ -300,6 +302,11 @@ impl Gpu {
         wgpu::util::pipeline_cache_key(&self.info)
     }
 
+    /// The device's loss, to be told of it (see [`LostSignal::wait`]).
+    pub fn lost_signal(&self) -> LostSignal {
+        self.lost.clone()
+    }
+
     /// Bytes of GPU buffers created through this device so far.
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated.load(std::sync::atomic::Ordering::Relaxed)
@@ -313,7 +320,7 @@ impl Gpu {
     /// Fails if the device was lost or wgpu reported an error outside an error scope
     /// since the last check.
     pub fn check_errors(&self) -> Result<(), GpuError> {
-        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+        if let Some(reason) = self.lost.reason() {
             return Err(GpuError::DeviceLost(reason));
         }
         let errors: Vec<String> = match self.uncaptured.lock() {

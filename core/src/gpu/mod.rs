@@ -3,6 +3,7 @@
 
 mod buffers;
 mod device;
+mod lost;
 mod matrix;
 mod pipelines;
 mod plan;
@@ -12,6 +13,7 @@ mod variants;
 
 pub use buffers::*;
 pub use device::*;
+pub use lost::LostSignal;
 pub use matrix::*;
 pub use pipelines::*;
 pub use plan::*;

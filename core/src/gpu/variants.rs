@@ -135,34 +135,37 @@ impl VariantOverrides {
         fn var(name: &str) -> Option<String> {
             std::env::var(name).ok().filter(|v| !v.is_empty())
         }
-        let bad = |name: &str, value: String, expected: &'static str| GpuError::InvalidVariant {
+        Self::parse(var("WISP_ACT").as_deref(), var("WISP_REDUCE").as_deref(), var("WISP_TIER").as_deref()).map_err(|e| match e {
+            GpuError::InvalidVariant { name, value, expected } => GpuError::InvalidVariant { name: format!("WISP_{}", name.to_uppercase()), value, expected },
+            other => other,
+        })
+    }
+
+    /// The overrides from their names (`f32|f16`, `subgroup|workgroup`, `cpu|gpu`), as
+    /// the environment or a web page gives them; `None` chooses automatically.
+    pub fn parse(act: Option<&str>, reduce: Option<&str>, tier: Option<&str>) -> Result<Self, GpuError> {
+        let bad = |name: &str, value: &str, expected: &'static str| GpuError::InvalidVariant {
             name: name.to_string(),
-            value,
+            value: value.to_string(),
             expected,
         };
-        let act = match var("WISP_ACT") {
+        let act = match act {
             None => None,
-            Some(v) => Some(match v.as_str() {
-                "f32" => Act::F32,
-                "f16" => Act::F16,
-                _ => return Err(bad("WISP_ACT", v, "f32 or f16")),
-            }),
+            Some("f32") => Some(Act::F32),
+            Some("f16") => Some(Act::F16),
+            Some(v) => return Err(bad("act", v, "f32 or f16")),
         };
-        let reduce = match var("WISP_REDUCE") {
+        let reduce = match reduce {
             None => None,
-            Some(v) => Some(match v.as_str() {
-                "subgroup" => Reduce::Subgroup,
-                "workgroup" => Reduce::Workgroup,
-                _ => return Err(bad("WISP_REDUCE", v, "subgroup or workgroup")),
-            }),
+            Some("subgroup") => Some(Reduce::Subgroup),
+            Some("workgroup") => Some(Reduce::Workgroup),
+            Some(v) => return Err(bad("reduce", v, "subgroup or workgroup")),
         };
-        let tier = match var("WISP_TIER") {
+        let tier = match tier {
             None => None,
-            Some(v) => Some(match v.as_str() {
-                "cpu" => Tier::CpuLike,
-                "gpu" => Tier::Gpu,
-                _ => return Err(bad("WISP_TIER", v, "cpu or gpu")),
-            }),
+            Some("cpu") => Some(Tier::CpuLike),
+            Some("gpu") => Some(Tier::Gpu),
+            Some(v) => return Err(bad("tier", v, "cpu or gpu")),
         };
         Ok(VariantOverrides { act, reduce, tier })
     }

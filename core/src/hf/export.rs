@@ -12,7 +12,7 @@ use super::shards::SINGLE_FILE;
 use super::transform::{Conversion, safetensors_dtype};
 use super::{HfConfig, HfError};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::model::TensorSource;
+use crate::model::TensorBytes;
 use crate::quant::GgmlType;
 
 /// One tensor of the folder being written.
@@ -34,7 +34,7 @@ impl ExportTensor {
     }
 
     /// The converted bytes, read from `src`.
-    pub fn data<'a>(&self, src: &'a dyn TensorSource) -> Result<Cow<'a, [u8]>, crate::Error> {
+    pub fn data<'a>(&self, src: &'a dyn TensorBytes) -> Result<Cow<'a, [u8]>, crate::Error> {
         let bytes = src.bytes(&self.source)?;
         Ok(self.conversion.apply(&self.hf_name, bytes)?)
     }

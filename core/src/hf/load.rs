@@ -11,7 +11,7 @@ use super::shards::{StoredTensor, parse_index, read_shards};
 use super::transform::{Conversion, ggml_type, matrix_type};
 use super::{HfConfig, HfError};
 use crate::gguf::{DEFAULT_ALIGNMENT, GgufFile, Metadata, TensorInfo, WRITER_VERSION};
-use crate::model::TensorSource;
+use crate::model::TensorBytes;
 use crate::quant::GgmlType;
 
 /// How the weights are typed on the way in.
@@ -120,7 +120,7 @@ impl<'a> HfTensors<'a> {
     }
 }
 
-impl TensorSource for HfTensors<'_> {
+impl TensorBytes for HfTensors<'_> {
     fn bytes(&self, info: &TensorInfo) -> Result<&[u8], crate::Error> {
         let cell = self.converted.get(&info.name).ok_or_else(|| HfError::MissingTensor(info.name.clone()))?;
         if let Some(done) = cell.get() {

@@ -3,7 +3,7 @@
 //! loads from a GGUF file, and back.
 //!
 //! The engine takes a parsed [`GgufFile`](crate::gguf::GgufFile) (metadata and tensor infos)
-//! and a [`TensorSource`](crate::model::TensorSource). [`HfModel::parse`] builds both from a
+//! and a [`TensorBytes`](crate::model::TensorBytes). [`HfModel::parse`] builds both from a
 //! folder's bytes: `config.json` becomes the GGUF metadata keys, each HF tensor name its GGUF
 //! name, and the tensor bytes are read from the safetensors files (converted, re-ordered
 //! or quantized on the way where needed). [`export`] goes the other way, from a GGUF model

@@ -1,8 +1,13 @@
 //! The tensors of a model, checked against the configuration and uploaded to the GPU:
 //! matrices as their GGUF blocks, vectors (norms, biases) as f32.
 
+use std::borrow::Cow;
+use std::ops::Range;
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
-use crate::gpu::{Gpu, QMatrix, gpu_weight_type};
+use crate::gpu::{Gpu, MatrixWriter, QMatrix, gpu_weight_type};
 use crate::quant::{GgmlType, dequantize};
 use crate::Error;
 
@@ -145,10 +150,90 @@ fn for_each_tensor(
     Ok(())
 }
 
-/// Where the loader gets each tensor's bytes (a memory map natively; fetched pieces in
-/// the browser).
-pub trait TensorSource {
+/// Tensor bytes that are at hand (a memory map, a file read into memory): read
+/// synchronously. Every such source is also a [`TensorSource`].
+pub trait TensorBytes {
     fn bytes(&self, info: &TensorInfo) -> Result<&[u8], Error>;
+}
+
+impl<T: TensorBytes + ?Sized> TensorBytes for Box<T> {
+    fn bytes(&self, info: &TensorInfo) -> Result<&[u8], Error> {
+        (**self).bytes(info)
+    }
+}
+
+/// A tensor's bytes on their way: borrowed from memory natively, fetched (owned) in the
+/// browser. Not `Send`: browser futures never are.
+pub type TensorFuture<'a> = Pin<Box<dyn Future<Output = Result<Cow<'a, [u8]>, Error>> + 'a>>;
+
+/// Where the loader gets each tensor's bytes. Async because in the browser each tensor
+/// is fetched (a range request or a `Blob.slice`) just before it goes to its GPU buffer,
+/// so the whole file never sits in memory; the loader asks for one tensor at a time
+/// (the parts of a fused matrix together) and drops its bytes once they are uploaded.
+pub trait TensorSource {
+    /// The whole tensor.
+    fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a>;
+
+    /// The most bytes the loader should ask for at once: matrices larger than this are
+    /// uploaded piece by piece (whole rows, at least one) through
+    /// [`fetch_range`](Self::fetch_range), so a fetching source holds one piece at a time.
+    /// Sources whose bytes are in memory have no limit.
+    fn max_piece(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Bytes `range` of the tensor (offsets from its first byte). The default fetches the
+    /// whole tensor and keeps the range (borrowed bytes are not copied).
+    fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: Range<u64>) -> TensorFuture<'a> {
+        Box::pin(async move {
+            let all = self.fetch(info).await?;
+            let slice = |len: usize| {
+                let bad = || Error::Source(format!("bytes {range:?} of tensor {} (it has {len})", info.name));
+                let end = usize::try_from(range.end).map_err(|_| bad())?;
+                if range.start > range.end || end > len {
+                    return Err(bad());
+                }
+                Ok(range.start as usize..end)
+            };
+            Ok(match all {
+                Cow::Borrowed(b) => Cow::Borrowed(&b[slice(b.len())?]),
+                Cow::Owned(v) => Cow::Owned(v[slice(v.len())?].to_vec()),
+            })
+        })
+    }
+}
+
+impl<T: TensorBytes> TensorSource for T {
+    fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
+        Box::pin(std::future::ready(self.bytes(info).map(Cow::Borrowed)))
+    }
+}
+
+/// Appends bytes `bytes` of tensor `t` to `writer`, a piece of at most the source's
+/// [`max_piece`](TensorSource::max_piece) (whole rows, at least one) at a time.
+async fn stream_rows(gpu: &Gpu, src: &dyn TensorSource, t: &TensorInfo, bytes: Range<u64>, writer: &mut MatrixWriter<'_>) -> Result<(), Error> {
+    let row_bytes = t.row_bytes().max(1);
+    let piece = (src.max_piece() / row_bytes).max(1).saturating_mul(row_bytes);
+    let mut at = bytes.start;
+    while at < bytes.end {
+        let end = at.saturating_add(piece).min(bytes.end);
+        writer.push(gpu, &src.fetch_range(t, at..end).await?)?;
+        at = end;
+    }
+    Ok(())
+}
+
+/// A matrix of the rows of `parts` (tensors of one type, back to back), streamed in.
+async fn streamed(gpu: &Gpu, src: &dyn TensorSource, name: &str, parts: &[&TensorInfo]) -> Result<QMatrix, Error> {
+    let (ty, k) = (parts[0].ty, parts[0].row_elems() as u32);
+    let rows = parts.iter().map(|t| t.n_rows()).sum();
+    let m = QMatrix::allocate(gpu, name, ty, k, rows).await?;
+    let mut writer = m.writer();
+    for t in parts {
+        stream_rows(gpu, src, t, 0..t.n_bytes(), &mut writer).await?;
+    }
+    writer.finish(gpu)?;
+    Ok(m)
 }
 
 /// A whole GGUF file in memory (or memory-mapped).
@@ -157,7 +242,7 @@ pub struct FileBytes<'a> {
     pub bytes: &'a [u8],
 }
 
-impl TensorSource for FileBytes<'_> {
+impl TensorBytes for FileBytes<'_> {
     fn bytes(&self, info: &TensorInfo) -> Result<&[u8], Error> {
         Ok(self.file.tensor_data(self.bytes, info)?)
     }
@@ -172,7 +257,7 @@ async fn vectors(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, label: &str
     let mut values = Vec::new();
     for name in names {
         let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        values.extend(dequantize(t.ty, src.bytes(t)?, t.n_elements() as usize).map_err(|e| {
+        values.extend(dequantize(t.ty, &src.fetch(t).await?, t.n_elements() as usize).map_err(|e| {
             ModelError::InvalidConfig(format!("tensor {name}: {e}"))
         })?);
     }
@@ -181,17 +266,21 @@ async fn vectors(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, label: &str
 
 async fn matrix(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<QMatrix, Error> {
     let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    Ok(QMatrix::upload(gpu, name, t.ty, t.row_elems() as u32, &[src.bytes(t)?]).await?)
+    streamed(gpu, src, name, &[t]).await
 }
 
 /// The matrices of a 3-D expert tensor [k, rows, experts], one per expert.
 async fn per_expert(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, n_expert: u32) -> Result<Vec<QMatrix>, Error> {
     let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    let bytes = src.bytes(t)?;
-    let per = bytes.len() / n_expert as usize;
+    let per = t.n_bytes() / n_expert as u64;
+    let rows = t.n_rows() / n_expert as u64;
     let mut out = Vec::with_capacity(n_expert as usize);
-    for (e, part) in bytes.chunks_exact(per).enumerate() {
-        out.push(QMatrix::upload(gpu, &format!("{name}[{e}]"), t.ty, t.row_elems() as u32, &[part]).await?);
+    for e in 0..n_expert as u64 {
+        let m = QMatrix::allocate(gpu, &format!("{name}[{e}]"), t.ty, t.row_elems() as u32, rows).await?;
+        let mut writer = m.writer();
+        stream_rows(gpu, src, t, e * per..(e + 1) * per, &mut writer).await?;
+        writer.finish(gpu)?;
+        out.push(m);
     }
     Ok(out)
 }
@@ -217,16 +306,13 @@ async fn fused(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, p
         .iter()
         .map(|p| file.tensor(p).ok_or_else(|| ModelError::MissingTensor(p.clone())))
         .collect::<Result<_, _>>()?;
-    let k = infos[0].row_elems() as u32;
     if infos.iter().all(|t| t.ty == infos[0].ty) {
-        let bytes: Vec<&[u8]> = infos.iter().map(|t| src.bytes(t)).collect::<Result<_, _>>()?;
-        let m = QMatrix::upload(gpu, name, infos[0].ty, k, &bytes).await?;
-        return Ok(Fused { parts: vec![(m, 0)] });
+        return Ok(Fused { parts: vec![(streamed(gpu, src, name, &infos).await?, 0)] });
     }
     let mut out = Vec::new();
     let mut offset = 0;
     for (p, t) in parts.iter().zip(&infos) {
-        let m = QMatrix::upload(gpu, p, t.ty, k, &[src.bytes(t)?]).await?;
+        let m = streamed(gpu, src, p, &[t]).await?;
         let rows = m.n;
         out.push((m, offset));
         offset += rows;

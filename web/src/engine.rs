@@ -1,0 +1,496 @@
+//! [`WispEngine`]: one WebGPU device and at most one loaded model, with the calls the
+//! demo's worker makes. One request runs at a time; [`WispEngine::stop`] may come at any
+//! moment (between two tokens the worker's event loop runs and delivers it).
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use js_sys::{Float32Array, Function, Uint32Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use web_time::Instant;
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::generate::{ChatSession, Generation, Generator, Run};
+use wisp_core::gpu::{DeviceOptions, Gpu, VariantOverrides};
+use wisp_core::gguf::TensorInfo;
+use wisp_core::model::{ModelConfig, TensorFuture, TensorSource};
+use wisp_core::tokenizer::Tokenizer;
+
+use crate::request::{CreateRequest, GenerateRequest, LoadRequest};
+use crate::source::{ByteSource, JsTensors, read_header, report};
+
+/// The adapter, as [`WispEngine::adapter_info`] describes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdapterInfo {
+    name: String,
+    backend: String,
+    /// The kernel variant the engine takes here (activations/reduction/tier).
+    variant: String,
+    shader_f16: bool,
+    subgroups: bool,
+    cpu_like: bool,
+    max_storage_buffer_binding_size: u64,
+    max_buffer_size: u64,
+    max_compute_invocations_per_workgroup: u32,
+    max_compute_workgroup_storage_size: u32,
+    features: Vec<String>,
+}
+
+/// A loaded model, as [`WispEngine::load`] describes it.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelSummary {
+    name: String,
+    architecture: String,
+    file_bytes: u64,
+    header_bytes: u64,
+    weight_bytes: u64,
+    kv_bytes: u64,
+    context_size: u32,
+    layers: u32,
+    vocab: u32,
+    has_chat_template: bool,
+    load_ms: f64,
+    /// The wasm heap once loaded (it only grows, so this is its peak during the load).
+    wasm_heap_bytes: u64,
+}
+
+/// What a generation did, as [`WispEngine::chat`] and [`WispEngine::complete`] return it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationStats {
+    text: String,
+    stop_reason: &'static str,
+    prompt_tokens: usize,
+    reused_tokens: usize,
+    generated_tokens: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+    prefill_tokens_per_second: f64,
+    decode_tokens_per_second: f64,
+}
+
+struct Loaded {
+    chat: ChatSession,
+    summary: ModelSummary,
+}
+
+/// Where the model is: a request that works on it takes it out (`Busy`) and puts it back.
+enum Slot {
+    Empty,
+    Busy,
+    Ready(Box<Loaded>),
+}
+
+/// The engine of one page (in its worker): a WebGPU device and at most one model.
+#[wasm_bindgen]
+pub struct WispEngine {
+    gpu: Arc<Gpu>,
+    slot: RefCell<Slot>,
+    cancel: AtomicBool,
+    /// `unload` came while a request was running: drop the model when it ends.
+    unload_pending: Cell<bool>,
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("could not describe the result: {e}")))
+}
+
+fn parse<T: for<'de> serde::Deserialize<'de> + Default>(value: JsValue, what: &str) -> Result<T, JsError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+}
+
+fn ms(from: Instant, to: Instant) -> f64 {
+    (to - from).as_secs_f64() * 1000.0
+}
+
+fn per_second(n: usize, millis: f64) -> f64 {
+    if millis > 0.0 { n as f64 * 1000.0 / millis } else { 0.0 }
+}
+
+/// Bytes of the wasm module's linear memory (its heap). Memory only grows, so this is
+/// the peak so far.
+#[wasm_bindgen(js_name = wasmHeapBytes)]
+pub fn wasm_heap_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64)
+        .unwrap_or(0.0)
+}
+
+#[wasm_bindgen]
+impl WispEngine {
+    /// Opens the WebGPU device, with shader-f16 and the adapter's own limits (larger
+    /// storage bindings than WebGPU's defaults) when offered. `options`:
+    /// `{ maxStorageBinding }` (bytes; a smaller limit than the adapter's, for testing).
+    pub async fn create(options: JsValue) -> Result<WispEngine, JsError> {
+        let request: CreateRequest = parse(options, "engine options")?;
+        let gpu = Gpu::new(&DeviceOptions { max_binding_override: request.max_storage_binding, ..DeviceOptions::default() }).await?;
+        // `Engine` shares its device by `Arc` (natively across threads); the browser has one
+        // thread, where wgpu's types are not `Send`.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let gpu = Arc::new(gpu);
+        Ok(WispEngine { gpu, slot: RefCell::new(Slot::Empty), cancel: AtomicBool::new(false), unload_pending: Cell::new(false) })
+    }
+
+    /// `{ name, backend, variant, shaderF16, subgroups, cpuLike, maxStorageBufferBindingSize, … , features }`.
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> Result<JsValue, JsError> {
+        let caps = &self.gpu.caps;
+        let variant = VariantOverrides::default().resolve(caps, &self.gpu.adapter_name())?;
+        let mut features: Vec<String> = self.gpu.device.features().iter_names().map(|(n, _)| n.to_string()).collect();
+        features.sort();
+        to_js(&AdapterInfo {
+            name: self.gpu.info.name.clone(),
+            backend: format!("{:?}", self.gpu.info.backend),
+            variant: variant.to_string(),
+            shader_f16: caps.shader_f16,
+            subgroups: caps.subgroups,
+            cpu_like: caps.cpu_like,
+            max_storage_buffer_binding_size: caps.max_storage_binding,
+            max_buffer_size: caps.max_buffer_size,
+            max_compute_invocations_per_workgroup: caps.max_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: caps.max_workgroup_storage,
+            features,
+        })
+    }
+
+    /// Calls `callback(reason)` once if the device is lost. The engine is unusable then;
+    /// create a new one.
+    #[wasm_bindgen(js_name = onDeviceLost)]
+    pub fn on_device_lost(&self, callback: Function) {
+        let lost = self.gpu.lost_signal().wait();
+        spawn_local(async move {
+            let reason = lost.await;
+            let _ = callback.call1(&JsValue::NULL, &JsValue::from_str(&reason));
+        });
+    }
+
+    /// Destroys the device, as a driver reset or the browser would lose it: for testing
+    /// that the page reports it and recovers.
+    #[wasm_bindgen(js_name = destroyDevice)]
+    pub fn destroy_device(&self) {
+        self.gpu.device.destroy();
+    }
+
+    /// Loads a GGUF model from `source`, replacing the one loaded. `options`:
+    /// `{ contextSize }`. `on_progress(phase, done, total)` is called with phase
+    /// `"header"`, then `"weights"` (bytes), then `"kernels"` (pipelines being built).
+    pub async fn load(&self, source: ByteSource, options: JsValue, on_progress: Function) -> Result<JsValue, JsError> {
+        let request: LoadRequest = parse(options, "load options")?;
+        match &*self.slot.borrow() {
+            Slot::Busy => return Err(JsError::new("the engine is busy: stop the running request before loading a model")),
+            Slot::Empty | Slot::Ready(_) => {}
+        }
+        // The old model's buffers go before the new ones are made.
+        *self.slot.borrow_mut() = Slot::Busy;
+        self.unload_pending.set(false);
+        let result = self.load_model(&source, &request, &on_progress).await;
+        let (slot, out) = match result {
+            Ok(loaded) => {
+                let summary = to_js(&loaded.summary);
+                (Slot::Ready(Box::new(loaded)), summary)
+            }
+            Err(e) => (Slot::Empty, Err(JsError::new(&e.to_string()))),
+        };
+        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { slot };
+        out
+    }
+
+    async fn load_model(&self, source: &ByteSource, request: &LoadRequest, on_progress: &Function) -> Result<Loaded, wisp_core::Error> {
+        let started = Instant::now();
+        let file_bytes = source.byte_len()?;
+        report(on_progress, "header", 0, file_bytes);
+        let (file, header_bytes) = read_header(source).await?;
+        let config = ModelConfig::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file.metadata)?;
+        let total = file.tensors.iter().map(|t| t.n_bytes()).sum();
+        let tensors = JsTensors { source, file: &file, on_progress, total, done: Cell::new(0) };
+        let options = EngineOptions {
+            n_ctx: request.context_size.min(config.n_ctx_train.max(1)),
+            variant: request.variant()?,
+            tuning: request.tune.clone(),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::load(self.gpu.clone(), &file, &KernelsPhase { inner: &tensors, on_progress }, &options).await?;
+        let summary = ModelSummary {
+            name: file.metadata.get("general.name").and_then(|v| v.as_str()).unwrap_or("(unnamed)").to_string(),
+            architecture: file.architecture()?.to_string(),
+            file_bytes,
+            header_bytes,
+            weight_bytes: engine.weights.bytes,
+            kv_bytes: engine.kv_bytes(),
+            context_size: engine.context_size(),
+            layers: config.n_layer,
+            vocab: config.vocab_size,
+            has_chat_template: tokenizer.chat_template().is_some(),
+            load_ms: ms(started, Instant::now()),
+            wasm_heap_bytes: wasm_heap_bytes() as u64,
+        };
+        let chat = ChatSession::new(Generator::new(engine, tokenizer), None);
+        Ok(Loaded { chat, summary })
+    }
+
+    /// Drops the model and its GPU buffers (after the running request, if one is running:
+    /// that one is stopped).
+    pub fn unload(&self) {
+        let mut slot = self.slot.borrow_mut();
+        match *slot {
+            Slot::Busy => {
+                self.unload_pending.set(true);
+                self.cancel.store(true, Ordering::Relaxed);
+            }
+            _ => *slot = Slot::Empty,
+        }
+    }
+
+    /// Stops the running generation before its next token; its text so far is kept.
+    pub fn stop(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// The loaded model's summary, or `undefined`.
+    pub fn model(&self) -> Result<JsValue, JsError> {
+        match &*self.slot.borrow() {
+            Slot::Ready(l) => to_js(&l.summary),
+            _ => Ok(JsValue::UNDEFINED),
+        }
+    }
+
+    fn take(&self) -> Result<Box<Loaded>, JsError> {
+        let mut slot = self.slot.borrow_mut();
+        match std::mem::replace(&mut *slot, Slot::Busy) {
+            Slot::Ready(l) => Ok(l),
+            other => {
+                let busy = matches!(other, Slot::Busy);
+                *slot = other;
+                Err(JsError::new(if busy { "the engine is busy with another request" } else { "no model is loaded" }))
+            }
+        }
+    }
+
+    /// Runs `work` on the loaded model, one request at a time. A failed request (a lost
+    /// device) may leave a KV cache that neither the generator nor the conversation
+    /// mirrors: both start over.
+    async fn on_model<T>(&self, work: impl AsyncFnOnce(&mut Loaded) -> Result<T, wisp_core::Error>) -> Result<T, JsError> {
+        let mut loaded = self.take()?;
+        self.cancel.store(false, Ordering::Relaxed);
+        let result = work(&mut loaded).await;
+        if result.is_err() {
+            loaded.chat.generator_mut().reset();
+            loaded.chat.clear();
+        }
+        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { Slot::Ready(loaded) };
+        Ok(result?)
+    }
+
+    /// Sends `message` as the user's turn of the conversation (rendered with the model's
+    /// chat template; the KV cache keeps the conversation so far) and streams the reply to
+    /// `on_text(piece)`. `options`: `{ maxTokens, stop, sampling: { temperature, … } }`.
+    pub async fn chat(&self, message: String, options: JsValue, on_text: Function) -> Result<JsValue, JsError> {
+        let request: GenerateRequest = parse(options, "generation options")?;
+        let stats = self
+            .on_model(async |m| {
+                let started = Instant::now();
+                let mut turn = m.chat.send(&message, &request.options())?.with_cancel(&self.cancel);
+                let timing = prefilled(turn.run(), started).await?;
+                while turn.next_token(&mut |s| emit_text(&on_text, s)).await?.is_some() {}
+                Ok(stats(turn.finish(), timing))
+            })
+            .await?;
+        to_js(&stats)
+    }
+
+    /// Forgets the conversation (the next `chat` starts a new one).
+    #[wasm_bindgen(js_name = resetChat)]
+    pub async fn reset_chat(&self) -> Result<(), JsError> {
+        self.on_model(async |m| {
+            m.chat.clear();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Continues `prompt` as raw text (no chat template), streaming to `on_text(piece)`.
+    pub async fn complete(&self, prompt: String, options: JsValue, on_text: Function) -> Result<JsValue, JsError> {
+        let request: GenerateRequest = parse(options, "generation options")?;
+        let stats = self
+            .on_model(async |m| {
+                let started = Instant::now();
+                let generator = m.chat.generator_mut();
+                let ids = generator.tokenizer().encode_prompt(&prompt)?;
+                let mut run = generator.start(&ids, &request.options())?.with_cancel(&self.cancel);
+                let timing = prefilled(&run, started).await?;
+                while run.next_token(&mut |s| emit_text(&on_text, s)).await?.is_some() {}
+                Ok(stats(run.finish(), timing))
+            })
+            .await?;
+        to_js(&stats)
+    }
+
+    /// The logits at every position of `prompt` (tokenized as `wisp logits` does, the
+    /// model's BOS rule included): `{ ids: Uint32Array, vocab, logits: Float32Array }`
+    /// with `logits` of `ids.length × vocab` values, position-major.
+    pub async fn logits(&self, prompt: String) -> Result<JsValue, JsError> {
+        let (ids, rows) = self
+            .on_model(async |m| {
+                let generator = m.chat.generator_mut();
+                let ids = generator.tokenizer().encode_prompt(&prompt)?;
+                generator.reset();
+                let rows = generator.engine_mut().prefill_logits(&ids).await;
+                // The cache now holds this prompt, which the generator's mirror does not know.
+                generator.reset();
+                Ok((ids, rows?))
+            })
+            .await?;
+        let vocab = rows.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = rows.concat();
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"ids".into(), &Uint32Array::from(ids.as_slice())).map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&out, &"vocab".into(), &(vocab as f64).into()).map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&out, &"logits".into(), &Float32Array::from(flat.as_slice())).map_err(|_| JsError::new("building the result"))?;
+        Ok(out.into())
+    }
+
+    /// Where the GPU time goes: `prompt` as one step, then one decode step, each with a
+    /// timestamp around every dispatch: `{ prefill, decode }`, each `{ tokens, totalMs,
+    /// kernels: [{ kernel, dispatches, ms }] }` (largest first). `undefined` without
+    /// timestamp queries. One pass per dispatch, so totals run above a normal step's.
+    pub async fn profile(&self, prompt: String) -> Result<JsValue, JsError> {
+        let result = self
+            .on_model(async |m| {
+                let generator = m.chat.generator_mut();
+                let ids = generator.tokenizer().encode_prompt(&prompt)?;
+                generator.reset();
+                let engine = generator.engine_mut();
+                let prefill = engine.profile_step(&ids).await;
+                let decode = match prefill {
+                    Ok(Some(_)) => engine.profile_step(&ids[ids.len() - 1..]).await,
+                    _ => Ok(None),
+                };
+                generator.reset();
+                Ok((ids.len(), prefill?, decode?))
+            })
+            .await;
+        match result? {
+            (n, Some(prefill), Some(decode)) => {
+                #[derive(Serialize)]
+                struct Profile {
+                    prefill: StepProfile,
+                    decode: StepProfile,
+                }
+                to_js(&Profile { prefill: step_profile(n, prefill), decode: step_profile(1, decode) })
+            }
+            _ => Ok(JsValue::UNDEFINED),
+        }
+    }
+}
+
+/// GPU time per kernel over one step, largest first.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KernelTotal {
+    kernel: String,
+    dispatches: u32,
+    ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepProfile {
+    tokens: usize,
+    total_ms: f64,
+    kernels: Vec<KernelTotal>,
+}
+
+fn step_profile(tokens: usize, times: Vec<wisp_core::gpu::KernelTime>) -> StepProfile {
+    let mut totals: Vec<KernelTotal> = Vec::new();
+    for t in times {
+        match totals.iter_mut().find(|k| k.kernel == t.kernel) {
+            Some(k) => {
+                k.dispatches += 1;
+                k.ms += t.nanos / 1e6;
+            }
+            None => totals.push(KernelTotal { kernel: t.kernel, dispatches: 1, ms: t.nanos / 1e6 }),
+        }
+    }
+    totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    StepProfile { tokens, total_ms: totals.iter().map(|k| k.ms).sum(), kernels: totals }
+}
+
+/// Passes a piece of text to the page; a throwing callback does not stop generation.
+fn emit_text(on_text: &Function, piece: &str) {
+    if !piece.is_empty() {
+        let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(piece));
+    }
+}
+
+/// When the prompt was submitted and when its prefill finished.
+struct Timing {
+    started: Instant,
+    prefilled: Instant,
+}
+
+async fn prefilled(run: &Run<'_>, started: Instant) -> Result<Timing, wisp_core::Error> {
+    run.wait_idle().await?;
+    Ok(Timing { started, prefilled: Instant::now() })
+}
+
+fn stats(g: Generation, t: Timing) -> GenerationStats {
+    let finished = Instant::now();
+    let prefill_ms = ms(t.started, t.prefilled);
+    let decode_ms = ms(t.prefilled, finished);
+    let generated = g.n_generated();
+    GenerationStats {
+        stop_reason: g.stop_reason.as_str(),
+        prompt_tokens: g.prompt_ids.len(),
+        reused_tokens: g.n_reused,
+        generated_tokens: generated,
+        prefill_ms,
+        decode_ms,
+        prefill_tokens_per_second: per_second(g.n_prefilled, prefill_ms),
+        decode_tokens_per_second: per_second(generated, decode_ms),
+        text: g.text,
+    }
+}
+
+/// Reports the `"kernels"` phase once the last tensor is in: the engine then builds its
+/// pipelines, which takes a while on a software adapter.
+struct KernelsPhase<'a> {
+    inner: &'a JsTensors<'a>,
+    on_progress: &'a Function,
+}
+
+impl KernelsPhase<'_> {
+    fn after<'a>(&'a self, fetching: TensorFuture<'a>) -> TensorFuture<'a> {
+        Box::pin(async move {
+            let bytes = fetching.await?;
+            if self.inner.done.get() >= self.inner.total {
+                report(self.on_progress, "kernels", 0, 0);
+            }
+            Ok(bytes)
+        })
+    }
+}
+
+impl TensorSource for KernelsPhase<'_> {
+    fn max_piece(&self) -> u64 {
+        self.inner.max_piece()
+    }
+
+    fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
+        self.after(self.inner.fetch(info))
+    }
+
+    fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: std::ops::Range<u64>) -> TensorFuture<'a> {
+        self.after(self.inner.fetch_range(info, range))
+    }
+}

@@ -1,0 +1,89 @@
+//! What the page asks for, parsed from plain JavaScript objects. Unknown or mistyped
+//! fields are errors that name them, not silently ignored settings.
+
+use serde::Deserialize;
+use wisp_core::generate::GenerateOptions;
+use wisp_core::gpu::{GpuError, VariantOverrides};
+use wisp_core::sampling::SamplerConfig;
+
+/// Options of [`WispEngine::create`](crate::WispEngine::create).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateRequest {
+    /// Treat the storage-binding limit as this many bytes (at most the adapter's): splits
+    /// matrices across more buffers, as on adapters with WebGPU's 128 MiB default.
+    pub max_storage_binding: Option<u64>,
+}
+
+/// Options of [`WispEngine::load`](crate::WispEngine::load).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadRequest {
+    /// Context length in tokens. Smaller than natively by default: without shader-f16
+    /// (SwiftShader, many browsers) the KV cache is f32, and browsers cap GPU memory.
+    pub context_size: u32,
+    /// Kernel variant overrides, as `WISP_ACT` / `WISP_REDUCE` / `WISP_TIER` natively:
+    /// `"f32"|"f16"`, `"subgroup"|"workgroup"`, `"cpu"|"gpu"`; absent chooses from the adapter.
+    pub act: Option<String>,
+    pub reduce: Option<String>,
+    pub tier: Option<String>,
+    /// Tuning overrides, as `WISP_TUNE` natively (`"matvec_wg=64,tokens_wg=8"`).
+    pub tune: Option<String>,
+}
+
+impl Default for LoadRequest {
+    fn default() -> Self {
+        LoadRequest { context_size: 2048, act: None, reduce: None, tier: None, tune: None }
+    }
+}
+
+impl LoadRequest {
+    pub fn variant(&self) -> Result<VariantOverrides, GpuError> {
+        VariantOverrides::parse(self.act.as_deref(), self.reduce.as_deref(), self.tier.as_deref())
+    }
+}
+
+/// Options of a generation: `{ maxTokens, stop, sampling: { temperature, top_k, … } }`.
+/// `sampling` takes [`SamplerConfig`]'s fields; missing ones keep llama.cpp's defaults,
+/// and `temperature: 0` is greedy.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct GenerateRequest {
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub sampling: SamplerConfig,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        GenerateRequest { max_tokens: 256, stop: Vec::new(), sampling: SamplerConfig::default() }
+    }
+}
+
+impl GenerateRequest {
+    pub fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampler: self.sampling,
+            stop: self.stop.clone(),
+            ignore_eos: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fields_take_defaults_and_unknown_ones_are_refused() {
+        let r: GenerateRequest = serde_json::from_str(r#"{"maxTokens": 8, "sampling": {"temperature": 0}}"#).unwrap();
+        assert_eq!(r.max_tokens, 8);
+        assert!(r.sampling.is_greedy());
+        assert_eq!(r.sampling.top_k, SamplerConfig::default().top_k);
+        let e = serde_json::from_str::<GenerateRequest>(r#"{"max_tokens": 8}"#).unwrap_err();
+        assert!(e.to_string().contains("max_tokens"), "{e}");
+        let e = serde_json::from_str::<LoadRequest>(r#"{"contextSize": "big"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+}
