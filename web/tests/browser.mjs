@@ -206,6 +206,9 @@ async function main() {
     check('the reply is about Paris', /Paris/.test(reply), JSON.stringify(reply));
     const speed = Number(await page.textContent('[data-testid=tokens-per-second]'));
     check('tokens per second are shown', speed > 0, `${speed}`);
+    const shot = path.join(args.out, 'wisp-demo.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    check('a screenshot was saved', fs.statSync(shot).size > 0, shot);
 
     // Stop: a long reply ends early.
     await page.fill('[data-testid=max-tokens]', '400');
@@ -264,9 +267,12 @@ async function main() {
       `${rangeAfter.modelRequests - rangeBefore.modelRequests} requests`);
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(server.url).origin });
 
-    const shot = path.join(args.out, 'wisp-demo.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    check('a screenshot was saved', fs.statSync(shot).size > 0, shot);
+    // A local file, read by Blob.slice.
+    await page.setInputFiles('[data-testid=model-file]', args.model);
+    const local = await loadThroughPage(page);
+    check('a local file loads', local.origin === 'file', local.origin);
+    const fromFile = await page.evaluate(async () => (await window.wisp.logits('Paris')).vocab);
+    check('the model from the local file computes', fromFile === vocab, `${fromFile}`);
     figures.wasmBytes = fs.statSync(path.join(args.pkg, 'wisp_web_bg.wasm')).size;
   } finally {
     await context.close();
