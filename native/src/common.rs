@@ -14,7 +14,7 @@ use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
 use wisp_core::hf::LoadOptions;
-use wisp_core::model::{FileBytes, ModelConfig, TensorBytes};
+use wisp_core::model::{FileBytes, ModelConfig, TensorBytes, TensorSource};
 use wisp_core::quant::GgmlType;
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::tokenizer::Tokenizer;
@@ -49,7 +49,7 @@ pub fn parse_type(name: &str, allowed: &[GgmlType]) -> Result<GgmlType> {
 }
 
 /// `--adapter` and `--ctx`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct DeviceArgs {
     /// The adapter, by index (as `wisp info` lists them) or by part of its name.
     /// Default: a discrete GPU, else an integrated one, …, else a CPU adapter.
@@ -264,6 +264,13 @@ pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
 /// when set, and says on stderr which adapter runs it and why. `parallel` sequences may
 /// run at once (the KV pool and the step limits are sized for them).
 pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: u32) -> Result<Engine> {
+    let source = model.tensor_source();
+    load_engine_from(&model.file, &source, &model.path.display().to_string(), gpu, device, parallel)
+}
+
+/// [`load_engine`] for any model: a header and a source of its tensors (`what` names it
+/// in errors).
+pub fn load_engine_from(file: &GgufFile, source: &dyn TensorSource, what: &str, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: u32) -> Result<Engine> {
     let variant = VariantOverrides::from_env()?;
     let kv_type = device
         .kv_type
@@ -272,7 +279,7 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: 
         .transpose()
         .context("--kv-type")?;
     let n_ctx = match device.ctx {
-        0 => ModelConfig::from_gguf(&model.file).map(|c| c.n_ctx_train.min(4096)).unwrap_or(4096),
+        0 => ModelConfig::from_gguf(file).map(|c| c.n_ctx_train.min(4096)).unwrap_or(4096),
         n => n,
     };
     let defaults = EngineOptions::default();
@@ -286,9 +293,7 @@ pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: 
         variant,
         ..defaults
     };
-    let source = model.tensor_source();
-    let engine = pollster::block_on(Engine::load(gpu, &model.file, &source, &options))
-        .with_context(|| format!("loading {} onto the device", model.path.display()))?;
+    let engine = pollster::block_on(Engine::load(gpu, file, source, &options)).with_context(|| format!("loading {what} onto the device"))?;
     let kv = engine.kv_stats();
     eprintln!(
         "adapter: {} — {}; kernels {}; KV cache {:?}, {} blocks of {} positions ({:.1} MiB)",

@@ -1,5 +1,6 @@
 //! The `wisp` command. One module per subcommand (`cmd_*.rs`).
 
+mod bench;
 mod cmd_chat;
 mod cmd_convert;
 mod cmd_fetch;
@@ -40,6 +41,9 @@ enum Cmd {
     Fetch(cmd_fetch::FetchArgs),
     /// Convert a GGUF model to a Hugging Face folder, or a folder to a (quantized) GGUF file.
     Convert(cmd_convert::ConvertArgs),
+    /// Benchmark prompt processing and generation (llama-bench's tests), with per-kernel
+    /// GPU time and decoding's share of the adapter's bandwidth.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Cmd::Info(args) => cmd_info::run(args),
         Cmd::Fetch(args) => cmd_fetch::run(args),
         Cmd::Convert(args) => cmd_convert::run(args),
+        Cmd::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,29 +280,10 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], atol: f32, rtol: 
     }
 }
 
-/// `n_elems` values of `ty` as random blocks: random quants and scale bits, with the f16
-/// super-scales set to small values so the numbers stay finite and of order one. For
+/// `n_elems` values of `ty` as random blocks (`wisp_core::quant::random_blocks`): for
 /// types that have no quantizer here (the K-quants, IQ4_NL), this is how tests get data.
+/// Of order one, as the quantized test data, so the kernels' errors show against the
+/// tolerances.
 pub fn random_blocks(ty: GgmlType, n_elems: usize, seed: u64) -> Vec<u8> {
-    let len = ty.bytes_for(n_elems as u64).expect("a whole number of blocks") as usize;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut bytes: Vec<u8> = (0..len).map(|_| rng.random::<u8>()).collect();
-    // Byte offsets of each block's f16 scales, and their size.
-    let (fields, scale): (&[usize], f32) = match ty {
-        GgmlType::Q2_K => (&[80, 82], 0.02),
-        GgmlType::Q3_K => (&[108], 0.01),
-        GgmlType::Q4_K | GgmlType::Q5_K => (&[0, 2], 0.01),
-        GgmlType::Q6_K => (&[208], 0.001),
-        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => (&[0], 0.01),
-        GgmlType::Q4_1 | GgmlType::Q5_1 => (&[0, 2], 0.05),
-        GgmlType::Q5_0 => (&[0], 0.05),
-        other => panic!("random_blocks: no layout for {other}"),
-    };
-    for block in bytes.chunks_exact_mut(ty.block_bytes()) {
-        for &f in fields {
-            let v = f16::from_f32(scale * (0.5 + rng.random::<f32>()));
-            block[f..f + 2].copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    bytes
+    wisp_core::quant::random_blocks(ty, n_elems as u64, seed, 1.0).unwrap_or_else(|e| panic!("random_blocks: {e}"))
 }

@@ -13,7 +13,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_time::Instant;
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::generate::{ChatSession, Generation, Generator, Run};
-use wisp_core::gpu::{DeviceOptions, Gpu, VariantOverrides};
+use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::gguf::TensorInfo;
 use wisp_core::model::{ModelConfig, TensorFuture, TensorSource};
 use wisp_core::tokenizer::Tokenizer;
@@ -397,14 +397,6 @@ impl WispEngine {
 /// GPU time per kernel over one step, largest first.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct KernelTotal {
-    kernel: String,
-    dispatches: u32,
-    ms: f64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct StepProfile {
     tokens: usize,
     total_ms: f64,
@@ -412,18 +404,8 @@ struct StepProfile {
 }
 
 fn step_profile(tokens: usize, times: Vec<wisp_core::gpu::KernelTime>) -> StepProfile {
-    let mut totals: Vec<KernelTotal> = Vec::new();
-    for t in times {
-        match totals.iter_mut().find(|k| k.kernel == t.kernel) {
-            Some(k) => {
-                k.dispatches += 1;
-                k.ms += t.nanos / 1e6;
-            }
-            None => totals.push(KernelTotal { kernel: t.kernel, dispatches: 1, ms: t.nanos / 1e6 }),
-        }
-    }
-    totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-    StepProfile { tokens, total_ms: totals.iter().map(|k| k.ms).sum(), kernels: totals }
+    let kernels = totals_by_kernel(times);
+    StepProfile { tokens, total_ms: kernels.iter().map(|k| k.ms).sum(), kernels }
 }
 
 /// Passes a piece of text to the page; a throwing callback does not stop generation.

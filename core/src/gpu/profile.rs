@@ -88,3 +88,33 @@ impl Profiler {
             .collect())
     }
 }
+
+/// The GPU time of one kernel (pipeline key) over a run: its dispatches added up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTotal {
+    pub kernel: String,
+    pub dispatches: u32,
+    pub ms: f64,
+    /// Of the run's total.
+    pub percent: f64,
+}
+
+/// Per-kernel totals of a run's dispatch times, largest first.
+pub fn totals_by_kernel(times: Vec<KernelTime>) -> Vec<KernelTotal> {
+    let mut totals: Vec<KernelTotal> = Vec::new();
+    for t in times {
+        match totals.iter_mut().find(|k| k.kernel == t.kernel) {
+            Some(k) => {
+                k.dispatches += 1;
+                k.ms += t.nanos / 1e6;
+            }
+            None => totals.push(KernelTotal { kernel: t.kernel, dispatches: 1, ms: t.nanos / 1e6, percent: 0.0 }),
+        }
+    }
+    let sum: f64 = totals.iter().map(|k| k.ms).sum();
+    for k in &mut totals {
+        k.percent = if sum > 0.0 { 100.0 * k.ms / sum } else { 0.0 };
+    }
+    totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    totals
+}

@@ -7,10 +7,14 @@
 
 mod arch;
 mod config;
+mod cost;
+mod synthetic;
 mod weights;
 
 pub use arch::*;
 pub use config::*;
+pub use cost::ModelCost;
+pub use synthetic::{SyntheticModel, synthetic_shape_names};
 pub use weights::*;
 
 use crate::gguf::GgufError;

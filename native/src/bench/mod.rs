@@ -1,0 +1,132 @@
+//! `wisp bench`: llama-bench's tests (prompt processing `ppN` and text generation `tgN`,
+//! at a context depth, repeated, mean ± std) plus what llama-bench lacks: where the time
+//! goes per kernel, and how close decoding gets to the adapter's own bandwidth.
+//!
+//! - `measure.rs` runs the tests on an engine;
+//! - `probe.rs` measures the adapter's streaming-read bandwidth;
+//! - `report.rs` prints markdown, JSON or CSV.
+
+mod measure;
+mod probe;
+mod report;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use wisp_core::gguf::GgufFile;
+use wisp_core::model::{ModelConfig, ModelCost, SyntheticModel};
+
+use crate::common::{self, DeviceArgs, Model};
+use report::{BenchReport, LoadInfo, ModelInfo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A GGUF file, a Hugging Face folder or a known model's name (default: the default
+    /// model, unless --synthetic is given).
+    #[arg(short = 'm', long)]
+    pub model: Option<String>,
+
+    /// Random weights of a named shape, no download: NAME:QUANT with NAME one of
+    /// llama-1b, llama-3b, llama-7b, llama-8b, qwen2-0.5b, mixtral-8x7b (4 layers), or
+    /// explicit dims `layers=2,embd=256,ff=512,heads=4,kv_heads=2,vocab=1000`; QUANT any
+    /// weight type (q4_0, q4_k, q8_0, f16, ...).
+    #[arg(long, value_name = "NAME:QUANT", conflicts_with = "model")]
+    pub synthetic: Option<String>,
+
+    /// Prompt lengths of the prompt-processing tests (comma-separated; 0 skips them).
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    pub n_prompt: Vec<u32>,
+
+    /// Tokens of the text-generation tests (comma-separated; 0 skips them).
+    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    pub n_gen: Vec<u32>,
+
+    /// Context depths: tokens already in the cache before each test (comma-separated).
+    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    pub depth: Vec<u32>,
+
+    /// Timed repetitions of each test (after one untimed warm-up).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: u32,
+
+    /// Sequences run at once (comma-separated): generation decodes one token of each per
+    /// step; prompt processing prefills each sequence's prompt in the same steps.
+    #[arg(short = 'b', long = "batch", value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<u32>,
+
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Md)]
+    pub output: Format,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// The model under test: a file or a synthetic one.
+enum Subject {
+    File(Model),
+    Synthetic(SyntheticModel),
+}
+
+impl Subject {
+    fn file(&self) -> &GgufFile {
+        match self {
+            Subject::File(m) => &m.file,
+            Subject::Synthetic(s) => &s.file,
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    if args.batch.contains(&0) {
+        bail!("-b takes sequence counts of at least 1");
+    }
+    let tests = measure::TestPlan::from_args(&args.n_prompt, &args.n_gen, &args.depth, &args.batch);
+    if tests.is_empty() {
+        bail!("nothing to run: every -p and -n is 0");
+    }
+    let subject = match &args.synthetic {
+        Some(spec) => Subject::Synthetic(SyntheticModel::parse(spec).context("--synthetic")?),
+        None => Subject::File(Model::open_with(args.model.as_deref(), None)?),
+    };
+    let file = subject.file();
+    let config = ModelConfig::from_gguf(file)?;
+    let max_batch = *args.batch.iter().max().unwrap_or(&1);
+    // Room for the deepest test plus what it adds, per sequence.
+    let longest = tests.iter().map(|t| t.depth + t.tokens).max().unwrap_or(1) + 1;
+    let mut device = args.device.clone();
+    if device.ctx == 0 {
+        device.ctx = longest.next_multiple_of(64).min(config.n_ctx_train.max(longest));
+    }
+    let gpu = common::open_gpu(&device)?;
+    let t_load = Instant::now();
+    let mut engine = match &subject {
+        Subject::File(m) => common::load_engine(m, gpu, &device, max_batch)?,
+        Subject::Synthetic(s) => common::load_engine_from(&s.file, s, &s.name, gpu, &device, max_batch)?,
+    };
+    let load = LoadInfo { seconds: t_load.elapsed().as_secs_f64(), pipeline_compile_seconds: engine.gpu.pipelines.compile_seconds() };
+    let bandwidth = probe::streaming_read(&engine.gpu, engine.variant)?;
+    let cost = ModelCost::new(&engine.config, &engine.weights, engine.kv_stats().kv_type);
+    let model = match &subject {
+        Subject::File(m) => ModelInfo::of_file(&m.path.display().to_string(), file, m.file_bytes()),
+        Subject::Synthetic(s) => ModelInfo::of_synthetic(s),
+    };
+    let mut results = Vec::with_capacity(tests.len());
+    for test in &tests {
+        eprintln!("bench: {} ...", test.label());
+        results.push(measure::run_test(&mut engine, test, args.reps, &cost, bandwidth.gb_per_s)?);
+    }
+    let report = BenchReport::new(model, &engine, load, bandwidth, cost, results);
+    report.print(args.output)
+}
