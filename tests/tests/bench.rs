@@ -117,6 +117,29 @@ fn synthetic_models_depth_and_batches_in_markdown_and_csv() {
 }
 
 #[test]
+fn every_adapter_then_runs_compared_in_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = wisp(&["bench", "--synthetic", TINY, "-p", "8", "-n", "4", "-r", "1", "--all-adapters", "-o", "json"]).ok().to_string();
+    let reports: Value = serde_json::from_str(&all).unwrap();
+    let reports = reports.as_array().expect("an array, one report per adapter");
+    assert!(!reports.is_empty() && reports.iter().all(|r| r["tests"].as_array().is_some_and(|t| t.len() == 2)), "{all}");
+    let one = wisp(&["bench", "--synthetic", TINY, "-p", "8", "-n", "4", "-d", "8", "-r", "1", "-o", "json"]).ok().to_string();
+    let (a, b) = (dir.path().join("all.json"), dir.path().join("one.json"));
+    std::fs::write(&a, &all).unwrap();
+    std::fs::write(&b, &one).unwrap();
+    let table = wisp(&["bench", "compare", a.to_str().unwrap(), b.to_str().unwrap()]).ok().to_string();
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| ---")).collect();
+    // Header, then pp8, tg4 (every run but the last) and pp8 @ d8, tg4 @ d8 (the last only).
+    assert_eq!(rows.len(), 5, "{table}");
+    let runs = reports.len() + 1;
+    assert!(rows.iter().all(|r| r.matches(" |").count() == runs + 1), "{table}");
+    assert!(rows[1].starts_with("| pp8 |") && rows[1].ends_with("– |") && rows[3].starts_with("| pp8 @ d8 |"), "{table}");
+    assert!(rows[2].contains("% BW)"), "{table}");
+    std::fs::write(&b, "{}").unwrap();
+    wisp(&["bench", "compare", b.to_str().unwrap()]).fails_with("wisp bench -o json");
+}
+
+#[test]
 fn bad_options_are_refused_by_name() {
     wisp(&["bench", "--synthetic", "llama-13b:q4_0"]).fails_with("llama-1b");
     wisp(&["bench", "--synthetic", "llama-1b:q9_9"]).fails_with("q9_9");

@@ -4,16 +4,19 @@
 //!
 //! - `measure.rs` runs the tests on an engine;
 //! - `probe.rs` measures the adapter's streaming-read bandwidth;
-//! - `report.rs` prints markdown, JSON or CSV.
+//! - `report.rs` prints markdown, JSON or CSV;
+//! - `compare.rs` merges JSON runs from several machines into one table.
 
+mod compare;
 mod measure;
 mod probe;
 mod report;
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use wisp_core::gguf::GgufFile;
 use wisp_core::model::{ModelConfig, ModelCost, SyntheticModel};
 
@@ -27,8 +30,27 @@ pub enum Format {
     Csv,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BenchAction {
+    /// Merge `wisp bench -o json` runs (from other machines, adapters or models) into one
+    /// markdown table: a row per test, a column per run.
+    Compare {
+        /// JSON files, each one report or an array of them (`--all-adapters`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub action: Option<BenchAction>,
+
+    /// Run the benchmark on every adapter found, one after another (`--adapter` picks one).
+    #[arg(long, conflicts_with = "adapter")]
+    pub all_adapters: bool,
+
     /// A GGUF file, a Hugging Face folder or a known model's name (default: the default
     /// model, unless --synthetic is given).
     #[arg(short = 'm', long)]
@@ -86,6 +108,10 @@ impl Subject {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(BenchAction::Compare { files }) = &args.action {
+        print!("{}", compare::table(files)?);
+        return Ok(());
+    }
     if args.reps == 0 {
         bail!("-r must be at least 1");
     }
@@ -100,33 +126,50 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(spec) => Subject::Synthetic(SyntheticModel::parse(spec).context("--synthetic")?),
         None => Subject::File(Model::open_with(args.model.as_deref(), None)?),
     };
+    let mut reports = Vec::new();
+    if args.all_adapters {
+        let adapters = pollster::block_on(wisp_core::gpu::list_adapters());
+        if adapters.is_empty() {
+            bail!("no adapter found");
+        }
+        for a in adapters {
+            eprintln!("bench: adapter {}: {} ({})", a.index, a.name, a.backend);
+            let device = DeviceArgs { adapter: Some(a.index.to_string()), ..args.device.clone() };
+            reports.push(bench_on(&args, &subject, &tests, device)?);
+        }
+    } else {
+        reports.push(bench_on(&args, &subject, &tests, args.device.clone())?);
+    }
+    report::print(&reports, args.output, args.all_adapters)
+}
+
+/// Every test on the adapter `device` names.
+fn bench_on(args: &BenchArgs, subject: &Subject, tests: &[measure::Test], mut device: DeviceArgs) -> Result<BenchReport> {
     let file = subject.file();
     let config = ModelConfig::from_gguf(file)?;
     let max_batch = *args.batch.iter().max().unwrap_or(&1);
     // Room for the deepest test plus what it adds, per sequence.
     let longest = tests.iter().map(|t| t.depth + t.tokens).max().unwrap_or(1) + 1;
-    let mut device = args.device.clone();
     if device.ctx == 0 {
         device.ctx = longest.next_multiple_of(64).min(config.n_ctx_train.max(longest));
     }
     let gpu = common::open_gpu(&device)?;
     let t_load = Instant::now();
-    let mut engine = match &subject {
+    let mut engine = match subject {
         Subject::File(m) => common::load_engine(m, gpu, &device, max_batch)?,
         Subject::Synthetic(s) => common::load_engine_from(&s.file, s, &s.name, gpu, &device, max_batch)?,
     };
     let load = LoadInfo { seconds: t_load.elapsed().as_secs_f64(), pipeline_compile_seconds: engine.gpu.pipelines.compile_seconds() };
     let bandwidth = probe::streaming_read(&engine.gpu, engine.variant)?;
     let cost = ModelCost::new(&engine.config, &engine.weights, engine.kv_stats().kv_type);
-    let model = match &subject {
+    let model = match subject {
         Subject::File(m) => ModelInfo::of_file(&m.path.display().to_string(), file, m.file_bytes()),
         Subject::Synthetic(s) => ModelInfo::of_synthetic(s),
     };
     let mut results = Vec::with_capacity(tests.len());
-    for test in &tests {
+    for test in tests {
         eprintln!("bench: {} ...", test.label());
         results.push(measure::run_test(&mut engine, test, args.reps, &cost, bandwidth.gb_per_s)?);
     }
-    let report = BenchReport::new(model, &engine, load, bandwidth, cost, results);
-    report.print(args.output)
+    Ok(BenchReport::new(model, &engine, load, bandwidth, cost, results))
 }

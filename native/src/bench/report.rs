@@ -14,6 +14,33 @@ use super::Format;
 use super::measure::TestResult;
 use super::probe::Bandwidth;
 
+/// Prints one report (JSON: an object) or, with `per_adapter`, one per adapter (JSON:
+/// an array; CSV: one header; markdown: one table each).
+pub fn print(reports: &[BenchReport], format: Format, per_adapter: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match (format, reports) {
+        (Format::Json, [one]) if !per_adapter => writeln!(out, "{}", serde_json::to_string_pretty(one)?)?,
+        (Format::Json, all) => writeln!(out, "{}", serde_json::to_string_pretty(all)?)?,
+        (Format::Csv, all) => {
+            writeln!(out, "{CSV_HEADER}")?;
+            for r in all {
+                r.csv(&mut out)?;
+            }
+        }
+        (Format::Md, all) => {
+            for (i, r) in all.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                r.markdown(&mut out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const CSV_HEADER: &str = "model,params,tensor_bytes,adapter,backend,variant,kv_type,test,kind,tokens,depth,batch,tok_s,tok_s_std,bytes_per_token,gb_s,percent_of_bandwidth,gflop_s,bandwidth_gb_s";
+
 /// Bumped when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -112,18 +139,7 @@ impl BenchReport {
         }
     }
 
-    pub fn print(&self, format: Format) -> Result<()> {
-        let mut out = std::io::stdout().lock();
-        match format {
-            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(self)?)?,
-            Format::Csv => self.csv(&mut out)?,
-            Format::Md => self.markdown(&mut out)?,
-        }
-        Ok(())
-    }
-
     fn csv(&self, out: &mut impl Write) -> Result<()> {
-        writeln!(out, "model,params,tensor_bytes,adapter,backend,variant,kv_type,test,kind,tokens,depth,batch,tok_s,tok_s_std,bytes_per_token,gb_s,percent_of_bandwidth,gflop_s,bandwidth_gb_s")?;
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         for t in &self.tests {
