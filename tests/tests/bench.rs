@@ -1,6 +1,7 @@
 //! `wisp bench` on lavapipe, short: the JSON has its schema, every number is positive,
 //! and the numbers agree with each other and with the model (a decoded token moves the
-//! model's weights, within 5%); markdown and CSV carry the same tests; bad options and
+//! model's weights, within 5%); markdown, CSV and the SVG plot carry the same tests; runs
+//! on every adapter and their comparison in one table; bad options and
 //! unknown synthetic shapes are refused with errors that name them.
 
 use serde_json::Value;
@@ -105,7 +106,11 @@ fn synthetic_models_depth_and_batches_in_markdown_and_csv() {
     let kind = header.iter().position(|h| h == "kind").unwrap();
     let kinds: Vec<String> = lines[1..].iter().map(|l| csv_fields(l)[kind].clone()).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "prefill").count(), 4, "{csv}");
-    let json = wisp(&[&args[..], &["-o", "json"]].concat()).json();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("bench.svg");
+    let json = wisp(&[&args[..], &["-o", "json", "--plot", svg.to_str().unwrap()]].concat()).json();
+    let drawing = std::fs::read_to_string(&svg).expect("the plot");
+    assert!(drawing.starts_with("<svg") && drawing.contains("tg4 ×2") && drawing.contains("% of the step"), "{drawing}");
     let tg: Vec<&Value> = json["tests"].as_array().unwrap().iter().filter(|t| t["kind"] == "generate").collect();
     assert_eq!(tg.len(), 4);
     // Two sequences share each step's weights; depth adds KV reads.

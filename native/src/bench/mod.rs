@@ -5,10 +5,12 @@
 //! - `measure.rs` runs the tests on an engine;
 //! - `probe.rs` measures the adapter's streaming-read bandwidth;
 //! - `report.rs` prints markdown, JSON or CSV;
-//! - `compare.rs` merges JSON runs from several machines into one table.
+//! - `compare.rs` merges JSON runs from several machines into one table;
+//! - `plot.rs` draws tokens/s against depth and a step's kernels as SVG.
 
 mod compare;
 mod measure;
+mod plot;
 mod probe;
 mod report;
 
@@ -84,6 +86,10 @@ pub struct BenchArgs {
     #[arg(short = 'b', long = "batch", value_delimiter = ',', default_value = "1")]
     pub batch: Vec<u32>,
 
+    /// Also draw tokens/s against depth and the per-kernel breakdown into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Md)]
     pub output: Format,
@@ -139,6 +145,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     } else {
         reports.push(bench_on(&args, &subject, &tests, args.device.clone())?);
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(&reports, path)?;
+        eprintln!("bench: plot written to {}", path.display());
     }
     report::print(&reports, args.output, args.all_adapters)
 }
