@@ -11,20 +11,10 @@ fn main() {
     let k = Kernels::new(&gpu, v);
     println!("variant {v} tuning {:?}", k.tuning);
     let reps = 6;
-    // Streaming read of 64 MiB.
-    let n_bytes = 64usize << 20;
-    let data = pollster::block_on(gpu.storage("data", n_bytes as u64)).unwrap();
-    let sink = pollster::block_on(gpu.storage("sink", 4 * 4096)).unwrap();
-    let mut b = builder(&gpu, step(1));
-    for _ in 0..reps {
-        pollster::block_on(k.bandwidth(&mut b, &data, &sink, (n_bytes / 16) as u32)).unwrap();
-    }
-    let plan = pollster::block_on(b.finish(&gpu, "bw")).unwrap();
-    let prof = pollster::block_on(Profiler::new(&gpu, 64)).unwrap().unwrap();
-    let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(1))])).unwrap();
-    let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
-    println!("streaming read: {:.2} GB/s", n_bytes as f64 / best);
-    let stream_gbs = n_bytes as f64 / best;
+    let probe = pollster::block_on(wisp_core::kernels::streaming_read(&gpu, v)).unwrap();
+    println!("streaming read: {:.2} GB/s ({})", probe.gb_per_s, probe.timing);
+    let stream_gbs = probe.gb_per_s;
+    let prof = pollster::block_on(Profiler::new(&gpu, 64)).unwrap().expect("kernel_bench times kernels with timestamp queries");
     // Every type with a GPU kernel on a 4096 x 4096 matrix unless SHAPES names others
     // (`type:rows x cols`, comma-separated, e.g. `q4_1:49152x576`).
     let all: Vec<String> = GgmlType::ALL

@@ -14,8 +14,7 @@ use web_time::Instant;
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::generate::{ChatSession, Generation, Generator, Run};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
-use wisp_core::gguf::TensorInfo;
-use wisp_core::model::{ModelConfig, TensorFuture, TensorSource};
+use wisp_core::model::ModelConfig;
 use wisp_core::tokenizer::Tokenizer;
 
 use crate::request::{CreateRequest, GenerateRequest, LoadRequest};
@@ -201,7 +200,7 @@ impl WispEngine {
             }
             Err(e) => (Slot::Empty, Err(JsError::new(&e.to_string()))),
         };
-        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { slot };
+        self.settle(slot);
         out
     }
 
@@ -220,7 +219,7 @@ impl WispEngine {
             tuning: request.tune.clone(),
             ..EngineOptions::default()
         };
-        let engine = Engine::load(self.gpu.clone(), &file, &KernelsPhase { inner: &tensors, on_progress }, &options).await?;
+        let engine = Engine::load(self.gpu.clone(), &file, &tensors, &options).await?;
         let summary = ModelSummary {
             name: file.metadata.get("general.name").and_then(|v| v.as_str()).unwrap_or("(unnamed)").to_string(),
             architecture: file.architecture()?.to_string(),
@@ -277,6 +276,11 @@ impl WispEngine {
         }
     }
 
+    /// Ends a request: the model goes back in its slot, unless `unload` came meanwhile.
+    fn settle(&self, slot: Slot) {
+        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { slot };
+    }
+
     /// Runs `work` on the loaded model, one request at a time. A failed request (a lost
     /// device) may leave a KV cache that neither the generator nor the conversation
     /// mirrors: both start over.
@@ -288,7 +292,7 @@ impl WispEngine {
             loaded.chat.generator_mut().reset();
             loaded.chat.clear();
         }
-        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { Slot::Ready(loaded) };
+        self.settle(Slot::Ready(loaded));
         Ok(result?)
     }
 
@@ -441,38 +445,5 @@ fn stats(g: Generation, t: Timing) -> GenerationStats {
         prefill_tokens_per_second: per_second(g.n_prefilled, prefill_ms),
         decode_tokens_per_second: per_second(generated, decode_ms),
         text: g.text,
-    }
-}
-
-/// Reports the `"kernels"` phase once the last tensor is in: the engine then builds its
-/// pipelines, which takes a while on a software adapter.
-struct KernelsPhase<'a> {
-    inner: &'a JsTensors<'a>,
-    on_progress: &'a Function,
-}
-
-impl KernelsPhase<'_> {
-    fn after<'a>(&'a self, fetching: TensorFuture<'a>) -> TensorFuture<'a> {
-        Box::pin(async move {
-            let bytes = fetching.await?;
-            if self.inner.done.get() >= self.inner.total {
-                report(self.on_progress, "kernels", 0, 0);
-            }
-            Ok(bytes)
-        })
-    }
-}
-
-impl TensorSource for KernelsPhase<'_> {
-    fn max_piece(&self) -> u64 {
-        self.inner.max_piece()
-    }
-
-    fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
-        self.after(self.inner.fetch(info))
-    }
-
-    fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: std::ops::Range<u64>) -> TensorFuture<'a> {
-        self.after(self.inner.fetch_range(info, range))
     }
 }

@@ -86,7 +86,8 @@ pub async fn read_header(source: &ByteSource) -> Result<(GgufFile, u64), Error> 
 }
 
 /// The tensors of a GGUF file in a [`ByteSource`], each fetched when the loader asks,
-/// with `on_progress("weights", bytes so far, total)` after each.
+/// with `on_progress("weights", bytes so far, total)` after each piece and
+/// `on_progress("kernels", 0, 0)` after the last.
 pub struct JsTensors<'a> {
     pub source: &'a ByteSource,
     pub file: &'a GgufFile,
@@ -105,6 +106,10 @@ impl JsTensors<'_> {
         let bytes = self.source.read_exact(whole.start + part.start, part.end - part.start).await?;
         self.done.set(self.done.get() + bytes.len() as u64);
         report(self.on_progress, "weights", self.done.get(), self.total);
+        if self.done.get() >= self.total {
+            // The engine now builds its pipelines, which takes a while on a software adapter.
+            report(self.on_progress, "kernels", 0, 0);
+        }
         Ok(bytes)
     }
 }

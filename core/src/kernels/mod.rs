@@ -7,9 +7,11 @@
 //! `tests/tests/kernels.rs`.
 
 mod params;
+mod probe;
 mod tuning;
 
 pub use params::*;
+pub use probe::{Bandwidth, streaming_read};
 pub use tuning::{FlashTiles, Tuning};
 
 use crate::model::{ExpertGating, Experts, FfnActivation};

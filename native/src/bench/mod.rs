@@ -1,9 +1,9 @@
 //! `wisp bench`: llama-bench's tests (prompt processing `ppN` and text generation `tgN`,
 //! at a context depth, repeated, mean ± std) plus what llama-bench lacks: where the time
-//! goes per kernel, and how close decoding gets to the adapter's own bandwidth.
+//! goes per kernel, and how close decoding gets to the adapter's own bandwidth (the
+//! streaming-read probe, `wisp_core::kernels::streaming_read`).
 //!
 //! - `measure.rs` runs the tests on an engine;
-//! - `probe.rs` measures the adapter's streaming-read bandwidth;
 //! - `report.rs` prints markdown, JSON or CSV;
 //! - `compare.rs` merges JSON runs from several machines into one table;
 //! - `plot.rs` draws tokens/s against depth and a step's kernels as SVG.
@@ -11,7 +11,6 @@
 mod compare;
 mod measure;
 mod plot;
-mod probe;
 mod report;
 
 use std::path::PathBuf;
@@ -170,7 +169,7 @@ fn bench_on(args: &BenchArgs, subject: &Subject, tests: &[measure::Test], mut de
         Subject::Synthetic(s) => common::load_engine_from(&s.file, s, &s.name, gpu, &device, max_batch)?,
     };
     let load = LoadInfo { seconds: t_load.elapsed().as_secs_f64(), pipeline_compile_seconds: engine.gpu.pipelines.compile_seconds() };
-    let bandwidth = probe::streaming_read(&engine.gpu, engine.variant)?;
+    let bandwidth = pollster::block_on(wisp_core::kernels::streaming_read(&engine.gpu, engine.variant))?;
     let cost = ModelCost::new(&engine.config, &engine.weights, engine.kv_stats().kv_type);
     let model = match subject {
         Subject::File(m) => ModelInfo::of_file(&m.path.display().to_string(), file, m.file_bytes()),

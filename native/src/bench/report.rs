@@ -8,11 +8,11 @@ use anyhow::Result;
 use serde::Serialize;
 use wisp_core::engine::Engine;
 use wisp_core::gguf::GgufFile;
+use wisp_core::kernels::Bandwidth;
 use wisp_core::model::{ModelCost, SyntheticModel};
 
 use super::Format;
 use super::measure::TestResult;
-use super::probe::Bandwidth;
 
 /// Prints one report (JSON: an object) or, with `per_adapter`, one per adapter (JSON:
 /// an array; CSV: one header; markdown: one table each).
