@@ -10,6 +10,9 @@
 #                               wasm32-unknown-unknown Rust target
 #   scripts/setup.sh --browser  also what the web demo and its test need: Chromium,
 #                               Node.js and npm, wasm-bindgen-cli, playwright-core
+#   scripts/setup.sh --desktop  also what the desktop app needs to open a window (the
+#                               X11 client libraries winit loads); with --test, Xvfb
+#                               for its test
 #
 # Run it as your normal user: it uses sudo for apt when it is not root, and only
 # when something must be installed. System packages are handled on Debian/Ubuntu
@@ -18,10 +21,12 @@ set -euo pipefail
 
 WANT_TEST=0
 WANT_BROWSER=0
+WANT_DESKTOP=0
 for arg in "$@"; do
     case "$arg" in
         --test) WANT_TEST=1 ;;
         --browser) WANT_BROWSER=1 ;;
+        --desktop) WANT_DESKTOP=1 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     esac
@@ -306,6 +311,22 @@ setup_browser() {
     fi
 }
 
+# ------------------------------------------------------------------ desktop
+# The desktop app (demos/desktop): winit opens X11 (or Wayland) libraries at run
+# time rather than linking them, so building needs nothing more; running needs the
+# client libraries, and its test an X server without a screen (Xvfb, with xauth for
+# xvfb-run). The GPU side is the Vulkan driver setup_vulkan already handled.
+setup_desktop() {
+    if [ "$HAVE_APT" -eq 0 ]; then
+        warn "--desktop: install the X11 client libraries (libX11, libXcursor, libXrandr, libXi, libxkbcommon-x11) yourself"
+        [ "$WANT_TEST" -eq 0 ] || warn "--desktop --test: install Xvfb and xauth (xvfb-run) yourself"
+        return 0
+    fi
+    local pkgs=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0)
+    if [ "$WANT_TEST" -eq 1 ]; then pkgs+=(xvfb xauth); fi
+    ensure_pkgs "${pkgs[@]}"
+}
+
 # --------------------------------------------------------------------- main
 start=$SECONDS
 # A rustup install from an earlier run may not be on this shell's PATH yet.
@@ -314,6 +335,7 @@ if ! have cargo && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 setup_system
 setup_rust
 if [ "$WANT_BROWSER" -eq 1 ]; then setup_browser; fi
+if [ "$WANT_DESKTOP" -eq 1 ]; then setup_desktop; fi
 if python3 -m pip --version >/dev/null 2>&1 || have pip3 || have pip; then :; else
     warn "pip not found; \`wisp fetch\` needs it (apt-get install python3-pip)"
 fi

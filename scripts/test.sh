@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   setup (--test --browser) -> build -> fetch test models -> cargo test
-#   -> browser (wasm32 build + the demo page in headless Chromium) [-> clippy]
+#   setup (--test --browser --desktop) -> build -> fetch test models -> cargo test
+#   -> desktop (the chat app in a window under Xvfb: a prompt, its reply, screenshots
+#      in target/desktop-test/) -> browser (wasm32 build + the demo page in headless
+#   Chromium) [-> clippy]
 #
 #   scripts/test.sh [--clippy] [--no-setup] [-- CARGO_TEST_ARGS...]
 #
@@ -46,7 +48,7 @@ step() {    # step NAME COMMAND... : runs it, prints elapsed time, stops at the 
 }
 
 if [ "$RUN_SETUP" -eq 1 ]; then
-    step setup "$ROOT/scripts/setup.sh" --test --browser
+    step setup "$ROOT/scripts/setup.sh" --test --browser --desktop
 fi
 # shellcheck disable=SC1091
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
@@ -57,6 +59,9 @@ read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2 qwen2.5-coder-0.5b-instruct-q4
 step build cargo build --release --workspace
 step fetch "$WISP" fetch "${MODELS[@]}"
 step test cargo test --release --workspace "${TEST_ARGS[@]}"
+# The desktop app's window test is #[ignore]d in a plain `cargo test` (it needs a display).
+step desktop xvfb-run -a -s "-screen 0 1280x800x24" \
+    cargo test --release -p wisp-desktop --test window -- --ignored
 step browser "$ROOT/scripts/web.sh" --test --no-setup
 if [ "$RUN_CLIPPY" -eq 1 ]; then
     if cargo clippy --version >/dev/null 2>&1; then

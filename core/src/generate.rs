@@ -506,6 +506,13 @@ impl ChatSession {
         }
     }
 
+    /// Replaces the whole conversation (system message included), e.g. with a saved one
+    /// reopened, or one whose last reply is to be answered again. The KV cache is kept:
+    /// the next turn reuses the prefix its rendering shares with the cached tokens.
+    pub fn set_messages(&mut self, messages: Vec<ChatMessage>) {
+        self.messages = messages;
+    }
+
     /// The token ids of the conversation so far, ready for the assistant's reply.
     pub fn prompt_ids(&self) -> Result<Vec<u32>, Error> {
         let text = self.template.render(&self.messages, true)?;

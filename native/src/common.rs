@@ -142,7 +142,7 @@ impl SamplingArgs {
 
 /// A seed from the clock and the process id (no need for cryptographic quality: it only
 /// has to differ between runs), mixed with SplitMix64 so nearby times differ in every bit.
-fn random_seed() -> u64 {
+pub fn random_seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -1,22 +1,11 @@
-//! The `wisp` command. One module per subcommand (`cmd_*.rs`).
+//! The `wisp` command; its subcommands live in the library (`cmd_*.rs`, `bench/`).
 
-mod bench;
-mod cmd_chat;
-mod cmd_convert;
-mod cmd_fetch;
-mod cmd_generate;
-mod cmd_info;
-mod cmd_logits;
-mod cmd_perplexity;
-mod common;
-mod hf_folder;
-mod model_cache;
-mod pipeline_store;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use wisp::{bench, cmd_chat, cmd_convert, cmd_fetch, cmd_generate, cmd_info, cmd_logits, cmd_perplexity};
 
 #[derive(Debug, Parser)]
 #[command(name = "wisp", version, about = "Wisp: portable LLM inference on wgpu")]

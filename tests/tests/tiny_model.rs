@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wisp_core::engine::{Engine, EngineError, EngineOptions};
 use wisp_core::gguf::{GgufFile, TensorInfo, Value};
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
-use wisp_core::model::{FeedForward, FileBytes, TensorFuture, TensorSource};
+use wisp_core::model::{Counted, FeedForward, FileBytes, PROGRESS_PIECE, TensorFuture, TensorSource};
 use wisp_core::quant::GgmlType;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{covering_variants, gpu, gpu_with_binding_limit, variants};
@@ -329,4 +329,30 @@ fn bad_requests_are_refused_and_leave_the_cache_intact() {
     let file = GgufFile::parse(&bytes).unwrap();
     let want = CpuModel::load(&file, &bytes).forward(&PROMPT[..5]);
     assert_logits_close("after refused requests", e.variant.act, &before, &want[4]);
+}
+
+#[test]
+fn a_counted_source_reports_every_byte_once_up_to_the_total() {
+    // What the desktop app's load progress bar reads: calls after every piece, never
+    // going back, ending at exactly the bytes of all tensors; the model loads the same.
+    let gpu = gpu();
+    let bytes = tiny_model(&TinySpec::default());
+    let file = GgufFile::parse(&bytes).unwrap();
+    let inner = FileBytes { file: &file, bytes: &bytes };
+    let calls = std::cell::RefCell::new(Vec::new());
+    let on_bytes = |done: u64, total: u64| calls.borrow_mut().push((done, total));
+    let counted = Counted::new(&inner, &file, &on_bytes);
+    let total: u64 = file.tensors.iter().map(|t| t.n_bytes()).sum();
+    assert_eq!(counted.total(), total);
+    assert_eq!(counted.max_piece(), PROGRESS_PIECE, "a memory map has no limit of its own");
+    let options = EngineOptions { n_ctx: 32, ..Default::default() };
+    let mut e = pollster::block_on(Engine::load(gpu, &file, &counted, &options)).expect("load through a counted source");
+    let calls = calls.into_inner();
+    assert!(calls.len() >= file.tensors.len(), "{} calls for {} tensors", calls.len(), file.tensors.len());
+    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0), "progress went back or stood still: {calls:?}");
+    assert!(calls.iter().all(|&(_, t)| t == total));
+    assert_eq!(calls.last().unwrap().0, total);
+    let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
+    let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
+    assert_logits_close("counted source", e.variant.act, &got[got.len() - 1], &want[want.len() - 1]);
 }

@@ -8,12 +8,14 @@
 mod arch;
 mod config;
 mod cost;
+mod progress;
 mod synthetic;
 mod weights;
 
 pub use arch::*;
 pub use config::*;
 pub use cost::ModelCost;
+pub use progress::{Counted, PROGRESS_PIECE};
 pub use synthetic::{SyntheticModel, synthetic_shape_names};
 pub use weights::*;
 
