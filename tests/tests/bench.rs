@@ -151,3 +151,20 @@ fn bad_options_are_refused_by_name() {
     wisp(&["bench", "--synthetic", TINY, "-r", "0"]).fails_with("-r");
     wisp(&["bench", "--synthetic", TINY, "-p", "0", "-n", "0"]).fails_with("nothing to run");
 }
+
+#[test]
+fn a_synthetic_model_saved_as_gguf_benchmarks_like_the_generated_one() {
+    // What other runtimes (llama-bench) are given: the same weights and shape in a file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let path = path.to_str().unwrap();
+    let out = wisp(&["bench", "--synthetic", TINY, "--save-gguf", path]);
+    assert!(out.ok().is_empty(), "writing prints nothing on stdout: {}", out.stdout);
+    let saved = wisp(&["bench", "-m", path, "-p", "8", "-n", "4", "-r", "1", "-o", "json"]).json();
+    let generated = wisp(&["bench", "--synthetic", TINY, "-p", "8", "-n", "4", "-r", "1", "-o", "json"]).json();
+    for key in ["/model/params", "/model/tensor_bytes", "/tests/1/bytes_per_token"] {
+        assert_eq!(number(&saved, key), number(&generated, key), "{key}");
+    }
+    let refused = wisp(&["bench", "--save-gguf", path]);
+    assert!(refused.code != Some(0) && refused.stderr.contains("--synthetic"), "{}", refused.stderr);
+}

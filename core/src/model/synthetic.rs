@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::Error;
-use crate::gguf::{DEFAULT_ALIGNMENT, GgufFile, Metadata, TensorInfo, Value};
+use crate::gguf::{DEFAULT_ALIGNMENT, GgufFile, GgufWriter, Metadata, TensorInfo, Value, ValueType};
 use crate::gpu::gpu_weight_type;
 use crate::quant::{GgmlType, fill_random_blocks};
 
@@ -428,6 +428,57 @@ impl SyntheticModel {
     }
 }
 
+impl SyntheticModel {
+    /// The model as a GGUF file, for other runtimes (`llama-bench`) to run the very same
+    /// weights. Its vocabulary is a placeholder SentencePiece one (`<unk>`, `<s>`, `</s>`,
+    /// the 256 byte tokens, then `t<N>`): enough for benchmarks, which feed random ids.
+    /// The tensors are generated whole, so this takes the model's size in memory.
+    pub fn to_gguf(&self) -> Result<GgufWriter, Error> {
+        let mut w = GgufWriter::new();
+        let bad = |e: crate::gguf::GgufWriteError| Error::Source(format!("writing the synthetic model: {e}"));
+        for (key, value) in self.file.metadata.iter() {
+            w.metadata(key.clone(), value.clone()).map_err(bad)?;
+        }
+        for (key, value) in placeholder_vocabulary(self.shape.vocab)? {
+            w.metadata(key, value).map_err(bad)?;
+        }
+        for t in &self.file.tensors {
+            w.tensor(t.name.clone(), &t.dims, t.ty, self.generate(t, 0..t.n_bytes())?).map_err(bad)?;
+        }
+        Ok(w)
+    }
+}
+
+/// Special tokens and the byte tokens come first in the placeholder vocabulary.
+const PLACEHOLDER_FIXED_TOKENS: u32 = 3 + 256;
+
+/// `tokenizer.ggml.*` keys of a SentencePiece vocabulary of `n` made-up tokens.
+fn placeholder_vocabulary(n: u32) -> Result<Vec<(&'static str, Value)>, Error> {
+    if n < PLACEHOLDER_FIXED_TOKENS + 1 {
+        return Err(Error::Source(format!(
+            "a vocabulary of {n} tokens is too small for the placeholder one written to files (at least {})",
+            PLACEHOLDER_FIXED_TOKENS + 1
+        )));
+    }
+    // llama.cpp's token types: 1 normal, 2 unknown, 3 control, 6 byte.
+    let mut tokens = vec!["<unk>".to_string(), "<s>".to_string(), "</s>".to_string()];
+    let mut types = vec![2, 3, 3];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    types.extend([6; 256]);
+    tokens.extend((PLACEHOLDER_FIXED_TOKENS..n).map(|i| format!("t{i}")));
+    types.resize(n as usize, 1);
+    let strings = |v: Vec<String>| Value::Array(ValueType::String, v.into_iter().map(Value::String).collect());
+    Ok(vec![
+        ("tokenizer.ggml.model", Value::String("llama".into())),
+        ("tokenizer.ggml.tokens", strings(tokens)),
+        ("tokenizer.ggml.scores", Value::Array(ValueType::F32, vec![Value::F32(0.0); n as usize])),
+        ("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types.into_iter().map(Value::I32).collect())),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+    ])
+}
+
 /// Fills `out` with bytes `range` of a random tensor. Every chunk is the prefix of its
 /// seed's stream, so a range that starts inside a chunk regenerates the chunk's head.
 fn random_range(ty: GgmlType, tensor_seed: u64, range: Range<u64>, out: &mut [u8]) -> Result<(), crate::quant::RandomBlocksError> {
@@ -620,5 +671,29 @@ mod tests {
         t.name = "blk.9.attn_q.weight".into();
         let err = pollster::block_on(m.fetch(&t)).unwrap_err().to_string();
         assert!(err.contains("has no tensor blk.9.attn_q.weight"), "{err}");
+    }
+
+    #[test]
+    fn a_written_file_holds_the_same_tensors_and_a_usable_vocabulary() {
+        let m = parse("layers=2,embd=256,ff=512,heads=4,kv_heads=2,vocab=1000:q4_0");
+        let bytes = m.to_gguf().unwrap().to_bytes();
+        let file = GgufFile::parse(&bytes).unwrap();
+        assert_eq!(file.tensors.len(), m.file.tensors.len());
+        for t in &m.file.tensors {
+            let written = file.tensor(&t.name).unwrap();
+            assert_eq!((written.ty, &written.dims), (t.ty, &t.dims), "{}", t.name);
+            let range = file.tensor_range(written).unwrap();
+            assert_eq!(&bytes[range.start as usize..range.end as usize], fetch(&m, &t.name, None).as_slice(), "{}", t.name);
+        }
+        assert_eq!(ModelConfig::from_gguf(&file).unwrap().vocab_size, 1000);
+        let tok = crate::tokenizer::Tokenizer::from_gguf(&file.metadata).unwrap();
+        assert_eq!(tok.vocab_size(), 1000);
+        assert_eq!(tok.bos_id(), Some(1));
+        // Text is spelled in byte tokens (ids 3..259).
+        let ids = tok.encode("hi", false).unwrap();
+        assert!(!ids.is_empty() && ids.iter().all(|&id| (3..259).contains(&id)), "{ids:?}");
+
+        let tiny = parse("layers=1,embd=64,ff=128,heads=2,vocab=100:f32");
+        assert!(tiny.to_gguf().unwrap_err().to_string().contains("too small"));
     }
 }

@@ -64,6 +64,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME:QUANT", conflicts_with = "model")]
     pub synthetic: Option<String>,
 
+    /// Write the --synthetic model to this GGUF file (with a placeholder vocabulary) and
+    /// exit, so that other runtimes can be benchmarked on the very same weights, e.g.
+    /// `llama-bench -m FILE`; `wisp bench -m FILE` then runs the same model too.
+    #[arg(long, value_name = "FILE.gguf", requires = "synthetic")]
+    pub save_gguf: Option<PathBuf>,
+
     /// Prompt lengths of the prompt-processing tests (comma-separated; 0 skips them).
     #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
     pub n_prompt: Vec<u32>,
@@ -127,6 +133,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if tests.is_empty() {
         bail!("nothing to run: every -p and -n is 0");
     }
+    if let (Some(path), Some(spec)) = (&args.save_gguf, &args.synthetic) {
+        return save_synthetic(spec, path);
+    }
     let subject = match &args.synthetic {
         Some(spec) => Subject::Synthetic(SyntheticModel::parse(spec).context("--synthetic")?),
         None => Subject::File(Model::open_with(args.model.as_deref(), None)?),
@@ -150,6 +159,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eprintln!("bench: plot written to {}", path.display());
     }
     report::print(&reports, args.output, args.all_adapters)
+}
+
+/// `--save-gguf`: the synthetic model as a file.
+fn save_synthetic(spec: &str, path: &std::path::Path) -> Result<()> {
+    let model = SyntheticModel::parse(spec).context("--synthetic")?;
+    eprintln!("bench: writing {} to {}", model.description(), path.display());
+    let writer = model.to_gguf()?;
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writer.write_to(&mut out).and_then(|()| std::io::Write::flush(&mut out)).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Every test on the adapter `device` names.
