@@ -223,17 +223,24 @@ async fn stream_rows(gpu: &Gpu, src: &dyn TensorSource, t: &TensorInfo, bytes: R
     Ok(())
 }
 
-/// A matrix of the rows of `parts` (tensors of one type, back to back), streamed in.
-async fn streamed(gpu: &Gpu, src: &dyn TensorSource, name: &str, parts: &[&TensorInfo]) -> Result<QMatrix, Error> {
-    let (ty, k) = (parts[0].ty, parts[0].row_elems() as u32);
-    let rows = parts.iter().map(|t| t.n_rows()).sum();
+/// A matrix of the rows of `parts` (byte ranges of tensors of one type, whole rows, back
+/// to back), streamed in.
+async fn streamed(gpu: &Gpu, src: &dyn TensorSource, name: &str, parts: &[(&TensorInfo, Range<u64>)]) -> Result<QMatrix, Error> {
+    let (ty, k) = (parts[0].0.ty, parts[0].0.row_elems() as u32);
+    let rows = parts.iter().map(|(t, bytes)| (bytes.end - bytes.start) / t.row_bytes().max(1)).sum();
     let m = QMatrix::allocate(gpu, name, ty, k, rows).await?;
     let mut writer = m.writer();
-    for t in parts {
-        stream_rows(gpu, src, t, 0..t.n_bytes(), &mut writer).await?;
+    for (t, bytes) in parts {
+        stream_rows(gpu, src, t, bytes.clone(), &mut writer).await?;
     }
     writer.finish(gpu)?;
     Ok(m)
+}
+
+/// [`streamed`] of whole tensors.
+async fn streamed_whole(gpu: &Gpu, src: &dyn TensorSource, name: &str, tensors: &[&TensorInfo]) -> Result<QMatrix, Error> {
+    let parts: Vec<_> = tensors.iter().map(|&t| (t, 0..t.n_bytes())).collect();
+    streamed(gpu, src, name, &parts).await
 }
 
 /// A whole GGUF file in memory (or memory-mapped).
@@ -266,21 +273,16 @@ async fn vectors(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, label: &str
 
 async fn matrix(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<QMatrix, Error> {
     let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    streamed(gpu, src, name, &[t]).await
+    streamed_whole(gpu, src, name, &[t]).await
 }
 
 /// The matrices of a 3-D expert tensor [k, rows, experts], one per expert.
 async fn per_expert(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, n_expert: u32) -> Result<Vec<QMatrix>, Error> {
     let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     let per = t.n_bytes() / n_expert as u64;
-    let rows = t.n_rows() / n_expert as u64;
     let mut out = Vec::with_capacity(n_expert as usize);
     for e in 0..n_expert as u64 {
-        let m = QMatrix::allocate(gpu, &format!("{name}[{e}]"), t.ty, t.row_elems() as u32, rows).await?;
-        let mut writer = m.writer();
-        stream_rows(gpu, src, t, e * per..(e + 1) * per, &mut writer).await?;
-        writer.finish(gpu)?;
-        out.push(m);
+        out.push(streamed(gpu, src, &format!("{name}[{e}]"), &[(t, e * per..(e + 1) * per)]).await?);
     }
     Ok(out)
 }
@@ -307,12 +309,12 @@ async fn fused(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, p
         .map(|p| file.tensor(p).ok_or_else(|| ModelError::MissingTensor(p.clone())))
         .collect::<Result<_, _>>()?;
     if infos.iter().all(|t| t.ty == infos[0].ty) {
-        return Ok(Fused { parts: vec![(streamed(gpu, src, name, &infos).await?, 0)] });
+        return Ok(Fused { parts: vec![(streamed_whole(gpu, src, name, &infos).await?, 0)] });
     }
     let mut out = Vec::new();
     let mut offset = 0;
     for (p, t) in parts.iter().zip(&infos) {
-        let m = streamed(gpu, src, p, &[t]).await?;
+        let m = streamed_whole(gpu, src, p, &[t]).await?;
         let rows = m.n;
         out.push((m, offset));
         offset += rows;

@@ -182,7 +182,7 @@ impl Script {
                         app.set_input(text);
                         app.submit();
                     }
-                    Step::Regenerate => app.press_regenerate(),
+                    Step::Regenerate => app.regenerate(),
                 }
                 if !app.busy() {
                     let why = format!("step {:?} started no reply: {:?}", self.steps[n], app.notices());
@@ -192,7 +192,7 @@ impl Script {
             }
             Stage::WaitReply(n) => {
                 if matches!(self.steps[n], Step::SendStop(_)) && app.streamed_text().is_some_and(|t| !t.is_empty()) {
-                    app.press_stop();
+                    app.stop();
                 }
                 if !app.busy() {
                     let last = app.selected_conversation().and_then(|c| c.messages.last()).filter(|m| m.role == "assistant" && !m.content.is_empty());

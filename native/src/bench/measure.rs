@@ -135,6 +135,16 @@ impl Sequences {
     }
 }
 
+/// `test.batch` fresh sequences, each with `test.depth` tokens already in its cache.
+fn at_depth(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Sequences> {
+    let seqs = Sequences::new(engine, test.batch);
+    if test.depth > 0 {
+        let fill: Vec<Vec<u32>> = seqs.0.iter().map(|_| tokens.take(test.depth)).collect();
+        prefill(engine, &seqs.0, &fill, false)?;
+    }
+    Ok(seqs)
+}
+
 /// Prefills `prompts[i]` into `seqs[i]`, as many tokens per step as the engine takes,
 /// spread over the sequences; logits of each sequence's last token if `logits`.
 fn prefill(engine: &mut Engine, seqs: &[SeqId], prompts: &[Vec<u32>], logits: bool) -> Result<()> {
@@ -162,11 +172,7 @@ fn prefill(engine: &mut Engine, seqs: &[SeqId], prompts: &[Vec<u32>], logits: bo
 
 /// One run: fills the depth, then times the test. Returns the seconds of the timed part.
 fn run_once(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<f64> {
-    let seqs = Sequences::new(engine, test.batch);
-    if test.depth > 0 {
-        let fill: Vec<Vec<u32>> = seqs.0.iter().map(|_| tokens.take(test.depth)).collect();
-        prefill(engine, &seqs.0, &fill, false)?;
-    }
+    let seqs = at_depth(engine, test, tokens)?;
     pollster::block_on(engine.wait_idle())?;
     let started = Instant::now();
     match test.kind {
@@ -194,11 +200,7 @@ fn run_once(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<f64
 
 /// The test's typical step, profiled: its first prefill chunk, or one decode step at the depth.
 fn breakdown(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Breakdown> {
-    let seqs = Sequences::new(engine, test.batch);
-    if test.depth > 0 {
-        let fill: Vec<Vec<u32>> = seqs.0.iter().map(|_| tokens.take(test.depth)).collect();
-        prefill(engine, &seqs.0, &fill, false)?;
-    }
+    let seqs = at_depth(engine, test, tokens)?;
     let per_seq = match test.kind {
         Kind::Prefill => test.tokens.min((engine.max_batch() / test.batch).max(1)),
         Kind::Generate => 1,

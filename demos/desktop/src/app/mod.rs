@@ -189,7 +189,7 @@ impl DesktopApp {
     }
 
     /// Answers the last user message of the selected conversation again.
-    fn regenerate(&mut self) {
+    pub fn regenerate(&mut self) {
         let Some(index) = self.selected_index() else { return };
         if self.busy() || !self.model_ready() {
             return;
@@ -220,7 +220,8 @@ impl DesktopApp {
         }
     }
 
-    fn stop(&self) {
+    /// Stops the reply in progress before its next token.
+    pub fn stop(&self) {
         self.engine.stop();
     }
 
@@ -377,14 +378,6 @@ impl eframe::App for DesktopApp {
 impl DesktopApp {
     pub fn set_input(&mut self, text: &str) {
         self.input = text.to_string();
-    }
-
-    pub fn press_regenerate(&mut self) {
-        self.regenerate();
-    }
-
-    pub fn press_stop(&self) {
-        self.stop();
     }
 
     /// The text of the reply streaming in, if one is.
