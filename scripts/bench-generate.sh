@@ -5,7 +5,8 @@
 # reported on its own (first run), not in the medians.
 #
 #   scripts/bench-generate.sh [-m MODEL] [-p 128] [-n 64] [-r 5] [-- extra wisp flags]
-set -euo pipefail
+# shellcheck source=scripts/lib/fail.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
 MODEL=smollm2 P=128 N=64 R=5

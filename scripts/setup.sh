@@ -6,8 +6,8 @@
 #                               and lavapipe (Mesa's software Vulkan) only when no
 #                               Vulkan device exists
 #   scripts/setup.sh --test     also what scripts/test.sh needs: lavapipe from
-#                               Mesa >= 25 (the adapter CI tests on) and the
-#                               wasm32-unknown-unknown Rust target
+#                               Mesa >= 25 (the adapter CI tests on), shellcheck
+#                               and the wasm32-unknown-unknown Rust target
 #   scripts/setup.sh --browser  also what the web demo and its test need: Chromium,
 #                               Node.js and npm, wasm-bindgen-cli, playwright-core
 #   scripts/setup.sh --desktop  also what the desktop app needs to open a window (the
@@ -17,7 +17,12 @@
 # Run it as your normal user: it uses sudo for apt when it is not root, and only
 # when something must be installed. System packages are handled on Debian/Ubuntu
 # (apt); elsewhere it prints what to install and goes on with the Rust part.
-set -euo pipefail
+#
+# Every failure is reported: the step, the command, its exit code, and how to do
+# the step by hand (scripts/lib/fail.sh). Probes of tools that may be missing never
+# fail the script.
+# shellcheck source=scripts/lib/fail.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 
 WANT_TEST=0
 WANT_BROWSER=0
@@ -76,6 +81,7 @@ APT_UPDATED=0
 apt_update() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         need_root "apt-get update"
+        step_is "apt-get update" "${SUDO[*]:+${SUDO[*]} }apt-get update"
         log "apt-get update"
         "${SUDO[@]}" apt-get update -q
         APT_UPDATED=1
@@ -88,6 +94,7 @@ apt_install() {
     if [ "$1" = "-t" ]; then target=(-t "$2"); shift 2; fi
     need_root "$*"
     apt_update
+    step_is "installing $*" "${SUDO[*]:+${SUDO[*]} }apt-get install --no-install-recommends ${target[*]:+${target[*]} }$*"
     log "installing: $* ${target[*]:+(from ${target[1]})}"
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${target[@]}" "$@"
@@ -105,42 +112,12 @@ ensure_pkgs() {
 # Debian 12 needs Mesa from bookworm-backports. The suite is built from the
 # mirror this machine already uses (never a host name written here).
 BACKPORTS_FILE=/etc/apt/sources.list.d/bookworm-backports.sources
+# shellcheck source=scripts/lib/debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 backports_configured() {
     grep -rqs --include='*.list' --include='*.sources' -E '(^|[[:space:]])bookworm-backports([[:space:]]|$)' \
         /etc/apt/sources.list /etc/apt/sources.list.d/
-}
-
-# Prints "URI SIGNED_BY" of the main bookworm repository of this machine.
-debian_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        # deb822: blank-line separated stanzas; take the one whose Suites has "bookworm".
-        awk '
-            function flush() {
-                if (uri != "" && suites ~ /(^|[ \t])bookworm([ \t]|$)/ && !done) {
-                    print uri, (signed == "" ? "-" : signed); done = 1
-                }
-                uri = ""; suites = ""; signed = ""
-            }
-            /^[ \t]*$/ { flush(); next }
-            /^[ \t]*#/ { next }
-            tolower($1) == "uris:"      { uri = $2 }
-            tolower($1) == "suites:"    { $1 = ""; suites = $0 }
-            tolower($1) == "signed-by:" { signed = $2 }
-            END { flush() }
-        ' "$f" | head -n1 | grep . && return 0
-    done
-    # One-line format: "deb [opts] URI bookworm main".
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -r "$f" ] || continue
-        awk '$1 == "deb" {
-                i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                if ($(i+1) == "bookworm") { print $i, "-"; exit }
-             }' "$f" | head -n1 | grep . && return 0
-    done
-    return 1
 }
 
 ensure_backports() {
@@ -150,6 +127,8 @@ ensure_backports() {
     uri=${line%% *}; signed=${line#* }
     if [ "$signed" = "-" ]; then signed=/usr/share/keyrings/debian-archive-keyring.gpg; fi
     need_root "adding bookworm-backports"
+    step_is "adding bookworm-backports" \
+        "write $BACKPORTS_FILE with 'Types: deb', 'URIs: $uri', 'Suites: bookworm-backports', 'Components: main', 'Signed-By: $signed'"
     log "adding apt suite bookworm-backports ($uri) in $BACKPORTS_FILE"
     printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
         "$uri" "$signed" | "${SUDO[@]}" tee "$BACKPORTS_FILE" >/dev/null
@@ -210,6 +189,8 @@ setup_system() {
         return 0
     fi
     local pkgs=()
+    # cargo reaches crates.io over HTTPS and needs the system's CA certificates.
+    pkg_installed ca-certificates || pkgs+=(ca-certificates)
     have cc  || pkgs+=(build-essential)
     have pkg-config || pkg_installed pkg-config || pkgs+=(pkg-config)
     if ! python3 -m pip --version >/dev/null 2>&1 && ! have pip3 && ! have pip; then
@@ -217,8 +198,9 @@ setup_system() {
     fi
     if ! have rustup && ! rust_ok; then
         have curl || pkgs+=(curl)
-        pkg_installed ca-certificates || pkgs+=(ca-certificates)
     fi
+    # The test suite lints the shell scripts.
+    if [ "$WANT_TEST" -eq 1 ]; then have shellcheck || pkgs+=(shellcheck); fi
     if [ "${#pkgs[@]}" -gt 0 ]; then apt_install "${pkgs[@]}"; fi
     setup_vulkan
 }
@@ -241,18 +223,21 @@ setup_rust() {
             fi
             return 0
         fi
+        step_is "installing Rust" "install Rust >= $MIN_RUST with rustup, as https://rustup.rs says"
         log "installing Rust (stable) with rustup into $HOME/.cargo"
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
         # shellcheck disable=SC1091
         . "$HOME/.cargo/env"
         INSTALLED+=("rustup")
     elif ! rust_ok; then
-        log "rust $(rustc --version 2>/dev/null | awk '{print $2}') is older than $MIN_RUST: rustup update stable"
+        step_is "updating Rust" "rustup update stable"
+        log "rust $(rustc --version 2>/dev/null | awk '{print $2}' || true) is older than $MIN_RUST: rustup update stable"
         rustup update stable
         INSTALLED+=("rust-stable")
     fi
     if [ "$need_wasm" -eq 1 ]; then
         if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+            step_is "adding the wasm32 target" "rustup target add wasm32-unknown-unknown"
             log "rustup target add wasm32-unknown-unknown"
             rustup target add wasm32-unknown-unknown
             INSTALLED+=("rust-target:wasm32-unknown-unknown")
@@ -286,15 +271,20 @@ setup_browser() {
         ensure_pkgs "${pkgs[@]}"
     else
         have chromium || warn "--browser: install Chromium yourself"
-        node_ok && have npm || warn "--browser: install Node.js >= 18 and npm yourself"
+        if ! node_ok || ! have npm; then warn "--browser: install Node.js >= 18 and npm yourself"; fi
     fi
     node_ok || die "Node.js >= 18 is needed for the web demo (found: $(node --version 2>/dev/null || echo none))"
 
-    local want have_version
+    local want have_version=""
     want=$(locked_wasm_bindgen)
     [ -n "$want" ] || die "cannot read wasm-bindgen's version from Cargo.lock"
-    have_version=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')
+    # A missing wasm-bindgen is the usual case on a new machine: probe it only when it
+    # is there (under pipefail, a failed probe in an assignment ends the script).
+    if have wasm-bindgen; then
+        have_version=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}') || have_version=""
+    fi
     if [ "$have_version" != "$want" ]; then
+        step_is "wasm-bindgen-cli $want" "cargo install wasm-bindgen-cli --version $want"
         log "cargo install wasm-bindgen-cli --version $want (found: ${have_version:-none}; a few minutes)"
         cargo install wasm-bindgen-cli --version "$want"
         INSTALLED+=("wasm-bindgen-cli@$want")
@@ -305,6 +295,7 @@ setup_browser() {
     installed_version=$(node -e 'try { console.log(require(process.argv[1]).version) } catch { console.log("") }' \
         "$ROOT/web/node_modules/playwright-core/package.json")
     if [ "$installed_version" != "$lock_version" ]; then
+        step_is "web/'s npm packages" "cd web && npm ci"
         log "npm ci in web/ (playwright-core $lock_version)"
         (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error)
         INSTALLED+=("npm:playwright-core@$lock_version")
@@ -332,10 +323,10 @@ start=$SECONDS
 # A rustup install from an earlier run may not be on this shell's PATH yet.
 # shellcheck disable=SC1091
 if ! have cargo && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
-setup_system
-setup_rust
-if [ "$WANT_BROWSER" -eq 1 ]; then setup_browser; fi
-if [ "$WANT_DESKTOP" -eq 1 ]; then setup_desktop; fi
+step_is "system packages"; setup_system
+step_is "Rust"; setup_rust
+if [ "$WANT_BROWSER" -eq 1 ]; then step_is "browser tools"; setup_browser; fi
+if [ "$WANT_DESKTOP" -eq 1 ]; then step_is "desktop libraries"; setup_desktop; fi
 if python3 -m pip --version >/dev/null 2>&1 || have pip3 || have pip; then :; else
     warn "pip not found; \`wisp fetch\` needs it (apt-get install python3-pip)"
 fi

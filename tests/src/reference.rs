@@ -1,4 +1,4 @@
-//! Reference outputs from `shared/reference` and the metrics that compare logits.
+//! Reference outputs from `tests/reference` and the metrics that compare logits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ pub fn top2_margin(v: &[f32]) -> f32 {
 }
 
 /// Checks `ours` against llama.cpp's logits at one position with the tolerances of
-/// `shared/reference/README.md`: cosine >= 0.999, the same top-1 wherever llama.cpp's
+/// `tests/reference/README.md`: cosine >= 0.999, the same top-1 wherever llama.cpp's
 /// top-2 margin exceeds 0.5, and at least 4 of its top 5 in our top 5.
 pub fn check_against_llamacpp(what: &str, ours: &[f32], theirs: &[f32]) -> Result<(), String> {
     let cos = cosine(ours, theirs);
@@ -132,7 +132,7 @@ pub fn exact_tolerance(act: Act) -> (f64, f32, bool) {
     }
 }
 
-/// Checks `ours` against exact arithmetic (`shared/reference`'s f32 reference, or the
+/// Checks `ours` against exact arithmetic (`tests/reference`'s f32 reference, or the
 /// f64 CPU model) at the tolerance of the activation type.
 pub fn check_against_exact(what: &str, act: Act, ours: &[f32], exact: &[f32]) -> Result<(), String> {
     let (min_cos, max_diff, top1) = exact_tolerance(act);

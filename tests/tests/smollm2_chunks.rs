@@ -2,7 +2,7 @@
 //! 100 tokens, and one token per step — must give the same logits at every position.
 //! The three ways use different kernels (batched products and flash attention, or
 //! matrix-vector products and split-K decoding), so they differ by rounding: within the
-//! reference tolerance of the adapter's activation precision (shared/reference/README.md).
+//! reference tolerance of the adapter's activation precision (tests/reference/README.md).
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;

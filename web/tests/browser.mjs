@@ -2,7 +2,7 @@
 // shader-f16), driven by playwright-core. It loads SmolLM2 through the page and checks:
 //   - the adapter path: no shader-f16 means f32 kernels, no subgroups means workgroup reductions;
 //   - the capital prompt's logits, read through the web API, at every position against
-//     llama.cpp (and the last against the f32 reference) within ../shared/reference's tolerances,
+//     llama.cpp (and the last against the f32 reference) within tests/reference's tolerances,
 //     and its greedy continuation;
 //   - text streams into `output` before the generation ends; stop ends it early;
 //   - a reload takes the model from the browser cache (the server sends no model bytes);
@@ -26,7 +26,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 
 function parseArgs(argv) {
-  const args = { pkg: null, model: null, reference: path.resolve(repo, '../shared/reference'), out: path.join(repo, 'target/web-test'),
+  const args = { pkg: null, model: null, reference: path.join(repo, 'tests/reference'), out: path.join(repo, 'target/web-test'),
     chromium: process.env.CHROMIUM ?? '/usr/bin/chromium' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');

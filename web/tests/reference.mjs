@@ -1,4 +1,4 @@
-// Reference logits (../shared/reference) and the tolerances of its README, for the
+// Reference logits (tests/reference) and the tolerances of its README, for the
 // browser test. Plain functions over Float32Arrays; no browser here.
 
 import fs from 'node:fs';
