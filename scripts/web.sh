@@ -53,6 +53,6 @@ cargo build --release -p wisp --bin wisp
 MODEL=$("$TARGET/release/wisp" fetch smollm2)
 
 if [ "$MODE" = test ]; then
-    exec node "$ROOT/web/tests/browser.mjs" --pkg "$PKG" --model "$MODEL" --out "$TARGET/web-test"
+    exec node "$ROOT/web/tests/browser.mjs" --pkg "$PKG" --model "$MODEL" --wisp "$TARGET/release/wisp" --out "$TARGET/web-test"
 fi
 exec node "$ROOT/web/serve.mjs" --port "$PORT" --pkg "$PKG" --model "smollm2=$MODEL"

@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and the path of
 //! one token through the engine.
 
+pub mod defaults;
 pub mod engine;
 pub mod error;
 pub mod generate;

@@ -19,7 +19,8 @@ pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// A system message, kept across /clear.
+    /// A system message, kept across /clear. Default: the model's (its authors' chat
+    /// template's; `wisp info -m MODEL` shows it), else none. `--system ""` sends an empty one.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
 
@@ -36,11 +37,15 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let sampler = args.sampling.config()?;
+    args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
+    let defaults = common::model_defaults(&model);
+    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
     let tokenizer = model.tokenizer()?;
     let engine = common::engine_for(&model, &args.device)?;
-    let mut session = ChatSession::new(Generator::new(engine, tokenizer), args.system.clone());
+    eprintln!("{}", common::describe_sampling(&sampling, &defaults));
+    let system = defaults.system_prompt_or(args.system.as_deref());
+    let mut session = ChatSession::new(Generator::new(engine, tokenizer), system);
     let options = GenerateOptions {
         max_tokens: common::max_tokens(args.n_predict),
         sampler,
@@ -111,7 +116,12 @@ pub fn run(args: ChatArgs) -> Result<()> {
             Ok(turn) => {
                 stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt, t_submit)?;
                 let kv = session.generator().engine().kv_stats();
-                eprintln!("[KV cache: {} of {} blocks in use, {} free]", kv.used_blocks, kv.blocks, kv.blocks - kv.used_blocks);
+                eprintln!(
+                    "[KV cache: {} of {} blocks in use, {} free]",
+                    kv.used_blocks,
+                    kv.blocks,
+                    kv.blocks - kv.used_blocks
+                );
             }
         }
     }

@@ -52,10 +52,11 @@ pub struct GenerateArgs {
     pub sampling: SamplingArgs,
 
     /// Print nothing while generating, then one JSON object: prompt_ids, ids, text,
-    /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed, load_s,
-    /// pipeline_compile_s and kv (the KV pool's blocks). With --parallel: outputs (one
-    /// per generation), parallel, steps, peak_batch, seconds, total_tok_s,
-    /// generated_tok_s, adapter, variant, kv.
+    /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed, sampling (each
+    /// value in effect with its source), load_s, pipeline_compile_s and kv (the KV pool's
+    /// blocks). With --parallel: outputs (one per generation), parallel, steps, peak_batch,
+    /// seconds, total_tok_s, generated_tok_s, adapter, variant, seed (the first
+    /// generation's), sampling, kv.
     #[arg(long)]
     pub json: bool,
 }
@@ -67,8 +68,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.parallel.is_some() || args.prompt.len() > 1 {
         return run_parallel(args);
     }
-    let sampler = args.sampling.config()?;
+    args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
+    let defaults = common::model_defaults(&model);
+    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
     let tokenizer = model.tokenizer()?;
     let prompt_ids = tokenizer
         .encode_prompt(&args.prompt[0])
@@ -80,6 +83,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let pipeline_compile_s = engine.gpu.pipelines.compile_seconds();
     let adapter = engine.gpu.adapter_name();
     let variant = engine.variant.to_string();
+    if !args.json {
+        eprintln!("{}", common::describe_sampling(&sampling, &defaults));
+    }
     let mut generator = Generator::new(engine, tokenizer);
     let options = GenerateOptions {
         max_tokens: common::max_tokens(args.n_predict),
@@ -141,6 +147,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "stop_reason": generation.stop_reason,
             "variant": variant,
             "seed": sampler.seed,
+            "sampling": sampling,
             "load_s": load_s,
             "pipeline_compile_s": pipeline_compile_s,
             "kv": kv,
@@ -170,21 +177,31 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 /// text is printed when it ends; `--json` prints one object with all of them.
 fn run_parallel(args: GenerateArgs) -> Result<()> {
     let n = args.parallel.unwrap_or(1).max(args.prompt.len() as u32) as usize;
-    let sampler = args.sampling.config()?;
+    args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
+    let defaults = common::model_defaults(&model);
+    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
     let tokenizer = model.tokenizer()?;
     let prompts: Vec<Vec<u32>> = (0..n)
         .map(|i| tokenizer.encode_prompt(&args.prompt[i % args.prompt.len()]))
         .collect::<Result<_, _>>()
         .context("tokenizing the prompts")?;
-    let mut engine = common::load_engine(&model, common::open_gpu(&args.device)?, &args.device, n as u32)?;
+    let mut engine = common::load_engine(
+        &model,
+        common::open_gpu(&args.device)?,
+        &args.device,
+        n as u32,
+    )?;
     let adapter = engine.gpu.adapter_name();
     let variant = engine.variant.to_string();
     let mut scheduler = Scheduler::new(&mut engine, &tokenizer);
     for (i, prompt) in prompts.iter().enumerate() {
         let options = GenerateOptions {
             max_tokens: common::max_tokens(args.n_predict),
-            sampler: SamplerConfig { seed: sampler.seed.wrapping_add(i as u64), ..sampler },
+            sampler: SamplerConfig {
+                seed: sampler.seed.wrapping_add(i as u64),
+                ..sampler
+            },
             stop: args.sampling.stop.clone(),
             ignore_eos: args.ignore_eos,
         };
@@ -223,13 +240,22 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
             "generated_tok_s": generated_tok_s,
             "adapter": adapter,
             "variant": variant,
+            "seed": sampler.seed,
+            "sampling": sampling,
             "kv": kv,
         });
         writeln!(stdout, "{out}").context("writing to stdout")?;
     } else {
         for (i, g) in generations.iter().enumerate() {
-            writeln!(stdout, "--- [{i}] ({} prompt tokens, {} generated, {})\n{}", g.n_prompt(), g.n_generated(), g.stop_reason, g.text)
-                .context("writing to stdout")?;
+            writeln!(
+                stdout,
+                "--- [{i}] ({} prompt tokens, {} generated, {})\n{}",
+                g.n_prompt(),
+                g.n_generated(),
+                g.stop_reason,
+                g.text
+            )
+            .context("writing to stdout")?;
         }
         eprintln!(
             "{n} generations in {steps} steps (up to {peak} per step), {:.1} s: {:.1} tok/s in all, {:.1} generated tok/s; KV pool {} of {} blocks in use at the end",

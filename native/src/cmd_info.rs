@@ -1,4 +1,5 @@
-//! `wisp info`: the adapters wgpu sees and, with `-m`, what a model file holds.
+//! `wisp info`: the adapters wgpu sees and, with `-m`, what a model file holds and the
+//! defaults it runs with (sampling values and system prompt, each with its source).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,10 +8,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
+use wisp_core::defaults::ModelDefaults;
 use wisp_core::gpu::{AdapterSummary, KvType, list_adapters};
 use wisp_core::model::ModelConfig;
 
-use crate::common::{Model, ModelArgs};
+use crate::common::{self, Model, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -30,7 +32,7 @@ struct TypeTotal {
     bytes: u64,
 }
 
-fn model_info(model: &Model) -> Value {
+fn model_info(model: &Model, defaults: &ModelDefaults) -> Value {
     let metadata: BTreeMap<&str, String> = model
         .file
         .metadata
@@ -45,12 +47,18 @@ fn model_info(model: &Model) -> Value {
     }
     // A model Wisp cannot run still has metadata worth showing: the reason goes instead.
     let (config, config_error, kv_cache) = match ModelConfig::from_gguf(&model.file) {
-        Ok(c) => (serde_json::to_value(&c).unwrap_or(Value::Null), Value::Null, kv_cache_info(&c)),
+        Ok(c) => (
+            serde_json::to_value(&c).unwrap_or(Value::Null),
+            Value::Null,
+            kv_cache_info(&c),
+        ),
         Err(e) => (Value::Null, Value::from(e.to_string()), Value::Null),
     };
     json!({
         "path": model.path.display().to_string(),
         "file_bytes": model.file_bytes(),
+        // What runs when no flag is given, each value with its source.
+        "defaults": defaults,
         "gguf_version": model.file.version,
         "metadata": metadata,
         "config": config,
@@ -195,21 +203,57 @@ fn print_model(out: &mut impl Write, info: &Value) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The sampling values and the system prompt in effect when no flag is given, and where
+/// each one comes from.
+fn print_defaults(out: &mut impl Write, defaults: &ModelDefaults) -> std::io::Result<()> {
+    match defaults.known_model {
+        Some(known) => writeln!(
+            out,
+            "defaults when no flag is given (recognised as the known model {known}):"
+        )?,
+        None => writeln!(out, "defaults when no flag is given (not a known model):")?,
+    }
+    for (name, value, source) in defaults.sampling.rows() {
+        writeln!(out, "    {name:<18} {value:<6} {source}")?;
+    }
+    let system = &defaults.system_prompt;
+    let (text, source) = match system.value.as_deref() {
+        None => ("none: the chat template decides".to_string(), None),
+        Some("") => ("an empty system message".to_string(), Some(system.source)),
+        Some(prompt) => (format!("{prompt:?}"), Some(system.source)),
+    };
+    match source {
+        Some(source) => writeln!(out, "    {:<18} {text} ({source})", "system_prompt")?,
+        None => writeln!(out, "    {:<18} {text}", "system_prompt")?,
+    }
+    for warning in &defaults.warnings {
+        writeln!(out, "    warning: {warning}")?;
+    }
+    Ok(())
+}
+
 pub fn run(args: InfoArgs) -> Result<()> {
     let adapters = pollster::block_on(list_adapters());
     let model = match &args.model.model {
-        Some(_) => Some(model_info(&Model::open(&args.model)?)),
+        Some(_) => {
+            let model = Model::open(&args.model)?;
+            let defaults = common::model_defaults(&model);
+            Some((model_info(&model, &defaults), defaults))
+        }
         None => None,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
+        let model = model.map(|(info, _)| info);
         writeln!(out, "{}", json!({ "adapters": adapters, "model": model }))
             .context("writing to stdout")?;
         return Ok(());
     }
     print_adapters(&mut out, &adapters).context("writing to stdout")?;
-    if let Some(info) = &model {
-        print_model(&mut out, info).context("writing to stdout")?;
+    if let Some((info, defaults)) = &model {
+        print_model(&mut out, info)
+            .and_then(|()| print_defaults(&mut out, defaults))
+            .context("writing to stdout")?;
     }
     Ok(())
 }

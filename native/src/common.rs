@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Args;
 use memmap2::Mmap;
+use wisp_core::defaults::{ModelDefaults, SamplingDefaults, SamplingOverrides};
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
@@ -44,7 +45,10 @@ pub fn parse_type(name: &str, allowed: &[GgmlType]) -> Result<GgmlType> {
         .find(|t| t.name().eq_ignore_ascii_case(name))
         .ok_or_else(|| {
             let names: Vec<String> = allowed.iter().map(|t| t.name().to_lowercase()).collect();
-            anyhow::anyhow!("unknown type {name:?}: expected one of {}", names.join(", "))
+            anyhow::anyhow!(
+                "unknown type {name:?}: expected one of {}",
+                names.join(", ")
+            )
         })
 }
 
@@ -75,42 +79,45 @@ pub struct DeviceArgs {
     pub kv_block: u32,
 }
 
-/// The sampler's flags; defaults are llama.cpp's.
+/// The sampler's flags. A flag left out takes the model's recommended value (`wisp info -m
+/// MODEL` lists them and where each comes from), else llama.cpp's default, which its help
+/// gives (a test checks those numbers against [`SamplerConfig::default`]).
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
-    /// Temperature; 0 is greedy (always the most likely token).
-    #[arg(long, value_name = "T", allow_negative_numbers = true, default_value_t = SamplerConfig::default().temperature)]
-    pub temp: f32,
+    /// Temperature; 0 is greedy (always the most likely token). Default: the model's, else 0.8.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub temp: Option<f32>,
 
-    /// Keep the K most likely tokens (0: off).
-    #[arg(long, value_name = "K", default_value_t = SamplerConfig::default().top_k)]
-    pub top_k: usize,
+    /// Keep the K most likely tokens (0: off). Default: the model's, else 40.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
 
     /// Nucleus sampling: keep the most likely tokens up to this probability mass (1: off).
-    #[arg(long, value_name = "P", allow_negative_numbers = true, default_value_t = SamplerConfig::default().top_p)]
-    pub top_p: f32,
+    /// Default: the model's, else 0.95.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
 
-    /// Keep tokens at least this fraction as likely as the best one (0: off).
-    #[arg(long, value_name = "M", allow_negative_numbers = true, default_value_t = SamplerConfig::default().min_p)]
-    pub min_p: f32,
+    /// Keep tokens at least this fraction as likely as the best one (0: off). Default: the
+    /// model's, else 0.05.
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
+    pub min_p: Option<f32>,
 
-    /// Divide the (positive) logits of recent tokens by R (1: off).
-    #[arg(long, value_name = "R", allow_negative_numbers = true, default_value_t = SamplerConfig::default().repeat_penalty)]
-    pub repeat_penalty: f32,
+    /// Divide the (positive) logits of recent tokens by R (1: off). Default: the model's,
+    /// else 1.
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub repeat_penalty: Option<f32>,
 
-    /// How many recent tokens the penalties look at (0: off).
-    #[arg(long, value_name = "N", default_value_t = SamplerConfig::default().penalty_last_n)]
-    pub repeat_last_n: usize,
+    /// How many recent tokens the penalties look at (0: off). Default: the model's, else 64.
+    #[arg(long, value_name = "N")]
+    pub repeat_last_n: Option<usize>,
 
-    /// Subtract X from the logit of every recent token.
-    #[arg(long, value_name = "X", allow_negative_numbers = true,
-          default_value_t = SamplerConfig::default().presence_penalty)]
-    pub presence_penalty: f32,
+    /// Subtract X from the logit of every recent token. Default: 0.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub presence_penalty: Option<f32>,
 
-    /// Subtract Y per occurrence from the logits of recent tokens.
-    #[arg(long, value_name = "Y", allow_negative_numbers = true,
-          default_value_t = SamplerConfig::default().frequency_penalty)]
-    pub frequency_penalty: f32,
+    /// Subtract Y per occurrence from the logits of recent tokens. Default: 0.
+    #[arg(long, value_name = "Y", allow_negative_numbers = true)]
+    pub frequency_penalty: Option<f32>,
 
     /// RNG seed; the same seed gives the same output. Default: random (printed at the end).
     #[arg(long, value_name = "S")]
@@ -122,9 +129,10 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// The sampler configuration, validated, with the seed filled in.
-    pub fn config(&self) -> Result<SamplerConfig> {
-        let config = SamplerConfig {
+    /// The flags given, checked on their own: a bad value is reported before any model is
+    /// opened (or fetched).
+    pub fn overrides(&self) -> Result<SamplingOverrides> {
+        let overrides = SamplingOverrides {
             temperature: self.temp,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -133,11 +141,54 @@ impl SamplingArgs {
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
             penalty_last_n: self.repeat_last_n,
-            seed: self.seed.unwrap_or_else(random_seed),
+            seed: self.seed,
         };
-        config.validate()?;
-        Ok(config)
+        overrides.validate()?;
+        Ok(overrides)
     }
+
+    /// The values in effect for a model with `defaults` (each with its source) and the
+    /// sampler configuration they make, validated, with the seed filled in.
+    pub fn resolve(&self, defaults: &ModelDefaults) -> Result<(SamplingDefaults, SamplerConfig)> {
+        let overrides = self.overrides()?;
+        let sampling = defaults.sampling.with_overrides(&overrides);
+        let config = sampling.config(overrides.seed.unwrap_or_else(random_seed));
+        config.validate()?;
+        Ok((sampling, config))
+    }
+}
+
+/// The model's defaults (its GGUF keys, else Wisp's table of known models, else generic),
+/// with a warning on stderr for each unusable `general.sampling.*` key.
+pub fn model_defaults(model: &Model) -> ModelDefaults {
+    let defaults = ModelDefaults::for_model(&model.file.metadata);
+    for warning in &defaults.warnings {
+        eprintln!("warning: {}: {warning}", model.path.display());
+    }
+    defaults
+}
+
+/// One line for stderr: the sampling values in effect and whose they are.
+pub fn describe_sampling(sampling: &SamplingDefaults, defaults: &ModelDefaults) -> String {
+    let values: Vec<String> = sampling
+        .rows()
+        .into_iter()
+        .filter(|(name, _, _)| {
+            !matches!(
+                *name,
+                "presence_penalty" | "frequency_penalty" | "penalty_last_n"
+            )
+        })
+        .map(|(name, value, _)| format!("{name} {value}"))
+        .collect();
+    let whose = match defaults.known_model {
+        Some(known) => format!("unset values: the recommended ones for {known}"),
+        None => "unset values: the file's or llama.cpp's".to_string(),
+    };
+    format!(
+        "sampling: {} ({whose}; `wisp info -m MODEL` says where each comes from)",
+        values.join(", ")
+    )
 }
 
 /// A seed from the clock and the process id (no need for cryptographic quality: it only
@@ -191,12 +242,24 @@ impl Model {
     pub fn open_with(spec: Option<&str>, quantize: Option<GgmlType>) -> Result<Model> {
         let path = model_cache::ensure_model(spec.unwrap_or(model_cache::DEFAULT_MODEL))?;
         if path.is_dir() {
-            let folder = HfFolder::open(&path, &LoadOptions { matrix_type: quantize })?;
+            let folder = HfFolder::open(
+                &path,
+                &LoadOptions {
+                    matrix_type: quantize,
+                },
+            )?;
             let file = folder.model.file.clone();
-            return Ok(Model { path, file, data: ModelData::Hf(Box::new(folder)) });
+            return Ok(Model {
+                path,
+                file,
+                data: ModelData::Hf(Box::new(folder)),
+            });
         }
         if quantize.is_some() {
-            anyhow::bail!("--quantize applies to Hugging Face folders; {} is a GGUF file (see `wisp convert`)", path.display());
+            anyhow::bail!(
+                "--quantize applies to Hugging Face folders; {} is a GGUF file (see `wisp convert`)",
+                path.display()
+            );
         }
         let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         // SAFETY: the map is read-only; if another process truncates the file while it is
@@ -206,7 +269,11 @@ impl Model {
             unsafe { Mmap::map(&handle) }.with_context(|| format!("mapping {}", path.display()))?;
         let file = GgufFile::parse(&mmap)
             .with_context(|| format!("reading the model {}", path.display()))?;
-        Ok(Model { path, file, data: ModelData::Gguf(mmap) })
+        Ok(Model {
+            path,
+            file,
+            data: ModelData::Gguf(mmap),
+        })
     }
 
     /// Bytes of the model's file(s).
@@ -228,7 +295,10 @@ impl Model {
     /// Where the engine reads the tensors' bytes.
     pub fn tensor_source(&self) -> Box<dyn TensorBytes + '_> {
         match &self.data {
-            ModelData::Gguf(mmap) => Box::new(FileBytes { file: &self.file, bytes: mmap }),
+            ModelData::Gguf(mmap) => Box::new(FileBytes {
+                file: &self.file,
+                bytes: mmap,
+            }),
             ModelData::Hf(folder) => Box::new(folder.tensors()),
         }
     }
@@ -263,14 +333,33 @@ pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
 /// Uploads the model, with kernel variants from `WISP_ACT` / `WISP_REDUCE` / `WISP_TIER`
 /// when set, and says on stderr which adapter runs it and why. `parallel` sequences may
 /// run at once (the KV pool and the step limits are sized for them).
-pub fn load_engine(model: &Model, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: u32) -> Result<Engine> {
+pub fn load_engine(
+    model: &Model,
+    gpu: Arc<Gpu>,
+    device: &DeviceArgs,
+    parallel: u32,
+) -> Result<Engine> {
     let source = model.tensor_source();
-    load_engine_from(&model.file, &source, &model.path.display().to_string(), gpu, device, parallel)
+    load_engine_from(
+        &model.file,
+        &source,
+        &model.path.display().to_string(),
+        gpu,
+        device,
+        parallel,
+    )
 }
 
 /// [`load_engine`] for any model: a header and a source of its tensors (`what` names it
 /// in errors).
-pub fn load_engine_from(file: &GgufFile, source: &dyn TensorSource, what: &str, gpu: Arc<Gpu>, device: &DeviceArgs, parallel: u32) -> Result<Engine> {
+pub fn load_engine_from(
+    file: &GgufFile,
+    source: &dyn TensorSource,
+    what: &str,
+    gpu: Arc<Gpu>,
+    device: &DeviceArgs,
+    parallel: u32,
+) -> Result<Engine> {
     let variant = VariantOverrides::from_env()?;
     let kv_type = device
         .kv_type
@@ -279,21 +368,28 @@ pub fn load_engine_from(file: &GgufFile, source: &dyn TensorSource, what: &str, 
         .transpose()
         .context("--kv-type")?;
     let n_ctx = match device.ctx {
-        0 => ModelConfig::from_gguf(file).map(|c| c.n_ctx_train.min(4096)).unwrap_or(4096),
+        0 => ModelConfig::from_gguf(file)
+            .map(|c| c.n_ctx_train.min(4096))
+            .unwrap_or(4096),
         n => n,
     };
     let defaults = EngineOptions::default();
     let options = EngineOptions {
         n_ctx,
         kv_type,
-        kv_pool_tokens: if device.kv_pool > 0 { device.kv_pool } else { n_ctx.saturating_mul(parallel.max(1)) },
+        kv_pool_tokens: if device.kv_pool > 0 {
+            device.kv_pool
+        } else {
+            n_ctx.saturating_mul(parallel.max(1))
+        },
         kv_block: device.kv_block,
         max_rows: defaults.max_rows.max(parallel),
         max_entries: defaults.max_entries.max(parallel),
         variant,
         ..defaults
     };
-    let engine = pollster::block_on(Engine::load(gpu, file, source, &options)).with_context(|| format!("loading {what} onto the device"))?;
+    let engine = pollster::block_on(Engine::load(gpu, file, source, &options))
+        .with_context(|| format!("loading {what} onto the device"))?;
     let kv = engine.kv_stats();
     eprintln!(
         "adapter: {} — {}; kernels {}; KV cache {:?}, {} blocks of {} positions ({:.1} MiB)",
@@ -360,5 +456,74 @@ pub fn rate(tokens: usize, seconds: f64) -> f64 {
         0.0
     } else {
         tokens as f64 / seconds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    }
+
+    /// The help states llama.cpp's defaults as literals; they must stay the ones in effect.
+    #[test]
+    fn the_help_gives_the_generic_defaults() {
+        let d = SamplerConfig::default();
+        let command = Flags::command();
+        let help = |id: &str| {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            arg.get_help().map(ToString::to_string).unwrap_or_default()
+        };
+        for (id, generic) in [
+            ("temp", d.temperature.to_string()),
+            ("top_k", d.top_k.to_string()),
+            ("top_p", d.top_p.to_string()),
+            ("min_p", d.min_p.to_string()),
+            ("repeat_penalty", d.repeat_penalty.to_string()),
+            ("repeat_last_n", d.penalty_last_n.to_string()),
+            ("presence_penalty", d.presence_penalty.to_string()),
+            ("frequency_penalty", d.frequency_penalty.to_string()),
+        ] {
+            let text = help(id);
+            // clap drops the final period: the help ends with the number.
+            assert!(
+                text.ends_with(&format!(" {generic}")),
+                "--{id}: the help {text:?} should end with the default {generic}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_left_out_take_the_model_defaults_and_given_ones_win() {
+        let flags = Flags::parse_from(["wisp", "--temp", "1.5", "--seed", "9"]);
+        let mut defaults = ModelDefaults::generic();
+        defaults.sampling.top_p =
+            wisp_core::defaults::Sourced::new(0.9, wisp_core::defaults::Source::Generic);
+        let (sampling, config) = flags.sampling.resolve(&defaults).unwrap();
+        assert_eq!(
+            (config.temperature, config.top_p, config.seed),
+            (1.5, 0.9, 9)
+        );
+        assert_eq!(
+            sampling.temperature.source,
+            wisp_core::defaults::Source::Explicit
+        );
+        let bad = Flags::parse_from(["wisp", "--top-p", "0"]);
+        assert!(
+            bad.sampling
+                .overrides()
+                .unwrap_err()
+                .to_string()
+                .contains("top_p")
+        );
     }
 }

@@ -11,8 +11,9 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_time::Instant;
+use wisp_core::defaults::ModelDefaults;
 use wisp_core::engine::{Engine, EngineOptions};
-use wisp_core::generate::{ChatSession, Generation, Generator, Run};
+use wisp_core::generate::{ChatSession, GenerateOptions, Generation, Generator, Run};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::model::ModelConfig;
 use wisp_core::tokenizer::Tokenizer;
@@ -52,6 +53,9 @@ struct ModelSummary {
     layers: u32,
     vocab: u32,
     has_chat_template: bool,
+    /// What generations run with when a request leaves a value out, each value with its
+    /// source, and the system prompt of the conversation.
+    defaults: ModelDefaults,
     load_ms: f64,
     /// The wasm heap once loaded (it only grows, so this is its peak during the load).
     wasm_heap_bytes: u64,
@@ -77,6 +81,12 @@ struct Loaded {
     summary: ModelSummary,
 }
 
+impl Loaded {
+    fn defaults(&self) -> &ModelDefaults {
+        &self.summary.defaults
+    }
+}
+
 /// Where the model is: a request that works on it takes it out (`Busy`) and puts it back.
 enum Slot {
     Empty,
@@ -100,7 +110,10 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
         .map_err(|e| JsError::new(&format!("could not describe the result: {e}")))
 }
 
-fn parse<T: for<'de> serde::Deserialize<'de> + Default>(value: JsValue, what: &str) -> Result<T, JsError> {
+fn parse<T: for<'de> serde::Deserialize<'de> + Default>(
+    value: JsValue,
+    what: &str,
+) -> Result<T, JsError> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
@@ -112,7 +125,11 @@ fn ms(from: Instant, to: Instant) -> f64 {
 }
 
 fn per_second(n: usize, millis: f64) -> f64 {
-    if millis > 0.0 { n as f64 * 1000.0 / millis } else { 0.0 }
+    if millis > 0.0 {
+        n as f64 * 1000.0 / millis
+    } else {
+        0.0
+    }
 }
 
 /// Bytes of the wasm module's linear memory (its heap). Memory only grows, so this is
@@ -121,7 +138,11 @@ fn per_second(n: usize, millis: f64) -> f64 {
 pub fn wasm_heap_bytes() -> f64 {
     wasm_bindgen::memory()
         .dyn_into::<js_sys::WebAssembly::Memory>()
-        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64)
+        .map(|m| {
+            m.buffer()
+                .unchecked_into::<js_sys::ArrayBuffer>()
+                .byte_length() as f64
+        })
         .unwrap_or(0.0)
 }
 
@@ -132,12 +153,21 @@ impl WispEngine {
     /// `{ maxStorageBinding }` (bytes; a smaller limit than the adapter's, for testing).
     pub async fn create(options: JsValue) -> Result<WispEngine, JsError> {
         let request: CreateRequest = parse(options, "engine options")?;
-        let gpu = Gpu::new(&DeviceOptions { max_binding_override: request.max_storage_binding, ..DeviceOptions::default() }).await?;
+        let gpu = Gpu::new(&DeviceOptions {
+            max_binding_override: request.max_storage_binding,
+            ..DeviceOptions::default()
+        })
+        .await?;
         // `Engine` shares its device by `Arc` (natively across threads); the browser has one
         // thread, where wgpu's types are not `Send`.
         #[allow(clippy::arc_with_non_send_sync)]
         let gpu = Arc::new(gpu);
-        Ok(WispEngine { gpu, slot: RefCell::new(Slot::Empty), cancel: AtomicBool::new(false), unload_pending: Cell::new(false) })
+        Ok(WispEngine {
+            gpu,
+            slot: RefCell::new(Slot::Empty),
+            cancel: AtomicBool::new(false),
+            unload_pending: Cell::new(false),
+        })
     }
 
     /// `{ name, backend, variant, shaderF16, subgroups, cpuLike, maxStorageBufferBindingSize, … , features }`.
@@ -145,7 +175,13 @@ impl WispEngine {
     pub fn adapter_info(&self) -> Result<JsValue, JsError> {
         let caps = &self.gpu.caps;
         let variant = VariantOverrides::default().resolve(caps, &self.gpu.adapter_name())?;
-        let mut features: Vec<String> = self.gpu.device.features().iter_names().map(|(n, _)| n.to_string()).collect();
+        let mut features: Vec<String> = self
+            .gpu
+            .device
+            .features()
+            .iter_names()
+            .map(|(n, _)| n.to_string())
+            .collect();
         features.sort();
         to_js(&AdapterInfo {
             name: self.gpu.info.name.clone(),
@@ -181,12 +217,23 @@ impl WispEngine {
     }
 
     /// Loads a GGUF model from `source`, replacing the one loaded. `options`:
-    /// `{ contextSize }`. `on_progress(phase, done, total)` is called with phase
+    /// `{ contextSize }`. The summary's `defaults` are what generations run with when a
+    /// request leaves a value out (each with its `source`) and the conversation's system
+    /// prompt. `on_progress(phase, done, total)` is called with phase
     /// `"header"`, then `"weights"` (bytes), then `"kernels"` (pipelines being built).
-    pub async fn load(&self, source: ByteSource, options: JsValue, on_progress: Function) -> Result<JsValue, JsError> {
+    pub async fn load(
+        &self,
+        source: ByteSource,
+        options: JsValue,
+        on_progress: Function,
+    ) -> Result<JsValue, JsError> {
         let request: LoadRequest = parse(options, "load options")?;
         match &*self.slot.borrow() {
-            Slot::Busy => return Err(JsError::new("the engine is busy: stop the running request before loading a model")),
+            Slot::Busy => {
+                return Err(JsError::new(
+                    "the engine is busy: stop the running request before loading a model",
+                ));
+            }
             Slot::Empty | Slot::Ready(_) => {}
         }
         // The old model's buffers go before the new ones are made.
@@ -204,7 +251,12 @@ impl WispEngine {
         out
     }
 
-    async fn load_model(&self, source: &ByteSource, request: &LoadRequest, on_progress: &Function) -> Result<Loaded, wisp_core::Error> {
+    async fn load_model(
+        &self,
+        source: &ByteSource,
+        request: &LoadRequest,
+        on_progress: &Function,
+    ) -> Result<Loaded, wisp_core::Error> {
         let started = Instant::now();
         let file_bytes = source.byte_len()?;
         report(on_progress, "header", 0, file_bytes);
@@ -212,7 +264,13 @@ impl WispEngine {
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file.metadata)?;
         let total = file.tensors.iter().map(|t| t.n_bytes()).sum();
-        let tensors = JsTensors { source, file: &file, on_progress, total, done: Cell::new(0) };
+        let tensors = JsTensors {
+            source,
+            file: &file,
+            on_progress,
+            total,
+            done: Cell::new(0),
+        };
         let options = EngineOptions {
             n_ctx: request.context_size.min(config.n_ctx_train.max(1)),
             variant: request.variant()?,
@@ -220,8 +278,15 @@ impl WispEngine {
             ..EngineOptions::default()
         };
         let engine = Engine::load(self.gpu.clone(), &file, &tensors, &options).await?;
+        let defaults = ModelDefaults::for_model(&file.metadata);
+        let system_prompt = defaults.system_prompt.value.clone();
         let summary = ModelSummary {
-            name: file.metadata.get("general.name").and_then(|v| v.as_str()).unwrap_or("(unnamed)").to_string(),
+            name: file
+                .metadata
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("(unnamed)")
+                .to_string(),
             architecture: file.architecture()?.to_string(),
             file_bytes,
             header_bytes,
@@ -231,10 +296,11 @@ impl WispEngine {
             layers: config.n_layer,
             vocab: config.vocab_size,
             has_chat_template: tokenizer.chat_template().is_some(),
+            defaults,
             load_ms: ms(started, Instant::now()),
             wasm_heap_bytes: wasm_heap_bytes() as u64,
         };
-        let chat = ChatSession::new(Generator::new(engine, tokenizer), None);
+        let chat = ChatSession::new(Generator::new(engine, tokenizer), system_prompt);
         Ok(Loaded { chat, summary })
     }
 
@@ -269,22 +335,38 @@ impl WispEngine {
         match std::mem::replace(&mut *slot, Slot::Busy) {
             Slot::Ready(l) => Ok(l),
             other => {
-                let busy = matches!(other, Slot::Busy);
+                let error = unavailable(&other);
                 *slot = other;
-                Err(JsError::new(if busy { "the engine is busy with another request" } else { "no model is loaded" }))
+                Err(error)
             }
+        }
+    }
+
+    /// The options of `request` on the loaded model, checked before the request starts:
+    /// a bad value is an error that leaves the conversation as it was.
+    fn options(&self, request: &GenerateRequest) -> Result<GenerateOptions, JsError> {
+        match &*self.slot.borrow() {
+            Slot::Ready(l) => Ok(request.options(l.defaults())?),
+            other => Err(unavailable(other)),
         }
     }
 
     /// Ends a request: the model goes back in its slot, unless `unload` came meanwhile.
     fn settle(&self, slot: Slot) {
-        *self.slot.borrow_mut() = if self.unload_pending.replace(false) { Slot::Empty } else { slot };
+        *self.slot.borrow_mut() = if self.unload_pending.replace(false) {
+            Slot::Empty
+        } else {
+            slot
+        };
     }
 
     /// Runs `work` on the loaded model, one request at a time. A failed request (a lost
     /// device) may leave a KV cache that neither the generator nor the conversation
     /// mirrors: both start over.
-    async fn on_model<T>(&self, work: impl AsyncFnOnce(&mut Loaded) -> Result<T, wisp_core::Error>) -> Result<T, JsError> {
+    async fn on_model<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Loaded) -> Result<T, wisp_core::Error>,
+    ) -> Result<T, JsError> {
         let mut loaded = self.take()?;
         self.cancel.store(false, Ordering::Relaxed);
         let result = work(&mut loaded).await;
@@ -299,14 +381,24 @@ impl WispEngine {
     /// Sends `message` as the user's turn of the conversation (rendered with the model's
     /// chat template; the KV cache keeps the conversation so far) and streams the reply to
     /// `on_text(piece)`. `options`: `{ maxTokens, stop, sampling: { temperature, … } }`.
-    pub async fn chat(&self, message: String, options: JsValue, on_text: Function) -> Result<JsValue, JsError> {
+    pub async fn chat(
+        &self,
+        message: String,
+        options: JsValue,
+        on_text: Function,
+    ) -> Result<JsValue, JsError> {
         let request: GenerateRequest = parse(options, "generation options")?;
+        let options = self.options(&request)?;
         let stats = self
             .on_model(async |m| {
                 let started = Instant::now();
-                let mut turn = m.chat.send(&message, &request.options())?.with_cancel(&self.cancel);
+                let mut turn = m.chat.send(&message, &options)?.with_cancel(&self.cancel);
                 let timing = prefilled(turn.run(), started).await?;
-                while turn.next_token(&mut |s| emit_text(&on_text, s)).await?.is_some() {}
+                while turn
+                    .next_token(&mut |s| emit_text(&on_text, s))
+                    .await?
+                    .is_some()
+                {}
                 Ok(stats(turn.finish(), timing))
             })
             .await?;
@@ -324,16 +416,26 @@ impl WispEngine {
     }
 
     /// Continues `prompt` as raw text (no chat template), streaming to `on_text(piece)`.
-    pub async fn complete(&self, prompt: String, options: JsValue, on_text: Function) -> Result<JsValue, JsError> {
+    pub async fn complete(
+        &self,
+        prompt: String,
+        options: JsValue,
+        on_text: Function,
+    ) -> Result<JsValue, JsError> {
         let request: GenerateRequest = parse(options, "generation options")?;
+        let options = self.options(&request)?;
         let stats = self
             .on_model(async |m| {
                 let started = Instant::now();
                 let generator = m.chat.generator_mut();
                 let ids = generator.tokenizer().encode_prompt(&prompt)?;
-                let mut run = generator.start(&ids, &request.options())?.with_cancel(&self.cancel);
+                let mut run = generator.start(&ids, &options)?.with_cancel(&self.cancel);
                 let timing = prefilled(&run, started).await?;
-                while run.next_token(&mut |s| emit_text(&on_text, s)).await?.is_some() {}
+                while run
+                    .next_token(&mut |s| emit_text(&on_text, s))
+                    .await?
+                    .is_some()
+                {}
                 Ok(stats(run.finish(), timing))
             })
             .await?;
@@ -358,9 +460,12 @@ impl WispEngine {
         let vocab = rows.first().map_or(0, Vec::len);
         let flat: Vec<f32> = rows.concat();
         let out = js_sys::Object::new();
-        js_sys::Reflect::set(&out, &"ids".into(), &Uint32Array::from(ids.as_slice())).map_err(|_| JsError::new("building the result"))?;
-        js_sys::Reflect::set(&out, &"vocab".into(), &(vocab as f64).into()).map_err(|_| JsError::new("building the result"))?;
-        js_sys::Reflect::set(&out, &"logits".into(), &Float32Array::from(flat.as_slice())).map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&out, &"ids".into(), &Uint32Array::from(ids.as_slice()))
+            .map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&out, &"vocab".into(), &(vocab as f64).into())
+            .map_err(|_| JsError::new("building the result"))?;
+        js_sys::Reflect::set(&out, &"logits".into(), &Float32Array::from(flat.as_slice()))
+            .map_err(|_| JsError::new("building the result"))?;
         Ok(out.into())
     }
 
@@ -391,11 +496,23 @@ impl WispEngine {
                     prefill: StepProfile,
                     decode: StepProfile,
                 }
-                to_js(&Profile { prefill: step_profile(n, prefill), decode: step_profile(1, decode) })
+                to_js(&Profile {
+                    prefill: step_profile(n, prefill),
+                    decode: step_profile(1, decode),
+                })
             }
             _ => Ok(JsValue::UNDEFINED),
         }
     }
+}
+
+/// Why a request finds no model to work on.
+fn unavailable(slot: &Slot) -> JsError {
+    JsError::new(if matches!(slot, Slot::Busy) {
+        "the engine is busy with another request"
+    } else {
+        "no model is loaded"
+    })
 }
 
 /// GPU time per kernel over one step, largest first.
@@ -409,7 +526,11 @@ struct StepProfile {
 
 fn step_profile(tokens: usize, times: Vec<wisp_core::gpu::KernelTime>) -> StepProfile {
     let kernels = totals_by_kernel(times);
-    StepProfile { tokens, total_ms: kernels.iter().map(|k| k.ms).sum(), kernels }
+    StepProfile {
+        tokens,
+        total_ms: kernels.iter().map(|k| k.ms).sum(),
+        kernels,
+    }
 }
 
 /// Passes a piece of text to the page; a throwing callback does not stop generation.
@@ -427,7 +548,10 @@ struct Timing {
 
 async fn prefilled(run: &Run<'_>, started: Instant) -> Result<Timing, wisp_core::Error> {
     run.wait_idle().await?;
-    Ok(Timing { started, prefilled: Instant::now() })
+    Ok(Timing {
+        started,
+        prefilled: Instant::now(),
+    })
 }
 
 fn stats(g: Generation, t: Timing) -> GenerationStats {

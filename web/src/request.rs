@@ -2,9 +2,10 @@
 //! fields are errors that name them, not silently ignored settings.
 
 use serde::Deserialize;
+use wisp_core::defaults::{ModelDefaults, SamplingOverrides};
 use wisp_core::generate::GenerateOptions;
 use wisp_core::gpu::{GpuError, VariantOverrides};
-use wisp_core::sampling::SamplerConfig;
+use wisp_core::sampling::SamplingError;
 
 /// Options of [`WispEngine::create`](crate::WispEngine::create).
 #[derive(Debug, Default, Deserialize)]
@@ -33,41 +34,54 @@ pub struct LoadRequest {
 
 impl Default for LoadRequest {
     fn default() -> Self {
-        LoadRequest { context_size: 2048, act: None, reduce: None, tier: None, tune: None }
+        LoadRequest {
+            context_size: 2048,
+            act: None,
+            reduce: None,
+            tier: None,
+            tune: None,
+        }
     }
 }
 
 impl LoadRequest {
     pub fn variant(&self) -> Result<VariantOverrides, GpuError> {
-        VariantOverrides::parse(self.act.as_deref(), self.reduce.as_deref(), self.tier.as_deref())
+        VariantOverrides::parse(
+            self.act.as_deref(),
+            self.reduce.as_deref(),
+            self.tier.as_deref(),
+        )
     }
 }
 
 /// Options of a generation: `{ maxTokens, stop, sampling: { temperature, top_k, … } }`.
-/// `sampling` takes [`SamplerConfig`]'s fields; missing ones keep llama.cpp's defaults,
-/// and `temperature: 0` is greedy.
-#[derive(Debug, Deserialize)]
+/// `sampling` takes [`SamplerConfig`](wisp_core::sampling::SamplerConfig)'s fields and
+/// `seed`; the ones left out take the loaded model's defaults (its GGUF keys, else Wisp's
+/// table of known models, else llama.cpp's), and `temperature: 0` is greedy.
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateRequest {
-    pub max_tokens: usize,
+    /// `None`: 256.
+    pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
-    pub sampling: SamplerConfig,
-}
-
-impl Default for GenerateRequest {
-    fn default() -> Self {
-        GenerateRequest { max_tokens: 256, stop: Vec::new(), sampling: SamplerConfig::default() }
-    }
+    pub sampling: SamplingOverrides,
 }
 
 impl GenerateRequest {
-    pub fn options(&self) -> GenerateOptions {
-        GenerateOptions {
-            max_tokens: self.max_tokens,
-            sampler: self.sampling,
+    /// The options of this generation on a model with `defaults`, validated (an error names
+    /// the bad field). Without a seed it is 0: the page passes its own.
+    pub fn options(&self, defaults: &ModelDefaults) -> Result<GenerateOptions, SamplingError> {
+        let sampler = defaults
+            .sampling
+            .with_overrides(&self.sampling)
+            .config(self.sampling.seed.unwrap_or(0));
+        sampler.validate()?;
+        Ok(GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(256),
+            sampler,
             stop: self.stop.clone(),
             ignore_eos: false,
-        }
+        })
     }
 }
 
@@ -76,13 +90,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_fields_take_defaults_and_unknown_ones_are_refused() {
-        let r: GenerateRequest = serde_json::from_str(r#"{"maxTokens": 8, "sampling": {"temperature": 0}}"#).unwrap();
-        assert_eq!(r.max_tokens, 8);
-        assert!(r.sampling.is_greedy());
-        assert_eq!(r.sampling.top_k, SamplerConfig::default().top_k);
+    fn missing_fields_take_the_model_defaults_and_unknown_ones_are_refused() {
+        let r: GenerateRequest =
+            serde_json::from_str(r#"{"maxTokens": 8, "sampling": {"temperature": 0}}"#).unwrap();
+        let mut defaults = ModelDefaults::generic();
+        defaults.sampling.top_k.value = 20;
+        let options = r.options(&defaults).unwrap();
+        assert_eq!(options.max_tokens, 8);
+        assert!(options.sampler.is_greedy());
+        assert_eq!(options.sampler.top_k, 20);
+        let r: GenerateRequest = serde_json::from_str(r#"{"sampling": {"top_p": 0}}"#).unwrap();
+        assert!(
+            r.options(&defaults)
+                .unwrap_err()
+                .to_string()
+                .contains("top_p")
+        );
         let e = serde_json::from_str::<GenerateRequest>(r#"{"max_tokens": 8}"#).unwrap_err();
         assert!(e.to_string().contains("max_tokens"), "{e}");
+        let e =
+            serde_json::from_str::<GenerateRequest>(r#"{"sampling": {"temp": 0.5}}"#).unwrap_err();
+        assert!(e.to_string().contains("temp"), "{e}");
         let e = serde_json::from_str::<LoadRequest>(r#"{"contextSize": "big"}"#).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
     }

@@ -5,15 +5,17 @@
 //     llama.cpp (and the last against the f32 reference) within tests/reference's tolerances,
 //     and its greedy continuation;
 //   - text streams into `output` before the generation ends; stop ends it early;
+//   - the page starts from the model's defaults, the very ones `wisp info` gives natively;
 //   - a reload takes the model from the browser cache (the server sends no model bytes);
 //   - a lost device is reported in plain words and the engine comes back;
 //   - a storage quota too small for the model: a clear notice, no half-written cache
 //     entry, and the model still loads (range requests);
 // and saves a screenshot. Figures (load times, tokens/s, heap) are printed, not asserted.
 //
-//   node web/tests/browser.mjs --pkg DIR --model PATH [--reference DIR] [--out DIR]
+//   node web/tests/browser.mjs --pkg DIR --model PATH --wisp BIN [--reference DIR] [--out DIR]
 // (scripts/web.sh --test builds the wasm package and passes these.)
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,14 +28,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 
 function parseArgs(argv) {
-  const args = { pkg: null, model: null, reference: path.join(repo, 'tests/reference'), out: path.join(repo, 'target/web-test'),
+  const args = { pkg: null, model: null, wisp: null, reference: path.join(repo, 'tests/reference'), out: path.join(repo, 'target/web-test'),
     chromium: process.env.CHROMIUM ?? '/usr/bin/chromium' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in args) || argv[i + 1] === undefined) throw new Error(`unknown or incomplete option ${argv[i]}`);
     args[key] = argv[i + 1];
   }
-  if (!args.pkg || !args.model) throw new Error('usage: browser.mjs --pkg DIR --model SMOLLM2.gguf [--reference DIR] [--out DIR]');
+  if (!args.pkg || !args.model || !args.wisp) {
+    throw new Error('usage: browser.mjs --pkg DIR --model SMOLLM2.gguf --wisp target/release/wisp [--reference DIR] [--out DIR]');
+  }
   return args;
 }
 
@@ -46,6 +50,15 @@ const figures = {};
 function check(what, ok, detail = '') {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? `: ${detail}` : ''}`);
   if (!ok) failures.push(what);
+}
+
+// Equal structures; numbers equal as f32 (the page gets an f32 widened to f64, `wisp info`
+// prints its shortest decimal form).
+function sameValues(a, b) {
+  if (typeof a === 'number' && typeof b === 'number') return Math.fround(a) === Math.fround(b);
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return a === b;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameValues(a[k], b[k]));
 }
 
 const status = (page) => page.textContent('[data-testid=status]');
@@ -122,6 +135,16 @@ async function main() {
     // The header and tokenizer, the engine's own state and a few MiB of weights in flight:
     // a third of this model, and no more for larger ones.
     check('the wasm heap stays well below the model file', heap < modelBytes / 3, `${heap} bytes of heap for a ${modelBytes}-byte file`);
+
+    // The page starts from the model's defaults: the same values, sources and system prompt
+    // as the native CLI and the desktop app (both read `wisp info`'s ModelDefaults).
+    const native = JSON.parse(execFileSync(args.wisp, ['info', '-m', args.model, '--json'], { encoding: 'utf8' })).model.defaults;
+    check('the page has the same model defaults as `wisp info`', sameValues(cold.model.defaults, native),
+      `${JSON.stringify(cold.model.defaults)} vs ${JSON.stringify(native)}`);
+    const shownTemperature = await page.inputValue('[data-testid=temperature]');
+    check("the temperature box shows the model's default, in an f32's digits",
+      sameValues(Number(shownTemperature), native.sampling.temperature.value) && /^\d+(\.\d{1,7})?$/.test(shownTemperature),
+      `${shownTemperature} (default ${native.sampling.temperature.value}, ${native.sampling.temperature.source.kind})`);
 
     // The capital prompt's logits through the web API, at every position.
     const capital = reference.json.capital;

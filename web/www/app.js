@@ -92,6 +92,7 @@ async function loadModel() {
     ui.progress.value = 1;
     loaded = true;
     window.lastModel = m;
+    showModelDefaults(m.defaults);
     const from = { cache: 'from the browser cache', network: 'downloaded and loaded', file: 'from the local file' }[m.origin];
     setStatus(`ready: ${m.name} (${m.architecture}, ${mb(m.fileBytes)}) ${from} in ${(m.loadMs / 1000).toFixed(1)} s; ` +
       `context ${m.contextSize}; wasm heap ${mb(m.wasmHeapBytes)}`);
@@ -106,12 +107,40 @@ async function loadModel() {
   refreshButtons();
 }
 
+// The sampling inputs start from the loaded model's defaults (its GGUF keys, else Wisp's
+// table of known models, else llama.cpp's); one the user has typed into is theirs, kept
+// across loads and sent with every request. The others are left out of requests, so the
+// engine applies the model's own value.
+const modelDefaultInputs = { temperature: ui.temperature, top_p: ui.topP };
+for (const input of Object.values(modelDefaultInputs)) {
+  input.addEventListener('input', () => { input.dataset.userSet = 'true'; });
+}
+
+function describeSource(source) {
+  switch (source?.kind) {
+    case 'gguf': return `the model file's ${source.key}`;
+    case 'known_model': return `recommended for ${source.model}: ${source.reference}`;
+    case 'explicit': return 'set explicitly';
+    default: return "llama.cpp's generic default";
+  }
+}
+
+function showModelDefaults(defaults) {
+  for (const [name, input] of Object.entries(modelDefaultInputs)) {
+    const value = defaults?.sampling?.[name];
+    if (!value || input.dataset.userSet) continue;
+    // An f32 widened to f64 (0.20000000298…): shown as its f32 digits (0.2).
+    input.value = String(Number(value.value.toPrecision(7)));
+    input.title = `model default: ${describeSource(value.source)}`;
+  }
+}
+
 function settings() {
   const number = (input, fallback) => (Number.isFinite(input.valueAsNumber) ? input.valueAsNumber : fallback);
-  return {
-    maxTokens: Math.max(1, Math.floor(number(ui.maxTokens, 256))),
-    sampling: { temperature: Math.max(0, number(ui.temperature, 0.7)), top_p: Math.min(1, Math.max(0.01, number(ui.topP, 0.95))), seed: Math.max(0, Math.floor(number(ui.seed, 0))) },
-  };
+  const sampling = { seed: Math.max(0, Math.floor(number(ui.seed, 0))) };
+  if (ui.temperature.dataset.userSet && Number.isFinite(ui.temperature.valueAsNumber)) sampling.temperature = Math.max(0, ui.temperature.valueAsNumber);
+  if (ui.topP.dataset.userSet && Number.isFinite(ui.topP.valueAsNumber)) sampling.top_p = Math.min(1, Math.max(0.01, ui.topP.valueAsNumber));
+  return { maxTokens: Math.max(1, Math.floor(number(ui.maxTokens, 256))), sampling };
 }
 
 function addTurn(role, text) {

@@ -79,13 +79,19 @@ export class Wisp {
    * 'weights' or 'kernels'; `onNotice(text)` for things the user should know (a full
    * storage quota). Other options go to the engine: `contextSize`, kernel variant overrides
    * `act` ('f32'|'f16'), `reduce` ('subgroup'|'workgroup'), `tier` ('cpu'|'gpu') and `tune`
-   * (as WISP_TUNE natively). Resolves with the model's summary (sizes, load time, origin).
+   * (as WISP_TUNE natively). Resolves with the model's summary (sizes, load time, origin,
+   * and `defaults`: the sampling values a request that leaves them out gets, each with its
+   * `source`, and the conversation's system prompt).
    */
   load(model, { onProgress, onNotice, ...options } = {}) {
     return this.#call('load', { ...model, ...options }, { onProgress, onNotice });
   }
 
-  /** A reply to `message` in the running conversation, as a stream (see #stream). */
+  /**
+   * A reply to `message` in the running conversation, as a stream (see #stream). `options`:
+   * `{ maxTokens, stop, sampling: { temperature, top_k, top_p, min_p, repeat_penalty, seed, … } }`;
+   * sampling values left out take the model's defaults.
+   */
   chat(message, options = {}) {
     return this.#stream('chat', { message, options });
   }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use wisp::common::{self, DeviceArgs, Model};
 use wisp::model_cache;
+use wisp_core::defaults::ModelDefaults;
 use wisp_core::generate::{ChatSession, GenerateOptions, Generator, StopReason};
 use wisp_core::gpu::{Gpu, VariantOverrides};
 use wisp_core::model::Counted;
@@ -26,7 +27,11 @@ pub enum Command {
     Load(Option<String>),
     /// Answer the last message of `messages` (a user message; a system message may come
     /// first), streaming the text back as [`Event::Text`].
-    Reply { conversation: String, messages: Vec<ChatMessage>, options: GenerateOptions },
+    Reply {
+        conversation: String,
+        messages: Vec<ChatMessage>,
+        options: GenerateOptions,
+    },
 }
 
 /// Where a model load is.
@@ -63,6 +68,9 @@ pub struct ModelSummary {
     pub context: u32,
     pub file_bytes: u64,
     pub load_seconds: f64,
+    /// What replies run with when a setting is left alone, and the system prompt of a
+    /// conversation that has none of its own. Boxed: it is large, and events carry this.
+    pub defaults: Box<ModelDefaults>,
 }
 
 /// How a reply went.
@@ -84,10 +92,17 @@ pub enum Event {
     Loaded(ModelSummary),
     LoadFailed(String),
     /// More text of the reply in progress.
-    Text { conversation: String, text: String },
+    Text {
+        conversation: String,
+        text: String,
+    },
     /// The reply ended (also when stopped or failed: `error` says why it failed; the
     /// text streamed so far stays the reply).
-    ReplyDone { conversation: String, stats: ReplyStats, error: Option<String> },
+    ReplyDone {
+        conversation: String,
+        stats: ReplyStats,
+        error: Option<String>,
+    },
 }
 
 /// The UI's side of the engine thread.
@@ -101,16 +116,29 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the thread, which opens `adapter` (as `wisp --adapter` takes it; `None`: the
     /// best one) and then waits for commands.
-    pub fn spawn(adapter: Option<String>, notify: impl Fn() + Send + 'static) -> Result<EngineHandle> {
+    pub fn spawn(
+        adapter: Option<String>,
+        notify: impl Fn() + Send + 'static,
+    ) -> Result<EngineHandle> {
         let (commands, command_rx) = channel();
         let (event_tx, events) = channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let worker = Worker { events: event_tx, notify: Box::new(notify), cancel: cancel.clone(), session: None };
+        let worker = Worker {
+            events: event_tx,
+            notify: Box::new(notify),
+            cancel: cancel.clone(),
+            session: None,
+        };
         let thread = std::thread::Builder::new()
             .name("wisp-engine".into())
             .spawn(move || worker.run(adapter, command_rx))
             .context("starting the engine thread")?;
-        Ok(EngineHandle { commands, events, cancel, _thread: thread })
+        Ok(EngineHandle {
+            commands,
+            events,
+            cancel,
+            _thread: thread,
+        })
     }
 
     /// Queues a command. The thread only ends with the handle, so sending cannot fail
@@ -119,7 +147,9 @@ impl EngineHandle {
         if matches!(command, Command::Reply { .. }) {
             self.cancel.store(false, Ordering::SeqCst);
         }
-        self.commands.send(command).map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
+        self.commands
+            .send(command)
+            .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
     }
 
     /// Stops the reply in progress before its next token.
@@ -148,7 +178,13 @@ impl Worker {
     }
 
     fn run(mut self, adapter: Option<String>, commands: Receiver<Command>) {
-        let device = DeviceArgs { adapter, ctx: 0, kv_type: None, kv_pool: 0, kv_block: 16 };
+        let device = DeviceArgs {
+            adapter,
+            ctx: 0,
+            kv_type: None,
+            kv_pool: 0,
+            kv_block: 16,
+        };
         let gpu = common::open_gpu(&device);
         self.emit(Event::Adapter(match &gpu {
             Ok(gpu) => describe_adapter(gpu).map_err(|e| format!("{e:#}")),
@@ -171,15 +207,28 @@ impl Worker {
                         Err(e) => self.emit(Event::LoadFailed(format!("{e:#}"))),
                     }
                 }
-                Command::Reply { conversation, messages, options } => {
+                Command::Reply {
+                    conversation,
+                    messages,
+                    options,
+                } => {
                     let (stats, error) = self.reply(&conversation, messages, &options);
-                    self.emit(Event::ReplyDone { conversation, stats, error });
+                    self.emit(Event::ReplyDone {
+                        conversation,
+                        stats,
+                        error,
+                    });
                 }
             }
         }
     }
 
-    fn load(&self, spec: Option<&str>, gpu: Arc<Gpu>, device: &DeviceArgs) -> Result<(ChatSession, ModelSummary)> {
+    fn load(
+        &self,
+        spec: Option<&str>,
+        gpu: Arc<Gpu>,
+        device: &DeviceArgs,
+    ) -> Result<(ChatSession, ModelSummary)> {
         let t0 = Instant::now();
         let name = spec.unwrap_or(model_cache::DEFAULT_MODEL);
         if let Some(known) = model_cache::find_known(name).filter(|k| !model_cache::is_cached(k)) {
@@ -192,22 +241,45 @@ impl Worker {
         let tokenizer = model.tokenizer()?;
         let source = model.tensor_source();
         let on_bytes = |done: u64, total: u64| {
-            self.emit(Event::Loading(if done < total { LoadPhase::Weights { done, total } } else { LoadPhase::Kernels }));
+            self.emit(Event::Loading(if done < total {
+                LoadPhase::Weights { done, total }
+            } else {
+                LoadPhase::Kernels
+            }));
         };
         let counted = Counted::new(&source, &model.file, &on_bytes);
-        let engine = common::load_engine_from(&model.file, &counted, &model.path.display().to_string(), gpu, device, 1)?;
+        let engine = common::load_engine_from(
+            &model.file,
+            &counted,
+            &model.path.display().to_string(),
+            gpu,
+            device,
+            1,
+        )?;
         let summary = ModelSummary {
-            name: model.path.file_name().map_or_else(|| model.path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            name: model.path.file_name().map_or_else(
+                || model.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             path: model.path.clone(),
             architecture: engine.config.architecture.clone(),
             context: engine.context_size(),
             file_bytes: model.file_bytes(),
             load_seconds: t0.elapsed().as_secs_f64(),
+            defaults: Box::new(ModelDefaults::for_model(&model.file.metadata)),
         };
-        Ok((ChatSession::new(Generator::new(engine, tokenizer), None), summary))
+        Ok((
+            ChatSession::new(Generator::new(engine, tokenizer), None),
+            summary,
+        ))
     }
 
-    fn reply(&mut self, conversation: &str, messages: Vec<ChatMessage>, options: &GenerateOptions) -> (ReplyStats, Option<String>) {
+    fn reply(
+        &mut self,
+        conversation: &str,
+        messages: Vec<ChatMessage>,
+        options: &GenerateOptions,
+    ) -> (ReplyStats, Option<String>) {
         let Some(mut session) = self.session.take() else {
             return (ReplyStats::default(), Some("no model is loaded".into()));
         };
@@ -230,12 +302,18 @@ impl Worker {
         let t_start = Instant::now();
         session.set_messages(messages);
         let Some(turn) = session.regenerate(options)? else {
-            return Ok((ReplyStats::default(), Some("the conversation has no message to answer".into())));
+            return Ok((
+                ReplyStats::default(),
+                Some("the conversation has no message to answer".into()),
+            ));
         };
         let mut turn = turn.with_cancel(&self.cancel);
         let mut on_text = |text: &str| {
             if !text.is_empty() {
-                self.emit(Event::Text { conversation: conversation.to_string(), text: text.to_string() });
+                self.emit(Event::Text {
+                    conversation: conversation.to_string(),
+                    text: text.to_string(),
+                });
             }
         };
         let mut failure = pollster::block_on(turn.run().wait_idle()).err();
@@ -259,7 +337,10 @@ impl Worker {
             generated_tokens: generation.n_generated(),
             prefill_tokens_per_second: common::rate(generation.n_prefilled, prefill_s),
             // The first token's time is prefill's; rates count the tokens after it.
-            decode_tokens_per_second: common::rate(generation.n_generated().saturating_sub(1), decode_s),
+            decode_tokens_per_second: common::rate(
+                generation.n_generated().saturating_sub(1),
+                decode_s,
+            ),
             stop_reason: Some(generation.stop_reason),
         };
         Ok((stats, failure.map(|e| e.to_string())))

@@ -83,16 +83,31 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     if let Some(dir) = &cli.data_dir {
         return Ok(dir.clone());
     }
-    let dirs = directories::ProjectDirs::from("", "", "wisp").ok_or_else(|| anyhow!("no home folder to keep conversations in: pass --data-dir"))?;
+    let dirs = directories::ProjectDirs::from("", "", "wisp")
+        .ok_or_else(|| anyhow!("no home folder to keep conversations in: pass --data-dir"))?;
     Ok(dirs.data_dir().join("desktop"))
 }
 
 fn run(cli: Cli) -> Result<()> {
     let data_dir = data_dir(&cli)?;
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let steps: Vec<Step> = cli.send.iter().map(|t| Step::Send(t.clone())).chain(cli.steps.iter().cloned()).collect();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let steps: Vec<Step> = cli
+        .send
+        .iter()
+        .map(|t| Step::Send(t.clone()))
+        .chain(cli.steps.iter().cloned())
+        .collect();
     let scripted = !steps.is_empty() || cli.screenshot.is_some() || cli.report || cli.quit;
-    let script = scripted.then(|| Script::new(steps, cli.screenshot.clone(), cli.quit, cli.report, Duration::from_secs(cli.timeout)));
+    let script = scripted.then(|| {
+        Script::new(
+            steps,
+            cli.screenshot.clone(),
+            cli.quit,
+            cli.report,
+            Duration::from_secs(cli.timeout),
+        )
+    });
     let failure = script.as_ref().map(|s| s.failure.clone());
     let (temp, max_tokens) = (cli.temp, cli.max_tokens);
     let startup = Startup {
@@ -101,7 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         model: cli.model,
         sampling_override: Box::new(move |prefs| {
             if let Some(t) = temp {
-                prefs.sampling.sampler.temperature = t;
+                prefs.sampling.overrides.temperature = Some(t);
             }
             if let Some(n) = max_tokens {
                 prefs.sampling.max_tokens = n;
@@ -110,12 +125,20 @@ fn run(cli: Cli) -> Result<()> {
         script,
     };
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("Wisp").with_app_id("wisp-desktop").with_inner_size([1100.0, 720.0]).with_min_inner_size([640.0, 400.0]),
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Wisp")
+            .with_app_id("wisp-desktop")
+            .with_inner_size([1100.0, 720.0])
+            .with_min_inner_size([640.0, 400.0]),
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
-    eframe::run_native("Wisp", options, Box::new(|cc| Ok(Box::new(DesktopApp::new(&cc.egui_ctx, startup)?))))
-        .map_err(|e| anyhow!("the window could not run: {e}"))?;
+    eframe::run_native(
+        "Wisp",
+        options,
+        Box::new(|cc| Ok(Box::new(DesktopApp::new(&cc.egui_ctx, startup)?))),
+    )
+    .map_err(|e| anyhow!("the window could not run: {e}"))?;
     if let Some(failure) = failure
         && let Some(why) = failure.lock().unwrap_or_else(|e| e.into_inner()).take()
     {
@@ -126,7 +149,10 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,wisp_desktop=info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,wisp_desktop=info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

@@ -46,23 +46,40 @@ impl DesktopApp {
     pub(super) fn chat_view(&mut self, ui: &mut egui::Ui) {
         egui::Panel::bottom("input").show(ui, |ui| self.input_area(ui));
         egui::CentralPanel::default().show(ui, |ui| {
-            egui::ScrollArea::vertical().auto_shrink(false).stick_to_bottom(true).show(ui, |ui| {
-                let Some(index) = self.selected_index() else {
-                    ui.weak("Start a conversation: type a message below.");
-                    return;
-                };
-                let conversation = &self.conversations[index];
-                if !conversation.system_prompt.trim().is_empty() {
-                    ui.weak(format!("System: {}", conversation.system_prompt.trim()));
-                    ui.add_space(4.0);
-                }
-                for m in &conversation.messages {
-                    message(ui, &m.role, &m.content, false);
-                }
-                if let Some(reply) = self.reply.as_ref().filter(|r| r.conversation == conversation.id) {
-                    message(ui, "assistant", &reply.text, true);
-                }
-            });
+            egui::ScrollArea::vertical()
+                .auto_shrink(false)
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    let Some(index) = self.selected_index() else {
+                        ui.weak("Start a conversation: type a message below.");
+                        return;
+                    };
+                    let conversation = &self.conversations[index];
+                    let system = conversation
+                        .effective_system_prompt(
+                            self.model_defaults().system_prompt.value.as_deref(),
+                        )
+                        .unwrap_or_default();
+                    if !system.is_empty() {
+                        let whose = if conversation.system_prompt.is_none() {
+                            " (the model's default)"
+                        } else {
+                            ""
+                        };
+                        ui.weak(format!("System{whose}: {system}"));
+                        ui.add_space(4.0);
+                    }
+                    for m in &conversation.messages {
+                        message(ui, &m.role, &m.content, false);
+                    }
+                    if let Some(reply) = self
+                        .reply
+                        .as_ref()
+                        .filter(|r| r.conversation == conversation.id)
+                    {
+                        message(ui, "assistant", &reply.text, true);
+                    }
+                });
         });
     }
 
@@ -70,12 +87,19 @@ impl DesktopApp {
         ui.add_space(6.0);
         let input_id = egui::Id::unique(INPUT_ID);
         // Enter sends, Shift+Enter is a new line: take the key before the text edit does.
-        let enter = ui.memory(|m| m.has_focus(input_id)) && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
+        let enter = ui.memory(|m| m.has_focus(input_id))
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
         let hint = match &self.model {
             ModelState::Ready(_) => "Message (Enter sends, Shift+Enter for a new line)",
             _ => "Load a model to chat",
         };
-        ui.add(egui::TextEdit::multiline(&mut self.input).id(input_id).hint_text(hint).desired_rows(3).desired_width(f32::INFINITY));
+        ui.add(
+            egui::TextEdit::multiline(&mut self.input)
+                .id(input_id)
+                .hint_text(hint)
+                .desired_rows(3)
+                .desired_width(f32::INFINITY),
+        );
         ui.horizontal(|ui| {
             let can_send = self.model_ready() && !self.busy() && !self.input.trim().is_empty();
             if ui.add_enabled(can_send, egui::Button::new("Send")).clicked() || (enter && can_send) {

@@ -12,16 +12,23 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::Instant;
 
 use eframe::egui;
+use wisp_core::defaults::ModelDefaults;
 
 use crate::automation::Script;
-use crate::engine_thread::{AdapterSummary, Command, EngineHandle, Event, LoadPhase, ModelSummary, ReplyStats};
+use crate::engine_thread::{
+    AdapterSummary, Command, EngineHandle, Event, LoadPhase, ModelSummary, ReplyStats,
+};
 use crate::history::{Conversation, History};
 use crate::prefs::{Prefs, PrefsFile};
 
 /// Where the model is.
 pub enum ModelState {
     None,
-    Loading { what: String, phase: LoadPhase, since: Instant },
+    Loading {
+        what: String,
+        phase: LoadPhase,
+        since: Instant,
+    },
     Ready(ModelSummary),
     Failed(String),
 }
@@ -81,9 +88,15 @@ impl DesktopApp {
         }
         let listing = history.list()?;
         for bad in &listing.unreadable {
-            notices.push(format!("A saved conversation could not be read (left as it is): {bad}"));
+            notices.push(format!(
+                "A saved conversation could not be read (left as it is): {bad}"
+            ));
         }
-        tracing::info!("history: {} conversations in {}", listing.conversations.len(), history.dir().display());
+        tracing::info!(
+            "history: {} conversations in {}",
+            listing.conversations.len(),
+            history.dir().display()
+        );
         let mut app = DesktopApp {
             engine,
             history,
@@ -113,13 +126,20 @@ impl DesktopApp {
     /// Loads a model (`None`: the default one) on the engine thread.
     fn load_model(&mut self, spec: Option<String>) {
         if self.reply.is_some() {
-            self.notices.push("Stop the reply before loading another model.".into());
+            self.notices
+                .push("Stop the reply before loading another model.".into());
             return;
         }
-        let what = spec.clone().unwrap_or_else(|| format!("{} (default)", wisp::model_cache::DEFAULT_MODEL));
+        let what = spec
+            .clone()
+            .unwrap_or_else(|| format!("{} (default)", wisp::model_cache::DEFAULT_MODEL));
         match self.engine.send(Command::Load(spec.clone())) {
             Ok(()) => {
-                self.model = ModelState::Loading { what, phase: LoadPhase::Opening, since: Instant::now() };
+                self.model = ModelState::Loading {
+                    what,
+                    phase: LoadPhase::Opening,
+                    since: Instant::now(),
+                };
                 self.loading_spec = spec;
             }
             Err(e) => self.model = ModelState::Failed(e.to_string()),
@@ -130,7 +150,11 @@ impl DesktopApp {
     /// take a while), for a GGUF file or, with `folder`, a Hugging Face model folder.
     fn pick_model(&mut self, ctx: &egui::Context, folder: bool) {
         let (tx, rx) = channel();
-        let dialog = rfd::AsyncFileDialog::new().set_title(if folder { "Open a model folder" } else { "Open a GGUF model" });
+        let dialog = rfd::AsyncFileDialog::new().set_title(if folder {
+            "Open a model folder"
+        } else {
+            "Open a GGUF model"
+        });
         let ctx = ctx.clone();
         let pick = async move {
             let handle = if folder {
@@ -159,7 +183,8 @@ impl DesktopApp {
     }
 
     fn new_conversation(&mut self) -> usize {
-        let conversation = Conversation::new(self.history.new_id(), self.prefs.system_prompt.clone());
+        let conversation =
+            Conversation::new(self.history.new_id(), self.prefs.system_prompt.clone());
         self.selected = Some(conversation.id.clone());
         self.conversations.insert(0, conversation);
         0
@@ -167,7 +192,8 @@ impl DesktopApp {
 
     fn save(&mut self, index: usize) {
         if let Err(e) = self.history.save(&self.conversations[index]) {
-            self.notices.push(format!("The conversation could not be saved: {e:#}"));
+            self.notices
+                .push(format!("The conversation could not be saved: {e:#}"));
         }
     }
 
@@ -190,32 +216,66 @@ impl DesktopApp {
 
     /// Answers the last user message of the selected conversation again.
     pub fn regenerate(&mut self) {
-        let Some(index) = self.selected_index() else { return };
+        let Some(index) = self.selected_index() else {
+            return;
+        };
         if self.busy() || !self.model_ready() {
             return;
         }
         let conversation = &mut self.conversations[index];
-        if conversation.messages.last().is_some_and(|m| m.role == "assistant") {
+        if conversation
+            .messages
+            .last()
+            .is_some_and(|m| m.role == "assistant")
+        {
             conversation.messages.pop();
         }
-        if conversation.messages.last().is_some_and(|m| m.role == "user") {
+        if conversation
+            .messages
+            .last()
+            .is_some_and(|m| m.role == "user")
+        {
             self.save(index);
             self.start_reply(index);
         }
     }
 
+    /// The loaded model's defaults (generic ones while none is loaded).
+    pub fn model_defaults(&self) -> &ModelDefaults {
+        static GENERIC: std::sync::LazyLock<ModelDefaults> =
+            std::sync::LazyLock::new(ModelDefaults::generic);
+        match &self.model {
+            ModelState::Ready(m) => &m.defaults,
+            _ => &GENERIC,
+        }
+    }
+
     fn start_reply(&mut self, index: usize) {
-        let options = match self.prefs.sampling.generate_options() {
+        let defaults = self.model_defaults();
+        let options = self.prefs.sampling.generate_options(defaults);
+        let conversation = &self.conversations[index];
+        let messages = conversation.prompt_messages(defaults.system_prompt.value.as_deref());
+        let options = match options {
             Ok(o) => o,
             Err(e) => {
-                self.notices.push(format!("Check the sampling settings: {e}"));
+                self.notices
+                    .push(format!("Check the sampling settings: {e}"));
                 return;
             }
         };
         let conversation = &self.conversations[index];
-        let command = Command::Reply { conversation: conversation.id.clone(), messages: conversation.prompt_messages(), options };
+        let command = Command::Reply {
+            conversation: conversation.id.clone(),
+            messages,
+            options,
+        };
         match self.engine.send(command) {
-            Ok(()) => self.reply = Some(PendingReply { conversation: conversation.id.clone(), text: String::new() }),
+            Ok(()) => {
+                self.reply = Some(PendingReply {
+                    conversation: conversation.id.clone(),
+                    text: String::new(),
+                })
+            }
             Err(e) => self.notices.push(e.to_string()),
         }
     }
@@ -241,7 +301,9 @@ impl DesktopApp {
 
     /// Ends the reply in progress into its conversation (as far as it got) and saves it.
     fn finish_reply(&mut self, conversation: &str, error: Option<String>) {
-        let Some(reply) = self.reply.take_if(|r| r.conversation == conversation) else { return };
+        let Some(reply) = self.reply.take_if(|r| r.conversation == conversation) else {
+            return;
+        };
         let model = match &self.model {
             ModelState::Ready(m) => Some(m.name.clone()),
             _ => None,
@@ -266,7 +328,8 @@ impl DesktopApp {
             match event {
                 Event::Adapter(adapter) => {
                     if let Err(e) = &adapter {
-                        self.notices.push(format!("No GPU adapter could be opened: {e}"));
+                        self.notices
+                            .push(format!("No GPU adapter could be opened: {e}"));
                     }
                     self.adapter = Some(adapter);
                 }
@@ -276,7 +339,14 @@ impl DesktopApp {
                     }
                 }
                 Event::Loaded(summary) => {
-                    tracing::info!("model {} loaded in {:.1} s", summary.path.display(), summary.load_seconds);
+                    tracing::info!(
+                        "model {} loaded in {:.1} s",
+                        summary.path.display(),
+                        summary.load_seconds
+                    );
+                    for warning in &summary.defaults.warnings {
+                        self.notices.push(format!("{}: {warning}", summary.name));
+                    }
                     let spec = self.loading_spec.take();
                     self.prefs.remember_model(spec.as_deref());
                     self.model = ModelState::Ready(summary);
@@ -286,11 +356,19 @@ impl DesktopApp {
                     self.model = ModelState::Failed(e);
                 }
                 Event::Text { conversation, text } => {
-                    if let Some(reply) = self.reply.as_mut().filter(|r| r.conversation == conversation) {
+                    if let Some(reply) = self
+                        .reply
+                        .as_mut()
+                        .filter(|r| r.conversation == conversation)
+                    {
                         reply.text.push_str(&text);
                     }
                 }
-                Event::ReplyDone { conversation, stats, error } => {
+                Event::ReplyDone {
+                    conversation,
+                    stats,
+                    error,
+                } => {
                     self.last_stats = Some(stats);
                     self.finish_reply(&conversation, error);
                 }
@@ -348,9 +426,15 @@ impl eframe::App for DesktopApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         egui::Panel::top("model_bar").show(ui, |ui| self.top_bar(ui));
-        egui::Panel::left("conversations").resizable(true).default_size(220.0).show(ui, |ui| self.sidebar(ui));
+        egui::Panel::left("conversations")
+            .resizable(true)
+            .default_size(220.0)
+            .show(ui, |ui| self.sidebar(ui));
         if self.show_settings {
-            egui::Panel::right("settings").resizable(true).default_size(280.0).show(ui, |ui| self.settings_panel(ui));
+            egui::Panel::right("settings")
+                .resizable(true)
+                .default_size(280.0)
+                .show(ui, |ui| self.settings_panel(ui));
         }
         egui::CentralPanel::default().show(ui, |ui| {
             self.notices_bar(ui);
