@@ -37,10 +37,10 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    args.sampling.overrides()?;
+    let overrides = args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
     let defaults = common::model_defaults(&model);
-    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
+    let (sampling, sampler) = common::resolve_sampling(&overrides, &defaults)?;
     let tokenizer = model.tokenizer()?;
     let engine = common::engine_for(&model, &args.device)?;
     eprintln!("{}", common::describe_sampling(&sampling, &defaults));

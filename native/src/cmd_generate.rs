@@ -68,10 +68,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.parallel.is_some() || args.prompt.len() > 1 {
         return run_parallel(args);
     }
-    args.sampling.overrides()?;
+    let overrides = args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
     let defaults = common::model_defaults(&model);
-    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
+    let (sampling, sampler) = common::resolve_sampling(&overrides, &defaults)?;
     let tokenizer = model.tokenizer()?;
     let prompt_ids = tokenizer
         .encode_prompt(&args.prompt[0])
@@ -177,10 +177,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 /// text is printed when it ends; `--json` prints one object with all of them.
 fn run_parallel(args: GenerateArgs) -> Result<()> {
     let n = args.parallel.unwrap_or(1).max(args.prompt.len() as u32) as usize;
-    args.sampling.overrides()?;
+    let overrides = args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
     let defaults = common::model_defaults(&model);
-    let (sampling, sampler) = args.sampling.resolve(&defaults)?;
+    let (sampling, sampler) = common::resolve_sampling(&overrides, &defaults)?;
     let tokenizer = model.tokenizer()?;
     let prompts: Vec<Vec<u32>> = (0..n)
         .map(|i| tokenizer.encode_prompt(&args.prompt[i % args.prompt.len()]))

@@ -146,16 +146,16 @@ impl SamplingArgs {
         overrides.validate()?;
         Ok(overrides)
     }
+}
 
-    /// The values in effect for a model with `defaults` (each with its source) and the
-    /// sampler configuration they make, validated, with the seed filled in.
-    pub fn resolve(&self, defaults: &ModelDefaults) -> Result<(SamplingDefaults, SamplerConfig)> {
-        let overrides = self.overrides()?;
-        let sampling = defaults.sampling.with_overrides(&overrides);
-        let config = sampling.config(overrides.seed.unwrap_or_else(random_seed));
-        config.validate()?;
-        Ok((sampling, config))
-    }
+/// The values in effect for a model with `defaults` given the flags' `overrides` (each with
+/// its source), and the sampler they make, with the seed filled in (a fresh one if none).
+pub fn resolve_sampling(
+    overrides: &SamplingOverrides,
+    defaults: &ModelDefaults,
+) -> Result<(SamplingDefaults, SamplerConfig)> {
+    let seed = overrides.seed.unwrap_or_else(random_seed);
+    Ok(defaults.sampler(overrides, seed)?)
 }
 
 /// The model's defaults (its GGUF keys, else Wisp's table of known models, else generic),
@@ -508,7 +508,8 @@ mod tests {
         let mut defaults = ModelDefaults::generic();
         defaults.sampling.top_p =
             wisp_core::defaults::Sourced::new(0.9, wisp_core::defaults::Source::Generic);
-        let (sampling, config) = flags.sampling.resolve(&defaults).unwrap();
+        let overrides = flags.sampling.overrides().unwrap();
+        let (sampling, config) = resolve_sampling(&overrides, &defaults).unwrap();
         assert_eq!(
             (config.temperature, config.top_p, config.seed),
             (1.5, 0.9, 9)

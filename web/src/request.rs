@@ -71,11 +71,7 @@ impl GenerateRequest {
     /// The options of this generation on a model with `defaults`, validated (an error names
     /// the bad field). Without a seed it is 0: the page passes its own.
     pub fn options(&self, defaults: &ModelDefaults) -> Result<GenerateOptions, SamplingError> {
-        let sampler = defaults
-            .sampling
-            .with_overrides(&self.sampling)
-            .config(self.sampling.seed.unwrap_or(0));
-        sampler.validate()?;
+        let (_, sampler) = defaults.sampler(&self.sampling, self.sampling.seed.unwrap_or(0))?;
         Ok(GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(256),
             sampler,

@@ -276,6 +276,20 @@ impl ModelDefaults {
         defaults
     }
 
+    /// The sampling values in effect with `overrides` on top (each with its source) and the
+    /// sampler configuration they make with `seed`, validated: an error names the bad field.
+    /// Every front end (CLI, desktop app, web engine) builds its sampler here.
+    pub fn sampler(
+        &self,
+        overrides: &SamplingOverrides,
+        seed: u64,
+    ) -> Result<(SamplingDefaults, SamplerConfig), SamplingError> {
+        let sampling = self.sampling.with_overrides(overrides);
+        let config = sampling.config(seed);
+        config.validate()?;
+        Ok((sampling, config))
+    }
+
     /// The system prompt to use: `explicit` when given, else the model's default.
     pub fn system_prompt_or(&self, explicit: Option<&str>) -> Option<String> {
         explicit

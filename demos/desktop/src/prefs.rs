@@ -55,8 +55,9 @@ impl Sampling {
             Some(seed) if !self.random_seed => seed,
             _ => wisp::common::random_seed(),
         };
-        let sampler = self.in_effect(defaults).config(seed);
-        sampler.validate().map_err(|e| e.to_string())?;
+        let (_, sampler) = defaults
+            .sampler(&self.overrides, seed)
+            .map_err(|e| e.to_string())?;
         Ok(GenerateOptions {
             max_tokens: if self.max_tokens == 0 {
                 usize::MAX
