@@ -5,7 +5,7 @@
 # reported on its own (first run), not in the medians.
 #
 #   scripts/bench-generate.sh [-m MODEL] [-p 128] [-n 64] [-r 5] [-- extra wisp flags]
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"

@@ -2,10 +2,10 @@
 # Chat with the default model (or --model NAME|PATH) on whatever adapter exists:
 # setup, build, fetch the default model, then `wisp chat ARGS...`.
 #   scripts/chat.sh [wisp chat options...]
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit
 
 step_is "setup" "scripts/setup.sh (it says which of its steps failed)"
 "$ROOT/scripts/setup.sh"

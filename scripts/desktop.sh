@@ -4,10 +4,10 @@
 # first time, with the window showing it); conversations are kept in
 # ~/.local/share/wisp/desktop (--data-dir DIR elsewhere).
 #   scripts/desktop.sh [wisp-desktop options...]   (--help lists them)
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit
 
 step_is "setup" "scripts/setup.sh --desktop (it says which of its steps failed)"
 "$ROOT/scripts/setup.sh" --desktop

@@ -26,9 +26,9 @@
 # and about 12 GB of disk under $WISP_FRESH_DIR (default /var/tmp/wisp-fresh).
 # The bare root is cached as a tarball under <wisp cache>/fresh-machine/ and made
 # anew after a week; nothing else is cached, so every step runs cold.
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
-# shellcheck source=scripts/lib/debian-mirror.sh
+# shellcheck source=lib/debian-mirror.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -117,7 +117,7 @@ make_base() {
     [ "$keyring" != "-" ] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     tmp=$WORK/base
     rm -rf "$tmp"; mkdir -p "$tmp" "$CACHE"
-    HINT="debootstrap --variant=minbase $SUITE DIR <your Debian mirror>"
+    step_is "bare Debian 12 root" "debootstrap --variant=minbase $SUITE DIR <your Debian mirror>"
     if ! debootstrap --variant=minbase --keyring="$keyring" "$SUITE" "$tmp" "$uri" >"$WORK/debootstrap.log" 2>&1; then
         tail -n 30 "$WORK/debootstrap.log" >&2
         return 1

@@ -21,7 +21,7 @@
 # Every failure is reported: the step, the command, its exit code, and how to do
 # the step by hand (scripts/lib/fail.sh). Probes of tools that may be missing never
 # fail the script.
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 
 WANT_TEST=0
@@ -112,7 +112,7 @@ ensure_pkgs() {
 # Debian 12 needs Mesa from bookworm-backports. The suite is built from the
 # mirror this machine already uses (never a host name written here).
 BACKPORTS_FILE=/etc/apt/sources.list.d/bookworm-backports.sources
-# shellcheck source=scripts/lib/debian-mirror.sh
+# shellcheck source=lib/debian-mirror.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 backports_configured() {
@@ -242,6 +242,13 @@ setup_rust() {
             rustup target add wasm32-unknown-unknown
             INSTALLED+=("rust-target:wasm32-unknown-unknown")
         fi
+    fi
+    # The test suite checks the layout of the code (rustup's minimal profile has no rustfmt).
+    if [ "$WANT_TEST" -eq 1 ] && ! cargo fmt --version >/dev/null 2>&1; then
+        step_is "adding rustfmt" "rustup component add rustfmt"
+        log "rustup component add rustfmt"
+        rustup component add rustfmt
+        INSTALLED+=("rust-component:rustfmt")
     fi
     log "rust: $(rustc --version)"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   setup (--test --browser --desktop) -> shellcheck (scripts/, .ci/) -> build
+#   setup (--test --browser --desktop) -> shellcheck (scripts/, .ci/) -> rustfmt -> build
 #   -> fetch test models -> cargo test
 #   -> desktop (the chat app in a window under Xvfb: a prompt, its reply, screenshots
 #      in target/desktop-test/) -> browser (wasm32 build + the demo page in headless
@@ -15,10 +15,10 @@
 #
 # Environment: WISP_TEST_MODELS (models to fetch before the tests; default
 # "smollm2 qwen2.5-coder-0.5b-instruct-q4_k_m gemma-3-270m-q4_k_m"), WISP_CACHE_DIR and CARGO_TARGET_DIR are honoured.
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit
 
 RUN_CLIPPY=0
 RUN_SETUP=1
@@ -59,6 +59,7 @@ WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
 read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2 qwen2.5-coder-0.5b-instruct-q4_k_m gemma-3-270m-q4_k_m}"
 
 step shellcheck shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
+step fmt cargo fmt --all --check
 step build cargo build --release --workspace
 step fetch "$WISP" fetch "${MODELS[@]}"
 step test cargo test --release --workspace "${TEST_ARGS[@]}"

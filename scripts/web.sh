@@ -12,10 +12,10 @@
 #
 # The build: cargo (release, wasm32-unknown-unknown), then wasm-bindgen --target web at the
 # version Cargo.lock pins (setup installs it). Environment: WISP_CACHE_DIR, CARGO_TARGET_DIR.
-# shellcheck source=scripts/lib/fail.sh
+# shellcheck source=lib/fail.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit
 
 MODE=serve
 PORT=8080

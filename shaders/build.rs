@@ -4,7 +4,10 @@
 use std::{env, fs, path::Path};
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<String>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).expect("read wgsl dir").flatten().collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("read wgsl dir")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         let path = entry.path();
@@ -22,7 +25,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
-    let mut code = String::from("/// Every shader source, by path relative to `wgsl/`.\npub static SOURCES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Every shader source, by path relative to `wgsl/`.\npub static SOURCES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
         code.push_str(&format!(

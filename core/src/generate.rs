@@ -463,7 +463,10 @@ impl ChatSession {
     pub fn new(generator: Generator, system: Option<String>) -> Self {
         let tok = generator.tokenizer();
         let template = tok.chat_template().cloned().unwrap_or_else(|| {
-            let bos = tok.bos_id().and_then(|id| tok.token_text(id)).unwrap_or_default();
+            let bos = tok
+                .bos_id()
+                .and_then(|id| tok.token_text(id))
+                .unwrap_or_default();
             ChatTemplate::builtin_for(|text| tok.token_to_id(text).is_some(), bos)
         });
         let mut session = ChatSession {

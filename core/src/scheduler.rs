@@ -48,7 +48,11 @@ pub struct Scheduler<'a> {
 
 impl<'a> Scheduler<'a> {
     pub fn new(engine: &'a mut Engine, tokenizer: &'a Tokenizer) -> Self {
-        Scheduler { engine, tokenizer, slots: Vec::new() }
+        Scheduler {
+            engine,
+            tokenizer,
+            slots: Vec::new(),
+        }
     }
 
     /// Adds a generation; it starts at the next step. Returns its index (the first
@@ -58,7 +62,12 @@ impl<'a> Scheduler<'a> {
             return Err(EngineError::EmptyPrompt.into());
         }
         if prompt.len() > self.engine.context_size() as usize {
-            return Err(EngineError::ContextFull { needed: prompt.len(), used: 0, n_ctx: self.engine.context_size() as usize }.into());
+            return Err(EngineError::ContextFull {
+                needed: prompt.len(),
+                used: 0,
+                n_ctx: self.engine.context_size() as usize,
+            }
+            .into());
         }
         let sampler = Sampler::new(options.sampler)?;
         let seq = self.engine.create_sequence();
@@ -86,9 +95,15 @@ impl<'a> Scheduler<'a> {
 
     /// Runs one step over every active generation (as many as the step's limits take,
     /// oldest first) and samples their next tokens. Text goes to `on_text(index, text)`.
-    pub async fn step(&mut self, on_text: &mut dyn FnMut(usize, &str)) -> Result<StepReport, Error> {
+    pub async fn step(
+        &mut self,
+        on_text: &mut dyn FnMut(usize, &str),
+    ) -> Result<StepReport, Error> {
         let mut budget = self.engine.max_batch() as usize;
-        let (max_rows, max_entries) = (self.engine.max_rows() as usize, self.engine.max_entries() as usize);
+        let (max_rows, max_entries) = (
+            self.engine.max_rows() as usize,
+            self.engine.max_entries() as usize,
+        );
         // (slot, tokens, wants logits)
         let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
         let mut rows = 0;
@@ -116,7 +131,11 @@ impl<'a> Scheduler<'a> {
         loop {
             let batch: Vec<BatchEntry<'_>> = plan
                 .iter()
-                .map(|(i, t, wants)| BatchEntry { seq: self.slots[*i].seq, tokens: t, logits: if *wants { Logits::Last } else { Logits::None } })
+                .map(|(i, t, wants)| BatchEntry {
+                    seq: self.slots[*i].seq,
+                    tokens: t,
+                    logits: if *wants { Logits::Last } else { Logits::None },
+                })
                 .collect();
             match self.engine.step(&batch) {
                 Ok(_) => break,
@@ -126,7 +145,10 @@ impl<'a> Scheduler<'a> {
                 Err(e) => return Err(e),
             }
         }
-        let mut report = StepReport { sequences: plan.len(), ..Default::default() };
+        let mut report = StepReport {
+            sequences: plan.len(),
+            ..Default::default()
+        };
         for (i, tokens, _) in &plan {
             let s = &mut self.slots[*i];
             if s.fed < s.prompt.len() {
@@ -221,7 +243,12 @@ fn emit(i: usize, s: &mut Slot<'_>, text: &str, on_text: &mut dyn FnMut(usize, &
 }
 
 /// Flushes held-back text and records why the generation stopped.
-fn end(i: usize, s: &mut Slot<'_>, mut reason: StopReason, on_text: &mut dyn FnMut(usize, &str)) -> Result<(), Error> {
+fn end(
+    i: usize,
+    s: &mut Slot<'_>,
+    mut reason: StopReason,
+    on_text: &mut dyn FnMut(usize, &str),
+) -> Result<(), Error> {
     s.done = Some(reason);
     if reason != StopReason::StopString {
         if let Some(rest) = s.decoder.flush()? {

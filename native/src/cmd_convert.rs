@@ -47,11 +47,21 @@ pub struct ConvertArgs {
 }
 
 const HF_TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
-const GGUF_TYPES: [GgmlType; 6] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K];
+const GGUF_TYPES: [GgmlType; 6] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_K,
+];
 
 pub fn run(args: ConvertArgs) -> Result<()> {
     if args.output.exists() {
-        bail!("{} already exists; choose a new path", args.output.display());
+        bail!(
+            "{} already exists; choose a new path",
+            args.output.display()
+        );
     }
     let input_is_folder = Path::new(&args.input).is_dir();
     let to_hf = match args.to.as_deref() {
@@ -61,12 +71,28 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         Some(other) => bail!("--to {other:?}: expected hf or gguf"),
     };
     match (to_hf, input_is_folder) {
-        (true, true) => bail!("{} is already a Hugging Face folder (--to hf converts GGUF files)", args.input),
-        (false, false) => bail!("{} is not a Hugging Face folder (--to gguf converts folders)", args.input),
+        (true, true) => bail!(
+            "{} is already a Hugging Face folder (--to hf converts GGUF files)",
+            args.input
+        ),
+        (false, false) => bail!(
+            "{} is not a Hugging Face folder (--to gguf converts folders)",
+            args.input
+        ),
         _ => {}
     }
-    let (allowed, default) = if to_hf { (&HF_TYPES[..], GgmlType::F32) } else { (&GGUF_TYPES[..], GgmlType::Q8_0) };
-    let ty = args.ty.as_deref().map(|t| parse_type(t, allowed)).transpose().context("--type")?.unwrap_or(default);
+    let (allowed, default) = if to_hf {
+        (&HF_TYPES[..], GgmlType::F32)
+    } else {
+        (&GGUF_TYPES[..], GgmlType::Q8_0)
+    };
+    let ty = args
+        .ty
+        .as_deref()
+        .map(|t| parse_type(t, allowed))
+        .transpose()
+        .context("--type")?
+        .unwrap_or(default);
 
     let partial = partial_path(&args.output)?;
     let result = if to_hf {
@@ -79,17 +105,29 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     };
     if let Err(e) = result {
         // What was written is useless; a failure to remove it is not worth hiding `e`.
-        let _ = if partial.is_dir() { fs::remove_dir_all(&partial) } else { fs::remove_file(&partial) };
+        let _ = if partial.is_dir() {
+            fs::remove_dir_all(&partial)
+        } else {
+            fs::remove_file(&partial)
+        };
         return Err(e);
     }
-    fs::rename(&partial, &args.output).with_context(|| format!("renaming {} to {}", partial.display(), args.output.display()))?;
+    fs::rename(&partial, &args.output).with_context(|| {
+        format!(
+            "renaming {} to {}",
+            partial.display(),
+            args.output.display()
+        )
+    })?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }
 
 /// A hidden name beside `out`, unique to this process.
 fn partial_path(out: &Path) -> Result<PathBuf> {
-    let name = out.file_name().with_context(|| format!("{} has no file name", out.display()))?;
+    let name = out
+        .file_name()
+        .with_context(|| format!("{} has no file name", out.display()))?;
     let mut partial = std::ffi::OsString::from(".");
     partial.push(name);
     partial.push(format!(".partial-{}", std::process::id()));
@@ -110,7 +148,10 @@ fn parse_size(text: &str) -> Result<usize> {
         'G' => 1_000_000_000,
         _ => bail!("{text:?}: the unit must be K, M or G"),
     };
-    let n: usize = digits.trim().parse().with_context(|| format!("{text:?} is not a size"))?;
+    let n: usize = digits
+        .trim()
+        .parse()
+        .with_context(|| format!("{text:?} is not a size"))?;
     if n == 0 {
         bail!("{text:?}: the size must be positive");
     }
@@ -128,16 +169,26 @@ fn progress(n: usize, what: &str) -> ProgressBar {
 /// GGUF → folder: config.json, the tokenizer's files, and the tensors in safetensors
 /// files of at most `shard_size` bytes (with the index when there are several).
 fn write_hf(model: &Model, ty: GgmlType, shard_size: usize, dir: &Path) -> Result<()> {
-    let (config, tensors) = export::plan(&model.file, ty).with_context(|| format!("converting {}", model.path.display()))?;
+    let (config, tensors) = export::plan(&model.file, ty)
+        .with_context(|| format!("converting {}", model.path.display()))?;
     let (tokenizer_json, tokenizer_config) = model.tokenizer()?.to_hf_json()?;
     fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let write = |name: &str, text: &str| fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()));
+    let write = |name: &str, text: &str| {
+        fs::write(dir.join(name), text)
+            .with_context(|| format!("writing {}", dir.join(name).display()))
+    };
     let dtype = safetensors_dtype(ty).context("a Hugging Face type")?;
-    write("config.json", &serde_json::to_string_pretty(&config.to_json(export::torch_dtype(dtype)))?)?;
-    write("generation_config.json", &serde_json::to_string_pretty(&json!({
-        "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.eos_token_id,
-    }))?)?;
+    write(
+        "config.json",
+        &serde_json::to_string_pretty(&config.to_json(export::torch_dtype(dtype)))?,
+    )?;
+    write(
+        "generation_config.json",
+        &serde_json::to_string_pretty(&json!({
+            "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id,
+        }))?,
+    )?;
     write("tokenizer.json", &tokenizer_json)?;
     write("tokenizer_config.json", &tokenizer_config)?;
 
@@ -152,16 +203,26 @@ fn write_hf(model: &Model, ty: GgmlType, shard_size: usize, dir: &Path) -> Resul
         let mut data = Vec::with_capacity(members.len());
         for &i in members {
             let t = &tensors[i];
-            data.push((t, t.data(source.as_ref()).with_context(|| format!("converting {}", t.hf_name))?));
+            data.push((
+                t,
+                t.data(source.as_ref())
+                    .with_context(|| format!("converting {}", t.hf_name))?,
+            ));
             bar.inc(1);
         }
         let views = data
             .iter()
-            .map(|(t, bytes)| Ok((t.hf_name.clone(), TensorView::new(t.dtype, t.shape.clone(), bytes)?)))
+            .map(|(t, bytes)| {
+                Ok((
+                    t.hf_name.clone(),
+                    TensorView::new(t.dtype, t.shape.clone(), bytes)?,
+                ))
+            })
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
             .with_context(|| format!("preparing {file}"))?;
         let path = dir.join(file);
-        safetensors::serialize_to_file(views, file_metadata.clone(), &path).with_context(|| format!("writing {}", path.display()))?;
+        safetensors::serialize_to_file(views, file_metadata.clone(), &path)
+            .with_context(|| format!("writing {}", path.display()))?;
         // The crate writes through a private temporary file (mode 0600 on Unix); the model
         // should be as readable as the JSON files beside it.
         fs::set_permissions(&path, fs::metadata(dir.join("config.json"))?.permissions())
@@ -169,7 +230,10 @@ fn write_hf(model: &Model, ty: GgmlType, shard_size: usize, dir: &Path) -> Resul
     }
     bar.finish_and_clear();
     if files.len() > 1 {
-        write(INDEX_FILE, &serde_json::to_string_pretty(&export::index_json(&tensors, &files))?)?;
+        write(
+            INDEX_FILE,
+            &serde_json::to_string_pretty(&export::index_json(&tensors, &files))?,
+        )?;
     }
     Ok(())
 }
@@ -183,8 +247,12 @@ fn write_gguf(model: &Model, path: &Path) -> Result<()> {
         w.metadata(key.clone(), value.clone())?;
     }
     let (tokenizer_json, tokenizer_config) = folder.tokenizer_files()?;
-    let keys = gguf_metadata_from_json(&tokenizer_json, tokenizer_config.as_deref(), Some(folder.model.config.vocab_size))
-        .with_context(|| format!("converting the tokenizer in {}", folder.dir.display()))?;
+    let keys = gguf_metadata_from_json(
+        &tokenizer_json,
+        tokenizer_config.as_deref(),
+        Some(folder.model.config.vocab_size),
+    )
+    .with_context(|| format!("converting the tokenizer in {}", folder.dir.display()))?;
     for (key, value) in keys {
         w.metadata(key, value)?;
     }
@@ -198,7 +266,8 @@ fn write_gguf(model: &Model, path: &Path) -> Result<()> {
     bar.finish_and_clear();
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    w.write_to(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    w.write_to(&mut out)
+        .with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -29,7 +29,11 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
 
 fn read_optional(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     let path = dir.join(name);
-    if path.exists() { read(dir, name).map(Some) } else { Ok(None) }
+    if path.exists() {
+        read(dir, name).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn map(path: &Path) -> Result<Mmap> {
@@ -45,22 +49,33 @@ impl HfFolder {
         let config = read(dir, "config.json")?;
         let index = read_optional(dir, INDEX_FILE)?;
         let names = match &index {
-            Some(bytes) => shard_files(bytes).with_context(|| format!("reading {}", dir.join(INDEX_FILE).display()))?,
+            Some(bytes) => shard_files(bytes)
+                .with_context(|| format!("reading {}", dir.join(INDEX_FILE).display()))?,
             None if dir.join(SINGLE_FILE).exists() => vec![SINGLE_FILE.to_string()],
-            None => bail!("{} has neither {SINGLE_FILE} nor {INDEX_FILE}", dir.display()),
+            None => bail!(
+                "{} has neither {SINGLE_FILE} nor {INDEX_FILE}",
+                dir.display()
+            ),
         };
         let mut shards = Vec::with_capacity(names.len());
         for name in names {
             let path = dir.join(&name);
             if !path.is_file() {
-                bail!("{INDEX_FILE} names the shard {name}, but {} does not exist", path.display());
+                bail!(
+                    "{INDEX_FILE} names the shard {name}, but {} does not exist",
+                    path.display()
+                );
             }
             shards.push((name, map(&path)?));
         }
         let parts: Vec<(&str, &[u8])> = shards.iter().map(|(n, m)| (n.as_str(), &m[..])).collect();
         let model = HfModel::parse(&config, index.as_deref(), &parts, options)
             .with_context(|| format!("reading the model in {}", dir.display()))?;
-        Ok(HfFolder { dir: dir.to_path_buf(), model, shards })
+        Ok(HfFolder {
+            dir: dir.to_path_buf(),
+            model,
+            shards,
+        })
     }
 
     /// The tensor bytes, converted as the options asked.
@@ -80,13 +95,17 @@ impl HfFolder {
         let tokenizer = read(&self.dir, TOKENIZER)?;
         let mut config = read_optional(&self.dir, TOKENIZER_CONFIG)?;
         if let Some(template) = read_optional(&self.dir, CHAT_TEMPLATE)? {
-            let template = String::from_utf8(template).with_context(|| format!("{CHAT_TEMPLATE} is not UTF-8"))?;
+            let template = String::from_utf8(template)
+                .with_context(|| format!("{CHAT_TEMPLATE} is not UTF-8"))?;
             let mut json: serde_json::Value = match &config {
-                Some(bytes) => serde_json::from_slice(bytes).with_context(|| format!("parsing {TOKENIZER_CONFIG}"))?,
+                Some(bytes) => serde_json::from_slice(bytes)
+                    .with_context(|| format!("parsing {TOKENIZER_CONFIG}"))?,
                 None => serde_json::json!({}),
             };
             if let Some(obj) = json.as_object_mut()
-                && obj.get("chat_template").is_none_or(serde_json::Value::is_null)
+                && obj
+                    .get("chat_template")
+                    .is_none_or(serde_json::Value::is_null)
             {
                 obj.insert("chat_template".into(), template.into());
             }

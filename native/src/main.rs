@@ -1,11 +1,12 @@
 //! The `wisp` command; its subcommands live in the library (`cmd_*.rs`, `bench/`).
 
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use wisp::{bench, cmd_chat, cmd_convert, cmd_fetch, cmd_generate, cmd_info, cmd_logits, cmd_perplexity};
+use wisp::{
+    bench, cmd_chat, cmd_convert, cmd_fetch, cmd_generate, cmd_info, cmd_logits, cmd_perplexity,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "wisp", version, about = "Wisp: portable LLM inference on wgpu")]

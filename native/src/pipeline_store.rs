@@ -29,22 +29,36 @@ pub fn path(gpu: &Gpu) -> Option<PathBuf> {
 pub fn attach(gpu: &Gpu) {
     let Some(path) = path(gpu) else { return };
     let data = std::fs::read(&path).ok();
-    tracing::debug!("pipeline cache {}: {} bytes", path.display(), data.as_ref().map_or(0, Vec::len));
-    gpu.pipelines.attach_driver_cache(&gpu.device, data.as_deref());
+    tracing::debug!(
+        "pipeline cache {}: {} bytes",
+        path.display(),
+        data.as_ref().map_or(0, Vec::len)
+    );
+    gpu.pipelines
+        .attach_driver_cache(&gpu.device, data.as_deref());
 }
 
 /// Writes the device's pipeline cache for the next run (atomically: a temporary file
 /// renamed into place, so a concurrent reader never sees half a file).
 pub fn save(gpu: &Gpu) {
-    let (Some(path), Some(data)) = (path(gpu), gpu.pipelines.driver_data()) else { return };
+    let (Some(path), Some(data)) = (path(gpu), gpu.pipelines.driver_data()) else {
+        return;
+    };
     let write = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(&path);
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+            std::process::id()
+        ));
         std::fs::write(&tmp, &data)?;
         std::fs::rename(&tmp, &path)
     };
     if let Err(e) = write() {
-        tracing::warn!("could not save the pipeline cache to {}: {e}", path.display());
+        tracing::warn!(
+            "could not save the pipeline cache to {}: {e}",
+            path.display()
+        );
     }
 }

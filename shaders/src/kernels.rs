@@ -31,7 +31,11 @@ pub struct KernelSpec {
 impl KernelSpec {
     /// Checks that `defines` gives exactly one declared value for every axis.
     pub fn check(&self, defines: &[(&str, &str)]) -> Result<(), ShaderError> {
-        let fail = |message: String| ShaderError { file: self.file.to_string(), line: 0, message };
+        let fail = |message: String| ShaderError {
+            file: self.file.to_string(),
+            line: 0,
+            message,
+        };
         for (name, value) in defines {
             let axis = self
                 .axes
@@ -54,12 +58,26 @@ impl KernelSpec {
                     self.name, axis.name
                 )));
             };
-            let v = axis.values.iter().find(|x| *x == v).copied().unwrap_or_default();
+            let v = axis
+                .values
+                .iter()
+                .find(|x| *x == v)
+                .copied()
+                .unwrap_or_default();
             resolved.push((axis.name, v));
         }
-        let get = |n: &str| resolved.iter().find(|(a, _)| *a == n).map(|(_, v)| *v).unwrap_or("");
+        let get = |n: &str| {
+            resolved
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, v)| *v)
+                .unwrap_or("")
+        };
         if !(self.allowed)(&get) {
-            return Err(fail(format!("kernel {}: combination {defines:?} is not allowed", self.name)));
+            return Err(fail(format!(
+                "kernel {}: combination {defines:?} is not allowed",
+                self.name
+            )));
         }
         Ok(())
     }
@@ -80,24 +98,48 @@ impl KernelSpec {
                 .collect();
         }
         all.retain(|combo| {
-            let get = |n: &str| combo.iter().find(|(a, _)| *a == n).map(|(_, v)| *v).unwrap_or("");
+            let get = |n: &str| {
+                combo
+                    .iter()
+                    .find(|(a, _)| *a == n)
+                    .map(|(_, v)| *v)
+                    .unwrap_or("")
+            };
             (self.allowed)(&get)
         });
         all
     }
 }
 
-const ACT: Axis = Axis { name: "ACT", values: &["f32", "f16"] };
-const REDUCE: Axis = Axis { name: "REDUCE", values: &["subgroup", "workgroup"] };
+const ACT: Axis = Axis {
+    name: "ACT",
+    values: &["f32", "f16"],
+};
+const REDUCE: Axis = Axis {
+    name: "REDUCE",
+    values: &["subgroup", "workgroup"],
+};
 /// Weight formats with GPU kernels. Add a `quant/<type>.wgsl` file to add one.
 const WTYPE: Axis = Axis {
     name: "WTYPE",
-    values: &["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl"],
+    values: &[
+        "f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k",
+        "q5_k", "q6_k", "iq4_nl",
+    ],
 };
-const KV: Axis = Axis { name: "KV", values: &["f32", "f16", "q8_0"] };
+const KV: Axis = Axis {
+    name: "KV",
+    values: &["f32", "f16", "q8_0"],
+};
 /// Positions per block of the paged KV cache.
-const BLOCK: Axis = Axis { name: "BLOCK", values: &["16", "32"] };
-const OUT: Axis = Axis { name: "OUT", values: &["act", "f32", "f32_add"] };
+const BLOCK: Axis = Axis {
+    name: "BLOCK",
+    values: &["16", "32"],
+};
+const OUT: Axis = Axis {
+    name: "OUT",
+    values: &["act", "f32", "f32_add"],
+};
 
 fn any(_: AxisLookup<'_>) -> bool {
     true
@@ -142,9 +184,18 @@ pub static KERNELS: &[KernelSpec] = &[
             ACT,
             OUT,
             REDUCE,
-            Axis { name: "SPLIT", values: &["1", "4", "8", "16", "32"] },
-            Axis { name: "ROWS", values: &["1", "2", "4", "8"] },
-            Axis { name: "WG", values: &["8", "16", "32", "64", "128", "256"] },
+            Axis {
+                name: "SPLIT",
+                values: &["1", "4", "8", "16", "32"],
+            },
+            Axis {
+                name: "ROWS",
+                values: &["1", "2", "4", "8"],
+            },
+            Axis {
+                name: "WG",
+                values: &["8", "16", "32", "64", "128", "256"],
+            },
         ],
         allowed: split_le_wg,
     },
@@ -155,10 +206,22 @@ pub static KERNELS: &[KernelSpec] = &[
             WTYPE,
             ACT,
             OUT,
-            Axis { name: "BM", values: &["32", "64"] },
-            Axis { name: "BN", values: &["16", "32", "64"] },
-            Axis { name: "TM", values: &["2", "4"] },
-            Axis { name: "TN", values: &["1", "2", "4"] },
+            Axis {
+                name: "BM",
+                values: &["32", "64"],
+            },
+            Axis {
+                name: "BN",
+                values: &["16", "32", "64"],
+            },
+            Axis {
+                name: "TM",
+                values: &["2", "4"],
+            },
+            Axis {
+                name: "TN",
+                values: &["1", "2", "4"],
+            },
         ],
         allowed: matmul_tile_fits,
     },
@@ -169,15 +232,27 @@ pub static KERNELS: &[KernelSpec] = &[
             WTYPE,
             ACT,
             OUT,
-            Axis { name: "RN", values: &["4", "8", "16", "32"] },
-            Axis { name: "WG", values: &["4", "8", "16", "32", "64"] },
+            Axis {
+                name: "RN",
+                values: &["4", "8", "16", "32"],
+            },
+            Axis {
+                name: "WG",
+                values: &["4", "8", "16", "32", "64"],
+            },
         ],
         allowed: any,
     },
     KernelSpec {
         name: "embed",
         file: "embed.wgsl",
-        axes: &[WTYPE, Axis { name: "WG", values: &["64"] }],
+        axes: &[
+            WTYPE,
+            Axis {
+                name: "WG",
+                values: &["64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
@@ -186,21 +261,42 @@ pub static KERNELS: &[KernelSpec] = &[
         axes: &[
             ACT,
             REDUCE,
-            Axis { name: "OUT", values: &["act", "f32_add"] },
-            Axis { name: "WG", values: &["64", "128", "256"] },
+            Axis {
+                name: "OUT",
+                values: &["act", "f32_add"],
+            },
+            Axis {
+                name: "WG",
+                values: &["64", "128", "256"],
+            },
         ],
         allowed: any,
     },
     KernelSpec {
         name: "head_norm",
         file: "head_norm.wgsl",
-        axes: &[ACT, REDUCE, Axis { name: "WG", values: &["32", "64"] }],
+        axes: &[
+            ACT,
+            REDUCE,
+            Axis {
+                name: "WG",
+                values: &["32", "64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
         name: "rope_kv",
         file: "rope_kv.wgsl",
-        axes: &[ACT, KV, BLOCK, Axis { name: "WG", values: &["64"] }],
+        axes: &[
+            ACT,
+            KV,
+            BLOCK,
+            Axis {
+                name: "WG",
+                values: &["64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
@@ -211,8 +307,16 @@ pub static KERNELS: &[KernelSpec] = &[
             KV,
             BLOCK,
             REDUCE,
-            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
-            Axis { name: "WG", values: &["32", "64", "128"] },
+            Axis {
+                name: "HD",
+                values: &[
+                    "16", "32", "48", "64", "80", "96", "112", "128", "192", "256",
+                ],
+            },
+            Axis {
+                name: "WG",
+                values: &["32", "64", "128"],
+            },
         ],
         allowed: any,
     },
@@ -223,8 +327,16 @@ pub static KERNELS: &[KernelSpec] = &[
             ACT,
             KV,
             BLOCK,
-            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
-            Axis { name: "WG", values: &["4", "8", "16", "32"] },
+            Axis {
+                name: "HD",
+                values: &[
+                    "16", "32", "48", "64", "80", "96", "112", "128", "192", "256",
+                ],
+            },
+            Axis {
+                name: "WG",
+                values: &["4", "8", "16", "32"],
+            },
         ],
         allowed: any,
     },
@@ -235,10 +347,24 @@ pub static KERNELS: &[KernelSpec] = &[
             ACT,
             KV,
             BLOCK,
-            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
-            Axis { name: "BQ", values: &["1", "2", "4", "8", "16"] },
-            Axis { name: "BK", values: &["8", "16", "32"] },
-            Axis { name: "L", values: &["4", "8", "16"] },
+            Axis {
+                name: "HD",
+                values: &[
+                    "16", "32", "48", "64", "80", "96", "112", "128", "192", "256",
+                ],
+            },
+            Axis {
+                name: "BQ",
+                values: &["1", "2", "4", "8", "16"],
+            },
+            Axis {
+                name: "BK",
+                values: &["8", "16", "32"],
+            },
+            Axis {
+                name: "L",
+                values: &["4", "8", "16"],
+            },
         ],
         allowed: flash_tiles_fit,
     },
@@ -247,52 +373,113 @@ pub static KERNELS: &[KernelSpec] = &[
         file: "flash_reduce.wgsl",
         axes: &[
             ACT,
-            Axis { name: "HD", values: &["16", "32", "48", "64", "80", "96", "112", "128", "192", "256"] },
-            Axis { name: "WG", values: &["32", "64"] },
+            Axis {
+                name: "HD",
+                values: &[
+                    "16", "32", "48", "64", "80", "96", "112", "128", "192", "256",
+                ],
+            },
+            Axis {
+                name: "WG",
+                values: &["32", "64"],
+            },
         ],
         allowed: any,
     },
     KernelSpec {
         name: "glu",
         file: "glu.wgsl",
-        axes: &[ACT, Axis { name: "GATE", values: &["silu", "gelu_tanh"] }, Axis { name: "WG", values: &["64"] }],
+        axes: &[
+            ACT,
+            Axis {
+                name: "GATE",
+                values: &["silu", "gelu_tanh"],
+            },
+            Axis {
+                name: "WG",
+                values: &["64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
         name: "moe_route",
         file: "moe_route.wgsl",
-        axes: &[Axis { name: "GATING", values: &["softmax", "sigmoid"] }, Axis { name: "WG", values: &["64"] }],
+        axes: &[
+            Axis {
+                name: "GATING",
+                values: &["softmax", "sigmoid"],
+            },
+            Axis {
+                name: "WG",
+                values: &["64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
         name: "moe_matvec",
         file: "moe_matvec.wgsl",
-        axes: &[WTYPE, ACT, Axis { name: "OUT", values: &["act", "f32"] }, Axis { name: "WG", values: &["32", "64"] }],
+        axes: &[
+            WTYPE,
+            ACT,
+            Axis {
+                name: "OUT",
+                values: &["act", "f32"],
+            },
+            Axis {
+                name: "WG",
+                values: &["32", "64"],
+            },
+        ],
         allowed: any,
     },
     KernelSpec {
         name: "moe_combine",
         file: "moe_combine.wgsl",
-        axes: &[Axis { name: "WG", values: &["64"] }],
+        axes: &[Axis {
+            name: "WG",
+            values: &["64"],
+        }],
         allowed: any,
     },
     KernelSpec {
         name: "argmax",
         file: "argmax.wgsl",
-        axes: &[REDUCE, Axis { name: "WG", values: &["64", "256"] }],
+        axes: &[
+            REDUCE,
+            Axis {
+                name: "WG",
+                values: &["64", "256"],
+            },
+        ],
         allowed: any,
     },
-    KernelSpec { name: "penalties", file: "penalties.wgsl", axes: &[], allowed: any },
+    KernelSpec {
+        name: "penalties",
+        file: "penalties.wgsl",
+        axes: &[],
+        allowed: any,
+    },
     KernelSpec {
         name: "bandwidth",
         file: "bandwidth.wgsl",
-        axes: &[Axis { name: "WG", values: &["64", "256"] }],
+        axes: &[Axis {
+            name: "WG",
+            values: &["64", "256"],
+        }],
         allowed: any,
     },
     KernelSpec {
         name: "candidates",
         file: "candidates.wgsl",
-        axes: &[REDUCE, Axis { name: "WG", values: &["64", "256"] }],
+        axes: &[
+            REDUCE,
+            Axis {
+                name: "WG",
+                values: &["64", "256"],
+            },
+        ],
         allowed: any,
     },
 ];

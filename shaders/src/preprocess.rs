@@ -64,16 +64,26 @@ pub fn preprocess(
 ) -> Result<Composed, ShaderError> {
     let mut state = State {
         sources,
-        defines: defines.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        defines: defines
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         included: BTreeSet::new(),
-        out: Composed { code: String::new(), line_map: Vec::new() },
+        out: Composed {
+            code: String::new(),
+            line_map: Vec::new(),
+        },
     };
     process_file(&mut state, entry, None)?;
     Ok(state.out)
 }
 
 fn err(file: &str, line: u32, message: impl Into<String>) -> ShaderError {
-    ShaderError { file: file.to_string(), line, message: message.into() }
+    ShaderError {
+        file: file.to_string(),
+        line,
+        message: message.into(),
+    }
 }
 
 fn process_file(
@@ -88,10 +98,11 @@ fn process_file(
         .sources
         .iter()
         .find(|(p, _)| *p == path)
-        .map(|(_, t)| *t).ok_or_else(|| match from {
-        Some((f, l)) => err(f, l, format!("included file {path:?} does not exist")),
-        None => err(path, 0, "shader file does not exist"),
-    })?;
+        .map(|(_, t)| *t)
+        .ok_or_else(|| match from {
+            Some((f, l)) => err(f, l, format!("included file {path:?} does not exist")),
+            None => err(path, 0, "shader file does not exist"),
+        })?;
     let mut stack: Vec<Frame> = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line_no = idx as u32 + 1;
@@ -109,7 +120,9 @@ fn process_file(
                         false
                     } else {
                         match word {
-                            "if" => eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?,
+                            "if" => {
+                                eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?
+                            }
                             "ifdef" => state.defines.contains_key(rest),
                             _ => !state.defines.contains_key(rest),
                         }
@@ -130,8 +143,7 @@ fn process_file(
                         return Err(err(path, line_no, "#elif after #else"));
                     }
                     if frame.parent_active && !frame.taken {
-                        let cond =
-                            eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?;
+                        let cond = eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?;
                         frame.active = cond;
                         frame.taken = cond;
                     } else {
@@ -150,7 +162,9 @@ fn process_file(
                     frame.taken = true;
                 }
                 "endif" => {
-                    stack.pop().ok_or_else(|| err(path, line_no, "#endif without #if"))?;
+                    stack
+                        .pop()
+                        .ok_or_else(|| err(path, line_no, "#endif without #if"))?;
                 }
                 _ if !active => {}
                 "include" => {
@@ -197,9 +211,7 @@ fn is_ident_char(c: char) -> bool {
 }
 
 fn is_ident(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(is_ident_char)
-        && !s.starts_with(|c: char| c.is_ascii_digit())
+    !s.is_empty() && s.chars().all(is_ident_char) && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Replaces every identifier that names a define by its value. Comments are left alone
@@ -279,7 +291,9 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, String> {
     let mut toks = Vec::new();
     let chars: Vec<char> = expr.chars().collect();
     let mut i = 0;
-    const OPS: [&str; 12] = ["||", "&&", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", ","];
+    const OPS: [&str; 12] = [
+        "||", "&&", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", ",",
+    ];
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
@@ -341,14 +355,16 @@ impl Parser<'_> {
         self.toks.get(self.pos)
     }
     fn eat(&mut self, op: &str) -> bool {
-        if self.peek() == Some(&Tok::Op(match op {
-            "||" => "||",
-            "&&" => "&&",
-            "!" => "!",
-            "(" => "(",
-            ")" => ")",
-            _ => return false,
-        })) {
+        if self.peek()
+            == Some(&Tok::Op(match op {
+                "||" => "||",
+                "&&" => "&&",
+                "!" => "!",
+                "(" => "(",
+                ")" => ")",
+                _ => return false,
+            }))
+        {
             self.pos += 1;
             true
         } else {
@@ -396,7 +412,10 @@ impl Parser<'_> {
             "!=" => l.0 != r.0,
             _ => {
                 let (a, b) = l.int().zip(r.int()).ok_or_else(|| {
-                    format!("{op} needs integers, got {:?} and {:?} in {:?}", l.0, r.0, self.expr)
+                    format!(
+                        "{op} needs integers, got {:?} and {:?} in {:?}",
+                        l.0, r.0, self.expr
+                    )
                 })?;
                 match op {
                     "<" => a < b,
@@ -458,7 +477,13 @@ fn eval(expr: &str, defines: &BTreeMap<String, String>) -> Result<bool, String> 
     if toks.is_empty() {
         return Err("empty #if expression".into());
     }
-    let mut p = Parser { toks, pos: 0, defines, expr, skipping: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        defines,
+        expr,
+        skipping: 0,
+    };
     let v = p.or()?;
     if p.pos != p.toks.len() {
         return Err(format!("trailing tokens in #if {expr:?}"));
@@ -487,16 +512,28 @@ mod tests {
         );
         assert_eq!(c.origin(3), Some(("main.wgsl", 6)));
         let c = run(&files, &[("ACT", "f32"), ("SPLIT", "1")]).unwrap();
-        assert_eq!(c.code, "alias act = f32;\nconst S = 1;\nconst WG_SIZE = 3u;\n");
+        assert_eq!(
+            c.code,
+            "alias act = f32;\nconst S = 1;\nconst WG_SIZE = 3u;\n"
+        );
     }
 
     #[test]
     fn short_circuit_allows_undefined_names_where_they_cannot_matter() {
-        let files = [("main.wgsl", "#if defined(KV) && KV == f16\nkv16\n#endif\n#if !defined(KV) || KV == f32\nkv32\n#endif")];
+        let files = [(
+            "main.wgsl",
+            "#if defined(KV) && KV == f16\nkv16\n#endif\n#if !defined(KV) || KV == f32\nkv32\n#endif",
+        )];
         assert_eq!(run(&files, &[]).unwrap().code, "kv32\n");
         assert_eq!(run(&files, &[("KV", "f16")]).unwrap().code, "kv16\n");
         assert_eq!(run(&files, &[("KV", "f32")]).unwrap().code, "kv32\n");
-        assert!(run(&[("main.wgsl", "#if KV == f16 && defined(KV)\n#endif")], &[]).is_err());
+        assert!(
+            run(
+                &[("main.wgsl", "#if KV == f16 && defined(KV)\n#endif")],
+                &[]
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -514,7 +551,10 @@ mod tests {
     #[test]
     fn includes_once_with_path_substitution_and_line_map() {
         let files = [
-            ("main.wgsl", "#include \"q/{T}.wgsl\"\n#include \"q/{T}.wgsl\"\nmain"),
+            (
+                "main.wgsl",
+                "#include \"q/{T}.wgsl\"\n#include \"q/{T}.wgsl\"\nmain",
+            ),
             ("q/q8.wgsl", "#define BLOCK 34\nconst B = BLOCK;"),
         ];
         let c = run(&files, &[("T", "q8")]).unwrap();

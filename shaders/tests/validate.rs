@@ -21,17 +21,26 @@ fn validate(c: &Composed) -> Result<(), String> {
     let caps = Capabilities::SHADER_FLOAT16
         | Capabilities::SHADER_FLOAT16_IN_FLOAT32
         | Capabilities::SUBGROUP;
-    Validator::new(ValidationFlags::all(), caps).validate(&module).map_err(|e| {
-        let line = e.spans().next().map(|(span, _)| span.location(&c.code).line_number as usize);
-        // The innermost cause says what is wrong; the report says where.
-        let mut cause = String::new();
-        let mut source: Option<&dyn std::error::Error> = Some(e.as_inner());
-        while let Some(s) = source {
-            cause = s.to_string();
-            source = s.source();
-        }
-        format!("{}: {cause}\n{}", locate(c, line), e.emit_to_string(&c.code))
-    })?;
+    Validator::new(ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| {
+            let line = e
+                .spans()
+                .next()
+                .map(|(span, _)| span.location(&c.code).line_number as usize);
+            // The innermost cause says what is wrong; the report says where.
+            let mut cause = String::new();
+            let mut source: Option<&dyn std::error::Error> = Some(e.as_inner());
+            while let Some(s) = source {
+                cause = s.to_string();
+                source = s.source();
+            }
+            format!(
+                "{}: {cause}\n{}",
+                locate(c, line),
+                e.emit_to_string(&c.code)
+            )
+        })?;
     Ok(())
 }
 
@@ -51,12 +60,21 @@ fn every_kernel_variant_validates() {
         }
     }
     assert!(count > 100, "only {count} variants registered");
-    assert!(failures.is_empty(), "{} of {count} variants fail:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} variants fail:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
 }
 
 #[test]
 fn compose_refuses_undeclared_values() {
-    let err = compose("rmsnorm", &[("ACT", "f64"), ("REDUCE", "workgroup"), ("WG", "64")]).unwrap_err();
+    let err = compose(
+        "rmsnorm",
+        &[("ACT", "f64"), ("REDUCE", "workgroup"), ("WG", "64")],
+    )
+    .unwrap_err();
     assert!(err.message.contains("ACT = f64"), "{err}");
     let err = compose("rmsnorm", &[("ACT", "f32"), ("WG", "64")]).unwrap_err();
     assert!(err.message.contains("REDUCE"), "{err}");

@@ -7,14 +7,22 @@ use wisp_tests::kernel_harness::*;
 
 fn main() {
     let gpu = wisp_tests::gpu::gpu();
-    let v = VariantOverrides::from_env().unwrap().resolve(&gpu.caps, "").unwrap();
+    let v = VariantOverrides::from_env()
+        .unwrap()
+        .resolve(&gpu.caps, "")
+        .unwrap();
     let k = Kernels::new(&gpu, v);
     println!("variant {v} tuning {:?}", k.tuning);
     let reps = 6;
     let probe = pollster::block_on(wisp_core::kernels::streaming_read(&gpu, v)).unwrap();
-    println!("streaming read: {:.2} GB/s ({})", probe.gb_per_s, probe.timing);
+    println!(
+        "streaming read: {:.2} GB/s ({})",
+        probe.gb_per_s, probe.timing
+    );
     let stream_gbs = probe.gb_per_s;
-    let prof = pollster::block_on(Profiler::new(&gpu, 64)).unwrap().expect("kernel_bench times kernels with timestamp queries");
+    let prof = pollster::block_on(Profiler::new(&gpu, 64))
+        .unwrap()
+        .expect("kernel_bench times kernels with timestamp queries");
     // Every type with a GPU kernel on a 4096 x 4096 matrix unless SHAPES names others
     // (`type:rows x cols`, comma-separated, e.g. `q4_1:49152x576`).
     let all: Vec<String> = GgmlType::ALL
@@ -27,28 +35,64 @@ fn main() {
         let (ty, dims) = spec.split_once(':').expect("type:NxK");
         let (n, kk) = dims.split_once('x').expect("NxK");
         let (n, kk): (usize, usize) = (n.parse().unwrap(), kk.parse().unwrap());
-        let ty = *GgmlType::ALL.iter().find(|&&t| gpu_weight_type(t) == Some(ty)).expect("a type with a GPU kernel");
-        let w = if can_quantize(ty) { quantize(ty, &random(1, n * kk, 1.0)).unwrap() } else { random_blocks(ty, n * kk, 1) };
+        let ty = *GgmlType::ALL
+            .iter()
+            .find(|&&t| gpu_weight_type(t) == Some(ty))
+            .expect("a type with a GPU kernel");
+        let w = if can_quantize(ty) {
+            quantize(ty, &random(1, n * kk, 1.0)).unwrap()
+        } else {
+            random_blocks(ty, n * kk, 1)
+        };
         let m = pollster::block_on(QMatrix::upload(&gpu, "w", ty, kk as u32, &[&w])).unwrap();
         let x = upload_act(&gpu, v.act, &random(2, kk, 1.0));
         let y = upload_f32(&gpu, &vec![0.0; n]);
         for batched in [false, true] {
             let t_tokens = if batched { 64 } else { 1 };
-            let xb = if batched { upload_act(&gpu, v.act, &random(2, kk * 64, 1.0)) } else { x.clone() };
-            let yb = if batched { upload_f32(&gpu, &vec![0.0; n * 64]) } else { y.clone() };
+            let xb = if batched {
+                upload_act(&gpu, v.act, &random(2, kk * 64, 1.0))
+            } else {
+                x.clone()
+            };
+            let yb = if batched {
+                upload_f32(&gpu, &vec![0.0; n * 64])
+            } else {
+                y.clone()
+            };
             let mut b = builder(&gpu, step(t_tokens));
-            let args = MatArgs { x: &xb, x_stride: kk as u32, y: &yb, y_stride: n as u32, y_offset: 0, out: Out::F32, rows: Count::Tokens };
+            let args = MatArgs {
+                x: &xb,
+                x_stride: kk as u32,
+                y: &yb,
+                y_stride: n as u32,
+                y_offset: 0,
+                out: Out::F32,
+                rows: Count::Tokens,
+            };
             for _ in 0..reps {
-                if batched { pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap(); } else { pollster::block_on(k.matvec(&mut b, &m, &args)).unwrap(); }
+                if batched {
+                    pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap();
+                } else {
+                    pollster::block_on(k.matvec(&mut b, &m, &args)).unwrap();
+                }
             }
             let plan = pollster::block_on(b.finish(&gpu, "mv")).unwrap();
-            let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(t_tokens))])).unwrap();
+            let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(t_tokens))]))
+                .unwrap();
             let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
             if batched {
-                println!("{spec} matmul T=64: {:.2} ms, {:.2} GFLOP/s", best / 1e6, 2.0 * (n * kk * 64) as f64 / best);
+                println!(
+                    "{spec} matmul T=64: {:.2} ms, {:.2} GFLOP/s",
+                    best / 1e6,
+                    2.0 * (n * kk * 64) as f64 / best
+                );
             } else {
                 let gbs = w.len() as f64 / best;
-                println!("{spec} matvec: {:.3} ms, {gbs:.2} GB/s of weights ({:.0}% of streaming)", best / 1e6, 100.0 * gbs / stream_gbs);
+                println!(
+                    "{spec} matvec: {:.3} ms, {gbs:.2} GB/s of weights ({:.0}% of streaming)",
+                    best / 1e6,
+                    100.0 * gbs / stream_gbs
+                );
             }
         }
     }

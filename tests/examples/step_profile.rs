@@ -32,10 +32,18 @@ fn print_profile(label: &str, times: &[KernelTime]) {
 }
 
 fn main() {
-    let batches: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a batch size")).collect();
-    let batches = if batches.is_empty() { vec![1, 4, 16, 64] } else { batches };
+    let batches: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("a batch size"))
+        .collect();
+    let batches = if batches.is_empty() {
+        vec![1, 4, 16, 64]
+    } else {
+        batches
+    };
     let gpu = wisp_tests::gpu::gpu();
-    let file_name = std::env::var("WISP_MODEL").unwrap_or_else(|_| "SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let file_name =
+        std::env::var("WISP_MODEL").unwrap_or_else(|_| "SmolLM2-135M-Instruct.Q4_1.gguf".into());
     let bytes = std::fs::read(wisp_tests::model_path(&file_name)).unwrap();
     let file = GgufFile::parse(&bytes).unwrap();
     let max_b = *batches.iter().max().unwrap() as u32;
@@ -47,27 +55,60 @@ fn main() {
         variant: VariantOverrides::from_env().unwrap(),
         ..Default::default()
     };
-    let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).unwrap();
+    let mut e = pollster::block_on(Engine::load(
+        gpu.clone(),
+        &file,
+        &FileBytes {
+            file: &file,
+            bytes: &bytes,
+        },
+        &options,
+    ))
+    .unwrap();
     println!("adapter {}, kernels {}", gpu.adapter_name(), e.variant);
     let prompt: Vec<u32> = (0..128).map(|i| 100 + (i * 37) % 4000).collect();
 
-    print_profile("prefill 128 tokens", &pollster::block_on(e.profile_step(&prompt)).unwrap().expect("timestamps"));
+    print_profile(
+        "prefill 128 tokens",
+        &pollster::block_on(e.profile_step(&prompt))
+            .unwrap()
+            .expect("timestamps"),
+    );
     e.reset();
     e.prefill(&prompt).unwrap();
-    print_profile("decode 1 token at 128", &pollster::block_on(e.profile_step(&[5])).unwrap().expect("timestamps"));
+    print_profile(
+        "decode 1 token at 128",
+        &pollster::block_on(e.profile_step(&[5]))
+            .unwrap()
+            .expect("timestamps"),
+    );
     e.reset();
 
     for &b in &batches {
         let seqs: Vec<_> = (0..b).map(|_| e.create_sequence()).collect();
         for &s in &seqs {
-            e.step(&[BatchEntry { seq: s, tokens: &prompt[..64], logits: Logits::None }]).unwrap();
+            e.step(&[BatchEntry {
+                seq: s,
+                tokens: &prompt[..64],
+                logits: Logits::None,
+            }])
+            .unwrap();
         }
-        let mut samplers: Vec<Sampler> = (0..b).map(|_| Sampler::new(SamplerConfig::greedy()).unwrap()).collect();
+        let mut samplers: Vec<Sampler> = (0..b)
+            .map(|_| Sampler::new(SamplerConfig::greedy()).unwrap())
+            .collect();
         let mut tokens = vec![7u32; b];
         let steps = 32;
         let mut run = |e: &mut Engine, tokens: &mut Vec<u32>| {
-            let entries: Vec<BatchEntry> =
-                seqs.iter().zip(tokens.iter()).map(|(&seq, t)| BatchEntry { seq, tokens: std::slice::from_ref(t), logits: Logits::Last }).collect();
+            let entries: Vec<BatchEntry> = seqs
+                .iter()
+                .zip(tokens.iter())
+                .map(|(&seq, t)| BatchEntry {
+                    seq,
+                    tokens: std::slice::from_ref(t),
+                    logits: Logits::Last,
+                })
+                .collect();
             e.step(&entries).unwrap();
             let mut refs: Vec<&mut Sampler> = samplers.iter_mut().collect();
             *tokens = pollster::block_on(e.sample_rows(&mut refs)).unwrap();
@@ -83,9 +124,21 @@ fn main() {
             per_step * 1e3,
             b as f64 / per_step
         );
-        let entries: Vec<BatchEntry> =
-            seqs.iter().zip(tokens.iter()).map(|(&seq, t)| BatchEntry { seq, tokens: std::slice::from_ref(t), logits: Logits::Last }).collect();
-        print_profile(&format!("batch {b} decode step"), &pollster::block_on(e.profile_batch(&entries)).unwrap().expect("timestamps"));
+        let entries: Vec<BatchEntry> = seqs
+            .iter()
+            .zip(tokens.iter())
+            .map(|(&seq, t)| BatchEntry {
+                seq,
+                tokens: std::slice::from_ref(t),
+                logits: Logits::Last,
+            })
+            .collect();
+        print_profile(
+            &format!("batch {b} decode step"),
+            &pollster::block_on(e.profile_batch(&entries))
+                .unwrap()
+                .expect("timestamps"),
+        );
         for s in seqs {
             e.remove_sequence(s).unwrap();
         }

@@ -26,9 +26,18 @@ struct Layer {
 }
 
 enum Ffn {
-    Dense { gate: Vec<f32>, up: Vec<f32>, down: Vec<f32> },
+    Dense {
+        gate: Vec<f32>,
+        up: Vec<f32>,
+        down: Vec<f32>,
+    },
     /// Router [n_expert, d] and per-expert gate, up, down.
-    Experts { router: Vec<f32>, gate: Vec<Vec<f32>>, up: Vec<Vec<f32>>, down: Vec<Vec<f32>> },
+    Experts {
+        router: Vec<f32>,
+        gate: Vec<Vec<f32>>,
+        up: Vec<Vec<f32>>,
+        down: Vec<Vec<f32>>,
+    },
 }
 
 pub struct CpuModel {
@@ -40,8 +49,15 @@ pub struct CpuModel {
 }
 
 fn weight(file: &GgufFile, bytes: &[u8], name: &str) -> Vec<f32> {
-    let t = file.tensor(name).unwrap_or_else(|| panic!("no tensor {name}"));
-    dequantize(t.ty, file.tensor_data(bytes, t).expect("tensor data"), t.n_elements() as usize).expect("dequantize")
+    let t = file
+        .tensor(name)
+        .unwrap_or_else(|| panic!("no tensor {name}"));
+    dequantize(
+        t.ty,
+        file.tensor_data(bytes, t).expect("tensor data"),
+        t.n_elements() as usize,
+    )
+    .expect("dequantize")
 }
 
 fn add_rows(x: &mut [f32], y: &[f32]) {
@@ -61,14 +77,27 @@ impl CpuModel {
                     q: b("attn_q"),
                     k: b("attn_k"),
                     v: b("attn_v"),
-                    qkv_bias: o.qkv_bias.then(|| ["q", "k", "v"].iter().flat_map(|p| w(&format!("blk.{i}.attn_{p}.bias"))).collect()),
+                    qkv_bias: o.qkv_bias.then(|| {
+                        ["q", "k", "v"]
+                            .iter()
+                            .flat_map(|p| w(&format!("blk.{i}.attn_{p}.bias")))
+                            .collect()
+                    }),
                     qk_norm: o.qk_norm.then(|| (b("attn_q_norm"), b("attn_k_norm"))),
                     o: b("attn_output"),
                     ffn_norm: b("ffn_norm"),
                     ffn: match cfg.experts {
-                        None => Ffn::Dense { gate: b("ffn_gate"), up: b("ffn_up"), down: b("ffn_down") },
+                        None => Ffn::Dense {
+                            gate: b("ffn_gate"),
+                            up: b("ffn_up"),
+                            down: b("ffn_down"),
+                        },
                         Some(x) => {
-                            let split = |t: Vec<f32>| t.chunks(t.len() / x.n_expert as usize).map(<[f32]>::to_vec).collect();
+                            let split = |t: Vec<f32>| {
+                                t.chunks(t.len() / x.n_expert as usize)
+                                    .map(<[f32]>::to_vec)
+                                    .collect()
+                            };
                             Ffn::Experts {
                                 router: b("ffn_gate_inp"),
                                 gate: split(b("ffn_gate_exps")),
@@ -77,7 +106,9 @@ impl CpuModel {
                             }
                         }
                     },
-                    post_norms: o.post_norms.then(|| (b("post_attention_norm"), b("post_ffw_norm"))),
+                    post_norms: o
+                        .post_norms
+                        .then(|| (b("post_attention_norm"), b("post_ffw_norm"))),
                 }
             })
             .collect();
@@ -95,8 +126,16 @@ impl CpuModel {
         let (d, ff) = (self.cfg.n_embd as usize, self.cfg.n_ff as usize);
         let g = cpu_ref::matmul(gate, ff, d, h, t);
         let u = cpu_ref::matmul(up, ff, d, h, t);
-        let gu: Vec<f32> = (0..t).flat_map(|p| [&g[p * ff..(p + 1) * ff], &u[p * ff..(p + 1) * ff]].concat()).collect();
-        cpu_ref::matmul(down, d, ff, &cpu_ref::glu(&gu, ff, self.cfg.arch.ffn_activation), t)
+        let gu: Vec<f32> = (0..t)
+            .flat_map(|p| [&g[p * ff..(p + 1) * ff], &u[p * ff..(p + 1) * ff]].concat())
+            .collect();
+        cpu_ref::matmul(
+            down,
+            d,
+            ff,
+            &cpu_ref::glu(&gu, ff, self.cfg.arch.ffn_activation),
+            t,
+        )
     }
 
     /// The experts one token's activations `h` are routed to, with their weights.
@@ -114,8 +153,13 @@ impl CpuModel {
         let d = c.n_embd as usize;
         let mut record = Vec::new();
         self.forward_recording(ids, Some((layer, &mut record)));
-        let Ffn::Experts { router, .. } = &self.layers[layer].ffn else { panic!("layer {layer} is dense") };
-        record.chunks(d).map(|h| self.route(router, h).into_iter().map(|(e, _)| e).collect()).collect()
+        let Ffn::Experts { router, .. } = &self.layers[layer].ffn else {
+            panic!("layer {layer} is dense")
+        };
+        record
+            .chunks(d)
+            .map(|h| self.route(router, h).into_iter().map(|(e, _)| e).collect())
+            .collect()
     }
 
     /// Logits at every position of `ids`, starting from an empty cache.
@@ -124,15 +168,29 @@ impl CpuModel {
     }
 
     /// The forward pass, copying layer `record.0`'s feed-forward input into `record.1`.
-    fn forward_recording(&self, ids: &[u32], mut record: Option<(usize, &mut Vec<f32>)>) -> Vec<Vec<f32>> {
+    fn forward_recording(
+        &self,
+        ids: &[u32],
+        mut record: Option<(usize, &mut Vec<f32>)>,
+    ) -> Vec<Vec<f32>> {
         let c = &self.cfg;
         let o = &c.arch;
         let (d, t) = (c.n_embd as usize, ids.len());
         let (nh, nkv, hd) = (c.n_head as usize, c.n_kv_head as usize, c.head_dim as usize);
         let (qd, kvd) = (nh * hd, nkv * hd);
-        let scale = if o.scale_embedding { (d as f64).sqrt() } else { 1.0 };
-        let mut x: Vec<f32> =
-            ids.iter().flat_map(|&i| self.embd[i as usize * d..(i as usize + 1) * d].iter().map(|v| (*v as f64 * scale) as f32)).collect();
+        let scale = if o.scale_embedding {
+            (d as f64).sqrt()
+        } else {
+            1.0
+        };
+        let mut x: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| {
+                self.embd[i as usize * d..(i as usize + 1) * d]
+                    .iter()
+                    .map(|v| (*v as f64 * scale) as f32)
+            })
+            .collect();
         for (li, l) in self.layers.iter().enumerate() {
             let inv_freq = c.rope_inv_freq(li);
             let h = cpu_ref::rmsnorm(&x, &l.attn_norm, c.rms_eps);
@@ -172,13 +230,21 @@ impl CpuModel {
             }
             let mut down = match &l.ffn {
                 Ffn::Dense { gate, up, down } => self.dense_ffn(gate, up, down, &h, t),
-                Ffn::Experts { router, gate, up, down } => {
+                Ffn::Experts {
+                    router,
+                    gate,
+                    up,
+                    down,
+                } => {
                     let mut out = vec![0.0; t * d];
                     for p in 0..t {
                         let hp = &h[p * d..(p + 1) * d];
                         for (e, w) in self.route(router, hp) {
                             let y = self.dense_ffn(&gate[e], &up[e], &down[e], hp, 1);
-                            out[p * d..(p + 1) * d].iter_mut().zip(&y).for_each(|(o, y)| *o += (w * *y as f64) as f32);
+                            out[p * d..(p + 1) * d]
+                                .iter_mut()
+                                .zip(&y)
+                                .for_each(|(o, y)| *o += (w * *y as f64) as f32);
                         }
                     }
                     out
@@ -192,6 +258,9 @@ impl CpuModel {
         let h = cpu_ref::rmsnorm(&x, &self.output_norm, c.rms_eps);
         let head = self.output.as_ref().unwrap_or(&self.embd);
         let logits = cpu_ref::matmul(head, c.vocab_size as usize, d, &h, t);
-        logits.chunks(c.vocab_size as usize).map(|r| r.to_vec()).collect()
+        logits
+            .chunks(c.vocab_size as usize)
+            .map(|r| r.to_vec())
+            .collect()
     }
 }

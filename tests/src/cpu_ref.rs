@@ -23,7 +23,9 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
         .flat_map(|row| {
             let ms = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
             let inv = 1.0 / (ms + eps as f64).sqrt();
-            row.iter().zip(weight).map(move |(v, w)| (*v as f64 * inv * *w as f64) as f32)
+            row.iter()
+                .zip(weight)
+                .map(move |(v, w)| (*v as f64 * inv * *w as f64) as f32)
         })
         .collect()
 }
@@ -63,14 +65,22 @@ pub fn attention(
     let mut out = vec![0.0; t * n_head * d];
     for ti in 0..t {
         let pos = pos0 + ti;
-        let start = if window > 0 && pos + 1 > window { pos + 1 - window } else { 0 };
+        let start = if window > 0 && pos + 1 > window {
+            pos + 1 - window
+        } else {
+            0
+        };
         for h in 0..n_head {
             let kh = h / group;
             let qv = &q[(ti * n_head + h) * d..][..d];
             let scores: Vec<f64> = (start..=pos)
                 .map(|j| {
                     let kv = &k[(j * n_kv + kh) * d..][..d];
-                    qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
+                    qv.iter()
+                        .zip(kv)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * scale
                 })
                 .collect();
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -92,7 +102,10 @@ pub fn attention(
 pub fn glu(gu: &[f32], n: usize, gate: FfnActivation) -> Vec<f32> {
     let f = move |g: f64| match gate {
         FfnActivation::Silu => g / (1.0 + (-g).exp()),
-        FfnActivation::GeluTanh => 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh()),
+        FfnActivation::GeluTanh => {
+            0.5 * g
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh())
+        }
     };
     gu.chunks(2 * n)
         .flat_map(|row| (0..n).map(move |i| (f(row[i] as f64) * row[n + i] as f64) as f32))
@@ -113,7 +126,13 @@ pub fn argmax(v: &[f32]) -> usize {
 /// Mixture-of-experts routing of one token: probabilities from the router's scores, the
 /// `n_used` most probable experts (lower index first among equals), their weights
 /// optionally renormalised, then scaled.
-pub fn route_experts(scores: &[f32], n_used: usize, gating: ExpertGating, normalize: bool, scale: f32) -> Vec<(usize, f64)> {
+pub fn route_experts(
+    scores: &[f32],
+    n_used: usize,
+    gating: ExpertGating,
+    normalize: bool,
+    scale: f32,
+) -> Vec<(usize, f64)> {
     let probs: Vec<f64> = match gating {
         ExpertGating::Softmax => {
             let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -121,11 +140,22 @@ pub fn route_experts(scores: &[f32], n_used: usize, gating: ExpertGating, normal
             let sum: f64 = e.iter().sum();
             e.iter().map(|x| x / sum).collect()
         }
-        ExpertGating::Sigmoid => scores.iter().map(|s| 1.0 / (1.0 + (-*s as f64).exp())).collect(),
+        ExpertGating::Sigmoid => scores
+            .iter()
+            .map(|s| 1.0 / (1.0 + (-*s as f64).exp()))
+            .collect(),
     };
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
     order.truncate(n_used);
     let sum: f64 = order.iter().map(|&e| probs[e]).sum();
-    order.into_iter().map(|e| (e, if normalize { probs[e] / sum } else { probs[e] } * scale as f64)).collect()
+    order
+        .into_iter()
+        .map(|e| {
+            (
+                e,
+                if normalize { probs[e] / sum } else { probs[e] } * scale as f64,
+            )
+        })
+        .collect()
 }

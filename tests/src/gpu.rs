@@ -8,7 +8,10 @@ use wisp_core::gpu::{DeviceOptions, Gpu, Variant};
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
-        Arc::new(pollster::block_on(Gpu::new(&DeviceOptions::default())).expect("open the default adapter"))
+        Arc::new(
+            pollster::block_on(Gpu::new(&DeviceOptions::default()))
+                .expect("open the default adapter"),
+        )
     })
     .clone()
 }
@@ -16,14 +19,21 @@ pub fn gpu() -> Arc<Gpu> {
 /// A separate device whose storage-binding limit is pretended to be `limit` bytes, so
 /// tensors are split across buffers.
 pub fn gpu_with_binding_limit(limit: u64) -> Arc<Gpu> {
-    let options = DeviceOptions { max_binding_override: Some(limit), ..Default::default() };
+    let options = DeviceOptions {
+        max_binding_override: Some(limit),
+        ..Default::default()
+    };
     Arc::new(pollster::block_on(Gpu::new(&options)).expect("open the default adapter"))
 }
 
 /// Every kernel variant the adapter can run; the tests sweep all of them.
 pub fn variants(gpu: &Gpu) -> Vec<Variant> {
     let v = Variant::all_supported(&gpu.caps);
-    assert!(!v.is_empty(), "no kernel variant runs on {}", gpu.adapter_name());
+    assert!(
+        !v.is_empty(),
+        "no kernel variant runs on {}",
+        gpu.adapter_name()
+    );
     v
 }
 
@@ -33,7 +43,13 @@ pub fn variants(gpu: &Gpu) -> Vec<Variant> {
 /// themselves are checked in every combination by `tests/kernels.rs`.)
 pub fn covering_variants(gpu: &Gpu) -> Vec<Variant> {
     let all = variants(gpu);
-    let values = |v: &Variant| [format!("{:?}", v.act), format!("{:?}", v.reduce), format!("{:?}", v.tier)];
+    let values = |v: &Variant| {
+        [
+            format!("{:?}", v.act),
+            format!("{:?}", v.reduce),
+            format!("{:?}", v.tier),
+        ]
+    };
     let mut uncovered: Vec<String> = all.iter().flat_map(values).collect();
     uncovered.sort();
     uncovered.dedup();

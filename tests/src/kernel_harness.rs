@@ -11,14 +11,19 @@ use wisp_core::quant::GgmlType;
 /// Deterministic pseudo-random values in [-scale, scale).
 pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect()
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
 }
 
 /// Values as the activation type stores them.
 pub fn act_bytes(act: Act, v: &[f32]) -> Vec<u8> {
     match act {
         Act::F32 => bytemuck::cast_slice(v).to_vec(),
-        Act::F16 => v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect(),
+        Act::F16 => v
+            .iter()
+            .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -33,7 +38,10 @@ pub fn round_act(act: Act, v: &[f32]) -> Vec<f32> {
 pub fn from_act_bytes(act: Act, b: &[u8]) -> Vec<f32> {
     match act {
         Act::F32 => bytemuck::cast_slice::<u8, f32>(&b[..b.len() / 4 * 4]).to_vec(),
-        Act::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Act::F16 => b
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
     }
 }
 
@@ -50,7 +58,8 @@ pub fn upload_u32(gpu: &Gpu, v: &[u32]) -> wgpu::Buffer {
 }
 
 pub fn read_act(gpu: &Gpu, act: Act, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let bytes = pollster::block_on(gpu.read_buffer(b, 0, n as u64 * act.size())).expect("read back");
+    let bytes =
+        pollster::block_on(gpu.read_buffer(b, 0, n as u64 * act.size())).expect("read back");
     from_act_bytes(act, &bytes)
 }
 
@@ -66,14 +75,25 @@ pub fn read_u32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
 
 /// A step uniform holding `step`, and a builder over it.
 pub fn builder(gpu: &Gpu, step: StepParams) -> PlanBuilder {
-    let buf = pollster::block_on(gpu.uniform("test step", std::mem::size_of::<StepParams>() as u64)).expect("step uniform");
+    let buf =
+        pollster::block_on(gpu.uniform("test step", std::mem::size_of::<StepParams>() as u64))
+            .expect("step uniform");
     gpu.write(&buf, 0, bytemuck::bytes_of(&step));
     PlanBuilder::new(gpu, buf)
 }
 
 /// Runs a plan for a step of `n_tokens` tokens (and as many logits rows) and waits.
 pub fn run(gpu: &Gpu, plan: &Plan, n_tokens: u32) {
-    run_shape(gpu, plan, StepShape { tokens: n_tokens, rows: n_tokens, work: n_tokens, reduce: 0 });
+    run_shape(
+        gpu,
+        plan,
+        StepShape {
+            tokens: n_tokens,
+            rows: n_tokens,
+            work: n_tokens,
+            reduce: 0,
+        },
+    );
 }
 
 /// Runs a plan for a step of this shape.
@@ -89,7 +109,11 @@ pub fn run_shape(gpu: &Gpu, plan: &Plan, shape: StepShape) {
 
 /// Step values for kernels that only need the token count (and as many rows).
 pub fn step(n_tokens: u32) -> StepParams {
-    StepParams { n_tokens, n_rows: n_tokens, ..Default::default() }
+    StepParams {
+        n_tokens,
+        n_rows: n_tokens,
+        ..Default::default()
+    }
 }
 
 /// Q8_0 of 32 values as the KV cache stores them: (quants, scale), with the scale an
@@ -130,7 +154,9 @@ pub fn upload_kv(gpu: &Gpu, kv: KvType, v: &[f32], stride: usize) -> wgpu::Buffe
             for slot in v.chunks(stride) {
                 let blocks: Vec<([i8; 32], f32)> = slot.chunks(32).map(q8_block).collect();
                 for (q, _) in &blocks {
-                    words.extend(q.chunks(4).map(|b| u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])));
+                    words.extend(q.chunks(4).map(|b| {
+                        u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+                    }));
                 }
                 words.extend(blocks.iter().map(|(_, d)| d.to_bits()));
             }
@@ -179,12 +205,22 @@ pub struct PagedStep {
 impl PagedStep {
     /// `seqs`: per sequence, (positions already cached, tokens in this step).
     pub fn new(seqs: &[(u32, u32)], block: u32, seed: u64) -> PagedStep {
-        let tiling = AttnTiling { bq: 16, window: 0, keys_per_split: 256, max_splits: 16 };
+        let tiling = AttnTiling {
+            bq: 16,
+            window: 0,
+            keys_per_split: 256,
+            max_splits: 16,
+        };
         Self::with_tiling(seqs, block, seed, &tiling)
     }
 
     /// The same, with the attention work cut as `tiling` says.
-    pub fn with_tiling(seqs: &[(u32, u32)], block: u32, seed: u64, tiling: &AttnTiling) -> PagedStep {
+    pub fn with_tiling(
+        seqs: &[(u32, u32)],
+        block: u32,
+        seed: u64,
+        tiling: &AttnTiling,
+    ) -> PagedStep {
         use rand::seq::SliceRandom;
         let per_seq: Vec<u32> = seqs.iter().map(|&(p, n)| (p + n).div_ceil(block)).collect();
         // A few spare blocks so ids are not simply dense.
@@ -192,7 +228,10 @@ impl PagedStep {
         let mut ids: Vec<u32> = (0..n_blocks).collect();
         ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         let mut next = ids.into_iter();
-        let tables: Vec<Vec<u32>> = per_seq.iter().map(|&n| (0..n).map(|_| next.next().unwrap()).collect()).collect();
+        let tables: Vec<Vec<u32>> = per_seq
+            .iter()
+            .map(|&n| (0..n).map(|_| next.next().unwrap()).collect())
+            .collect();
         let n_tokens: u32 = seqs.iter().map(|s| s.1).sum();
         let mut token_info = Vec::new();
         let mut entries = Vec::new();
@@ -201,12 +240,26 @@ impl PagedStep {
         let mut first = 0;
         let (mut work, mut reduce, mut partials) = (Vec::new(), Vec::new(), 0);
         for (e, &(pos0, n)) in seqs.iter().enumerate() {
-            entries.extend_from_slice(&[tables_start + table_words.len() as u32, pos0 + n, first, n]);
+            entries.extend_from_slice(&[
+                tables_start + table_words.len() as u32,
+                pos0 + n,
+                first,
+                n,
+            ]);
             table_words.extend_from_slice(&tables[e]);
             for i in 0..n {
                 token_info.extend_from_slice(&[pos0 + i, e as u32]);
             }
-            attention_work(e as u32, first, pos0, n, tiling, &mut work, &mut reduce, &mut partials);
+            attention_work(
+                e as u32,
+                first,
+                pos0,
+                n,
+                tiling,
+                &mut work,
+                &mut reduce,
+                &mut partials,
+            );
             first += n;
         }
         let rows_start = tables_start + table_words.len() as u32;
@@ -224,7 +277,12 @@ impl PagedStep {
             n_reduce: reduce.len() as u32 / 4,
             _pad: 0,
         };
-        let shape = StepShape { tokens: n_tokens, rows: n_tokens, work: params.n_work, reduce: params.n_reduce };
+        let shape = StepShape {
+            tokens: n_tokens,
+            rows: n_tokens,
+            work: params.n_work,
+            reduce: params.n_reduce,
+        };
         let mut meta = token_info;
         meta.extend(entries);
         meta.extend(table_words);
@@ -232,7 +290,15 @@ impl PagedStep {
         meta.extend(0..n_tokens);
         meta.extend(work);
         meta.extend(reduce);
-        PagedStep { params, meta, block, n_blocks, tables, seqs: seqs.to_vec(), shape }
+        PagedStep {
+            params,
+            meta,
+            block,
+            n_blocks,
+            tables,
+            seqs: seqs.to_vec(),
+            shape,
+        }
     }
 
     /// Pool slot of position `pos` of sequence `s`.
@@ -276,7 +342,10 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], atol: f32, rtol: 
     }
     if worst.1 > 0.0 || got.iter().any(|g| g.is_nan()) {
         let i = worst.0;
-        panic!("{what}: element {i} is {} but the reference is {} (tolerance {atol} + {rtol}·|ref|)", got[i], expected[i]);
+        panic!(
+            "{what}: element {i} is {} but the reference is {} (tolerance {atol} + {rtol}·|ref|)",
+            got[i], expected[i]
+        );
     }
 }
 
@@ -285,5 +354,6 @@ pub fn assert_close(what: &str, got: &[f32], expected: &[f32], atol: f32, rtol: 
 /// Of order one, as the quantized test data, so the kernels' errors show against the
 /// tolerances.
 pub fn random_blocks(ty: GgmlType, n_elems: usize, seed: u64) -> Vec<u8> {
-    wisp_core::quant::random_blocks(ty, n_elems as u64, seed, 1.0).unwrap_or_else(|e| panic!("random_blocks: {e}"))
+    wisp_core::quant::random_blocks(ty, n_elems as u64, seed, 1.0)
+        .unwrap_or_else(|e| panic!("random_blocks: {e}"))
 }

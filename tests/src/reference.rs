@@ -14,19 +14,36 @@ use wisp_core::model::FileBytes;
 use crate::reference_dir;
 
 /// An engine for a parsed model with every kernel choice forced to `variant`.
-pub fn engine_in_variant(gpu: Arc<Gpu>, file: &GgufFile, bytes: &[u8], variant: Variant, n_ctx: u32) -> Engine {
+pub fn engine_in_variant(
+    gpu: Arc<Gpu>,
+    file: &GgufFile,
+    bytes: &[u8],
+    variant: Variant,
+    n_ctx: u32,
+) -> Engine {
     let options = EngineOptions {
         n_ctx,
-        variant: VariantOverrides { act: Some(variant.act), reduce: Some(variant.reduce), tier: Some(variant.tier) },
+        variant: VariantOverrides {
+            act: Some(variant.act),
+            reduce: Some(variant.reduce),
+            tier: Some(variant.tier),
+        },
         ..Default::default()
     };
-    pollster::block_on(Engine::load(gpu, file, &FileBytes { file, bytes }, &options)).expect("load engine")
+    pollster::block_on(Engine::load(
+        gpu,
+        file,
+        &FileBytes { file, bytes },
+        &options,
+    ))
+    .expect("load engine")
 }
 
 /// `NAME.json` of a reference model.
 pub fn json(name: &str) -> Value {
     let path = reference_dir().join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
@@ -48,7 +65,12 @@ pub fn tokenizer_cases(v: &Value) -> Vec<(String, Vec<u32>)> {
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .map(|c| (c["text"].as_str().expect("case text").to_string(), ids(c, "/ids")))
+        .map(|c| {
+            (
+                c["text"].as_str().expect("case text").to_string(),
+                ids(c, "/ids"),
+            )
+        })
         .collect()
 }
 
@@ -82,7 +104,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Indices of the `k` largest values, largest first (ties: lower index first).
@@ -110,16 +135,27 @@ pub fn check_against_llamacpp(what: &str, ours: &[f32], theirs: &[f32]) -> Resul
     }
     let (o5, t5) = (top_k(ours, 5), top_k(theirs, 5));
     if top2_margin(theirs) > 0.5 && o5[0] != t5[0] {
-        problems.push(format!("top-1 {} differs from llama.cpp's {} (margin {:.3})", o5[0], t5[0], top2_margin(theirs)));
+        problems.push(format!(
+            "top-1 {} differs from llama.cpp's {} (margin {:.3})",
+            o5[0],
+            t5[0],
+            top2_margin(theirs)
+        ));
     }
     let shared = t5.iter().filter(|t| o5.contains(t)).count();
     if shared < 4 {
-        problems.push(format!("only {shared} of llama.cpp's top 5 {t5:?} in ours {o5:?}"));
+        problems.push(format!(
+            "only {shared} of llama.cpp's top 5 {t5:?} in ours {o5:?}"
+        ));
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{what}: {} (max |Δ| {:.3})", problems.join("; "), max_abs_diff(ours, theirs)))
+        Err(format!(
+            "{what}: {} (max |Δ| {:.3})",
+            problems.join("; "),
+            max_abs_diff(ours, theirs)
+        ))
     }
 }
 
@@ -134,7 +170,12 @@ pub fn exact_tolerance(act: Act) -> (f64, f32, bool) {
 
 /// Checks `ours` against exact arithmetic (`tests/reference`'s f32 reference, or the
 /// f64 CPU model) at the tolerance of the activation type.
-pub fn check_against_exact(what: &str, act: Act, ours: &[f32], exact: &[f32]) -> Result<(), String> {
+pub fn check_against_exact(
+    what: &str,
+    act: Act,
+    ours: &[f32],
+    exact: &[f32],
+) -> Result<(), String> {
     let (min_cos, max_diff, top1) = exact_tolerance(act);
     let cos = cosine(ours, exact);
     let diff = max_abs_diff(ours, exact);
@@ -142,7 +183,9 @@ pub fn check_against_exact(what: &str, act: Act, ours: &[f32], exact: &[f32]) ->
     if cos >= min_cos && diff <= max_diff && (same_top1 || !top1) {
         Ok(())
     } else {
-        Err(format!("{what} vs exact arithmetic ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}"))
+        Err(format!(
+            "{what} vs exact arithmetic ({act:?}): cosine {cos:.7}, max |Δ| {diff:.4}, same top-1 {same_top1}"
+        ))
     }
 }
 
@@ -154,7 +197,8 @@ pub fn check_against_exact(what: &str, act: Act, ours: &[f32], exact: &[f32]) ->
 /// exact arithmetic instead.
 pub fn llamacpp_is_fair(act: Act, exact: &[f32], llamacpp: &[f32]) -> bool {
     let (min_cos, _, _) = exact_tolerance(act);
-    check_against_llamacpp("exact", exact, llamacpp).is_ok() && cosine(exact, llamacpp) >= 0.999 + (1.0 - min_cos)
+    check_against_llamacpp("exact", exact, llamacpp).is_ok()
+        && cosine(exact, llamacpp) >= 0.999 + (1.0 - min_cos)
 }
 
 /// For each position of a prompt, whether exact arithmetic (`exact`, the CPU reference
@@ -166,7 +210,9 @@ pub fn exact_meets_llamacpp(exact: &[Vec<f32>], llama: &[f32], vocab: usize) -> 
     let meets: Vec<bool> = exact
         .iter()
         .enumerate()
-        .map(|(i, e)| check_against_llamacpp("exact", e, &llama[i * vocab..(i + 1) * vocab]).is_ok())
+        .map(|(i, e)| {
+            check_against_llamacpp("exact", e, &llama[i * vocab..(i + 1) * vocab]).is_ok()
+        })
         .collect();
     assert!(
         meets.iter().filter(|ok| **ok).count() >= 3,

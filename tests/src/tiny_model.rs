@@ -65,9 +65,15 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         (format!("{a}.feed_forward_length"), s.n_ff.into()),
         (format!("{a}.attention.head_count"), s.n_head.into()),
         (format!("{a}.attention.head_count_kv"), s.n_kv_head.into()),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), 1e-5f32.into()),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            1e-5f32.into(),
+        ),
         // Gemma's windowed layers use 10000 instead: two RoPE tables.
-        (format!("{a}.rope.freq_base"), (if gemma { 1e6f32 } else { 1e4 }).into()),
+        (
+            format!("{a}.rope.freq_base"),
+            (if gemma { 1e6f32 } else { 1e4 }).into(),
+        ),
         (format!("{a}.context_length"), s.n_ctx.into()),
         (format!("{a}.vocab_size"), s.vocab.into()),
     ];
@@ -75,19 +81,30 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         w.metadata(k, v).expect("metadata");
     }
     if gemma {
-        w.metadata("gemma3.attention.key_length", hd).expect("metadata");
-        w.metadata("gemma3.attention.value_length", hd).expect("metadata");
+        w.metadata("gemma3.attention.key_length", hd)
+            .expect("metadata");
+        w.metadata("gemma3.attention.value_length", hd)
+            .expect("metadata");
         // Windowed, global, windowed, ...
-        w.metadata("gemma3.attention.sliding_window_pattern", 2u32).expect("metadata");
+        w.metadata("gemma3.attention.sliding_window_pattern", 2u32)
+            .expect("metadata");
     }
     if let Some(window) = s.window {
-        w.metadata(format!("{a}.attention.sliding_window"), window).expect("metadata");
+        w.metadata(format!("{a}.attention.sliding_window"), window)
+            .expect("metadata");
     }
     if let Some((n_expert, n_used)) = s.experts {
-        w.metadata(format!("{a}.expert_count"), n_expert).expect("metadata");
-        w.metadata(format!("{a}.expert_used_count"), n_used).expect("metadata");
+        w.metadata(format!("{a}.expert_count"), n_expert)
+            .expect("metadata");
+        w.metadata(format!("{a}.expert_used_count"), n_used)
+            .expect("metadata");
     }
-    let (d, ff, q, kv) = (s.n_embd as u64, s.n_ff as u64, (s.n_head * hd) as u64, (s.n_kv_head * hd) as u64);
+    let (d, ff, q, kv) = (
+        s.n_embd as u64,
+        s.n_ff as u64,
+        (s.n_head * hd) as u64,
+        (s.n_kv_head * hd) as u64,
+    );
     let mut seed = 100;
     let mut put = |w: &mut GgufWriter, name: &str, dims: &[u64], ty: GgmlType, scale: f32| {
         seed += 1;
@@ -95,9 +112,21 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         let values = random(seed, n as usize, scale);
         w.tensor_from_f32(name, dims, ty, &values).expect("tensor");
     };
-    put(&mut w, "token_embd.weight", &[d, s.vocab as u64], s.embd_type, 1.0);
+    put(
+        &mut w,
+        "token_embd.weight",
+        &[d, s.vocab as u64],
+        s.embd_type,
+        1.0,
+    );
     if !s.tied {
-        put(&mut w, "output.weight", &[d, s.vocab as u64], GgmlType::Q4_0, 0.3);
+        put(
+            &mut w,
+            "output.weight",
+            &[d, s.vocab as u64],
+            GgmlType::Q4_0,
+            0.3,
+        );
     }
     put(&mut w, "output_norm.weight", &[d], GgmlType::F32, 1.0);
     // Scales keep activations in a realistic range through the random layers.
@@ -109,11 +138,23 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
         put(&mut w, &b("attn_q"), &[d, q], ty, 2.0 * ws);
         put(&mut w, &b("attn_k"), &[d, kv], ty, 2.0 * ws);
         // A different format for V makes the fused QKV fall back to separate matrices.
-        put(&mut w, &b("attn_v"), &[d, kv], if i == 1 { GgmlType::F16 } else { ty }, 2.0 * ws);
+        put(
+            &mut w,
+            &b("attn_v"),
+            &[d, kv],
+            if i == 1 { GgmlType::F16 } else { ty },
+            2.0 * ws,
+        );
         put(&mut w, &b("attn_output"), &[q, d], ty, ws);
         if s.arch == "qwen2" {
             for (p, n) in [("q", q), ("k", kv), ("v", kv)] {
-                put(&mut w, &format!("blk.{i}.attn_{p}.bias"), &[n], GgmlType::F32, 0.5);
+                put(
+                    &mut w,
+                    &format!("blk.{i}.attn_{p}.bias"),
+                    &[n],
+                    GgmlType::F32,
+                    0.5,
+                );
             }
         }
         if gemma {
@@ -127,7 +168,13 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
             None => {
                 put(&mut w, &b("ffn_gate"), &[d, ff], ty, 2.0 * ws);
                 put(&mut w, &b("ffn_up"), &[d, ff], ty, 2.0 * ws);
-                put(&mut w, &b("ffn_down"), &[ff, d], ty, 1.0 / (ff as f32).sqrt());
+                put(
+                    &mut w,
+                    &b("ffn_down"),
+                    &[ff, d],
+                    ty,
+                    1.0 / (ff as f32).sqrt(),
+                );
             }
             Some((n_expert, _)) => {
                 let e = n_expert as u64;
@@ -135,7 +182,13 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
                 put(&mut w, &b("ffn_gate_inp"), &[d, e], GgmlType::F16, 4.0 * ws);
                 put(&mut w, &b("ffn_gate_exps"), &[d, ff, e], ty, 2.0 * ws);
                 put(&mut w, &b("ffn_up_exps"), &[d, ff, e], ty, 2.0 * ws);
-                put(&mut w, &b("ffn_down_exps"), &[ff, d, e], ty, 1.0 / (ff as f32).sqrt());
+                put(
+                    &mut w,
+                    &b("ffn_down_exps"),
+                    &[ff, d, e],
+                    ty,
+                    1.0 / (ff as f32).sqrt(),
+                );
             }
         }
     }

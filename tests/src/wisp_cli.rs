@@ -112,4 +112,3 @@ pub fn wisp_with_input(args: &[&str], input: Option<&str>) -> Output {
 pub fn wisp(args: &[&str]) -> Output {
     wisp_with_input(args, None)
 }
-

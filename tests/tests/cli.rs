@@ -266,7 +266,11 @@ fn info_reports_the_kv_cache_cost_per_type() {
     assert_eq!(per_position("f16"), Some(2 * 30 * 192 * 2), "{kv}");
     assert_eq!(per_position("q8_0"), Some(2 * 30 * (192 + 24)), "{kv}");
     assert_eq!(kv["block"].as_u64(), Some(16), "{kv}");
-    assert_eq!(kv["types"]["f16"]["bytes_per_block"].as_u64(), Some(16 * 2 * 30 * 192 * 2), "{kv}");
+    assert_eq!(
+        kv["types"]["f16"]["bytes_per_block"].as_u64(),
+        Some(16 * 2 * 30 * 192 * 2),
+        "{kv}"
+    );
 }
 
 #[test]
@@ -276,23 +280,37 @@ fn ignore_eos_generates_exactly_n_tokens() {
     let m = model();
     let prompt = "<|im_start|>user\nSay yes.<|im_end|>\n<|im_start|>assistant\n";
     let run = |extra: &[&str]| {
-        let mut args = vec!["generate", "-m", &m, "-p", prompt, "-n", "40", "--temp", "0", "--ctx", "128", "--json"];
+        let mut args = vec![
+            "generate", "-m", &m, "-p", prompt, "-n", "40", "--temp", "0", "--ctx", "128", "--json",
+        ];
         args.extend_from_slice(extra);
         wisp(&args).json()
     };
     let stopped = run(&[]);
-    assert_eq!(stopped["stop_reason"].as_str(), Some("end_of_generation"), "{stopped}");
+    assert_eq!(
+        stopped["stop_reason"].as_str(),
+        Some("end_of_generation"),
+        "{stopped}"
+    );
     let first = ids(&stopped["ids"]);
     assert!(first.len() < 40, "{stopped}");
     let full = run(&["--ignore-eos"]);
     assert_eq!(full["stop_reason"].as_str(), Some("max_tokens"), "{full}");
     let all = ids(&full["ids"]);
     assert_eq!(all.len(), 40, "{full}");
-    assert_eq!(&all[..first.len()], &first[..], "the same greedy tokens up to the end token");
+    assert_eq!(
+        &all[..first.len()],
+        &first[..],
+        "the same greedy tokens up to the end token"
+    );
     // The sequence's KV blocks cover the prompt and the generated tokens (all but the
     // last, which was sampled and never fed back).
     let positions = ids(&full["prompt_ids"]).len() as u64 + 39;
-    assert_eq!(full["kv"]["used_blocks"].as_u64(), Some(positions.div_ceil(16)), "{full}");
+    assert_eq!(
+        full["kv"]["used_blocks"].as_u64(),
+        Some(positions.div_ceil(16)),
+        "{full}"
+    );
 }
 
 #[test]
@@ -331,10 +349,29 @@ fn bad_input_fails_with_a_clear_message() {
 #[test]
 fn generate_parallel_runs_every_prompt_in_one_batch() {
     let m = model();
-    let single = wisp(&["generate", "-m", &m, "-p", CAPITAL, "-n", "6", "--temp", "0", "--ctx", "128", "--json"]).json();
+    let single = wisp(&[
+        "generate", "-m", &m, "-p", CAPITAL, "-n", "6", "--temp", "0", "--ctx", "128", "--json",
+    ])
+    .json();
     let v = wisp(&[
-        "generate", "-m", &m, "-p", CAPITAL, "-p", "Once upon a time", "--parallel", "3", "-n", "6", "--temp", "0",
-        "--ctx", "128", "--kv-type", "f16", "--json",
+        "generate",
+        "-m",
+        &m,
+        "-p",
+        CAPITAL,
+        "-p",
+        "Once upon a time",
+        "--parallel",
+        "3",
+        "-n",
+        "6",
+        "--temp",
+        "0",
+        "--ctx",
+        "128",
+        "--kv-type",
+        "f16",
+        "--json",
     ])
     .json();
     let outputs = v["outputs"].as_array().expect("outputs");
@@ -360,11 +397,24 @@ fn the_pipeline_cache_is_kept_on_disk_and_a_damaged_one_is_replaced() {
     let cache = tempfile::tempdir().expect("temp dir");
     let run = || {
         let out = std::process::Command::new(wisp_tests::wisp_cli::wisp_bin())
-            .args(["logits", "-m", &model(), "-p", CAPITAL, "--top", "1", "--json"])
+            .args([
+                "logits",
+                "-m",
+                &model(),
+                "-p",
+                CAPITAL,
+                "--top",
+                "1",
+                "--json",
+            ])
             .env("WISP_CACHE_DIR", cache.path())
             .output()
             .expect("run wisp");
-        assert!(out.status.success(), "wisp failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "wisp failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         ids(&json["ids"])
     };
@@ -372,17 +422,28 @@ fn the_pipeline_cache_is_kept_on_disk_and_a_damaged_one_is_replaced() {
     let dir = cache.path().join("pipelines");
     let Some(key) = wisp_tests::gpu::gpu().pipeline_cache_key() else {
         // This backend has no driver pipeline cache: nothing is written.
-        assert!(!dir.exists(), "{} was written for an adapter without a pipeline cache", dir.display());
+        assert!(
+            !dir.exists(),
+            "{} was written for an adapter without a pipeline cache",
+            dir.display()
+        );
         return;
     };
     let file = dir.join(&key);
     let first = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    assert!(first.starts_with(b"WGPUPLCH"), "not a wgpu pipeline cache: {:?}", &first[..first.len().min(16)]);
+    assert!(
+        first.starts_with(b"WGPUPLCH"),
+        "not a wgpu pipeline cache: {:?}",
+        &first[..first.len().min(16)]
+    );
     // Damaged: the run still succeeds, and a valid cache replaces the damage.
     std::fs::write(&file, b"WGPUPLCH not really").unwrap();
     assert_eq!(run(), CAPITAL_IDS);
     let again = std::fs::read(&file).unwrap();
-    assert!(again.starts_with(b"WGPUPLCH") && again.len() >= first.len().min(32), "the damaged cache was not replaced: {again:?}");
+    assert!(
+        again.starts_with(b"WGPUPLCH") && again.len() >= first.len().min(32),
+        "the damaged cache was not replaced: {again:?}"
+    );
     // Off: nothing is read or written.
     std::fs::remove_file(&file).unwrap();
     let out = std::process::Command::new(wisp_tests::wisp_cli::wisp_bin())
@@ -392,5 +453,9 @@ fn the_pipeline_cache_is_kept_on_disk_and_a_damaged_one_is_replaced() {
         .output()
         .expect("run wisp");
     assert!(out.status.success());
-    assert!(!file.exists(), "WISP_PIPELINE_CACHE=off still wrote {}", file.display());
+    assert!(
+        !file.exists(),
+        "WISP_PIPELINE_CACHE=off still wrote {}",
+        file.display()
+    );
 }

@@ -3,7 +3,10 @@
 //! f32 and f16 activations, subgroup and workgroup reductions, CPU-like and GPU shapes.
 
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
-use wisp_core::kernels::{AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out, RopeParams, Tuning};
+use wisp_core::kernels::{
+    AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out,
+    RopeParams, Tuning,
+};
 use wisp_core::model::{ExpertGating, Experts, FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
 use wisp_tests::cpu_ref;
@@ -32,7 +35,11 @@ fn for_each_variant(f: impl Fn(&Gpu, Variant)) {
 fn gpu_types(max_block: usize) -> Vec<GgmlType> {
     GgmlType::ALL
         .into_iter()
-        .filter(|&t| gpu_weight_type(t).is_some() && t.block_elems() <= max_block && (max_block == 32 || t.block_elems() > 32))
+        .filter(|&t| {
+            gpu_weight_type(t).is_some()
+                && t.block_elems() <= max_block
+                && (max_block == 32 || t.block_elems() > 32)
+        })
         .collect()
 }
 
@@ -58,11 +65,36 @@ fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_product(gpu: &Gpu, v: Variant, ty: GgmlType, n: usize, k: usize, t: usize, batched: bool, out: Out) {
-    check_product_tuned(gpu, v, Kernels::new(gpu, v).tuning, ty, (n, k, t), batched, out);
+fn check_product(
+    gpu: &Gpu,
+    v: Variant,
+    ty: GgmlType,
+    n: usize,
+    k: usize,
+    t: usize,
+    batched: bool,
+    out: Out,
+) {
+    check_product_tuned(
+        gpu,
+        v,
+        Kernels::new(gpu, v).tuning,
+        ty,
+        (n, k, t),
+        batched,
+        out,
+    );
 }
 
-fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, k, t): (usize, usize, usize), batched: bool, out: Out) {
+fn check_product_tuned(
+    gpu: &Gpu,
+    v: Variant,
+    tuning: Tuning,
+    ty: GgmlType,
+    (n, k, t): (usize, usize, usize),
+    batched: bool,
+    out: Out,
+) {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
     let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
     let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
@@ -76,7 +108,15 @@ fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, 
     };
     let kernels = Kernels::with_tuning(gpu, v, tuning);
     let mut b = builder(gpu, step(t as u32));
-    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: y_stride as u32, y_offset: y_offset as u32, out, rows: Count::Tokens };
+    let args = MatArgs {
+        x: &xb,
+        x_stride: k as u32,
+        y: &yb,
+        y_stride: y_stride as u32,
+        y_offset: y_offset as u32,
+        out,
+        rows: Count::Tokens,
+    };
     if batched {
         pollster::block_on(kernels.matmul(&mut b, &m, &args)).expect("matmul");
     } else {
@@ -96,13 +136,20 @@ fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, 
     for ti in 0..t {
         for ni in 0..n {
             let e = &mut expected[ti * y_stride + y_offset + ni];
-            *e = if out == Out::AddF32 { *e + prod[ti * n + ni] } else { prod[ti * n + ni] };
+            *e = if out == Out::AddF32 {
+                *e + prod[ti * n + ni]
+            } else {
+                prod[ti * n + ni]
+            };
         }
     }
     let (atol, rtol) = tol(if out == Out::Act { v.act } else { Act::F32 });
     // Sums of k products: allow for accumulation order.
     let atol = atol * (k as f32).sqrt();
-    let what = format!("{} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}", if batched { "matmul" } else { "matvec" });
+    let what = format!(
+        "{} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}",
+        if batched { "matmul" } else { "matvec" }
+    );
     assert_close(&what, &got, &expected, atol, rtol);
 }
 
@@ -110,13 +157,22 @@ fn check_product_tuned(gpu: &Gpu, v: Variant, tuning: Tuning, ty: GgmlType, (n, 
 /// every weight type: all three run with one type, the others store f32. (Each extra
 /// (kernel, type, variant) is another pipeline for the software adapter to compile.)
 fn outputs_for(ty: GgmlType) -> &'static [Out] {
-    if ty == GgmlType::Q4_1 { &[Out::Act, Out::F32, Out::AddF32] } else { &[Out::F32] }
+    if ty == GgmlType::Q4_1 {
+        &[Out::Act, Out::F32, Out::AddF32]
+    } else {
+        &[Out::F32]
+    }
 }
 
 #[test]
 fn matvec_every_type_and_output() {
     // outputs_for's type, and the K-quants, are among the types with kernels.
-    assert!(weight_types().contains(&GgmlType::Q4_1) && k_types().contains(&GgmlType::Q4_K), "{:?} {:?}", weight_types(), k_types());
+    assert!(
+        weight_types().contains(&GgmlType::Q4_1) && k_types().contains(&GgmlType::Q4_K),
+        "{:?} {:?}",
+        weight_types(),
+        k_types()
+    );
     for_each_variant(|gpu, v| {
         for ty in weight_types() {
             for &out in outputs_for(ty) {
@@ -164,9 +220,23 @@ fn matmul_tiled_every_tile_shape() {
         if v.tier != Tier::Gpu {
             return;
         }
-        for (bm, bn, tm, tn) in [(32, 16, 2, 1), (32, 32, 2, 2), (64, 32, 4, 2), (64, 64, 4, 4), (64, 16, 4, 1), (32, 64, 2, 4)] {
+        for (bm, bn, tm, tn) in [
+            (32, 16, 2, 1),
+            (32, 32, 2, 2),
+            (64, 32, 4, 2),
+            (64, 64, 4, 4),
+            (64, 16, 4, 1),
+            (32, 64, 2, 4),
+        ] {
             let base = Kernels::new(gpu, v).tuning;
-            let tuning = Tuning { matmul_tokens: false, tile_bm: bm, tile_bn: bn, tile_tm: tm, tile_tn: tn, ..base };
+            let tuning = Tuning {
+                matmul_tokens: false,
+                tile_bm: bm,
+                tile_bn: bn,
+                tile_tm: tm,
+                tile_tn: tn,
+                ..base
+            };
             for ty in [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0] {
                 check_product_tuned(gpu, v, tuning, ty, (139, 64, 71), true, Out::F32);
             }
@@ -205,21 +275,47 @@ struct AttnSetup {
     expected: Vec<f32>,
 }
 
-fn attention_setup(gpu: &Gpu, v: Variant, kv: KvType, case: AttnCase, step_meta: &PagedStep) -> AttnSetup {
+fn attention_setup(
+    gpu: &Gpu,
+    v: Variant,
+    kv: KvType,
+    case: AttnCase,
+    step_meta: &PagedStep,
+) -> AttnSetup {
     let (seqs, nh, nkv, d, window) = case;
     let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
     let qkv_w = (nh + 2 * nkv) * d;
     let stride = nkv * d;
     let qkv = round_act(v.act, &random(1, t * qkv_w, 1.0));
     let caches = |seed: u64| -> Vec<Vec<f32>> {
-        seqs.iter().enumerate().map(|(i, &(p, n))| round_kv(kv, &random(seed + i as u64, ((p + n) as usize) * stride, 1.0))).collect()
+        seqs.iter()
+            .enumerate()
+            .map(|(i, &(p, n))| {
+                round_kv(
+                    kv,
+                    &random(seed + i as u64, ((p + n) as usize) * stride, 1.0),
+                )
+            })
+            .collect()
     };
     let (k_caches, v_caches) = (caches(20), caches(40));
     let mut expected = Vec::new();
     let mut first = 0;
     for (i, &(pos0, n)) in seqs.iter().enumerate() {
-        let q: Vec<f32> = (first..first + n as usize).flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec()).collect();
-        expected.extend(cpu_ref::attention(&q, &k_caches[i], &v_caches[i], n as usize, pos0 as usize, nh, nkv, d, window));
+        let q: Vec<f32> = (first..first + n as usize)
+            .flat_map(|ti| qkv[ti * qkv_w..ti * qkv_w + nh * d].to_vec())
+            .collect();
+        expected.extend(cpu_ref::attention(
+            &q,
+            &k_caches[i],
+            &v_caches[i],
+            n as usize,
+            pos0 as usize,
+            nh,
+            nkv,
+            d,
+            window,
+        ));
         first += n as usize;
     }
     AttnSetup {
@@ -245,7 +341,11 @@ fn attention_setup(gpu: &Gpu, v: Variant, kv: KvType, case: AttnCase, step_meta:
 
 /// Tolerance for a result computed from f16-stored inputs of either kind.
 fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
-    if kv == KvType::F32 { tol(act) } else { tol(Act::F16) }
+    if kv == KvType::F32 {
+        tol(act)
+    } else {
+        tol(Act::F16)
+    }
 }
 
 #[test]
@@ -267,14 +367,25 @@ fn attention_matches_reference() {
                 for &(case, block) in &cases {
                     let step_meta = PagedStep::new(case.0, block, 7);
                     let s = attention_setup(gpu, v, kv, case, &step_meta);
-                    let bindings = KvBindings { k: &s.kb, v: &s.vb, meta: &s.mb, kv, block };
+                    let bindings = KvBindings {
+                        k: &s.kb,
+                        v: &s.vb,
+                        meta: &s.mb,
+                        kv,
+                        block,
+                    };
                     let mut b = builder(gpu, step_meta.params);
-                    pollster::block_on(Kernels::new(gpu, v).attention(&mut b, &s.params, batched, &s.qb, &bindings, &s.ob)).expect("attention");
+                    pollster::block_on(
+                        Kernels::new(gpu, v)
+                            .attention(&mut b, &s.params, batched, &s.qb, &bindings, &s.ob),
+                    )
+                    .expect("attention");
                     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                     run(gpu, &plan, s.t as u32);
                     let got = read_act(gpu, v.act, &s.ob, s.expected.len());
                     let (atol, rtol) = tol_kv(v.act, kv);
-                    let what = format!("attention {case:?} block={block} kv={kv:?} batched={batched} {v}");
+                    let what =
+                        format!("attention {case:?} block={block} kv={kv:?} batched={batched} {v}");
                     assert_close(&what, &got, &s.expected, atol, rtol);
                 }
             }
@@ -297,24 +408,52 @@ fn flash_attention_with_split_k_matches_reference() {
         ];
         for kv in KV_TYPES {
             for &case in &cases {
-                for forced in [None, Some(FlashTiles { bq: 4, bk: 8, lanes: 4 })] {
-                    let tiles = forced.unwrap_or(FlashTiles::for_head_dim(case.3 as u32, &gpu.caps));
+                for forced in [
+                    None,
+                    Some(FlashTiles {
+                        bq: 4,
+                        bk: 8,
+                        lanes: 4,
+                    }),
+                ] {
+                    let tiles =
+                        forced.unwrap_or(FlashTiles::for_head_dim(case.3 as u32, &gpu.caps));
                     // Few keys per split, so the decoded tokens here are split.
-                    let tiling = AttnTiling { bq: tiles.bq, window: case.4 as u32, keys_per_split: 32, max_splits: 16 };
+                    let tiling = AttnTiling {
+                        bq: tiles.bq,
+                        window: case.4 as u32,
+                        keys_per_split: 32,
+                        max_splits: 16,
+                    };
                     let step_meta = PagedStep::with_tiling(case.0, 16, 11, &tiling);
                     let s = attention_setup(gpu, v, kv, case, &step_meta);
                     let partials = upload_f32(gpu, &vec![0.0; 64 * 16 * case.1 * (case.3 + 2)]);
-                    let bindings = KvBindings { k: &s.kb, v: &s.vb, meta: &s.mb, kv, block: 16 };
-                    let io = AttnIo { qkv: &s.qb, out: &s.ob, partials: &partials };
+                    let bindings = KvBindings {
+                        k: &s.kb,
+                        v: &s.vb,
+                        meta: &s.mb,
+                        kv,
+                        block: 16,
+                    };
+                    let io = AttnIo {
+                        qkv: &s.qb,
+                        out: &s.ob,
+                        partials: &partials,
+                    };
                     let k = Kernels::new(gpu, v);
                     let mut b = builder(gpu, step_meta.params);
-                    pollster::block_on(k.flash_attention(&mut b, &s.params, tiles, &io, &bindings)).expect("flash");
-                    pollster::block_on(k.flash_reduce(&mut b, &s.params, &partials, &s.ob, &s.mb)).expect("reduce");
+                    pollster::block_on(k.flash_attention(&mut b, &s.params, tiles, &io, &bindings))
+                        .expect("flash");
+                    pollster::block_on(k.flash_reduce(&mut b, &s.params, &partials, &s.ob, &s.mb))
+                        .expect("reduce");
                     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                     run_shape(gpu, &plan, step_meta.shape);
                     let got = read_act(gpu, v.act, &s.ob, s.expected.len());
                     let (atol, rtol) = tol_kv(v.act, kv);
-                    let what = format!("flash {case:?} kv={kv:?} tiles {tiles:?} splits {} {v}", step_meta.shape.reduce);
+                    let what = format!(
+                        "flash {case:?} kv={kv:?} tiles {tiles:?} splits {} {v}",
+                        step_meta.shape.reduce
+                    );
                     assert_close(&what, &got, &s.expected, atol, rtol);
                 }
             }
@@ -333,9 +472,15 @@ fn rope_and_cache_write_match_reference() {
             (&[(5, 2), (60, 1), (0, 4)], 6, 2, 64, 64),
         ];
         // Interleaved pairs without a bias (llama); half-split pairs with one (qwen2).
-        let styles = [(RopeStyle::Interleaved, false), (RopeStyle::HalfSplit, true)];
+        let styles = [
+            (RopeStyle::Interleaved, false),
+            (RopeStyle::HalfSplit, true),
+        ];
         for kv in KV_TYPES {
-            for (&(seqs, nh, nkv, d, n_rot), &(style, with_bias)) in cases.iter().flat_map(|c| styles.iter().map(move |s| (c, s))) {
+            for (&(seqs, nh, nkv, d, n_rot), &(style, with_bias)) in cases
+                .iter()
+                .flat_map(|c| styles.iter().map(move |s| (c, s)))
+            {
                 let step_meta = PagedStep::new(seqs, 16, 3);
                 let t: usize = seqs.iter().map(|s| s.1 as usize).sum();
                 let qkv_w = (nh + 2 * nkv) * d;
@@ -346,9 +491,15 @@ fn rope_and_cache_write_match_reference() {
                 let kb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
                 let vb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
                 let mb = upload_u32(gpu, &step_meta.meta);
-                let inv_freq: Vec<f32> = (0..n_rot / 2).map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32).collect();
+                let inv_freq: Vec<f32> = (0..n_rot / 2)
+                    .map(|i| (10000f64.powf(-2.0 * i as f64 / n_rot as f64)) as f32)
+                    .collect();
                 let fb = upload_f32(gpu, &inv_freq);
-                let bias = if with_bias { random(5, qkv_w, 0.5) } else { vec![0.0; qkv_w] };
+                let bias = if with_bias {
+                    random(5, qkv_w, 0.5)
+                } else {
+                    vec![0.0; qkv_w]
+                };
                 let bias_b = upload_f32(gpu, &bias);
                 let p = RopeParams {
                     n_head: nh as u32,
@@ -360,15 +511,27 @@ fn rope_and_cache_write_match_reference() {
                     neox: u32::from(style == RopeStyle::HalfSplit),
                     has_bias: u32::from(with_bias),
                 };
-                let bindings = KvBindings { k: &kb, v: &vb, meta: &mb, kv, block: 16 };
+                let bindings = KvBindings {
+                    k: &kb,
+                    v: &vb,
+                    meta: &mb,
+                    kv,
+                    block: 16,
+                };
                 let mut b = builder(gpu, step_meta.params);
-                pollster::block_on(Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb, &bias_b)).expect("rope");
+                pollster::block_on(
+                    Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb, &bias_b),
+                )
+                .expect("rope");
                 let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                 run(gpu, &plan, t as u32);
                 let got_q = read_act(gpu, v.act, &qb, t * qkv_w);
                 let got_k = read_kv(gpu, kv, &kb, pool_len, stride);
                 let got_v = read_kv(gpu, kv, &vb, pool_len, stride);
-                let biased: Vec<f32> = qkv.chunks(qkv_w).flat_map(|row| row.iter().zip(&bias).map(|(x, b)| x + b)).collect();
+                let biased: Vec<f32> = qkv
+                    .chunks(qkv_w)
+                    .flat_map(|row| row.iter().zip(&bias).map(|(x, b)| x + b))
+                    .collect();
                 let mut exp_q = biased.clone();
                 let mut exp_k = vec![0.0; pool_len];
                 let mut exp_v = vec![0.0; pool_len];
@@ -378,11 +541,19 @@ fn rope_and_cache_write_match_reference() {
                         let pos = pos0 + i;
                         let row = &mut exp_q[ti * qkv_w..(ti + 1) * qkv_w];
                         for h in 0..nh + nkv {
-                            cpu_ref::rope_head(&mut row[h * d..(h + 1) * d], pos, &inv_freq, n_rot, style);
+                            cpu_ref::rope_head(
+                                &mut row[h * d..(h + 1) * d],
+                                pos,
+                                &inv_freq,
+                                n_rot,
+                                style,
+                            );
                         }
                         let slot = step_meta.slot(s, pos) as usize;
-                        exp_k[slot * stride..(slot + 1) * stride].copy_from_slice(&row[nh * d..(nh + nkv) * d]);
-                        exp_v[slot * stride..(slot + 1) * stride].copy_from_slice(&row[(nh + nkv) * d..]);
+                        exp_k[slot * stride..(slot + 1) * stride]
+                            .copy_from_slice(&row[nh * d..(nh + nkv) * d]);
+                        exp_v[slot * stride..(slot + 1) * stride]
+                            .copy_from_slice(&row[(nh + nkv) * d..]);
                         // Only queries stay rotated (and biased) in place; keys and values in
                         // qkv are left as they were.
                         row[nh * d..].copy_from_slice(&qkv[ti * qkv_w + nh * d..(ti + 1) * qkv_w]);
@@ -390,15 +561,39 @@ fn rope_and_cache_write_match_reference() {
                     }
                 }
                 let (atol, rtol) = tol_kv(v.act, kv);
-                let what = format!("rope {style:?} bias={with_bias} {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}");
+                let what = format!(
+                    "rope {style:?} bias={with_bias} {seqs:?} heads {nh}/{nkv} d={d} n_rot={n_rot} kv={kv:?} {v}"
+                );
                 // Angles up to 4000 rad: f32 argument rounding allows ~2e-4 absolute error.
-                assert_close(&format!("{what} queries"), &got_q, &round_act(v.act, &exp_q), atol + 1e-3, rtol);
+                assert_close(
+                    &format!("{what} queries"),
+                    &got_q,
+                    &round_act(v.act, &exp_q),
+                    atol + 1e-3,
+                    rtol,
+                );
                 // Q8_0 may round a value the other way when GPU and CPU differ in the last
                 // bit of its scaled value: one quantization step (about amax / 127).
                 let step_tol = if kv == KvType::Q8_0 { 0.012 } else { 0.0 };
-                assert_close(&format!("{what} key pool"), &got_k, &round_kv(kv, &exp_k), atol + 1e-3 + step_tol, rtol);
-                let (vatol, vrtol) = if kv != KvType::F32 || v.act == Act::F16 { (1e-3 + step_tol, 1e-3) } else { (0.0, 0.0) };
-                assert_close(&format!("{what} value pool"), &got_v, &round_kv(kv, &exp_v), vatol, vrtol);
+                assert_close(
+                    &format!("{what} key pool"),
+                    &got_k,
+                    &round_kv(kv, &exp_k),
+                    atol + 1e-3 + step_tol,
+                    rtol,
+                );
+                let (vatol, vrtol) = if kv != KvType::F32 || v.act == Act::F16 {
+                    (1e-3 + step_tol, 1e-3)
+                } else {
+                    (0.0, 0.0)
+                };
+                assert_close(
+                    &format!("{what} value pool"),
+                    &got_v,
+                    &round_kv(kv, &exp_v),
+                    vatol,
+                    vrtol,
+                );
             }
         }
     });
@@ -407,11 +602,15 @@ fn rope_and_cache_write_match_reference() {
 #[test]
 fn embedding_lookup_every_type() {
     for_each_variant(|gpu, v| {
-        let shapes = weight_types().into_iter().map(|ty| (ty, 96)).chain(k_types().into_iter().map(|ty| (ty, 256)));
+        let shapes = weight_types()
+            .into_iter()
+            .map(|ty| (ty, 96))
+            .chain(k_types().into_iter().map(|ty| (ty, 256)));
         for (ty, k) in shapes {
             let rows = 53;
             let (bytes, table) = weights(ty, rows, k, 5);
-            let m = pollster::block_on(QMatrix::upload(gpu, "embd", ty, k as u32, &[&bytes])).unwrap();
+            let m =
+                pollster::block_on(QMatrix::upload(gpu, "embd", ty, k as u32, &[&bytes])).unwrap();
             let tokens = [7u32, 0, 52, 7, 31];
             let tb = upload_u32(gpu, &tokens);
             let xb = upload_f32(gpu, &vec![0.0; tokens.len() * k]);
@@ -420,7 +619,10 @@ fn embedding_lookup_every_type() {
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, tokens.len() as u32);
             let got = read_f32(gpu, &xb, tokens.len() * k);
-            let expected: Vec<f32> = tokens.iter().flat_map(|&t| table[t as usize * k..][..k].iter().map(|x| 0.5 * x)).collect();
+            let expected: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| table[t as usize * k..][..k].iter().map(|x| 0.5 * x))
+                .collect();
             assert_close(&format!("embed {ty} {v}"), &got, &expected, 0.0, 1e-6);
         }
     });
@@ -443,35 +645,90 @@ fn rmsnorm_all_rows_and_listed_rows() {
                     params.n_rows = listed.len() as u32;
                 }
                 let mut b = builder(gpu, params);
-                let p = NormParams { n: n as u32, eps: 1e-5, listed: list as u32, _pad: 0 };
-                pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Out::Act)).unwrap();
+                let p = NormParams {
+                    n: n as u32,
+                    eps: 1e-5,
+                    listed: list as u32,
+                    _pad: 0,
+                };
+                pollster::block_on(Kernels::new(gpu, v).rmsnorm(
+                    &mut b,
+                    &p,
+                    &xb,
+                    &wb,
+                    &yb,
+                    &mb,
+                    Out::Act,
+                ))
+                .unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
-                    plan.encode(&mut pass, wisp_core::gpu::StepShape { tokens: t as u32, rows: params.n_rows, work: 0, reduce: 0 });
+                    plan.encode(
+                        &mut pass,
+                        wisp_core::gpu::StepShape {
+                            tokens: t as u32,
+                            rows: params.n_rows,
+                            work: 0,
+                            reduce: 0,
+                        },
+                    );
                 }
                 gpu.queue.submit([enc.finish()]);
                 let all = cpu_ref::rmsnorm(&x, &w, 1e-5);
                 let expected: Vec<f32> = if list {
-                    listed.iter().flat_map(|&r| all[r as usize * n..(r as usize + 1) * n].to_vec()).collect()
+                    listed
+                        .iter()
+                        .flat_map(|&r| all[r as usize * n..(r as usize + 1) * n].to_vec())
+                        .collect()
                 } else {
                     all
                 };
                 let got = read_act(gpu, v.act, &yb, expected.len());
                 let (atol, rtol) = tol(v.act);
-                assert_close(&format!("rmsnorm t={t} n={n} listed={list} {v}"), &got, &expected, atol, rtol);
+                assert_close(
+                    &format!("rmsnorm t={t} n={n} listed={list} {v}"),
+                    &got,
+                    &expected,
+                    atol,
+                    rtol,
+                );
             }
             // Post-norm: the normalised rows added into f32 rows (always f32, so tight).
             let base = random(10, t * n, 2.0);
             let yb = upload_f32(gpu, &base);
             let mut b = builder(gpu, step(t as u32));
-            let p = NormParams { n: n as u32, eps: 1e-5, listed: 0, _pad: 0 };
-            pollster::block_on(Kernels::new(gpu, v).rmsnorm(&mut b, &p, &xb, &wb, &yb, &mb, Out::AddF32)).unwrap();
+            let p = NormParams {
+                n: n as u32,
+                eps: 1e-5,
+                listed: 0,
+                _pad: 0,
+            };
+            pollster::block_on(Kernels::new(gpu, v).rmsnorm(
+                &mut b,
+                &p,
+                &xb,
+                &wb,
+                &yb,
+                &mb,
+                Out::AddF32,
+            ))
+            .unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, t as u32);
-            let expected: Vec<f32> = cpu_ref::rmsnorm(&x, &w, 1e-5).iter().zip(&base).map(|(a, b)| a + b).collect();
-            assert_close(&format!("rmsnorm_add t={t} n={n} {v}"), &read_f32(gpu, &yb, t * n), &expected, 2e-4, 2e-4);
+            let expected: Vec<f32> = cpu_ref::rmsnorm(&x, &w, 1e-5)
+                .iter()
+                .zip(&base)
+                .map(|(a, b)| a + b)
+                .collect();
+            assert_close(
+                &format!("rmsnorm_add t={t} n={n} {v}"),
+                &read_f32(gpu, &yb, t * n),
+                &expected,
+                2e-4,
+                2e-4,
+            );
         }
     });
 }
@@ -486,11 +743,18 @@ fn glu_matches_reference_for_each_gate() {
             let gub = upload_act(gpu, v.act, &gu);
             let hb = upload_act(gpu, v.act, &vec![0.0; t * n]);
             let mut b = builder(gpu, step(t as u32));
-            pollster::block_on(Kernels::new(gpu, v).glu(&mut b, gate, &gub, &hb, n as u32)).unwrap();
+            pollster::block_on(Kernels::new(gpu, v).glu(&mut b, gate, &gub, &hb, n as u32))
+                .unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, t as u32);
             let (atol, rtol) = tol(v.act);
-            assert_close(&format!("glu {gate:?} {v}"), &read_act(gpu, v.act, &hb, t * n), &cpu_ref::glu(&gu, n, gate), atol, rtol);
+            assert_close(
+                &format!("glu {gate:?} {v}"),
+                &read_act(gpu, v.act, &hb, t * n),
+                &cpu_ref::glu(&gu, n, gate),
+                atol,
+                rtol,
+            );
         }
     });
 }
@@ -526,7 +790,13 @@ fn head_norm_normalises_every_query_and_key_head() {
             }
             let (atol, rtol) = tol(v.act);
             let got = read_act(gpu, v.act, &qb, t * qkv_w);
-            assert_close(&format!("head_norm t={t} heads {nh}/{nkv} d={d} {v}"), &got, &expected, atol, rtol);
+            assert_close(
+                &format!("head_norm t={t} heads {nh}/{nkv} d={d} {v}"),
+                &got,
+                &expected,
+                atol,
+                rtol,
+            );
         }
     });
 }
@@ -553,7 +823,11 @@ fn argmax_takes_the_lowest_index_among_equals_in_every_row() {
                 let lr = &logits[row * n..(row + 1) * n];
                 let want = cpu_ref::argmax(lr);
                 assert_eq!(r[2 * row] as usize, want, "argmax n={n} row {row} {v}");
-                assert_eq!(f32::from_bits(r[2 * row + 1]), lr[want], "argmax value n={n} row {row} {v}");
+                assert_eq!(
+                    f32::from_bits(r[2 * row + 1]),
+                    lr[want],
+                    "argmax value n={n} row {row} {v}"
+                );
             }
         }
     });
@@ -567,20 +841,55 @@ fn penalties_match_the_cpu_rule_per_row() {
         let (n, rows) = (1000, 2);
         let logits = random(14, n * rows, 5.0);
         let per_row: [(&[(u32, u32)], PenaltyParams); 2] = [
-            (&[(3, 1), (500, 4), (999, 2), (0, 1), (77, 3)], PenaltyParams { repeat_penalty: 1.3, presence_penalty: 0.4, frequency_penalty: 0.25 }),
-            (&[(3, 2), (10, 1)], PenaltyParams { repeat_penalty: 1.1, presence_penalty: 0.0, frequency_penalty: 0.5 }),
+            (
+                &[(3, 1), (500, 4), (999, 2), (0, 1), (77, 3)],
+                PenaltyParams {
+                    repeat_penalty: 1.3,
+                    presence_penalty: 0.4,
+                    frequency_penalty: 0.25,
+                },
+            ),
+            (
+                &[(3, 2), (10, 1)],
+                PenaltyParams {
+                    repeat_penalty: 1.1,
+                    presence_penalty: 0.0,
+                    frequency_penalty: 0.5,
+                },
+            ),
         ];
         let mut entries = Vec::new();
         let mut row_params = Vec::new();
         let mut want = logits.clone();
         for (row, (list, pp)) in per_row.iter().enumerate() {
-            let cpu: Vec<PenaltyEntry> = list.iter().map(|&(token, count)| PenaltyEntry { token, count }).collect();
+            let cpu: Vec<PenaltyEntry> = list
+                .iter()
+                .map(|&(token, count)| PenaltyEntry { token, count })
+                .collect();
             apply_penalties(&mut want[row * n..(row + 1) * n], &cpu, pp);
-            entries.extend(list.iter().map(|&(token, count)| GpuEntry { token, count, row: row as u32, _pad: 0 }));
-            row_params.push(RowParams { repeat: pp.repeat_penalty, frequency: pp.frequency_penalty, presence: pp.presence_penalty, cutoff: 0.0 });
+            entries.extend(list.iter().map(|&(token, count)| GpuEntry {
+                token,
+                count,
+                row: row as u32,
+                _pad: 0,
+            }));
+            row_params.push(RowParams {
+                repeat: pp.repeat_penalty,
+                frequency: pp.frequency_penalty,
+                presence: pp.presence_penalty,
+                cutoff: 0.0,
+            });
         }
         let pb = pollster::block_on(gpu.uniform("penalties", 16)).unwrap();
-        gpu.write(&pb, 0, bytemuck::bytes_of(&GpuPenalties { n_entries: entries.len() as u32, n: n as u32, _pad: [0; 2] }));
+        gpu.write(
+            &pb,
+            0,
+            bytemuck::bytes_of(&GpuPenalties {
+                n_entries: entries.len() as u32,
+                n: n as u32,
+                _pad: [0; 2],
+            }),
+        );
         let eb = upload_u32(gpu, bytemuck::cast_slice(&entries));
         let rb = upload_u32(gpu, bytemuck::cast_slice(&row_params));
         let lb = upload_f32(gpu, &logits);
@@ -588,7 +897,13 @@ fn penalties_match_the_cpu_rule_per_row() {
         pollster::block_on(Kernels::new(gpu, v).penalties(&mut b, &pb, &eb, &rb, &lb, 64)).unwrap();
         let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
         run(gpu, &plan, 1);
-        assert_close(&format!("penalties {v}"), &read_f32(gpu, &lb, n * rows), &want, 1e-6, 1e-6);
+        assert_close(
+            &format!("penalties {v}"),
+            &read_f32(gpu, &lb, n * rows),
+            &want,
+            1e-6,
+            1e-6,
+        );
     });
 }
 
@@ -596,18 +911,37 @@ fn penalties_match_the_cpu_rule_per_row() {
 fn candidates_are_every_token_within_each_rows_cutoff() {
     use wisp_core::kernels::{CandidateParams, RowParams};
     for_each_variant(|gpu, v| {
-        for (n, cutoffs, cap) in [(49_152usize, &[2.5f32, 0.5][..], 1024u32), (301, &[100.0][..], 1024), (5000, &[8.0, 1.0, 0.0][..], 16)] {
+        for (n, cutoffs, cap) in [
+            (49_152usize, &[2.5f32, 0.5][..], 1024u32),
+            (301, &[100.0][..], 1024),
+            (5000, &[8.0, 1.0, 0.0][..], 16),
+        ] {
             let rows = cutoffs.len();
             let logits = random(15, n * rows, 10.0);
             let pb = pollster::block_on(gpu.uniform("candidates", 16)).unwrap();
-            gpu.write(&pb, 0, bytemuck::bytes_of(&CandidateParams { n: n as u32, cap, _pad: [0; 2] }));
-            let rp: Vec<RowParams> = cutoffs.iter().map(|&c| RowParams { cutoff: c, ..Default::default() }).collect();
+            gpu.write(
+                &pb,
+                0,
+                bytemuck::bytes_of(&CandidateParams {
+                    n: n as u32,
+                    cap,
+                    _pad: [0; 2],
+                }),
+            );
+            let rp: Vec<RowParams> = cutoffs
+                .iter()
+                .map(|&c| RowParams {
+                    cutoff: c,
+                    ..Default::default()
+                })
+                .collect();
             let rb = upload_u32(gpu, bytemuck::cast_slice(&rp));
             let lb = upload_f32(gpu, &logits);
             let words = 2 + 2 * cap as usize;
             let ob = upload_u32(gpu, &vec![0; words * rows]);
             let mut b = builder(gpu, step(rows as u32));
-            pollster::block_on(Kernels::new(gpu, v).candidates(&mut b, &pb, &rb, &lb, &ob)).unwrap();
+            pollster::block_on(Kernels::new(gpu, v).candidates(&mut b, &pb, &rb, &lb, &ob))
+                .unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, rows as u32);
             let all = read_u32(gpu, &ob, words * rows);
@@ -615,13 +949,23 @@ fn candidates_are_every_token_within_each_rows_cutoff() {
                 let out = &all[row * words..(row + 1) * words];
                 let lr = &logits[row * n..(row + 1) * n];
                 let max = lr.iter().cloned().fold(f32::MIN, f32::max);
-                let mut want: Vec<u32> = (0..n as u32).filter(|&i| lr[i as usize] >= max - cutoff).collect();
-                assert_eq!(out[0] as usize, want.len(), "candidate count n={n} row {row} {v}");
+                let mut want: Vec<u32> = (0..n as u32)
+                    .filter(|&i| lr[i as usize] >= max - cutoff)
+                    .collect();
+                assert_eq!(
+                    out[0] as usize,
+                    want.len(),
+                    "candidate count n={n} row {row} {v}"
+                );
                 assert_eq!(f32::from_bits(out[1]), max, "max n={n} row {row} {v}");
                 let kept = want.len().min(cap as usize);
                 let mut got: Vec<u32> = out[2..2 + 2 * kept].chunks(2).map(|p| p[0]).collect();
                 for p in out[2..2 + 2 * kept].chunks(2) {
-                    assert_eq!(f32::from_bits(p[1]), lr[p[0] as usize], "candidate logit {v}");
+                    assert_eq!(
+                        f32::from_bits(p[1]),
+                        lr[p[0] as usize],
+                        "candidate logit {v}"
+                    );
                 }
                 got.sort();
                 if want.len() <= cap as usize {
@@ -656,8 +1000,14 @@ fn bandwidth_probe_reads_every_word() {
     let plan = pollster::block_on(b.finish(&gpu, "test")).unwrap();
     run(&gpu, &plan, 1);
     let got = read_u32(&gpu, &sink, groups as usize);
-    assert_eq!(got[0], 0x9e37_79b9, "the first workgroup's last vec4 was not read");
-    assert!(got[1..].iter().all(|&x| x == 0), "other workgroups saw the planted word");
+    assert_eq!(
+        got[0], 0x9e37_79b9,
+        "the first workgroup's last vec4 was not read"
+    );
+    assert!(
+        got[1..].iter().all(|&x| x == 0),
+        "other workgroups saw the planted word"
+    );
 }
 
 /// Mixture-of-experts routing: for each gating, with and without renormalisation and a
@@ -669,24 +1019,42 @@ fn moe_route_picks_the_top_experts_with_their_weights() {
         let (t, n_expert, n_used) = (5usize, 7u32, 3u32);
         let mut scores = random(31, t * n_expert as usize, 3.0);
         // A token whose scores tie: the lower indices win.
-        scores[..n_expert as usize].iter_mut().for_each(|s| *s = 0.5);
+        scores[..n_expert as usize]
+            .iter_mut()
+            .for_each(|s| *s = 0.5);
         let sb = upload_f32(gpu, &scores);
         for gating in [ExpertGating::Softmax, ExpertGating::Sigmoid] {
             for (normalize, scale) in [(true, 1.0), (false, 2.5)] {
-                let experts = Experts { n_expert, n_used, gating, normalize, scale };
+                let experts = Experts {
+                    n_expert,
+                    n_used,
+                    gating,
+                    normalize,
+                    scale,
+                };
                 let rb = upload_u32(gpu, &vec![0; 2 * t * n_used as usize]);
                 let mut b = builder(gpu, step(t as u32));
-                pollster::block_on(Kernels::new(gpu, v).moe_route(&mut b, &experts, &sb, &rb)).unwrap();
+                pollster::block_on(Kernels::new(gpu, v).moe_route(&mut b, &experts, &sb, &rb))
+                    .unwrap();
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 run(gpu, &plan, t as u32);
                 let got = read_u32(gpu, &rb, 2 * t * n_used as usize);
                 for (ti, row) in scores.chunks(n_expert as usize).enumerate() {
-                    let want = cpu_ref::route_experts(row, n_used as usize, gating, normalize, scale);
+                    let want =
+                        cpu_ref::route_experts(row, n_used as usize, gating, normalize, scale);
                     for (j, (e, w)) in want.into_iter().enumerate() {
                         let slot = ti * n_used as usize + j;
-                        let what = format!("moe_route {gating:?} normalize={normalize} {v} token {ti} slot {j}");
+                        let what = format!(
+                            "moe_route {gating:?} normalize={normalize} {v} token {ti} slot {j}"
+                        );
                         assert_eq!(got[2 * slot] as usize, e, "{what}: expert");
-                        assert_close(&what, &[f32::from_bits(got[2 * slot + 1])], &[w as f32], 1e-6, 1e-5);
+                        assert_close(
+                            &what,
+                            &[f32::from_bits(got[2 * slot + 1])],
+                            &[w as f32],
+                            1e-6,
+                            1e-5,
+                        );
                     }
                 }
             }
@@ -703,15 +1071,30 @@ fn moe_products_and_combine_match_reference() {
     for_each_variant(|gpu, v| {
         let (t, n_used, n_expert, n) = (3usize, 2usize, 3usize, 37usize);
         // (expert, weight) per slot: token 0 → 2, 0; token 1 → 1, 2; token 2 → 0, 1.
-        let picks = [(2u32, 0.7f32), (0, 0.3), (1, 0.55), (2, 0.45), (0, 0.9), (1, 0.1)];
+        let picks = [
+            (2u32, 0.7f32),
+            (0, 0.3),
+            (1, 0.55),
+            (2, 0.45),
+            (0, 0.9),
+            (1, 0.1),
+        ];
         let routes: Vec<u32> = picks.iter().flat_map(|&(e, w)| [e, w.to_bits()]).collect();
         let rb = upload_u32(gpu, &routes);
-        let types = weight_types().into_iter().map(|ty| (ty, 64)).chain(k_types().into_iter().map(|ty| (ty, 256)));
+        let types = weight_types()
+            .into_iter()
+            .map(|ty| (ty, 64))
+            .chain(k_types().into_iter().map(|ty| (ty, 256)));
         for (ty, k) in types {
-            let experts: Vec<(Vec<u8>, Vec<f32>)> = (0..n_expert).map(|e| weights(ty, n, k, 40 + e as u64)).collect();
+            let experts: Vec<(Vec<u8>, Vec<f32>)> = (0..n_expert)
+                .map(|e| weights(ty, n, k, 40 + e as u64))
+                .collect();
             let mats: Vec<QMatrix> = experts
                 .iter()
-                .map(|(bytes, _)| pollster::block_on(QMatrix::upload(gpu, "expert", ty, k as u32, &[bytes])).unwrap())
+                .map(|(bytes, _)| {
+                    pollster::block_on(QMatrix::upload(gpu, "expert", ty, k as u32, &[bytes]))
+                        .unwrap()
+                })
                 .collect();
             for per_slot in [false, true] {
                 let x_rows = if per_slot { t * n_used } else { t };
@@ -720,25 +1103,66 @@ fn moe_products_and_combine_match_reference() {
                 let out = if per_slot { Out::F32 } else { Out::Act };
                 // Every slot is written by its own expert's dispatch only: a dispatch that
                 // wrote other experts' slots would leave the wrong product there.
-                let yb = if per_slot { upload_f32(gpu, &vec![0.0; t * n_used * n]) } else { upload_act(gpu, v.act, &vec![0.0; t * n_used * n]) };
+                let yb = if per_slot {
+                    upload_f32(gpu, &vec![0.0; t * n_used * n])
+                } else {
+                    upload_act(gpu, v.act, &vec![0.0; t * n_used * n])
+                };
                 let mut b = builder(gpu, step(t as u32));
                 for (e, m) in mats.iter().enumerate() {
-                    let r = MoeRoute { expert: e as u32, n_used: n_used as u32, x_per_slot: u32::from(per_slot), _pad: 0 };
+                    let r = MoeRoute {
+                        expert: e as u32,
+                        n_used: n_used as u32,
+                        x_per_slot: u32::from(per_slot),
+                        _pad: 0,
+                    };
                     let route = upload_u32(gpu, bytemuck::cast_slice(&[r]));
-                    let args = MatArgs { x: &xb, x_stride: k as u32, y: &yb, y_stride: n as u32, y_offset: 0, out, rows: Count::Tokens };
-                    pollster::block_on(Kernels::new(gpu, v).moe_matvec(&mut b, m, &args, &route, &rb, n_used as u32)).unwrap();
+                    let args = MatArgs {
+                        x: &xb,
+                        x_stride: k as u32,
+                        y: &yb,
+                        y_stride: n as u32,
+                        y_offset: 0,
+                        out,
+                        rows: Count::Tokens,
+                    };
+                    pollster::block_on(Kernels::new(gpu, v).moe_matvec(
+                        &mut b,
+                        m,
+                        &args,
+                        &route,
+                        &rb,
+                        n_used as u32,
+                    ))
+                    .unwrap();
                 }
                 let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
                 run(gpu, &plan, t as u32);
                 let mut want = Vec::with_capacity(t * n_used * n);
                 for (slot, &(e, _)) in picks.iter().enumerate() {
                     let xr = if per_slot { slot } else { slot / n_used };
-                    want.extend(cpu_ref::matmul(&experts[e as usize].1, n, k, &x[xr * k..(xr + 1) * k], 1));
+                    want.extend(cpu_ref::matmul(
+                        &experts[e as usize].1,
+                        n,
+                        k,
+                        &x[xr * k..(xr + 1) * k],
+                        1,
+                    ));
                 }
-                let got = if per_slot { read_f32(gpu, &yb, want.len()) } else { read_act(gpu, v.act, &yb, want.len()) };
+                let got = if per_slot {
+                    read_f32(gpu, &yb, want.len())
+                } else {
+                    read_act(gpu, v.act, &yb, want.len())
+                };
                 // As `check_product`: the output type's tolerance, widened for sums of k products.
                 let (atol, rtol) = tol(if per_slot { Act::F32 } else { v.act });
-                assert_close(&format!("moe_matvec {ty} per_slot={per_slot} {v}"), &got, &want, atol * (k as f32).sqrt(), rtol);
+                assert_close(
+                    &format!("moe_matvec {ty} per_slot={per_slot} {v}"),
+                    &got,
+                    &want,
+                    atol * (k as f32).sqrt(),
+                    rtol,
+                );
             }
         }
         // The weighted sum of the slots' outputs, added into the residual stream.
@@ -746,15 +1170,32 @@ fn moe_products_and_combine_match_reference() {
         let base = random(61, t * n, 1.0);
         let (yb, xb) = (upload_f32(gpu, &y), upload_f32(gpu, &base));
         let mut b = builder(gpu, step(t as u32));
-        pollster::block_on(Kernels::new(gpu, v).moe_combine(&mut b, &yb, &rb, &xb, n as u32, n_used as u32)).unwrap();
+        pollster::block_on(Kernels::new(gpu, v).moe_combine(
+            &mut b,
+            &yb,
+            &rb,
+            &xb,
+            n as u32,
+            n_used as u32,
+        ))
+        .unwrap();
         let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
         run(gpu, &plan, t as u32);
         let want: Vec<f32> = (0..t * n)
             .map(|i| {
                 let (ti, c) = (i / n, i % n);
-                base[i] + (0..n_used).map(|j| picks[ti * n_used + j].1 * y[(ti * n_used + j) * n + c]).sum::<f32>()
+                base[i]
+                    + (0..n_used)
+                        .map(|j| picks[ti * n_used + j].1 * y[(ti * n_used + j) * n + c])
+                        .sum::<f32>()
             })
             .collect();
-        assert_close(&format!("moe_combine {v}"), &read_f32(gpu, &xb, t * n), &want, 1e-5, 1e-5);
+        assert_close(
+            &format!("moe_combine {v}"),
+            &read_f32(gpu, &xb, t * n),
+            &want,
+            1e-5,
+            1e-5,
+        );
     });
 }

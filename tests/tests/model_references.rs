@@ -11,7 +11,8 @@ use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{covering_variants, gpu};
 use wisp_tests::model_path;
 use wisp_tests::reference::{
-    self, check_against_exact, check_against_llamacpp, cosine, engine_in_variant, llamacpp_is_fair, max_abs_diff,
+    self, check_against_exact, check_against_llamacpp, cosine, engine_in_variant, llamacpp_is_fair,
+    max_abs_diff,
 };
 
 struct Model {
@@ -19,8 +20,14 @@ struct Model {
     file: &'static str,
 }
 
-const QWEN2: Model = Model { reference: "qwen2.5-coder-0.5b-instruct-q4_k_m", file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" };
-const GEMMA3: Model = Model { reference: "gemma-3-270m-q4_k_m", file: "gemma-3-270m-q4_k_m.gguf" };
+const QWEN2: Model = Model {
+    reference: "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+};
+const GEMMA3: Model = Model {
+    reference: "gemma-3-270m-q4_k_m",
+    file: "gemma-3-270m-q4_k_m.gguf",
+};
 
 /// The tokenizer from the GGUF gives llama.cpp's ids for the capital prompt (with BOS
 /// where the model adds one), the rendered chat prompt, and every tokenizer case; and
@@ -31,8 +38,14 @@ fn check_tokenizer(m: &Model) {
     let file = GgufFile::parse(&bytes).expect("parse model");
     let tok = Tokenizer::from_gguf(&file.metadata).expect("tokenizer");
     let mut cases = vec![
-        (json["capital"]["text"].as_str().unwrap().to_string(), reference::ids(&json, "/capital/ids")),
-        (json["chat"]["rendered"].as_str().unwrap().to_string(), reference::ids(&json, "/chat/ids")),
+        (
+            json["capital"]["text"].as_str().unwrap().to_string(),
+            reference::ids(&json, "/capital/ids"),
+        ),
+        (
+            json["chat"]["rendered"].as_str().unwrap().to_string(),
+            reference::ids(&json, "/chat/ids"),
+        ),
     ];
     cases.extend(reference::tokenizer_cases(&json));
     let mut failures = Vec::new();
@@ -72,13 +85,28 @@ fn check_logits(m: &Model, variants: &[Variant]) {
         .forward(&capital)
         .into_iter()
         .enumerate()
-        .map(|(i, e)| (format!("capital pos {i}"), e, &cap_llama[i * vocab..(i + 1) * vocab]))
+        .map(|(i, e)| {
+            (
+                format!("capital pos {i}"),
+                e,
+                &cap_llama[i * vocab..(i + 1) * vocab],
+            )
+        })
         .collect();
     let chat_exact = cpu.forward(&chat).pop().expect("chat logits");
-    cases.push(("chat last".into(), chat_exact, &refs["chat.llamacpp_logits_last"].1));
+    cases.push((
+        "chat last".into(),
+        chat_exact,
+        &refs["chat.llamacpp_logits_last"].1,
+    ));
     drop(cpu);
     for (what, exact, llama) in &cases {
-        eprintln!("{} exact arithmetic vs llama.cpp, {what}: cosine {:.6}, max |Δ| {:.3}", m.reference, cosine(exact, llama), max_abs_diff(exact, llama));
+        eprintln!(
+            "{} exact arithmetic vs llama.cpp, {what}: cosine {:.6}, max |Δ| {:.3}",
+            m.reference,
+            cosine(exact, llama),
+            max_abs_diff(exact, llama)
+        );
     }
     let mut failures = Vec::new();
     for &variant in variants {
@@ -90,7 +118,11 @@ fn check_logits(m: &Model, variants: &[Variant]) {
         ours.push(pollster::block_on(e.logits()).expect("chat logits"));
         for ((what, exact, llama), ours) in cases.iter().zip(&ours) {
             let what = format!("{} {variant} {what}", m.reference);
-            eprintln!("{what}: cosine to exact {:.7}, to llama.cpp {:.6}", cosine(ours, exact), cosine(ours, llama));
+            eprintln!(
+                "{what}: cosine to exact {:.7}, to llama.cpp {:.6}",
+                cosine(ours, exact),
+                cosine(ours, llama)
+            );
             if let Err(msg) = check_against_exact(&what, variant.act, ours, exact) {
                 failures.push(msg);
             }

@@ -28,14 +28,35 @@ fn model(spec: &TinySpec) -> Model {
 fn engine(gpu: Arc<Gpu>, m: &Model, variant: Option<Variant>, options: EngineOptions) -> Engine {
     let file = GgufFile::parse(&m.bytes).unwrap();
     let variant = variant
-        .map(|v| VariantOverrides { act: Some(v.act), reduce: Some(v.reduce), tier: Some(v.tier) })
+        .map(|v| VariantOverrides {
+            act: Some(v.act),
+            reduce: Some(v.reduce),
+            tier: Some(v.tier),
+        })
         .unwrap_or_default();
     let options = EngineOptions { variant, ..options };
-    pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes: &m.bytes }, &options)).expect("load")
+    pollster::block_on(Engine::load(
+        gpu,
+        &file,
+        &FileBytes {
+            file: &file,
+            bytes: &m.bytes,
+        },
+        &options,
+    ))
+    .expect("load")
 }
 
 fn options(block: u32, pool_tokens: u32) -> EngineOptions {
-    EngineOptions { n_ctx: 96, kv_pool_tokens: pool_tokens, kv_block: block, max_batch: 96, max_rows: 32, max_entries: 8, ..Default::default() }
+    EngineOptions {
+        n_ctx: 96,
+        kv_pool_tokens: pool_tokens,
+        kv_block: block,
+        max_batch: 96,
+        max_rows: 32,
+        max_entries: 8,
+        ..Default::default()
+    }
 }
 
 /// f32 activations with an f32 cache match exact arithmetic tightly; f16 storage is within
@@ -64,32 +85,105 @@ fn a_ragged_batch_gives_each_sequence_its_own_logits() {
     let (want_a, want_b, want_c) = (m.cpu.forward(&a), m.cpu.forward(&b), m.cpu.forward(&c));
     for v in variants(&gpu) {
         for kv in [KvType::F32, KvType::F16, KvType::Q8_0] {
-            let mut e = engine(gpu.clone(), &m, Some(v), EngineOptions { kv_type: Some(kv), ..options(16, 256) });
-            let (sa, sb, sc) = (e.create_sequence(), e.create_sequence(), e.create_sequence());
+            let mut e = engine(
+                gpu.clone(),
+                &m,
+                Some(v),
+                EngineOptions {
+                    kv_type: Some(kv),
+                    ..options(16, 256)
+                },
+            );
+            let (sa, sb, sc) = (
+                e.create_sequence(),
+                e.create_sequence(),
+                e.create_sequence(),
+            );
             // Step 1: a's first 20 tokens, b's first 11 (two prompts in one step).
-            let n = e.step(&[
-                BatchEntry { seq: sa, tokens: &a[..20], logits: Logits::Last },
-                BatchEntry { seq: sb, tokens: &b[..11], logits: Logits::Last },
-            ]).unwrap();
+            let n = e
+                .step(&[
+                    BatchEntry {
+                        seq: sa,
+                        tokens: &a[..20],
+                        logits: Logits::Last,
+                    },
+                    BatchEntry {
+                        seq: sb,
+                        tokens: &b[..11],
+                        logits: Logits::Last,
+                    },
+                ])
+                .unwrap();
             assert_eq!(n, 2);
             let r = rows(&e, 2);
-            assert_close(&format!("{v} {kv:?} step 1, a"), v.act, kv, &r[0], &want_a[19]);
-            assert_close(&format!("{v} {kv:?} step 1, b"), v.act, kv, &r[1], &want_b[10]);
+            assert_close(
+                &format!("{v} {kv:?} step 1, a"),
+                v.act,
+                kv,
+                &r[0],
+                &want_a[19],
+            );
+            assert_close(
+                &format!("{v} {kv:?} step 1, b"),
+                v.act,
+                kv,
+                &r[1],
+                &want_b[10],
+            );
             // Step 2: b decodes one token, a gets a chunk of 10 (every position's logits),
             // c starts its prompt.
-            let n = e.step(&[
-                BatchEntry { seq: sb, tokens: &b[11..12], logits: Logits::Last },
-                BatchEntry { seq: sa, tokens: &a[20..30], logits: Logits::All },
-                BatchEntry { seq: sc, tokens: &c, logits: Logits::Last },
-            ]).unwrap();
+            let n = e
+                .step(&[
+                    BatchEntry {
+                        seq: sb,
+                        tokens: &b[11..12],
+                        logits: Logits::Last,
+                    },
+                    BatchEntry {
+                        seq: sa,
+                        tokens: &a[20..30],
+                        logits: Logits::All,
+                    },
+                    BatchEntry {
+                        seq: sc,
+                        tokens: &c,
+                        logits: Logits::Last,
+                    },
+                ])
+                .unwrap();
             assert_eq!(n, 12);
             let r = rows(&e, 12);
-            assert_close(&format!("{v} {kv:?} step 2, b"), v.act, kv, &r[0], &want_b[11]);
+            assert_close(
+                &format!("{v} {kv:?} step 2, b"),
+                v.act,
+                kv,
+                &r[0],
+                &want_b[11],
+            );
             for i in 0..10 {
-                assert_close(&format!("{v} {kv:?} step 2, a at {}", 20 + i), v.act, kv, &r[1 + i], &want_a[20 + i]);
+                assert_close(
+                    &format!("{v} {kv:?} step 2, a at {}", 20 + i),
+                    v.act,
+                    kv,
+                    &r[1 + i],
+                    &want_a[20 + i],
+                );
             }
-            assert_close(&format!("{v} {kv:?} step 2, c"), v.act, kv, &r[11], &want_c[8]);
-            assert_eq!((e.sequence_len(sa).unwrap(), e.sequence_len(sb).unwrap(), e.sequence_len(sc).unwrap()), (30, 12, 9));
+            assert_close(
+                &format!("{v} {kv:?} step 2, c"),
+                v.act,
+                kv,
+                &r[11],
+                &want_c[8],
+            );
+            assert_eq!(
+                (
+                    e.sequence_len(sa).unwrap(),
+                    e.sequence_len(sb).unwrap(),
+                    e.sequence_len(sc).unwrap()
+                ),
+                (30, 12, 9)
+            );
         }
     }
 }
@@ -106,25 +200,58 @@ fn forks_share_their_prefix_and_copy_on_write() {
         let mut e = engine(gpu.clone(), &m, Some(v), options(16, 256));
         let kv = e.kv_stats().kv_type;
         let a = e.create_sequence();
-        e.step(&[BatchEntry { seq: a, tokens: &prompt, logits: Logits::None }]).unwrap();
+        e.step(&[BatchEntry {
+            seq: a,
+            tokens: &prompt,
+            logits: Logits::None,
+        }])
+        .unwrap();
         let before = e.kv_stats().used_blocks;
         assert_eq!(before, 2, "21 positions in blocks of 16");
         let b = e.fork_sequence(a).unwrap();
-        assert_eq!(e.kv_stats().used_blocks, before, "a fork stores the prompt once");
+        assert_eq!(
+            e.kv_stats().used_blocks,
+            before,
+            "a fork stores the prompt once"
+        );
         // Both continue in one step: the shared, half-full second block is copied for
         // one of them before either writes into it.
         e.step(&[
-            BatchEntry { seq: a, tokens: &x, logits: Logits::All },
-            BatchEntry { seq: b, tokens: &y, logits: Logits::All },
+            BatchEntry {
+                seq: a,
+                tokens: &x,
+                logits: Logits::All,
+            },
+            BatchEntry {
+                seq: b,
+                tokens: &y,
+                logits: Logits::All,
+            },
         ])
         .unwrap();
-        assert_eq!(e.kv_stats().used_blocks, 3, "one block copied, the first still shared");
+        assert_eq!(
+            e.kv_stats().used_blocks,
+            3,
+            "one block copied, the first still shared"
+        );
         let r = rows(&e, 5);
         for i in 0..3 {
-            assert_close(&format!("{v} fork a at {}", 21 + i), v.act, kv, &r[i], &want_x[21 + i]);
+            assert_close(
+                &format!("{v} fork a at {}", 21 + i),
+                v.act,
+                kv,
+                &r[i],
+                &want_x[21 + i],
+            );
         }
         for i in 0..2 {
-            assert_close(&format!("{v} fork b at {}", 21 + i), v.act, kv, &r[3 + i], &want_y[21 + i]);
+            assert_close(
+                &format!("{v} fork b at {}", 21 + i),
+                v.act,
+                kv,
+                &r[3 + i],
+                &want_y[21 + i],
+            );
         }
         e.remove_sequence(a).unwrap();
         e.remove_sequence(b).unwrap();
@@ -144,17 +271,43 @@ fn freed_blocks_are_reused_without_stale_data() {
     let kv = e.kv_stats().kv_type;
     let act = e.variant.act;
     let a = e.create_sequence();
-    e.step(&[BatchEntry { seq: a, tokens: &long[..32], logits: Logits::None }]).unwrap();
-    e.step(&[BatchEntry { seq: a, tokens: &long[32..], logits: Logits::None }]).unwrap();
+    e.step(&[BatchEntry {
+        seq: a,
+        tokens: &long[..32],
+        logits: Logits::None,
+    }])
+    .unwrap();
+    e.step(&[BatchEntry {
+        seq: a,
+        tokens: &long[32..],
+        logits: Logits::None,
+    }])
+    .unwrap();
     e.remove_sequence(a).unwrap();
     let b = e.create_sequence();
-    e.step(&[BatchEntry { seq: b, tokens: &short, logits: Logits::All }]).unwrap();
+    e.step(&[BatchEntry {
+        seq: b,
+        tokens: &short,
+        logits: Logits::All,
+    }])
+    .unwrap();
     for (i, row) in rows(&e, 25).iter().enumerate() {
-        assert_close(&format!("reused blocks, position {i}"), act, kv, row, &want[i]);
+        assert_close(
+            &format!("reused blocks, position {i}"),
+            act,
+            kv,
+            row,
+            &want[i],
+        );
     }
     // Truncating and writing again overwrites in place.
     e.truncate_sequence(b, 10).unwrap();
-    e.step(&[BatchEntry { seq: b, tokens: &short[10..], logits: Logits::Last }]).unwrap();
+    e.step(&[BatchEntry {
+        seq: b,
+        tokens: &short[10..],
+        logits: Logits::Last,
+    }])
+    .unwrap();
     assert_close("after truncate", act, kv, &rows(&e, 1)[0], &want[24]);
 }
 
@@ -171,39 +324,89 @@ fn block_sizes_and_allocation_order_do_not_change_the_logits() {
         // Churn: sequences that come and go leave the free list out of order.
         let filler: Vec<SeqId> = (0..4).map(|_| e.create_sequence()).collect();
         for (i, &s) in filler.iter().enumerate() {
-            e.step(&[BatchEntry { seq: s, tokens: &text[..(10 + 13 * i)], logits: Logits::None }]).unwrap();
+            e.step(&[BatchEntry {
+                seq: s,
+                tokens: &text[..(10 + 13 * i)],
+                logits: Logits::None,
+            }])
+            .unwrap();
         }
         e.remove_sequence(filler[1]).unwrap();
         e.remove_sequence(filler[3]).unwrap();
         let s = e.create_sequence();
         for chunk in text.chunks(23) {
-            e.step(&[BatchEntry { seq: s, tokens: chunk, logits: Logits::None }]).unwrap();
+            e.step(&[BatchEntry {
+                seq: s,
+                tokens: chunk,
+                logits: Logits::None,
+            }])
+            .unwrap();
         }
         e.truncate_sequence(s, 69).unwrap();
-        e.step(&[BatchEntry { seq: s, tokens: &text[69..], logits: Logits::Last }]).unwrap();
-        assert_close(&format!("block {block}, churned pool"), act, kv, &rows(&e, 1)[0], &want[69]);
+        e.step(&[BatchEntry {
+            seq: s,
+            tokens: &text[69..],
+            logits: Logits::Last,
+        }])
+        .unwrap();
+        assert_close(
+            &format!("block {block}, churned pool"),
+            act,
+            kv,
+            &rows(&e, 1)[0],
+            &want[69],
+        );
     }
 }
 
 #[test]
 fn a_sliding_window_masks_old_keys_and_frees_their_blocks() {
     let gpu = gpu();
-    let m = model(&TinySpec { window: Some(20), ..TinySpec::default() });
+    let m = model(&TinySpec {
+        window: Some(20),
+        ..TinySpec::default()
+    });
     let text: Vec<u32> = (0..90).map(|i| (i * 31 + 6) % 301).collect();
     let want = m.cpu.forward(&text);
     for v in variants(&gpu) {
         let mut e = engine(gpu.clone(), &m, Some(v), options(16, 96));
         let kv = e.kv_stats().kv_type;
         let s = e.create_sequence();
-        e.step(&[BatchEntry { seq: s, tokens: &text[..30], logits: Logits::All }]).unwrap();
+        e.step(&[BatchEntry {
+            seq: s,
+            tokens: &text[..30],
+            logits: Logits::All,
+        }])
+        .unwrap();
         for (i, row) in rows(&e, 8).iter().enumerate() {
-            assert_close(&format!("{v} window, prefill at {i}"), v.act, kv, row, &want[i]);
+            assert_close(
+                &format!("{v} window, prefill at {i}"),
+                v.act,
+                kv,
+                row,
+                &want[i],
+            );
         }
         for (i, &t) in text.iter().enumerate().skip(30) {
-            e.step(&[BatchEntry { seq: s, tokens: &[t], logits: Logits::Last }]).unwrap();
-            assert_close(&format!("{v} window, decode at {i}"), v.act, kv, &rows(&e, 1)[0], &want[i]);
+            e.step(&[BatchEntry {
+                seq: s,
+                tokens: &[t],
+                logits: Logits::Last,
+            }])
+            .unwrap();
+            assert_close(
+                &format!("{v} window, decode at {i}"),
+                v.act,
+                kv,
+                &rows(&e, 1)[0],
+                &want[i],
+            );
             // Only the blocks the next query can see stay: 20 positions span at most 3 blocks of 16.
-            assert!(e.kv_stats().used_blocks <= 3, "{v}: {} blocks held at position {i}", e.kv_stats().used_blocks);
+            assert!(
+                e.kv_stats().used_blocks <= 3,
+                "{v}: {} blocks held at position {i}",
+                e.kv_stats().used_blocks
+            );
         }
     }
 }
@@ -217,29 +420,73 @@ fn a_full_pool_or_context_refuses_and_changes_nothing() {
     let act = e.variant.act;
     let text: Vec<u32> = (0..40).map(|i| (i * 7 + 1) % 301).collect();
     let a = e.create_sequence();
-    e.step(&[BatchEntry { seq: a, tokens: &text[..30], logits: Logits::None }]).unwrap();
+    e.step(&[BatchEntry {
+        seq: a,
+        tokens: &text[..30],
+        logits: Logits::None,
+    }])
+    .unwrap();
     let b = e.create_sequence();
     // 48 positions: a holds 2 blocks, b's 20 tokens need 2 more but only 1 is free.
-    let err = e.step(&[BatchEntry { seq: b, tokens: &text[..20], logits: Logits::Last }]).unwrap_err();
+    let err = e
+        .step(&[BatchEntry {
+            seq: b,
+            tokens: &text[..20],
+            logits: Logits::Last,
+        }])
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("needed") && msg.contains("wait for sequences to finish"), "{msg}");
+    assert!(
+        msg.contains("needed") && msg.contains("wait for sequences to finish"),
+        "{msg}"
+    );
     // A sequence past the context (96) is refused too, naming the limit.
-    let err = e.step(&[BatchEntry { seq: a, tokens: &[3; 70], logits: Logits::Last }]).unwrap_err();
+    let err = e
+        .step(&[BatchEntry {
+            seq: a,
+            tokens: &[3; 70],
+            logits: Logits::Last,
+        }])
+        .unwrap_err();
     assert!(err.to_string().contains("context of 96"), "{err}");
     // Nothing moved: a continues exactly where it was.
-    assert_eq!((e.sequence_len(a).unwrap(), e.sequence_len(b).unwrap()), (30, 0));
-    e.step(&[BatchEntry { seq: a, tokens: &text[30..31], logits: Logits::Last }]).unwrap();
-    assert_close("after refusals", act, kv, &rows(&e, 1)[0], &m.cpu.forward(&text[..31])[30]);
+    assert_eq!(
+        (e.sequence_len(a).unwrap(), e.sequence_len(b).unwrap()),
+        (30, 0)
+    );
+    e.step(&[BatchEntry {
+        seq: a,
+        tokens: &text[30..31],
+        logits: Logits::Last,
+    }])
+    .unwrap();
+    assert_close(
+        "after refusals",
+        act,
+        kv,
+        &rows(&e, 1)[0],
+        &m.cpu.forward(&text[..31])[30],
+    );
 }
 
 #[test]
 fn an_8k_prompt_needs_no_memory_quadratic_in_its_length() {
     // A fresh device, so its allocation count is this engine's alone.
     let gpu = wisp_tests::gpu::gpu_with_binding_limit(u64::MAX);
-    let m = model(&TinySpec { n_ctx: 8192, ..TinySpec::default() });
+    let m = model(&TinySpec {
+        n_ctx: 8192,
+        ..TinySpec::default()
+    });
     let n = 8192u32;
     let text: Vec<u32> = (0..n).map(|i| (i * 7919 + 13) % 301).collect();
-    let one = EngineOptions { n_ctx: n, max_batch: n, max_rows: 32, max_entries: 4, kv_type: Some(KvType::F32), ..Default::default() };
+    let one = EngineOptions {
+        n_ctx: n,
+        max_batch: n,
+        max_rows: 32,
+        max_entries: 4,
+        kv_type: Some(KvType::F32),
+        ..Default::default()
+    };
     let mut e = engine(gpu.clone(), &m, None, one);
     let allocated = gpu.allocated_bytes();
     // One f32 score matrix for one head would be n² × 4 bytes.
@@ -250,20 +497,48 @@ fn an_8k_prompt_needs_no_memory_quadratic_in_its_length() {
     );
     // The whole prompt in one step, then the same prompt in chunks of 1000.
     let s = e.create_sequence();
-    e.step(&[BatchEntry { seq: s, tokens: &text, logits: Logits::Last }]).unwrap();
+    e.step(&[BatchEntry {
+        seq: s,
+        tokens: &text,
+        logits: Logits::Last,
+    }])
+    .unwrap();
     assert_eq!(gpu.allocated_bytes(), allocated, "a step allocates nothing");
     let whole = rows(&e, 1).remove(0);
     let c = e.create_sequence();
-    let err = e.step(&[BatchEntry { seq: c, tokens: &text[..10], logits: Logits::None }]);
+    let err = e.step(&[BatchEntry {
+        seq: c,
+        tokens: &text[..10],
+        logits: Logits::None,
+    }]);
     assert!(err.is_err(), "the pool of 8192 positions is full");
     e.remove_sequence(s).unwrap();
     for (i, chunk) in text.chunks(1000).enumerate() {
-        let logits = if (i + 1) * 1000 >= text.len() { Logits::Last } else { Logits::None };
-        e.step(&[BatchEntry { seq: c, tokens: chunk, logits }]).unwrap();
+        let logits = if (i + 1) * 1000 >= text.len() {
+            Logits::Last
+        } else {
+            Logits::None
+        };
+        e.step(&[BatchEntry {
+            seq: c,
+            tokens: chunk,
+            logits,
+        }])
+        .unwrap();
     }
     let chunked = rows(&e, 1).remove(0);
-    assert_close("8k prompt, whole against chunks of 1000", e.variant.act, KvType::F32, &whole, &chunked);
-    eprintln!("8k context: {allocated} bytes allocated ({:.1} MiB); one score matrix would be {} MiB", allocated as f64 / 1048576.0, scores >> 20);
+    assert_close(
+        "8k prompt, whole against chunks of 1000",
+        e.variant.act,
+        KvType::F32,
+        &whole,
+        &chunked,
+    );
+    eprintln!(
+        "8k context: {allocated} bytes allocated ({:.1} MiB); one score matrix would be {} MiB",
+        allocated as f64 / 1048576.0,
+        scores >> 20
+    );
 }
 
 #[test]
@@ -280,8 +555,14 @@ fn the_scheduler_gives_each_generation_what_it_gets_alone() {
     let mut meta = wisp_core::gguf::Metadata::new();
     meta.insert("tokenizer.ggml.model", "gpt2".into());
     meta.insert("tokenizer.ggml.pre", "gpt2".into());
-    meta.insert("tokenizer.ggml.tokens", wisp_core::gguf::Value::string_array(tokens.iter().map(String::as_str)));
-    meta.insert("tokenizer.ggml.merges", wisp_core::gguf::Value::string_array(std::iter::empty::<&str>()));
+    meta.insert(
+        "tokenizer.ggml.tokens",
+        wisp_core::gguf::Value::string_array(tokens.iter().map(String::as_str)),
+    );
+    meta.insert(
+        "tokenizer.ggml.merges",
+        wisp_core::gguf::Value::string_array(std::iter::empty::<&str>()),
+    );
     meta.insert("tokenizer.ggml.eos_token_id", 300u32.into());
     let tokenizer = Tokenizer::from_gguf(&meta).expect("tokenizer");
     let prompts: Vec<Vec<u32>> = vec![
@@ -289,7 +570,11 @@ fn the_scheduler_gives_each_generation_what_it_gets_alone() {
         vec![5, 9],
         (0..40).map(|i| (i * 13 + 1) % 300).collect(),
     ];
-    let options = GenerateOptions { max_tokens: 12, sampler: SamplerConfig::greedy(), ..Default::default() };
+    let options = GenerateOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig::greedy(),
+        ..Default::default()
+    };
     // Alone: one generation per engine.
     let alone: Vec<Vec<u32>> = prompts
         .iter()
@@ -305,7 +590,15 @@ fn the_scheduler_gives_each_generation_what_it_gets_alone() {
         .collect();
     // Together, with a step budget small enough that prompts are chunked alongside
     // other sequences' decoding, and the third arriving later.
-    let mut e = engine(gpu.clone(), &m, None, EngineOptions { max_batch: 20, ..options_for_scheduler() });
+    let mut e = engine(
+        gpu.clone(),
+        &m,
+        None,
+        EngineOptions {
+            max_batch: 20,
+            ..options_for_scheduler()
+        },
+    );
     let mut s = Scheduler::new(&mut e, &tokenizer);
     s.submit(prompts[0].clone(), &options).unwrap();
     s.submit(prompts[1].clone(), &options).unwrap();
@@ -314,14 +607,30 @@ fn the_scheduler_gives_each_generation_what_it_gets_alone() {
     s.submit(prompts[2].clone(), &options).unwrap();
     let mut peak = 0;
     while s.active() > 0 {
-        peak = peak.max(pollster::block_on(s.step(&mut |_, _| {})).unwrap().sequences);
+        peak = peak.max(
+            pollster::block_on(s.step(&mut |_, _| {}))
+                .unwrap()
+                .sequences,
+        );
     }
     assert_eq!(peak, 3, "all three ran in the same steps");
     let together: Vec<Vec<u32>> = s.finish().into_iter().map(|g| g.ids).collect();
     assert_eq!(together, alone);
-    assert_eq!(e.kv_stats().used_blocks, 0, "finished generations free their blocks");
+    assert_eq!(
+        e.kv_stats().used_blocks,
+        0,
+        "finished generations free their blocks"
+    );
 }
 
 fn options_for_scheduler() -> EngineOptions {
-    EngineOptions { n_ctx: 96, kv_pool_tokens: 512, max_batch: 96, max_rows: 8, max_entries: 8, kv_type: Some(KvType::F32), ..Default::default() }
+    EngineOptions {
+        n_ctx: 96,
+        kv_pool_tokens: 512,
+        max_batch: 96,
+        max_rows: 8,
+        max_entries: 8,
+        kv_type: Some(KvType::F32),
+        ..Default::default()
+    }
 }

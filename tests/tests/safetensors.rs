@@ -18,7 +18,7 @@ use wisp_core::quant::GgmlType;
 use wisp_core::tokenizer::{Tokenizer, gguf_metadata_from_json};
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::gpu;
-use wisp_tests::reference::{self, check_against_llamacpp, check_against_exact, top_k};
+use wisp_tests::reference::{self, check_against_exact, check_against_llamacpp, top_k};
 use wisp_tests::wisp_cli::wisp;
 use wisp_tests::{cache_dir, model_path};
 
@@ -42,9 +42,33 @@ fn converted() -> &'static Converted {
         let f32_folder = dir.path().join("smollm2-f32");
         let q8_0_gguf = dir.path().join("smollm2-q8_0.gguf");
         let model = model_path(MODEL).display().to_string();
-        wisp(&["convert", &model, f32_folder.to_str().unwrap(), "--to", "hf", "--type", "f32", "--shard-size", "200M"]).ok();
-        wisp(&["convert", f32_folder.to_str().unwrap(), q8_0_gguf.to_str().unwrap(), "--to", "gguf", "--type", "q8_0"]).ok();
-        Converted { _dir: dir, f32_folder, q8_0_gguf }
+        wisp(&[
+            "convert",
+            &model,
+            f32_folder.to_str().unwrap(),
+            "--to",
+            "hf",
+            "--type",
+            "f32",
+            "--shard-size",
+            "200M",
+        ])
+        .ok();
+        wisp(&[
+            "convert",
+            f32_folder.to_str().unwrap(),
+            q8_0_gguf.to_str().unwrap(),
+            "--to",
+            "gguf",
+            "--type",
+            "q8_0",
+        ])
+        .ok();
+        Converted {
+            _dir: dir,
+            f32_folder,
+            q8_0_gguf,
+        }
     })
 }
 
@@ -57,18 +81,27 @@ struct Folder {
 
 impl Folder {
     fn read(dir: &Path) -> Folder {
-        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let read =
+            |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let index = dir.join(INDEX_FILE).exists().then(|| read(INDEX_FILE));
         let names = match &index {
             Some(bytes) => shard_files(bytes).expect("index"),
             None => vec![SINGLE_FILE.to_string()],
         };
         let shards = names.into_iter().map(|n| (n.clone(), read(&n))).collect();
-        Folder { config: read("config.json"), index, shards }
+        Folder {
+            config: read("config.json"),
+            index,
+            shards,
+        }
     }
 
     fn parse(&self, options: &LoadOptions) -> Result<HfModel, wisp_core::hf::HfError> {
-        let parts: Vec<(&str, &[u8])> = self.shards.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let parts: Vec<(&str, &[u8])> = self
+            .shards
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
         HfModel::parse(&self.config, self.index.as_deref(), &parts, options)
     }
 
@@ -78,7 +111,14 @@ impl Folder {
 }
 
 fn options(act: Act) -> EngineOptions {
-    EngineOptions { n_ctx: 256, variant: VariantOverrides { act: Some(act), ..Default::default() }, ..Default::default() }
+    EngineOptions {
+        n_ctx: 256,
+        variant: VariantOverrides {
+            act: Some(act),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn load(file: &GgufFile, src: &dyn TensorSource, act: Act) -> Engine {
@@ -87,7 +127,9 @@ fn load(file: &GgufFile, src: &dyn TensorSource, act: Act) -> Engine {
 
 fn load_folder(dir: &Path, matrix_type: Option<GgmlType>, act: Act) -> Engine {
     let folder = Folder::read(dir);
-    let model = folder.parse(&LoadOptions { matrix_type }).expect("parse folder");
+    let model = folder
+        .parse(&LoadOptions { matrix_type })
+        .expect("parse folder");
     let bytes = folder.bytes();
     load(&model.file, &model.tensors(&bytes), act)
 }
@@ -95,16 +137,28 @@ fn load_folder(dir: &Path, matrix_type: Option<GgmlType>, act: Act) -> Engine {
 fn load_gguf(path: &Path, act: Act) -> Engine {
     let bytes = std::fs::read(path).expect("read model");
     let file = GgufFile::parse(&bytes).expect("parse model");
-    load(&file, &FileBytes { file: &file, bytes: &bytes }, act)
+    load(
+        &file,
+        &FileBytes {
+            file: &file,
+            bytes: &bytes,
+        },
+        act,
+    )
 }
 
 /// Logits at every position of the capital prompt, and at the last of the chat prompt.
 fn capital_and_chat(e: &mut Engine) -> (Vec<Vec<f32>>, Vec<f32>) {
     let json = reference::json(REF);
-    let capital = pollster::block_on(e.prefill_logits(&reference::ids(&json, "/capital/ids"))).expect("capital logits");
+    let capital = pollster::block_on(e.prefill_logits(&reference::ids(&json, "/capital/ids")))
+        .expect("capital logits");
     e.reset();
-    e.prefill(&reference::ids(&json, "/chat/ids")).expect("chat prefill");
-    (capital, pollster::block_on(e.logits()).expect("chat logits"))
+    e.prefill(&reference::ids(&json, "/chat/ids"))
+        .expect("chat prefill");
+    (
+        capital,
+        pollster::block_on(e.logits()).expect("chat logits"),
+    )
 }
 
 /// The lossless conversion (Q4_1 dequantized to f32, permuted to Hugging Face's order and
@@ -113,11 +167,20 @@ fn capital_and_chat(e: &mut Engine) -> (Vec<Vec<f32>>, Vec<f32>) {
 fn f32_folder_meets_the_f32_reference() {
     let dir = &converted().f32_folder;
     let index = std::fs::read(dir.join(INDEX_FILE)).expect("a sharded folder has an index");
-    assert_eq!(shard_files(&index).unwrap().len(), 3, "--shard-size 200M splits 538 MB into 3 files");
+    assert_eq!(
+        shard_files(&index).unwrap().len(),
+        3,
+        "--shard-size 200M splits 538 MB into 3 files"
+    );
     let refs = reference::logits(REF);
     let (capital, chat) = capital_and_chat(&mut load_folder(dir, None, Act::F32));
     let failures: Vec<String> = [
-        check_against_exact("capital", Act::F32, capital.last().unwrap(), &refs["capital.f32ref_logits_last"].1),
+        check_against_exact(
+            "capital",
+            Act::F32,
+            capital.last().unwrap(),
+            &refs["capital.f32ref_logits_last"].1,
+        ),
         check_against_exact("chat", Act::F32, &chat, &refs["chat.f32ref_logits_last"].1),
     ]
     .into_iter()
@@ -135,15 +198,26 @@ fn qwen2_f32_folder_matches_the_gguf() {
     let gguf = model_path(QWEN);
     let dir = tempfile::tempdir().expect("temp dir");
     let folder = dir.path().join("qwen2-f32");
-    wisp(&["convert", gguf.to_str().unwrap(), folder.to_str().unwrap(), "--to", "hf", "--type", "f32"]).ok();
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
+    wisp(&[
+        "convert",
+        gguf.to_str().unwrap(),
+        folder.to_str().unwrap(),
+        "--to",
+        "hf",
+        "--type",
+        "f32",
+    ])
+    .ok();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model_type"], "qwen2");
     let json = reference::json(QWEN_REF);
     let ids = reference::ids(&json, "/capital/ids");
     let bytes = std::fs::read(&gguf).expect("read model");
     let exact = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes).forward(&ids);
     drop(bytes);
-    let ours = pollster::block_on(load_folder(&folder, None, Act::F32).prefill_logits(&ids)).expect("logits");
+    let ours = pollster::block_on(load_folder(&folder, None, Act::F32).prefill_logits(&ids))
+        .expect("logits");
     let refs = reference::logits(QWEN_REF);
     let (shape, llama) = &refs["capital.llamacpp_logits"];
     let vocab = shape[1];
@@ -163,8 +237,12 @@ fn qwen2_f32_folder_matches_the_gguf() {
 fn exact_references() -> (Vec<Vec<f32>>, Vec<f32>) {
     let bytes = std::fs::read(model_path(MODEL)).expect("read model");
     let json = reference::json(REF);
-    let capital = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes).forward(&reference::ids(&json, "/capital/ids"));
-    (capital, reference::logits(REF)["chat.f32ref_logits_last"].1.clone())
+    let capital = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes)
+        .forward(&reference::ids(&json, "/capital/ids"));
+    (
+        capital,
+        reference::logits(REF)["chat.f32ref_logits_last"].1.clone(),
+    )
 }
 
 /// Back to GGUF as Q8_0: llama.cpp's tolerance (cosine >= 0.999, top-1 where the margin
@@ -186,7 +264,9 @@ fn q8_0_gguf_from_the_folder_meets_the_llamacpp_tolerance() {
         .iter()
         .zip(&exact_capital)
         .enumerate()
-        .filter_map(|(i, (ours, exact))| check_against_llamacpp(&format!("capital pos {i}"), ours, exact).err())
+        .filter_map(|(i, (ours, exact))| {
+            check_against_llamacpp(&format!("capital pos {i}"), ours, exact).err()
+        })
         .collect();
     failures.extend(check_against_llamacpp("chat", &chat, &exact_chat).err());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -223,19 +303,34 @@ fn four_bit_quantize_on_load() {
     let ids = reference::ids(&json, "/capital/ids");
     for (ty, name) in [(GgmlType::Q4_0, "q4_0"), (GgmlType::Q4_K, "q4_k")] {
         let gguf = dir.path().join(format!("{name}.gguf"));
-        wisp(&["convert", c.f32_folder.to_str().unwrap(), gguf.to_str().unwrap(), "--type", name]).ok();
+        wisp(&[
+            "convert",
+            c.f32_folder.to_str().unwrap(),
+            gguf.to_str().unwrap(),
+            "--type",
+            name,
+        ])
+        .ok();
         let bytes = std::fs::read(&gguf).unwrap();
         let exact = CpuModel::load(&GgufFile::parse(&bytes).unwrap(), &bytes).forward(&ids);
-        let ours = pollster::block_on(load_folder(&c.f32_folder, Some(ty), Act::F32).prefill_logits(&ids)).expect("logits");
+        let ours =
+            pollster::block_on(load_folder(&c.f32_folder, Some(ty), Act::F32).prefill_logits(&ids))
+                .expect("logits");
         let failures: Vec<String> = ours
             .iter()
             .zip(&exact)
             .enumerate()
-            .filter_map(|(i, (o, e))| check_against_exact(&format!("{name} pos {i}"), Act::F32, o, e).err())
+            .filter_map(|(i, (o, e))| {
+                check_against_exact(&format!("{name} pos {i}"), Act::F32, o, e).err()
+            })
             .collect();
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         if ty == GgmlType::Q4_K {
-            assert_eq!(top_k(ours.last().unwrap(), 1), [PARIS], "{name}: the next token after the capital prompt");
+            assert_eq!(
+                top_k(ours.last().unwrap(), 1),
+                [PARIS],
+                "{name}: the next token after the capital prompt"
+            );
         }
     }
 }
@@ -252,18 +347,39 @@ fn f16_and_bf16_folders() {
         let out = dir.path().join(ty);
         wisp(&["convert", &model, out.to_str().unwrap(), "--type", ty]).ok();
         let folder = Folder::read(&out);
-        assert!(folder.index.is_none(), "one file under the default shard size");
-        let header = safetensors::SafeTensors::deserialize(&folder.shards[0].1).expect("safetensors");
-        assert!(header.iter().all(|(_, t)| t.dtype() == dtype), "{ty}: every tensor is {dtype:?}");
+        assert!(
+            folder.index.is_none(),
+            "one file under the default shard size"
+        );
+        let header =
+            safetensors::SafeTensors::deserialize(&folder.shards[0].1).expect("safetensors");
+        assert!(
+            header.iter().all(|(_, t)| t.dtype() == dtype),
+            "{ty}: every tensor is {dtype:?}"
+        );
         let model = folder.parse(&LoadOptions::default()).expect("parse");
-        assert!(model.file.tensors.iter().all(|t| t.ty.name().eq_ignore_ascii_case(ty)), "{ty}: loaded as stored");
+        assert!(
+            model
+                .file
+                .tensors
+                .iter()
+                .all(|t| t.ty.name().eq_ignore_ascii_case(ty)),
+            "{ty}: loaded as stored"
+        );
         let (_, chat) = capital_and_chat(&mut load_folder(&out, None, Act::F32));
         if let Err(m) = check_against_llamacpp(ty, &chat, &refs["chat.llamacpp_logits_last"].1) {
             panic!("{m}");
         }
     }
     let gguf = dir.path().join("q4_k.gguf");
-    wisp(&["convert", dir.path().join("bf16").to_str().unwrap(), gguf.to_str().unwrap(), "--type", "q4_k"]).ok();
+    wisp(&[
+        "convert",
+        dir.path().join("bf16").to_str().unwrap(),
+        gguf.to_str().unwrap(),
+        "--type",
+        "q4_k",
+    ])
+    .ok();
     let bytes = std::fs::read(&gguf).unwrap();
     let file = GgufFile::parse(&bytes).unwrap();
     let ty = |name: &str| file.tensor(name).unwrap().ty;
@@ -282,15 +398,29 @@ fn f16_and_bf16_folders() {
 fn smollm2_tokenizer_both_ways() {
     let c = converted();
     let read = |name: &str| std::fs::read(c.f32_folder.join(name)).unwrap();
-    let from_folder = Tokenizer::from_json(&read("tokenizer.json"), Some(&read("tokenizer_config.json"))).expect("tokenizer.json");
+    let from_folder = Tokenizer::from_json(
+        &read("tokenizer.json"),
+        Some(&read("tokenizer_config.json")),
+    )
+    .expect("tokenizer.json");
     let bytes = std::fs::read(&c.q8_0_gguf).unwrap();
-    let from_gguf = Tokenizer::from_gguf(&GgufFile::parse(&bytes).unwrap().metadata).expect("GGUF tokenizer");
+    let from_gguf =
+        Tokenizer::from_gguf(&GgufFile::parse(&bytes).unwrap().metadata).expect("GGUF tokenizer");
     let original = std::fs::read(model_path(MODEL)).unwrap();
     let original = GgufFile::parse(&original).unwrap();
-    assert_eq!(from_gguf.chat_template().map(|t| t.source()), original.metadata.opt_str("tokenizer.chat_template").unwrap());
+    assert_eq!(
+        from_gguf.chat_template().map(|t| t.source()),
+        original
+            .metadata
+            .opt_str("tokenizer.chat_template")
+            .unwrap()
+    );
     for tok in [&from_folder, &from_gguf] {
         check_cases(tok, REF);
-        assert_eq!((tok.bos_id(), tok.eos_id(), tok.add_bos_token()), (Some(1), Some(2), false));
+        assert_eq!(
+            (tok.bos_id(), tok.eos_id(), tok.add_bos_token()),
+            (Some(1), Some(2), false)
+        );
         assert_eq!(tok.end_of_generation_ids(), &[0, 2]);
     }
 }
@@ -299,7 +429,11 @@ fn check_cases(tok: &Tokenizer, reference_name: &str) {
     let cases = reference::tokenizer_cases(&reference::json(reference_name));
     assert!(!cases.is_empty());
     for (text, want) in cases {
-        assert_eq!(tok.encode_prompt(&text).unwrap(), want, "{reference_name}: {text:?}");
+        assert_eq!(
+            tok.encode_prompt(&text).unwrap(),
+            want,
+            "{reference_name}: {text:?}"
+        );
     }
 }
 
@@ -317,18 +451,30 @@ fn qwen2_tokenizer_both_ways() {
     let file = GgufFile::parse(&bytes).unwrap();
     let original = Tokenizer::from_gguf(&file.metadata).unwrap();
     let (tokenizer_json, config_json) = original.to_hf_json().unwrap();
-    let from_json = Tokenizer::from_json(tokenizer_json.as_bytes(), Some(config_json.as_bytes())).unwrap();
-    let keys = gguf_metadata_from_json(tokenizer_json.as_bytes(), Some(config_json.as_bytes()), Some(151936)).unwrap();
+    let from_json =
+        Tokenizer::from_json(tokenizer_json.as_bytes(), Some(config_json.as_bytes())).unwrap();
+    let keys = gguf_metadata_from_json(
+        tokenizer_json.as_bytes(),
+        Some(config_json.as_bytes()),
+        Some(151936),
+    )
+    .unwrap();
     let mut md = Metadata::new();
     for (k, v) in keys {
         md.insert(k, v);
     }
     assert_eq!(md.opt_str("tokenizer.ggml.pre").unwrap(), Some("qwen2"));
-    assert_eq!(md.require_str_array("tokenizer.ggml.tokens").unwrap().len(), 151936);
+    assert_eq!(
+        md.require_str_array("tokenizer.ggml.tokens").unwrap().len(),
+        151936
+    );
     let back = Tokenizer::from_gguf(&md).unwrap();
     for tok in [&from_json, &back] {
         check_cases(tok, QWEN_REF);
-        assert_eq!((tok.bos_id(), tok.eos_id()), (original.bos_id(), original.eos_id()));
+        assert_eq!(
+            (tok.bos_id(), tok.eos_id()),
+            (original.bos_id(), original.eos_id())
+        );
     }
 }
 
@@ -345,7 +491,14 @@ fn tiny_config() -> serde_json::Value {
 
 /// The tensors of `tiny_config`, all F32 zeros: name → (dtype, shape).
 fn tiny_tensors() -> Vec<(String, Dtype, Vec<usize>)> {
-    let mut t = vec![("model.embed_tokens.weight".to_string(), Dtype::F32, vec![40, 64]), ("model.norm.weight".into(), Dtype::F32, vec![64])];
+    let mut t = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            Dtype::F32,
+            vec![40, 64],
+        ),
+        ("model.norm.weight".into(), Dtype::F32, vec![64]),
+    ];
     for i in 0..2 {
         for (name, shape) in [
             ("input_layernorm.weight", vec![64]),
@@ -365,11 +518,19 @@ fn tiny_tensors() -> Vec<(String, Dtype, Vec<usize>)> {
 }
 
 fn safetensors_bytes(tensors: &[(String, Dtype, Vec<usize>)]) -> Vec<u8> {
-    let data: Vec<Vec<u8>> = tensors.iter().map(|(_, d, s)| vec![0u8; s.iter().product::<usize>() * d.bitsize() / 8]).collect();
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, d, s)| vec![0u8; s.iter().product::<usize>() * d.bitsize() / 8])
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&data)
-        .map(|((n, d, s), b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|((n, d, s), b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
@@ -378,7 +539,12 @@ fn safetensors_bytes(tensors: &[(String, Dtype, Vec<usize>)]) -> Vec<u8> {
 fn parse_error(config: &serde_json::Value, tensors: &[(String, Dtype, Vec<usize>)]) -> String {
     let bytes = safetensors_bytes(tensors);
     let config = serde_json::to_vec(config).unwrap();
-    match HfModel::parse(&config, None, &[(SINGLE_FILE, &bytes)], &LoadOptions::default()) {
+    match HfModel::parse(
+        &config,
+        None,
+        &[(SINGLE_FILE, &bytes)],
+        &LoadOptions::default(),
+    ) {
         Ok(_) => panic!("the folder should be refused"),
         Err(e) => e.to_string(),
     }
@@ -394,12 +560,32 @@ fn assert_mentions(err: &str, needles: &[&str]) {
 fn tiny_folder_parses_and_permutes() {
     let bytes = safetensors_bytes(&tiny_tensors());
     let config = serde_json::to_vec(&tiny_config()).unwrap();
-    let model = HfModel::parse(&config, None, &[(SINGLE_FILE, &bytes)], &LoadOptions { matrix_type: Some(GgmlType::Q8_0) }).unwrap();
+    let model = HfModel::parse(
+        &config,
+        None,
+        &[(SINGLE_FILE, &bytes)],
+        &LoadOptions {
+            matrix_type: Some(GgmlType::Q8_0),
+        },
+    )
+    .unwrap();
     let md = &model.file.metadata;
-    assert_eq!(md.opt_u64("llama.attention.head_count_kv").unwrap(), Some(2));
-    assert_eq!(model.file.tensor("blk.1.attn_k.weight").unwrap().dims, [64, 32]);
-    assert_eq!(model.file.tensor("blk.1.attn_k.weight").unwrap().ty, GgmlType::Q8_0);
-    assert_eq!(model.file.tensor("blk.1.ffn_norm.weight").unwrap().ty, GgmlType::F32);
+    assert_eq!(
+        md.opt_u64("llama.attention.head_count_kv").unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        model.file.tensor("blk.1.attn_k.weight").unwrap().dims,
+        [64, 32]
+    );
+    assert_eq!(
+        model.file.tensor("blk.1.attn_k.weight").unwrap().ty,
+        GgmlType::Q8_0
+    );
+    assert_eq!(
+        model.file.tensor("blk.1.ffn_norm.weight").unwrap().ty,
+        GgmlType::F32
+    );
     assert!(model.file.tensor("output.weight").is_none(), "tied");
 }
 
@@ -411,17 +597,51 @@ fn bad_configs_name_the_key() {
         c
     };
     let t = tiny_tensors();
-    assert_mentions(&parse_error(&with("model_type", "gpt_neox".into()), &t), &["unsupported architecture", "gpt_neox"]);
-    assert_mentions(&parse_error(&with("num_attention_heads", 6.into()), &t), &["num_attention_heads", "hidden_size"]);
-    assert_mentions(&parse_error(&with("num_key_value_heads", 3.into()), &t), &["num_key_value_heads"]);
-    assert_mentions(&parse_error(&with("hidden_act", "gelu".into()), &t), &["hidden_act", "gelu"]);
-    assert_mentions(&parse_error(&with("rope_scaling", json!({"rope_type": "llama3", "factor": 8.0})), &t), &["rope_scaling.rope_type", "llama3"]);
-    assert_mentions(&parse_error(&with("vocab_size", "many".into()), &t), &["vocab_size"]);
+    assert_mentions(
+        &parse_error(&with("model_type", "gpt_neox".into()), &t),
+        &["unsupported architecture", "gpt_neox"],
+    );
+    assert_mentions(
+        &parse_error(&with("num_attention_heads", 6.into()), &t),
+        &["num_attention_heads", "hidden_size"],
+    );
+    assert_mentions(
+        &parse_error(&with("num_key_value_heads", 3.into()), &t),
+        &["num_key_value_heads"],
+    );
+    assert_mentions(
+        &parse_error(&with("hidden_act", "gelu".into()), &t),
+        &["hidden_act", "gelu"],
+    );
+    assert_mentions(
+        &parse_error(
+            &with(
+                "rope_scaling",
+                json!({"rope_type": "llama3", "factor": 8.0}),
+            ),
+            &t,
+        ),
+        &["rope_scaling.rope_type", "llama3"],
+    );
+    assert_mentions(
+        &parse_error(&with("vocab_size", "many".into()), &t),
+        &["vocab_size"],
+    );
     let mut missing = tiny_config();
     missing.as_object_mut().unwrap().remove("num_hidden_layers");
-    assert_mentions(&parse_error(&missing, &t), &["config.json", "missing key num_hidden_layers"]);
+    assert_mentions(
+        &parse_error(&missing, &t),
+        &["config.json", "missing key num_hidden_layers"],
+    );
     let bytes = safetensors_bytes(&t);
-    let err = HfModel::parse(b"{ not json", None, &[(SINGLE_FILE, &bytes)], &LoadOptions::default()).unwrap_err().to_string();
+    let err = HfModel::parse(
+        b"{ not json",
+        None,
+        &[(SINGLE_FILE, &bytes)],
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_mentions(&err, &["config.json"]);
 }
 
@@ -430,30 +650,67 @@ fn bad_tensors_name_the_tensor() {
     let c = tiny_config();
     let mut t = tiny_tensors();
     t.retain(|(n, _, _)| n != "model.layers.1.mlp.up_proj.weight");
-    assert_mentions(&parse_error(&c, &t), &["no tensor model.layers.1.mlp.up_proj.weight"]);
+    assert_mentions(
+        &parse_error(&c, &t),
+        &["no tensor model.layers.1.mlp.up_proj.weight"],
+    );
 
     let mut t = tiny_tensors();
     t[4].2 = vec![64, 64]; // layer 0's k_proj: 2 KV heads of 16 make 32 rows
-    assert_mentions(&parse_error(&c, &t), &["model.layers.0.self_attn.k_proj.weight", "[64, 64]", "[32, 64]"]);
+    assert_mentions(
+        &parse_error(&c, &t),
+        &[
+            "model.layers.0.self_attn.k_proj.weight",
+            "[64, 64]",
+            "[32, 64]",
+        ],
+    );
 
     let mut t = tiny_tensors();
     t[3].1 = Dtype::I8;
-    assert_mentions(&parse_error(&c, &t), &["model.layers.0.self_attn.q_proj.weight", "I8"]);
+    assert_mentions(
+        &parse_error(&c, &t),
+        &["model.layers.0.self_attn.q_proj.weight", "I8"],
+    );
     let mut t = tiny_tensors();
     t[0].1 = Dtype::F64;
     assert_mentions(&parse_error(&c, &t), &["model.embed_tokens.weight", "F64"]);
 
     let mut t = tiny_tensors();
-    t.push(("model.layers.0.self_attn.q_norm.weight".into(), Dtype::F32, vec![16]));
-    assert_mentions(&parse_error(&c, &t), &["unexpected tensor model.layers.0.self_attn.q_norm.weight"]);
+    t.push((
+        "model.layers.0.self_attn.q_norm.weight".into(),
+        Dtype::F32,
+        vec![16],
+    ));
+    assert_mentions(
+        &parse_error(&c, &t),
+        &["unexpected tensor model.layers.0.self_attn.q_norm.weight"],
+    );
     // Not weights: ignored.
     let mut t = tiny_tensors();
-    t.push(("model.layers.0.self_attn.rotary_emb.inv_freq".into(), Dtype::F32, vec![8]));
+    t.push((
+        "model.layers.0.self_attn.rotary_emb.inv_freq".into(),
+        Dtype::F32,
+        vec![8],
+    ));
     let bytes = safetensors_bytes(&t);
-    HfModel::parse(&serde_json::to_vec(&c).unwrap(), None, &[(SINGLE_FILE, &bytes)], &LoadOptions::default()).expect("inv_freq is ignored");
+    HfModel::parse(
+        &serde_json::to_vec(&c).unwrap(),
+        None,
+        &[(SINGLE_FILE, &bytes)],
+        &LoadOptions::default(),
+    )
+    .expect("inv_freq is ignored");
 
     let garbage = b"\x10\0\0\0\0\0\0\0{not a header}";
-    let err = HfModel::parse(&serde_json::to_vec(&c).unwrap(), None, &[(SINGLE_FILE, garbage)], &LoadOptions::default()).unwrap_err().to_string();
+    let err = HfModel::parse(
+        &serde_json::to_vec(&c).unwrap(),
+        None,
+        &[(SINGLE_FILE, garbage)],
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_mentions(&err, &[SINGLE_FILE]);
 }
 
@@ -466,26 +723,56 @@ fn missing_shard_is_named() {
     let weight_map: HashMap<&str, &str> = t
         .iter()
         .enumerate()
-        .map(|(i, (n, _, _))| (n.as_str(), if i < 10 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" }))
+        .map(|(i, (n, _, _))| {
+            (
+                n.as_str(),
+                if i < 10 {
+                    "model-00001-of-00002.safetensors"
+                } else {
+                    "model-00002-of-00002.safetensors"
+                },
+            )
+        })
         .collect();
     let index = serde_json::to_vec(&json!({ "metadata": {}, "weight_map": weight_map })).unwrap();
     let config = serde_json::to_vec(&tiny_config()).unwrap();
     let one = safetensors_bytes(first);
-    let err = HfModel::parse(&config, Some(&index), &[("model-00001-of-00002.safetensors", &one)], &LoadOptions::default()).unwrap_err().to_string();
+    let err = HfModel::parse(
+        &config,
+        Some(&index),
+        &[("model-00001-of-00002.safetensors", &one)],
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_mentions(&err, &["model-00002-of-00002.safetensors", INDEX_FILE]);
     // All shards given: it parses.
     let two = safetensors_bytes(second);
-    let shards = [("model-00001-of-00002.safetensors", &one[..]), ("model-00002-of-00002.safetensors", &two[..])];
-    HfModel::parse(&config, Some(&index), &shards, &LoadOptions::default()).expect("complete folder");
+    let shards = [
+        ("model-00001-of-00002.safetensors", &one[..]),
+        ("model-00002-of-00002.safetensors", &two[..]),
+    ];
+    HfModel::parse(&config, Some(&index), &shards, &LoadOptions::default())
+        .expect("complete folder");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), &config).unwrap();
     std::fs::write(dir.path().join(INDEX_FILE), &index).unwrap();
     std::fs::write(dir.path().join("model-00001-of-00002.safetensors"), &one).unwrap();
-    wisp(&["info", "-m", dir.path().to_str().unwrap()]).fails_with("model-00002-of-00002.safetensors");
+    wisp(&["info", "-m", dir.path().to_str().unwrap()])
+        .fails_with("model-00002-of-00002.safetensors");
     std::fs::write(dir.path().join("model-00002-of-00002.safetensors"), &two).unwrap();
     let info = wisp(&["info", "--json", "-m", dir.path().to_str().unwrap()]).json();
-    assert_eq!(info["model"]["metadata"]["general.architecture"], "\"llama\"");
-    wisp(&["info", "-m", dir.path().to_str().unwrap(), "--quantize", "q5_k"]).fails_with("--quantize");
+    assert_eq!(
+        info["model"]["metadata"]["general.architecture"],
+        "\"llama\""
+    );
+    wisp(&[
+        "info",
+        "-m",
+        dir.path().to_str().unwrap(),
+        "--quantize",
+        "q5_k",
+    ])
+    .fails_with("--quantize");
 }
-

@@ -20,7 +20,8 @@ fn one_chunk_chunks_of_100_and_token_by_token_agree_over_2k_tokens() {
     let bytes = std::fs::read(model_path("SmolLM2-135M-Instruct.Q4_1.gguf")).expect("read model");
     let file = GgufFile::parse(&bytes).expect("parse");
     let tokenizer = Tokenizer::from_gguf(&file.metadata).expect("tokenizer");
-    let fixture = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ppl.txt")).expect("fixture");
+    let fixture = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ppl.txt"))
+        .expect("fixture");
     let mut ids = Vec::new();
     while ids.len() < N {
         ids.extend(tokenizer.encode(&fixture, false).expect("encode"));
@@ -29,8 +30,23 @@ fn one_chunk_chunks_of_100_and_token_by_token_agree_over_2k_tokens() {
     let act = std::cell::Cell::new(None);
     let run = |max_batch: u32, each: &mut dyn FnMut(usize, Vec<f32>)| {
         // f32 keys and values: the KV cache adds no rounding of its own.
-        let options = EngineOptions { n_ctx: N as u32, max_batch, max_rows: max_batch.min(32), kv_type: Some(KvType::F32), ..Default::default() };
-        let mut e = pollster::block_on(Engine::load(gpu(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load");
+        let options = EngineOptions {
+            n_ctx: N as u32,
+            max_batch,
+            max_rows: max_batch.min(32),
+            kv_type: Some(KvType::F32),
+            ..Default::default()
+        };
+        let mut e = pollster::block_on(Engine::load(
+            gpu(),
+            &file,
+            &FileBytes {
+                file: &file,
+                bytes: &bytes,
+            },
+            &options,
+        ))
+        .expect("load");
         act.set(Some(e.variant.act));
         pollster::block_on(e.prefill_logits_with(&ids, &mut *each)).expect("prefill");
     };
@@ -67,8 +83,21 @@ fn one_chunk_chunks_of_100_and_token_by_token_agree_over_2k_tokens() {
             "{how}: worst max |Δ| {:.5} at position {}, worst cosine {:.7} at {}; top-1 differs at {top1_differs} of {N} positions",
             worst_diff.1, worst_diff.0, worst_cos.1, worst_cos.0
         );
-        assert!(worst_diff.1 <= max_diff, "{how}: max |Δ| {:.4} at position {} against one chunk", worst_diff.1, worst_diff.0);
-        assert!(worst_cos.1 >= min_cos, "{how}: cosine {:.7} at position {} against one chunk", worst_cos.1, worst_cos.0);
-        assert_eq!(clear_top1_differs, 0, "{how}: top-1 differs where one chunk's top-2 margin is over 0.5");
+        assert!(
+            worst_diff.1 <= max_diff,
+            "{how}: max |Δ| {:.4} at position {} against one chunk",
+            worst_diff.1,
+            worst_diff.0
+        );
+        assert!(
+            worst_cos.1 >= min_cos,
+            "{how}: cosine {:.7} at position {} against one chunk",
+            worst_cos.1,
+            worst_cos.0
+        );
+        assert_eq!(
+            clear_top1_differs, 0,
+            "{how}: top-1 differs where one chunk's top-2 margin is over 0.5"
+        );
     }
 }

@@ -10,7 +10,9 @@ use wisp_core::model::FileBytes;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{gpu, variants};
 use wisp_tests::model_path;
-use wisp_tests::reference::{self, check_against_exact, check_against_llamacpp, cosine, max_abs_diff, top_k};
+use wisp_tests::reference::{
+    self, check_against_exact, check_against_llamacpp, cosine, max_abs_diff, top_k,
+};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const REF: &str = "smollm2-135m-instruct-q4_1";
@@ -49,26 +51,49 @@ fn smollm2_logits_match_references_in_every_variant() {
         assert_eq!(per_pos.len(), capital.len());
         for (i, ours) in per_pos.iter().enumerate() {
             let result = if exact_meets_llamacpp[i] {
-                check_against_llamacpp(&format!("{variant} capital pos {i}"), ours, &cap_llama[i * vocab..(i + 1) * vocab])
+                check_against_llamacpp(
+                    &format!("{variant} capital pos {i}"),
+                    ours,
+                    &cap_llama[i * vocab..(i + 1) * vocab],
+                )
             } else {
-                check_against_exact(&format!("{variant} capital pos {i} (exact reference)"), variant.act, ours, &exact[i])
+                check_against_exact(
+                    &format!("{variant} capital pos {i} (exact reference)"),
+                    variant.act,
+                    ours,
+                    &exact[i],
+                )
             };
             if let Err(m) = result {
                 failures.push(m);
             }
         }
         let last = per_pos.last().unwrap();
-        if let Err(m) = check_against_exact(&format!("{variant} capital"), variant.act, last, &refs["capital.f32ref_logits_last"].1) {
+        if let Err(m) = check_against_exact(
+            &format!("{variant} capital"),
+            variant.act,
+            last,
+            &refs["capital.f32ref_logits_last"].1,
+        ) {
             failures.push(m);
         }
         // Chat prompt through the generation path (prefill + last-position head).
         e.reset();
         e.prefill(&chat).expect("chat prefill");
         let ours = pollster::block_on(e.logits()).expect("chat logits");
-        if let Err(m) = check_against_llamacpp(&format!("{variant} chat"), &ours, &refs["chat.llamacpp_logits_last"].1) {
+        if let Err(m) = check_against_llamacpp(
+            &format!("{variant} chat"),
+            &ours,
+            &refs["chat.llamacpp_logits_last"].1,
+        ) {
             failures.push(m);
         }
-        if let Err(m) = check_against_exact(&format!("{variant} chat"), variant.act, &ours, &refs["chat.f32ref_logits_last"].1) {
+        if let Err(m) = check_against_exact(
+            &format!("{variant} chat"),
+            variant.act,
+            &ours,
+            &refs["chat.f32ref_logits_last"].1,
+        ) {
             failures.push(m);
         }
         eprintln!("{variant}: checked");
@@ -87,14 +112,30 @@ fn q8_0_kv_cache_stays_close_to_f16() {
     let bytes = std::fs::read(model_path(MODEL)).expect("read model");
     let file = GgufFile::parse(&bytes).expect("parse model");
     let logits = |kv: KvType| {
-        let options = EngineOptions { n_ctx: 256, kv_type: Some(kv), ..Default::default() };
-        let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &FileBytes { file: &file, bytes: &bytes }, &options)).expect("load");
+        let options = EngineOptions {
+            n_ctx: 256,
+            kv_type: Some(kv),
+            ..Default::default()
+        };
+        let mut e = pollster::block_on(Engine::load(
+            gpu.clone(),
+            &file,
+            &FileBytes {
+                file: &file,
+                bytes: &bytes,
+            },
+            &options,
+        ))
+        .expect("load");
         e.prefill(&chat).expect("prefill");
         pollster::block_on(e.logits()).expect("logits")
     };
     let (f16, q8) = (logits(KvType::F16), logits(KvType::Q8_0));
     let (cos, diff) = (cosine(&q8, &f16), max_abs_diff(&q8, &f16));
     eprintln!("q8_0 KV against f16 KV: cosine {cos:.6}, max |Δ| {diff:.4}");
-    assert!(cos >= 0.999 && diff <= 1.0, "q8_0 KV: cosine {cos:.6}, max |Δ| {diff:.4}");
+    assert!(
+        cos >= 0.999 && diff <= 1.0,
+        "q8_0 KV: cosine {cos:.6}, max |Δ| {diff:.4}"
+    );
     assert_eq!(top_k(&q8, 1), top_k(&f16, 1));
 }

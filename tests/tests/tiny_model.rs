@@ -11,7 +11,9 @@ use std::sync::Arc;
 use wisp_core::engine::{Engine, EngineError, EngineOptions};
 use wisp_core::gguf::{GgufFile, TensorInfo, Value};
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
-use wisp_core::model::{Counted, FeedForward, FileBytes, PROGRESS_PIECE, TensorFuture, TensorSource};
+use wisp_core::model::{
+    Counted, FeedForward, FileBytes, PROGRESS_PIECE, TensorFuture, TensorSource,
+};
 use wisp_core::quant::GgmlType;
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{covering_variants, gpu, gpu_with_binding_limit, variants};
@@ -20,17 +22,44 @@ use wisp_tests::tiny_model::{TinySpec, tiny_model, tiny_writer};
 
 const PROMPT: [u32; 11] = [1, 17, 300, 42, 42, 5, 250, 9, 128, 77, 0];
 
-fn load(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u32) -> Result<Engine, wisp_core::Error> {
+fn load(
+    gpu: Arc<Gpu>,
+    bytes: &[u8],
+    variant: Option<Variant>,
+    max_batch: u32,
+) -> Result<Engine, wisp_core::Error> {
     load_ctx(gpu, bytes, variant, max_batch, 64)
 }
 
-fn load_ctx(gpu: Arc<Gpu>, bytes: &[u8], variant: Option<Variant>, max_batch: u32, n_ctx: u32) -> Result<Engine, wisp_core::Error> {
+fn load_ctx(
+    gpu: Arc<Gpu>,
+    bytes: &[u8],
+    variant: Option<Variant>,
+    max_batch: u32,
+    n_ctx: u32,
+) -> Result<Engine, wisp_core::Error> {
     let file = GgufFile::parse(bytes)?;
     let overrides = variant
-        .map(|v| VariantOverrides { act: Some(v.act), reduce: Some(v.reduce), tier: Some(v.tier) })
+        .map(|v| VariantOverrides {
+            act: Some(v.act),
+            reduce: Some(v.reduce),
+            tier: Some(v.tier),
+        })
         .unwrap_or_default();
-    let options = EngineOptions { n_ctx, max_batch, max_rows: max_batch.min(8), max_entries: 4, variant: overrides, ..Default::default() };
-    pollster::block_on(Engine::load(gpu, &file, &FileBytes { file: &file, bytes }, &options))
+    let options = EngineOptions {
+        n_ctx,
+        max_batch,
+        max_rows: max_batch.min(8),
+        max_entries: 4,
+        variant: overrides,
+        ..Default::default()
+    };
+    pollster::block_on(Engine::load(
+        gpu,
+        &file,
+        &FileBytes { file: &file, bytes },
+        &options,
+    ))
 }
 
 /// GPU logits against the CPU reference: tight for f32 activations; f16 storage rounds
@@ -47,7 +76,14 @@ fn assert_logits_close(what: &str, act: Act, got: &[f32], want: &[f32]) {
 #[test]
 fn every_variant_matches_the_cpu_reference_at_every_position() {
     let gpu = gpu();
-    for spec in [TinySpec::default(), TinySpec { tied: false, embd_type: GgmlType::F16, ..TinySpec::default() }] {
+    for spec in [
+        TinySpec::default(),
+        TinySpec {
+            tied: false,
+            embd_type: GgmlType::F16,
+            ..TinySpec::default()
+        },
+    ] {
         let bytes = tiny_model(&spec);
         let file = GgufFile::parse(&bytes).unwrap();
         let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
@@ -96,9 +132,17 @@ fn decode_and_chunked_prefill_agree_with_one_shot_prefill() {
 fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
     let gpu = gpu();
     let specs = [
-        TinySpec { arch: "qwen2", tied: false, ..TinySpec::default() },
+        TinySpec {
+            arch: "qwen2",
+            tied: false,
+            ..TinySpec::default()
+        },
         // A window of 4 over an 11-token prompt: the windowed layers mask, the global one not.
-        TinySpec { arch: "gemma3", window: Some(4), ..TinySpec::default() },
+        TinySpec {
+            arch: "gemma3",
+            window: Some(4),
+            ..TinySpec::default()
+        },
     ];
     for spec in specs {
         let bytes = tiny_model(&spec);
@@ -112,13 +156,23 @@ fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
             let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
             let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
             for (p, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert_logits_close(&format!("{}, {v}, batched prefill position {p}", spec.arch), v.act, g, w);
+                assert_logits_close(
+                    &format!("{}, {v}, batched prefill position {p}", spec.arch),
+                    v.act,
+                    g,
+                    w,
+                );
             }
             e.reset();
             for (p, &t) in PROMPT.iter().enumerate() {
                 e.decode(t).expect("decode");
                 let got = pollster::block_on(e.logits()).unwrap();
-                assert_logits_close(&format!("{}, {v}, decode position {p}", spec.arch), v.act, &got, &want[p]);
+                assert_logits_close(
+                    &format!("{}, {v}, decode position {p}", spec.arch),
+                    v.act,
+                    &got,
+                    &want[p],
+                );
             }
         }
     }
@@ -130,7 +184,10 @@ fn qwen2_and_gemma3_blocks_match_the_cpu_reference() {
 #[test]
 fn a_mixture_of_experts_matches_the_cpu_reference_in_prefill_and_decode() {
     let gpu = gpu();
-    let spec = TinySpec { experts: Some((4, 2)), ..TinySpec::default() };
+    let spec = TinySpec {
+        experts: Some((4, 2)),
+        ..TinySpec::default()
+    };
     let bytes = tiny_model(&spec);
     let file = GgufFile::parse(&bytes).unwrap();
     let cpu = CpuModel::load(&file, &bytes);
@@ -140,19 +197,32 @@ fn a_mixture_of_experts_matches_the_cpu_reference_in_prefill_and_decode() {
         picks.iter_mut().for_each(|p| p.sort());
         picks.sort();
         picks.dedup();
-        assert!(picks.len() >= 3, "layer {layer}: the prompt's tokens pick only {picks:?}");
+        assert!(
+            picks.len() >= 3,
+            "layer {layer}: the prompt's tokens pick only {picks:?}"
+        );
     }
     for v in variants(&gpu) {
         let mut e = load(gpu.clone(), &bytes, Some(v), 16).expect("load");
         let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_logits_close(&format!("experts, {v}, batched prefill position {p}"), v.act, g, w);
+            assert_logits_close(
+                &format!("experts, {v}, batched prefill position {p}"),
+                v.act,
+                g,
+                w,
+            );
         }
         e.reset();
         for (p, &t) in PROMPT.iter().enumerate() {
             e.decode(t).expect("decode");
             let got = pollster::block_on(e.logits()).unwrap();
-            assert_logits_close(&format!("experts, {v}, decode position {p}"), v.act, &got, &want[p]);
+            assert_logits_close(
+                &format!("experts, {v}, decode position {p}"),
+                v.act,
+                &got,
+                &want[p],
+            );
         }
     }
 }
@@ -162,16 +232,27 @@ fn tensors_split_across_buffers_give_the_same_logits() {
     // 48 KiB bindings: the embedding (1501 rows of 102 bytes) and the fused gate/up
     // projections (960 rows of 60 bytes) are split across buffers.
     let gpu = gpu_with_binding_limit(48 * 1024);
-    let spec = TinySpec { vocab: 1501, n_ff: 480, ..TinySpec::default() };
+    let spec = TinySpec {
+        vocab: 1501,
+        n_ff: 480,
+        ..TinySpec::default()
+    };
     let bytes = tiny_model(&spec);
     let file = GgufFile::parse(&bytes).unwrap();
     let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
     // Every variant: each tier sizes its own buffers (split-K partials among them).
     for v in variants(&gpu) {
-        let mut e = load_ctx(gpu.clone(), &bytes, Some(v), 4, 32).expect("load with small bindings");
-        let FeedForward::Dense { gate_up, .. } = &e.weights.layers[0].ffn else { panic!("a dense model") };
+        let mut e =
+            load_ctx(gpu.clone(), &bytes, Some(v), 4, 32).expect("load with small bindings");
+        let FeedForward::Dense { gate_up, .. } = &e.weights.layers[0].ffn else {
+            panic!("a dense model")
+        };
         assert!(gate_up.parts[0].0.chunks.len() >= 2);
-        assert!(e.weights.token_embd.chunks.len() >= 3, "embedding in {} buffers", e.weights.token_embd.chunks.len());
+        assert!(
+            e.weights.token_embd.chunks.len() >= 3,
+            "embedding in {} buffers",
+            e.weights.token_embd.chunks.len()
+        );
         let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_logits_close(&format!("split, position {p}, {v}"), e.variant.act, g, w);
@@ -200,7 +281,9 @@ impl TensorSource for Fetching<'_> {
     fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: Range<u64>) -> TensorFuture<'a> {
         Box::pin(async move {
             let whole = self.file.tensor_range(info)?;
-            let bytes = self.bytes[(whole.start + range.start) as usize..(whole.start + range.end) as usize].to_vec();
+            let bytes = self.bytes
+                [(whole.start + range.start) as usize..(whole.start + range.end) as usize]
+                .to_vec();
             self.largest.set(self.largest.get().max(bytes.len() as u64));
             self.fetches.set(self.fetches.get() + 1);
             Ok(Cow::Owned(bytes))
@@ -214,20 +297,66 @@ fn a_fetching_source_uploads_pieces_into_split_buffers_and_gives_the_same_logits
     // written into 48 KiB buffers, so pieces land on both sides of buffer boundaries; with
     // experts, each expert's rows come from its slice of the 3-D tensor.
     let gpu = gpu_with_binding_limit(48 * 1024);
-    for spec in [TinySpec { vocab: 1501, n_ff: 480, ..TinySpec::default() }, TinySpec { experts: Some((4, 2)), ..TinySpec::default() }] {
+    for spec in [
+        TinySpec {
+            vocab: 1501,
+            n_ff: 480,
+            ..TinySpec::default()
+        },
+        TinySpec {
+            experts: Some((4, 2)),
+            ..TinySpec::default()
+        },
+    ] {
         let bytes = tiny_model(&spec);
         let file = GgufFile::parse(&bytes).unwrap();
         let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
-        let source = Fetching { file: &file, bytes: &bytes, piece: 1000, largest: Cell::new(0), fetches: Cell::new(0) };
-        let options = EngineOptions { n_ctx: 32, max_batch: 4, max_rows: 4, max_entries: 4, ..Default::default() };
-        let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &source, &options)).expect("load from a fetching source");
+        let source = Fetching {
+            file: &file,
+            bytes: &bytes,
+            piece: 1000,
+            largest: Cell::new(0),
+            fetches: Cell::new(0),
+        };
+        let options = EngineOptions {
+            n_ctx: 32,
+            max_batch: 4,
+            max_rows: 4,
+            max_entries: 4,
+            ..Default::default()
+        };
+        let mut e = pollster::block_on(Engine::load(gpu.clone(), &file, &source, &options))
+            .expect("load from a fetching source");
         // Vectors (norms) are fetched whole; every matrix row is under 1000 bytes.
-        let largest_vector = file.tensors.iter().filter(|t| t.dims.len() == 1).map(|t| t.n_bytes()).max().unwrap();
-        assert!(source.largest.get() <= 1000.max(largest_vector), "a fetch of {} bytes", source.largest.get());
-        assert!(source.fetches.get() as usize > 2 * file.tensors.len(), "{} fetches for {} tensors", source.fetches.get(), file.tensors.len());
+        let largest_vector = file
+            .tensors
+            .iter()
+            .filter(|t| t.dims.len() == 1)
+            .map(|t| t.n_bytes())
+            .max()
+            .unwrap();
+        assert!(
+            source.largest.get() <= 1000.max(largest_vector),
+            "a fetch of {} bytes",
+            source.largest.get()
+        );
+        assert!(
+            source.fetches.get() as usize > 2 * file.tensors.len(),
+            "{} fetches for {} tensors",
+            source.fetches.get(),
+            file.tensors.len()
+        );
         let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_logits_close(&format!("fetched in pieces ({:?} experts), position {p}", spec.experts), e.variant.act, g, w);
+            assert_logits_close(
+                &format!(
+                    "fetched in pieces ({:?} experts), position {p}",
+                    spec.experts
+                ),
+                e.variant.act,
+                g,
+                w,
+            );
         }
     }
 }
@@ -245,9 +374,18 @@ fn broken_models_are_refused_with_a_clear_error() {
     // A projection whose shape does not match the metadata.
     let mut w = tiny_writer(&spec);
     w.remove_tensor("blk.1.attn_q.weight");
-    w.tensor_from_f32("blk.1.attn_q.weight", &[96, 64], GgmlType::F32, &vec![0.0; 96 * 64]).unwrap();
+    w.tensor_from_f32(
+        "blk.1.attn_q.weight",
+        &[96, 64],
+        GgmlType::F32,
+        &vec![0.0; 96 * 64],
+    )
+    .unwrap();
     let e = load_err(&w.to_bytes());
-    assert!(e.contains("blk.1.attn_q.weight") && e.contains("[96, 64]") && e.contains("[96, 96]"), "{e}");
+    assert!(
+        e.contains("blk.1.attn_q.weight") && e.contains("[96, 64]") && e.contains("[96, 96]"),
+        "{e}"
+    );
 
     // A missing required key.
     let mut w = tiny_writer(&spec);
@@ -264,48 +402,84 @@ fn broken_models_are_refused_with_a_clear_error() {
     // A tensor type with no GPU kernel (IQ2_XXS blocks hold 256 values, so this model
     // has a 256-wide feed-forward).
     let e = {
-        let mut w = tiny_writer(&TinySpec { n_ff: 256, ..spec.clone() });
+        let mut w = tiny_writer(&TinySpec {
+            n_ff: 256,
+            ..spec.clone()
+        });
         w.remove_tensor("blk.0.ffn_down.weight");
         let len = GgmlType::IQ2_XXS.bytes_for(256 * 96).unwrap() as usize;
-        w.tensor("blk.0.ffn_down.weight", &[256, 96], GgmlType::IQ2_XXS, vec![0; len]).unwrap();
+        w.tensor(
+            "blk.0.ffn_down.weight",
+            &[256, 96],
+            GgmlType::IQ2_XXS,
+            vec![0; len],
+        )
+        .unwrap();
         load_err(&w.to_bytes())
     };
-    assert_eq!(e, "unsupported tensor type IQ2_XXS in tensor blk.0.ffn_down.weight");
+    assert_eq!(
+        e,
+        "unsupported tensor type IQ2_XXS in tensor blk.0.ffn_down.weight"
+    );
 
     // An architecture Wisp does not run.
     let mut w = tiny_writer(&spec);
-    w.metadata("general.architecture", Value::from("mamba")).unwrap();
+    w.metadata("general.architecture", Value::from("mamba"))
+        .unwrap();
     let e = load_err(&w.to_bytes());
     assert!(e.contains("unsupported architecture \"mamba\""), "{e}");
 
     // Heads that do not divide.
     let mut w = tiny_writer(&spec);
-    w.metadata("llama.attention.head_count_kv", Value::from(4u32)).unwrap();
+    w.metadata("llama.attention.head_count_kv", Value::from(4u32))
+        .unwrap();
     let e = load_err(&w.to_bytes());
     assert!(e.contains("head_count"), "{e}");
 
     // Experts: more used than exist; an expert tensor of the wrong shape; a missing router.
-    let moe = TinySpec { experts: Some((4, 2)), ..spec.clone() };
+    let moe = TinySpec {
+        experts: Some((4, 2)),
+        ..spec.clone()
+    };
     let mut w = tiny_writer(&moe);
-    w.metadata("llama.expert_used_count", Value::from(5u32)).unwrap();
+    w.metadata("llama.expert_used_count", Value::from(5u32))
+        .unwrap();
     let e = load_err(&w.to_bytes());
-    assert!(e.contains("llama.expert_used_count = 5") && e.contains("llama.expert_count = 4"), "{e}");
+    assert!(
+        e.contains("llama.expert_used_count = 5") && e.contains("llama.expert_count = 4"),
+        "{e}"
+    );
     let mut w = tiny_writer(&moe);
     w.remove_tensor("blk.1.ffn_up_exps.weight");
-    w.tensor_from_f32("blk.1.ffn_up_exps.weight", &[96, 160, 3], GgmlType::F32, &vec![0.0; 96 * 160 * 3]).unwrap();
+    w.tensor_from_f32(
+        "blk.1.ffn_up_exps.weight",
+        &[96, 160, 3],
+        GgmlType::F32,
+        &vec![0.0; 96 * 160 * 3],
+    )
+    .unwrap();
     let e = load_err(&w.to_bytes());
-    assert!(e.contains("blk.1.ffn_up_exps.weight") && e.contains("[96, 160, 4]"), "{e}");
+    assert!(
+        e.contains("blk.1.ffn_up_exps.weight") && e.contains("[96, 160, 4]"),
+        "{e}"
+    );
     let mut w = tiny_writer(&moe);
     w.remove_tensor("blk.0.ffn_gate_inp.weight");
     let e = load_err(&w.to_bytes());
     assert!(e.contains("blk.0.ffn_gate_inp.weight"), "{e}");
 
     // Architecture-specific tensors: qwen2's biases, gemma3's norms.
-    let mut w = tiny_writer(&TinySpec { arch: "qwen2", ..spec.clone() });
+    let mut w = tiny_writer(&TinySpec {
+        arch: "qwen2",
+        ..spec.clone()
+    });
     w.remove_tensor("blk.2.attn_k.bias");
     let e = load_err(&w.to_bytes());
     assert!(e.contains("blk.2.attn_k.bias"), "{e}");
-    let mut w = tiny_writer(&TinySpec { arch: "gemma3", ..spec.clone() });
+    let mut w = tiny_writer(&TinySpec {
+        arch: "gemma3",
+        ..spec.clone()
+    });
     w.remove_tensor("blk.0.post_ffw_norm.weight");
     let e = load_err(&w.to_bytes());
     assert!(e.contains("blk.0.post_ffw_norm.weight"), "{e}");
@@ -316,13 +490,23 @@ fn bad_requests_are_refused_and_leave_the_cache_intact() {
     let bytes = tiny_model(&TinySpec::default());
     let mut e = load(gpu(), &bytes, None, 8).unwrap();
     let err = e.prefill(&[]).unwrap_err();
-    assert!(matches!(err, wisp_core::Error::Engine(EngineError::EmptyPrompt)), "{err}");
+    assert!(
+        matches!(err, wisp_core::Error::Engine(EngineError::EmptyPrompt)),
+        "{err}"
+    );
     e.prefill(&PROMPT[..5]).unwrap();
     // 64 positions of context: 5 used, 60 more do not fit.
     let err = e.prefill(&[3; 60]).unwrap_err();
-    assert!(err.to_string().contains("do not fit in the context of 64"), "{err}");
+    assert!(
+        err.to_string().contains("do not fit in the context of 64"),
+        "{err}"
+    );
     let err = e.prefill(&[301]).unwrap_err();
-    assert!(err.to_string().contains("token id 301 is outside the vocabulary of 301"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("token id 301 is outside the vocabulary of 301"),
+        "{err}"
+    );
     // The refused requests changed nothing: the cache still holds the 5 tokens.
     assert_eq!(e.position(), 5);
     let before = pollster::block_on(e.logits()).unwrap();
@@ -338,21 +522,45 @@ fn a_counted_source_reports_every_byte_once_up_to_the_total() {
     let gpu = gpu();
     let bytes = tiny_model(&TinySpec::default());
     let file = GgufFile::parse(&bytes).unwrap();
-    let inner = FileBytes { file: &file, bytes: &bytes };
+    let inner = FileBytes {
+        file: &file,
+        bytes: &bytes,
+    };
     let calls = std::cell::RefCell::new(Vec::new());
     let on_bytes = |done: u64, total: u64| calls.borrow_mut().push((done, total));
     let counted = Counted::new(&inner, &file, &on_bytes);
     let total: u64 = file.tensors.iter().map(|t| t.n_bytes()).sum();
     assert_eq!(counted.total(), total);
-    assert_eq!(counted.max_piece(), PROGRESS_PIECE, "a memory map has no limit of its own");
-    let options = EngineOptions { n_ctx: 32, ..Default::default() };
-    let mut e = pollster::block_on(Engine::load(gpu, &file, &counted, &options)).expect("load through a counted source");
+    assert_eq!(
+        counted.max_piece(),
+        PROGRESS_PIECE,
+        "a memory map has no limit of its own"
+    );
+    let options = EngineOptions {
+        n_ctx: 32,
+        ..Default::default()
+    };
+    let mut e = pollster::block_on(Engine::load(gpu, &file, &counted, &options))
+        .expect("load through a counted source");
     let calls = calls.into_inner();
-    assert!(calls.len() >= file.tensors.len(), "{} calls for {} tensors", calls.len(), file.tensors.len());
-    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0), "progress went back or stood still: {calls:?}");
+    assert!(
+        calls.len() >= file.tensors.len(),
+        "{} calls for {} tensors",
+        calls.len(),
+        file.tensors.len()
+    );
+    assert!(
+        calls.windows(2).all(|w| w[0].0 < w[1].0),
+        "progress went back or stood still: {calls:?}"
+    );
     assert!(calls.iter().all(|&(_, t)| t == total));
     assert_eq!(calls.last().unwrap().0, total);
     let want = CpuModel::load(&file, &bytes).forward(&PROMPT);
     let got = pollster::block_on(e.prefill_logits(&PROMPT)).expect("logits");
-    assert_logits_close("counted source", e.variant.act, &got[got.len() - 1], &want[want.len() - 1]);
+    assert_logits_close(
+        "counted source",
+        e.variant.act,
+        &got[got.len() - 1],
+        &want[want.len() - 1],
+    );
 }

@@ -24,9 +24,15 @@ fn pieces_of_any_size_land_in_order_across_buffer_splits() {
     let rows = 37u64;
     let bytes: Vec<u8> = (0..rows * 102).map(|i| (i * 7 + i / 255) as u8).collect();
     for piece in [1usize, 3, 5, 7, 1000, bytes.len()] {
-        let m = pollster::block_on(QMatrix::allocate(&gpu, "w", GgmlType::Q8_0, 96, rows)).expect("allocate");
+        let m = pollster::block_on(QMatrix::allocate(&gpu, "w", GgmlType::Q8_0, 96, rows))
+            .expect("allocate");
         assert!(m.chunks.len() >= 4, "{} buffers", m.chunks.len());
-        assert!(m.chunks.iter().all(|c| (c.n_rows as u64 * 102).is_multiple_of(4) || c.first_row as u64 + c.n_rows as u64 == rows));
+        assert!(
+            m.chunks
+                .iter()
+                .all(|c| (c.n_rows as u64 * 102).is_multiple_of(4)
+                    || c.first_row as u64 + c.n_rows as u64 == rows)
+        );
         let mut writer = m.writer();
         for part in bytes.chunks(piece) {
             writer.push(&gpu, part).expect("push");
@@ -39,12 +45,25 @@ fn pieces_of_any_size_land_in_order_across_buffer_splits() {
 #[test]
 fn a_wrong_byte_count_is_refused() {
     let gpu = gpu_with_binding_limit(1024);
-    let m = pollster::block_on(QMatrix::allocate(&gpu, "blk.0.ffn_up.weight", GgmlType::Q8_0, 96, 4)).expect("allocate");
+    let m = pollster::block_on(QMatrix::allocate(
+        &gpu,
+        "blk.0.ffn_up.weight",
+        GgmlType::Q8_0,
+        96,
+        4,
+    ))
+    .expect("allocate");
     let mut writer = m.writer();
     let e = writer.push(&gpu, &[0u8; 409]).unwrap_err().to_string();
-    assert!(e.contains("blk.0.ffn_up.weight") && e.contains("409 bytes for a matrix of 408"), "{e}");
+    assert!(
+        e.contains("blk.0.ffn_up.weight") && e.contains("409 bytes for a matrix of 408"),
+        "{e}"
+    );
     let mut writer = m.writer();
     writer.push(&gpu, &[0u8; 400]).expect("push");
     let e = writer.finish(&gpu).unwrap_err().to_string();
-    assert!(e.contains("blk.0.ffn_up.weight") && e.contains("400 bytes for a matrix of 408"), "{e}");
+    assert!(
+        e.contains("blk.0.ffn_up.weight") && e.contains("400 bytes for a matrix of 408"),
+        "{e}"
+    );
 }

@@ -19,7 +19,9 @@ use wisp_core::model::{TensorFuture, TensorSource};
 extern "C" {
     /// `{ size: number, read(offset: number, length: number): Promise<Uint8Array> }`:
     /// a model file that is read in pieces.
-    #[wasm_bindgen(typescript_type = "{ size: number, read(offset: number, length: number): Promise<Uint8Array> }")]
+    #[wasm_bindgen(
+        typescript_type = "{ size: number, read(offset: number, length: number): Promise<Uint8Array> }"
+    )]
     pub type ByteSource;
 
     #[wasm_bindgen(method, getter, structural)]
@@ -42,7 +44,9 @@ impl ByteSource {
     pub fn byte_len(&self) -> Result<u64, Error> {
         let size = self.size();
         if !(size.is_finite() && size >= 0.0 && size.fract() == 0.0) {
-            return Err(Error::Source(format!("the source's size is {size}, not a byte count")));
+            return Err(Error::Source(format!(
+                "the source's size is {size}, not a byte count"
+            )));
         }
         Ok(size as u64)
     }
@@ -56,11 +60,15 @@ impl ByteSource {
         let value = JsFuture::from(promise)
             .await
             .map_err(|e| Error::Source(format!("{}: {}", what(), js_message(&e))))?;
-        let array = value
-            .dyn_into::<Uint8Array>()
-            .map_err(|_| Error::Source(format!("{}: read() must resolve to a Uint8Array", what())))?;
+        let array = value.dyn_into::<Uint8Array>().map_err(|_| {
+            Error::Source(format!("{}: read() must resolve to a Uint8Array", what()))
+        })?;
         if array.length() as u64 != length {
-            return Err(Error::Source(format!("{}: got {} bytes (is the file truncated?)", what(), array.length())));
+            return Err(Error::Source(format!(
+                "{}: got {} bytes (is the file truncated?)",
+                what(),
+                array.length()
+            )));
         }
         Ok(array.to_vec())
     }
@@ -101,9 +109,16 @@ impl JsTensors<'_> {
     async fn fetch_part(&self, info: &TensorInfo, part: Range<u64>) -> Result<Vec<u8>, Error> {
         let whole = self.file.tensor_range(info)?;
         if part.start > part.end || part.end > whole.end - whole.start {
-            return Err(Error::Source(format!("bytes {part:?} of tensor {} (it has {})", info.name, whole.end - whole.start)));
+            return Err(Error::Source(format!(
+                "bytes {part:?} of tensor {} (it has {})",
+                info.name,
+                whole.end - whole.start
+            )));
         }
-        let bytes = self.source.read_exact(whole.start + part.start, part.end - part.start).await?;
+        let bytes = self
+            .source
+            .read_exact(whole.start + part.start, part.end - part.start)
+            .await?;
         self.done.set(self.done.get() + bytes.len() as u64);
         report(self.on_progress, "weights", self.done.get(), self.total);
         if self.done.get() >= self.total {
@@ -124,7 +139,11 @@ impl TensorSource for JsTensors<'_> {
     }
 
     fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
-        Box::pin(async move { self.fetch_part(info, 0..info.n_bytes()).await.map(Cow::Owned) })
+        Box::pin(async move {
+            self.fetch_part(info, 0..info.n_bytes())
+                .await
+                .map(Cow::Owned)
+        })
     }
 
     fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: Range<u64>) -> TensorFuture<'a> {
@@ -134,5 +153,10 @@ impl TensorSource for JsTensors<'_> {
 
 /// Calls `on_progress(phase, done, total)`; a throwing callback does not stop the load.
 pub fn report(on_progress: &Function, phase: &str, done: u64, total: u64) {
-    let _ = on_progress.call3(&JsValue::NULL, &phase.into(), &(done as f64).into(), &(total as f64).into());
+    let _ = on_progress.call3(
+        &JsValue::NULL,
+        &phase.into(),
+        &(done as f64).into(),
+        &(total as f64).into(),
+    );
 }

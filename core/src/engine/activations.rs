@@ -48,25 +48,51 @@ pub struct MoeActivations {
 }
 
 impl Activations {
-    pub async fn new(gpu: &Gpu, cfg: &ModelConfig, act: Act, max_batch: u32, max_rows: u32) -> Result<Activations, GpuError> {
+    pub async fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        act: Act,
+        max_batch: u32,
+        max_rows: u32,
+    ) -> Result<Activations, GpuError> {
         let b = max_batch as u64;
         let a = act.size();
         let qkv_w = (cfg.q_dim() + 2 * cfg.kv_dim()) as u64;
         Ok(Activations {
             tokens: gpu.storage("step tokens", 4 * b).await?,
-            x: gpu.storage("residual stream", 4 * b * cfg.n_embd as u64).await?,
-            xn: gpu.storage("normalised activations", a * b * cfg.n_embd as u64).await?,
-            qkv: gpu.storage("queries, keys and values", a * b * qkv_w).await?,
-            attn: gpu.storage("attention output", a * b * cfg.q_dim() as u64).await?,
-            gate_up: gpu.storage("gate and up projections", a * b * 2 * cfg.n_ff as u64).await?,
-            h: gpu.storage("feed-forward hidden", a * b * cfg.n_ff as u64).await?,
-            logits: gpu.storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64).await?,
+            x: gpu
+                .storage("residual stream", 4 * b * cfg.n_embd as u64)
+                .await?,
+            xn: gpu
+                .storage("normalised activations", a * b * cfg.n_embd as u64)
+                .await?,
+            qkv: gpu
+                .storage("queries, keys and values", a * b * qkv_w)
+                .await?,
+            attn: gpu
+                .storage("attention output", a * b * cfg.q_dim() as u64)
+                .await?,
+            gate_up: gpu
+                .storage("gate and up projections", a * b * 2 * cfg.n_ff as u64)
+                .await?,
+            h: gpu
+                .storage("feed-forward hidden", a * b * cfg.n_ff as u64)
+                .await?,
+            logits: gpu
+                .storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64)
+                .await?,
             moe: match cfg.experts {
                 Some(x) => Some(MoeActivations::new(gpu, cfg, &x, a, b).await?),
                 None => None,
             },
             branch: match cfg.arch.post_norms {
-                true => Some(gpu.storage("block output before its post-norm", 4 * b * cfg.n_embd as u64).await?),
+                true => Some(
+                    gpu.storage(
+                        "block output before its post-norm",
+                        4 * b * cfg.n_embd as u64,
+                    )
+                    .await?,
+                ),
                 false => None,
             },
         })
@@ -74,23 +100,48 @@ impl Activations {
 }
 
 impl MoeActivations {
-    async fn new(gpu: &Gpu, cfg: &ModelConfig, x: &Experts, act_size: u64, max_batch: u64) -> Result<MoeActivations, GpuError> {
+    async fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        x: &Experts,
+        act_size: u64,
+        max_batch: u64,
+    ) -> Result<MoeActivations, GpuError> {
         let slots = max_batch * x.n_used as u64;
         let ff = cfg.n_ff as u64;
         let mut route_in = Vec::new();
         let mut route_slot = Vec::new();
         for expert in 0..x.n_expert {
             for (list, x_per_slot) in [(&mut route_in, 0), (&mut route_slot, 1)] {
-                let r = MoeRoute { expert, n_used: x.n_used, x_per_slot, _pad: 0 };
-                list.push(gpu.storage_with("expert route", bytemuck::bytes_of(&r)).await?);
+                let r = MoeRoute {
+                    expert,
+                    n_used: x.n_used,
+                    x_per_slot,
+                    _pad: 0,
+                };
+                list.push(
+                    gpu.storage_with("expert route", bytemuck::bytes_of(&r))
+                        .await?,
+                );
             }
         }
         Ok(MoeActivations {
-            scores: gpu.storage("router scores", 4 * max_batch * x.n_expert as u64).await?,
+            scores: gpu
+                .storage("router scores", 4 * max_batch * x.n_expert as u64)
+                .await?,
             routes: gpu.storage("expert routes", 8 * slots).await?,
-            gate_up: gpu.storage("experts' gate and up projections", act_size * slots * 2 * ff).await?,
-            h: gpu.storage("experts' hidden activations", act_size * slots * ff).await?,
-            down: gpu.storage("experts' outputs", 4 * slots * cfg.n_embd as u64).await?,
+            gate_up: gpu
+                .storage(
+                    "experts' gate and up projections",
+                    act_size * slots * 2 * ff,
+                )
+                .await?,
+            h: gpu
+                .storage("experts' hidden activations", act_size * slots * ff)
+                .await?,
+            down: gpu
+                .storage("experts' outputs", 4 * slots * cfg.n_embd as u64)
+                .await?,
             route_in,
             route_slot,
         })

@@ -48,12 +48,20 @@ pub struct StepMeta {
 
 /// The first position a query at `pos` attends to.
 fn first_key(pos: u32, window: u32) -> u32 {
-    if window > 0 { (pos + 1).saturating_sub(window) } else { 0 }
+    if window > 0 {
+        (pos + 1).saturating_sub(window)
+    } else {
+        0
+    }
 }
 
 /// Lays out the metadata of `batch`, whose positions were already appended to the
 /// block manager (so each entry's tokens end at its sequence's length).
-pub fn build(batch: &[BatchEntry<'_>], blocks: &BlockManager, tiling: &AttnTiling) -> Result<StepMeta, KvError> {
+pub fn build(
+    batch: &[BatchEntry<'_>],
+    blocks: &BlockManager,
+    tiling: &AttnTiling,
+) -> Result<StepMeta, KvError> {
     let n_tokens: usize = batch.iter().map(|e| e.tokens.len()).sum();
     let mut tokens = Vec::with_capacity(n_tokens);
     let mut token_info = Vec::with_capacity(2 * n_tokens);
@@ -82,12 +90,25 @@ pub fn build(batch: &[BatchEntry<'_>], blocks: &BlockManager, tiling: &AttnTilin
             Logits::Last => rows.push(first_token + n - 1),
             Logits::All => rows.extend(first_token..first_token + n),
         }
-        attention_work(e as u32, first_token, pos0, n, tiling, &mut work, &mut reduce, &mut partials);
+        attention_work(
+            e as u32,
+            first_token,
+            pos0,
+            n,
+            tiling,
+            &mut work,
+            &mut reduce,
+            &mut partials,
+        );
     }
     let rows_start = tables_start + tables.len() as u32;
     let work_start = rows_start + rows.len() as u32;
     let reduce_start = work_start + work.len() as u32;
-    let (n_rows, n_work, n_reduce) = (rows.len() as u32, work.len() as u32 / 8, reduce.len() as u32 / 4);
+    let (n_rows, n_work, n_reduce) = (
+        rows.len() as u32,
+        work.len() as u32 / 8,
+        reduce.len() as u32 / 4,
+    );
     let params = StepParams {
         n_tokens: n_tokens as u32,
         n_entries: batch.len() as u32,
@@ -108,7 +129,14 @@ pub fn build(batch: &[BatchEntry<'_>], blocks: &BlockManager, tiling: &AttnTilin
     words.extend(rows);
     words.extend(work);
     words.extend(reduce);
-    Ok(StepMeta { params, words, tokens, rows: n_rows, work: n_work, reduce: n_reduce })
+    Ok(StepMeta {
+        params,
+        words,
+        tokens,
+        rows: n_rows,
+        work: n_work,
+        reduce: n_reduce,
+    })
 }
 
 /// Cuts one entry's attention into work items: tiles of up to `bq` queries; a single
@@ -128,7 +156,9 @@ pub fn attention_work(
     if n == 1 {
         let begin = first_key(pos0, tiling.window);
         let keys = pos0 + 1 - begin;
-        let splits = keys.div_ceil(tiling.keys_per_split).clamp(1, tiling.max_splits);
+        let splits = keys
+            .div_ceil(tiling.keys_per_split)
+            .clamp(1, tiling.max_splits);
         if splits > 1 {
             let per = keys.div_ceil(splits);
             for s in 0..splits {

@@ -15,7 +15,8 @@
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
 use crate::kernels::{
-    AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out, RopeParams, Tuning,
+    AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out,
+    RopeParams, Tuning,
 };
 use crate::kv::KvPool;
 use crate::model::{FeedForward, ModelConfig, ModelWeights, RopeStyle};
@@ -48,8 +49,18 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn product(&self, b: &mut PlanBuilder, m: &QMatrix, args: &MatArgs<'_>, batched: bool) -> Result<(), GpuError> {
-        if batched { self.k.matmul(b, m, args).await } else { self.k.matvec(b, m, args).await }
+    async fn product(
+        &self,
+        b: &mut PlanBuilder,
+        m: &QMatrix,
+        args: &MatArgs<'_>,
+        batched: bool,
+    ) -> Result<(), GpuError> {
+        if batched {
+            self.k.matmul(b, m, args).await
+        } else {
+            self.k.matvec(b, m, args).await
+        }
     }
 
     async fn layers(&self, batched: bool) -> Result<Plan, GpuError> {
@@ -60,9 +71,20 @@ impl Ctx<'_> {
         let qkv_w = cfg.q_dim() + 2 * cfg.kv_dim();
         let tokens = Count::Tokens;
         let o = &cfg.arch;
-        let embed_scale = if o.scale_embedding { (d as f32).sqrt() } else { 1.0 };
-        self.k.embed(&mut b, &self.w.token_embd, &a.tokens, &a.x, embed_scale).await?;
-        let norm = NormParams { n: d, eps: cfg.rms_eps, listed: 0, _pad: 0 };
+        let embed_scale = if o.scale_embedding {
+            (d as f32).sqrt()
+        } else {
+            1.0
+        };
+        self.k
+            .embed(&mut b, &self.w.token_embd, &a.tokens, &a.x, embed_scale)
+            .await?;
+        let norm = NormParams {
+            n: d,
+            eps: cfg.rms_eps,
+            listed: 0,
+            _pad: 0,
+        };
         // A block's output goes straight into the residual stream, or through its
         // post-norm first.
         let out_to = match &a.branch {
@@ -70,10 +92,34 @@ impl Ctx<'_> {
             None => (&a.x, Out::AddF32),
         };
         for (i, l) in self.w.layers.iter().enumerate() {
-            let kv = KvBindings { k: &self.pool.k[i], v: &self.pool.v[i], meta: self.meta, kv: self.pool.kv, block: self.pool.block };
-            self.k.rmsnorm(&mut b, &norm, &a.x, &l.attn_norm, &a.xn, self.meta, Out::Act).await?;
+            let kv = KvBindings {
+                k: &self.pool.k[i],
+                v: &self.pool.v[i],
+                meta: self.meta,
+                kv: self.pool.kv,
+                block: self.pool.block,
+            };
+            self.k
+                .rmsnorm(
+                    &mut b,
+                    &norm,
+                    &a.x,
+                    &l.attn_norm,
+                    &a.xn,
+                    self.meta,
+                    Out::Act,
+                )
+                .await?;
             for (m, offset) in &l.qkv.parts {
-                let args = MatArgs { x: &a.xn, x_stride: d, y: &a.qkv, y_stride: qkv_w, y_offset: *offset, out: Out::Act, rows: tokens };
+                let args = MatArgs {
+                    x: &a.xn,
+                    x_stride: d,
+                    y: &a.qkv,
+                    y_stride: qkv_w,
+                    y_offset: *offset,
+                    out: Out::Act,
+                    rows: tokens,
+                };
                 self.product(&mut b, m, &args, batched).await?;
             }
             if let Some(weight) = &l.qk_norm {
@@ -100,7 +146,9 @@ impl Ctx<'_> {
             let inv_freq = &self.inv_freq[self.layer_freq[i]];
             // Without a bias the binding still needs a buffer; the kernel does not read it.
             let bias = l.qkv_bias.as_ref().unwrap_or(inv_freq);
-            self.k.rope_kv(&mut b, &rope, &a.qkv, &kv, inv_freq, bias).await?;
+            self.k
+                .rope_kv(&mut b, &rope, &a.qkv, &kv, inv_freq, bias)
+                .await?;
             let attn = AttnParams {
                 n_head: cfg.n_head,
                 n_kv_head: cfg.n_kv_head,
@@ -112,36 +160,110 @@ impl Ctx<'_> {
                 head_dim: cfg.head_dim,
             };
             if self.k.tuning.attn_flash {
-                let io = AttnIo { qkv: &a.qkv, out: &a.attn, partials: self.partials };
-                self.k.flash_attention(&mut b, &attn, self.tiles, &io, &kv).await?;
-                self.k.flash_reduce(&mut b, &attn, self.partials, &a.attn, self.meta).await?;
+                let io = AttnIo {
+                    qkv: &a.qkv,
+                    out: &a.attn,
+                    partials: self.partials,
+                };
+                self.k
+                    .flash_attention(&mut b, &attn, self.tiles, &io, &kv)
+                    .await?;
+                self.k
+                    .flash_reduce(&mut b, &attn, self.partials, &a.attn, self.meta)
+                    .await?;
             } else {
-                self.k.attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn).await?;
+                self.k
+                    .attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn)
+                    .await?;
             }
-            let args = MatArgs { x: &a.attn, x_stride: cfg.q_dim(), y: out_to.0, y_stride: d, y_offset: 0, out: out_to.1, rows: tokens };
+            let args = MatArgs {
+                x: &a.attn,
+                x_stride: cfg.q_dim(),
+                y: out_to.0,
+                y_stride: d,
+                y_offset: 0,
+                out: out_to.1,
+                rows: tokens,
+            };
             self.product(&mut b, &l.attn_out, &args, batched).await?;
             if let Some((attn_post, _)) = &l.post_norms {
-                self.k.rmsnorm(&mut b, &norm, out_to.0, attn_post, &a.x, self.meta, Out::AddF32).await?;
+                self.k
+                    .rmsnorm(
+                        &mut b,
+                        &norm,
+                        out_to.0,
+                        attn_post,
+                        &a.x,
+                        self.meta,
+                        Out::AddF32,
+                    )
+                    .await?;
             }
 
-            self.k.rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act).await?;
+            self.k
+                .rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act)
+                .await?;
             match &l.ffn {
                 FeedForward::Dense { gate_up, down } => {
                     for (m, offset) in &gate_up.parts {
-                        let args = MatArgs { x: &a.xn, x_stride: d, y: &a.gate_up, y_stride: 2 * cfg.n_ff, y_offset: *offset, out: Out::Act, rows: tokens };
+                        let args = MatArgs {
+                            x: &a.xn,
+                            x_stride: d,
+                            y: &a.gate_up,
+                            y_stride: 2 * cfg.n_ff,
+                            y_offset: *offset,
+                            out: Out::Act,
+                            rows: tokens,
+                        };
                         self.product(&mut b, m, &args, batched).await?;
                     }
-                    self.k.glu(&mut b, o.ffn_activation, &a.gate_up, &a.h, cfg.n_ff).await?;
-                    let args = MatArgs { x: &a.h, x_stride: cfg.n_ff, y: out_to.0, y_stride: d, y_offset: 0, out: out_to.1, rows: tokens };
+                    self.k
+                        .glu(&mut b, o.ffn_activation, &a.gate_up, &a.h, cfg.n_ff)
+                        .await?;
+                    let args = MatArgs {
+                        x: &a.h,
+                        x_stride: cfg.n_ff,
+                        y: out_to.0,
+                        y_stride: d,
+                        y_offset: 0,
+                        out: out_to.1,
+                        rows: tokens,
+                    };
                     self.product(&mut b, down, &args, batched).await?;
                 }
-                FeedForward::Experts { router, gate, up, down } => self.experts(&mut b, batched, (router, gate, up, down)).await?,
+                FeedForward::Experts {
+                    router,
+                    gate,
+                    up,
+                    down,
+                } => {
+                    self.experts(&mut b, batched, (router, gate, up, down))
+                        .await?
+                }
             }
             if let Some((_, ffn_post)) = &l.post_norms {
-                self.k.rmsnorm(&mut b, &norm, out_to.0, ffn_post, &a.x, self.meta, Out::AddF32).await?;
+                self.k
+                    .rmsnorm(
+                        &mut b,
+                        &norm,
+                        out_to.0,
+                        ffn_post,
+                        &a.x,
+                        self.meta,
+                        Out::AddF32,
+                    )
+                    .await?;
             }
         }
-        b.finish(gpu, if batched { "layers (batched)" } else { "layers (single token)" }).await
+        b.finish(
+            gpu,
+            if batched {
+                "layers (batched)"
+            } else {
+                "layers (single token)"
+            },
+        )
+        .await
     }
 
     /// A mixture of experts on the normalised activations `xn`: router scores, routing,
@@ -155,26 +277,61 @@ impl Ctx<'_> {
     ) -> Result<(), GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
         let (Some(x), Some(m)) = (cfg.experts, &a.moe) else {
-            return Err(GpuError::Validation { what: "mixture of experts".into(), message: "the model has no experts".into() });
+            return Err(GpuError::Validation {
+                what: "mixture of experts".into(),
+                message: "the model has no experts".into(),
+            });
         };
         let (d, ff, used) = (cfg.n_embd, cfg.n_ff, x.n_used);
-        let args = MatArgs { x: &a.xn, x_stride: d, y: &m.scores, y_stride: x.n_expert, y_offset: 0, out: Out::F32, rows: Count::Tokens };
+        let args = MatArgs {
+            x: &a.xn,
+            x_stride: d,
+            y: &m.scores,
+            y_stride: x.n_expert,
+            y_offset: 0,
+            out: Out::F32,
+            rows: Count::Tokens,
+        };
         self.product(b, router, &args, batched).await?;
         self.k.moe_route(b, &x, &m.scores, &m.routes).await?;
         for e in 0..x.n_expert as usize {
             for (w, offset) in [(&gate[e], 0), (&up[e], ff)] {
-                let args = MatArgs { x: &a.xn, x_stride: d, y: &m.gate_up, y_stride: 2 * ff, y_offset: offset, out: Out::Act, rows: Count::Tokens };
-                self.k.moe_matvec(b, w, &args, &m.route_in[e], &m.routes, used).await?;
+                let args = MatArgs {
+                    x: &a.xn,
+                    x_stride: d,
+                    y: &m.gate_up,
+                    y_stride: 2 * ff,
+                    y_offset: offset,
+                    out: Out::Act,
+                    rows: Count::Tokens,
+                };
+                self.k
+                    .moe_matvec(b, w, &args, &m.route_in[e], &m.routes, used)
+                    .await?;
             }
         }
-        self.k.glu_rows(b, cfg.arch.ffn_activation, &m.gate_up, &m.h, ff, used).await?;
+        self.k
+            .glu_rows(b, cfg.arch.ffn_activation, &m.gate_up, &m.h, ff, used)
+            .await?;
         for (e, w) in down.iter().enumerate() {
-            let args = MatArgs { x: &m.h, x_stride: ff, y: &m.down, y_stride: d, y_offset: 0, out: Out::F32, rows: Count::Tokens };
-            self.k.moe_matvec(b, w, &args, &m.route_slot[e], &m.routes, used).await?;
+            let args = MatArgs {
+                x: &m.h,
+                x_stride: ff,
+                y: &m.down,
+                y_stride: d,
+                y_offset: 0,
+                out: Out::F32,
+                rows: Count::Tokens,
+            };
+            self.k
+                .moe_matvec(b, w, &args, &m.route_slot[e], &m.routes, used)
+                .await?;
         }
         // The configuration refuses experts with post-norms: the sum goes straight into
         // the residual stream.
-        self.k.moe_combine(b, &m.down, &m.routes, &a.x, d, used).await
+        self.k
+            .moe_combine(b, &m.down, &m.routes, &a.x, d, used)
+            .await
     }
 
     /// Final norm of the wanted rows (into consecutive rows of `xn`) and the LM head.
@@ -182,8 +339,23 @@ impl Ctx<'_> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
-        let norm = NormParams { n: cfg.n_embd, eps: cfg.rms_eps, listed: 1, _pad: 0 };
-        self.k.rmsnorm(&mut b, &norm, &a.x, &self.w.output_norm, &a.xn, self.meta, Out::Act).await?;
+        let norm = NormParams {
+            n: cfg.n_embd,
+            eps: cfg.rms_eps,
+            listed: 1,
+            _pad: 0,
+        };
+        self.k
+            .rmsnorm(
+                &mut b,
+                &norm,
+                &a.x,
+                &self.w.output_norm,
+                &a.xn,
+                self.meta,
+                Out::Act,
+            )
+            .await?;
         let args = MatArgs {
             x: &a.xn,
             x_stride: cfg.n_embd,
@@ -194,7 +366,15 @@ impl Ctx<'_> {
             rows: Count::Rows,
         };
         self.product(&mut b, self.w.lm_head(), &args, many).await?;
-        b.finish(gpu, if many { "head (several rows)" } else { "head (one row)" }).await
+        b.finish(
+            gpu,
+            if many {
+                "head (several rows)"
+            } else {
+                "head (one row)"
+            },
+        )
+        .await
     }
 }
 
@@ -226,7 +406,10 @@ impl ForwardPlans {
         }
         let mut inv_freq = Vec::with_capacity(tables.len());
         for table in &tables {
-            inv_freq.push(gpu.storage_with("rope frequencies", bytemuck::cast_slice(table)).await?);
+            inv_freq.push(
+                gpu.storage_with("rope frequencies", bytemuck::cast_slice(table))
+                    .await?,
+            );
         }
         let ctx = Ctx {
             k: Kernels::with_tuning(gpu, variant, tuning),

@@ -23,13 +23,13 @@ pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
 use std::sync::Arc;
 
+use crate::Error;
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, VariantOverrides};
 use crate::kernels::{FlashTiles, Tuning};
 use crate::kv::{BlockCopy, BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
-use crate::Error;
 
 use activations::Activations;
 use sample::SamplerTail;
@@ -39,8 +39,14 @@ use sample::SamplerTail;
 pub enum EngineError {
     #[error("the prompt is empty: there is nothing to process")]
     EmptyPrompt,
-    #[error("{needed} tokens do not fit in the context of {n_ctx} ({used} already used); use a shorter prompt or a larger --ctx")]
-    ContextFull { needed: usize, used: usize, n_ctx: usize },
+    #[error(
+        "{needed} tokens do not fit in the context of {n_ctx} ({used} already used); use a shorter prompt or a larger --ctx"
+    )]
+    ContextFull {
+        needed: usize,
+        used: usize,
+        n_ctx: usize,
+    },
     #[error("token id {token} is outside the vocabulary of {vocab} tokens")]
     InvalidToken { token: u32, vocab: u32 },
     #[error("there are no logits yet: process a prompt first")]
@@ -132,7 +138,12 @@ pub struct Engine {
 
 impl Engine {
     /// Uploads the model, allocates the KV pool and records the forward passes.
-    pub async fn load(gpu: Arc<Gpu>, file: &GgufFile, src: &dyn TensorSource, options: &EngineOptions) -> Result<Engine, Error> {
+    pub async fn load(
+        gpu: Arc<Gpu>,
+        file: &GgufFile,
+        src: &dyn TensorSource,
+        options: &EngineOptions,
+    ) -> Result<Engine, Error> {
         let config = ModelConfig::from_gguf(file)?;
         let variant = options.variant.resolve(&gpu.caps, &gpu.adapter_name())?;
         let n_ctx = match options.n_ctx {
@@ -140,14 +151,21 @@ impl Engine {
             n => n,
         };
         let bad = |m: String| -> Error { EngineError::InvalidOption(m).into() };
-        if options.max_batch == 0 || options.max_rows == 0 || options.max_rows > options.max_batch || options.max_entries == 0 {
+        if options.max_batch == 0
+            || options.max_rows == 0
+            || options.max_rows > options.max_batch
+            || options.max_entries == 0
+        {
             return Err(bad(format!(
                 "max_batch ({}), max_rows ({}) and max_entries ({}) must be positive with max_rows <= max_batch",
                 options.max_batch, options.max_rows, options.max_entries
             )));
         }
         if ![16, 32].contains(&options.kv_block) {
-            return Err(bad(format!("KV block size {} (it must be 16 or 32)", options.kv_block)));
+            return Err(bad(format!(
+                "KV block size {} (it must be 16 or 32)",
+                options.kv_block
+            )));
         }
         let kv_type = options.kv_type.unwrap_or(KvType::default_for(&gpu.caps));
         if kv_type == KvType::F16 && !gpu.caps.shader_f16 {
@@ -159,16 +177,32 @@ impl Engine {
             .into());
         }
         if kv_type == KvType::Q8_0 && config.kv_dim() % 32 != 0 {
-            return Err(bad(format!("a Q8_0 KV cache needs a key width that is a multiple of 32 (this model's is {})", config.kv_dim())));
+            return Err(bad(format!(
+                "a Q8_0 KV cache needs a key width that is a multiple of 32 (this model's is {})",
+                config.kv_dim()
+            )));
         }
-        let pool_tokens = if options.kv_pool_tokens == 0 { n_ctx } else { options.kv_pool_tokens };
+        let pool_tokens = if options.kv_pool_tokens == 0 {
+            n_ctx
+        } else {
+            options.kv_pool_tokens
+        };
         let n_blocks = pool_tokens.div_ceil(options.kv_block);
         let weights = ModelWeights::upload(&gpu, file, &config, src).await?;
         let pool = KvPool::new(&gpu, &config, kv_type, options.kv_block, n_blocks).await?;
         let mut blocks = BlockManager::new(n_blocks, options.kv_block, n_ctx);
         let default_seq = blocks.create();
-        let acts = Activations::new(&gpu, &config, variant.act, options.max_batch, options.max_rows).await?;
-        let step = gpu.uniform("step", std::mem::size_of::<StepParams>() as u64).await?;
+        let acts = Activations::new(
+            &gpu,
+            &config,
+            variant.act,
+            options.max_batch,
+            options.max_rows,
+        )
+        .await?;
+        let step = gpu
+            .uniform("step", std::mem::size_of::<StepParams>() as u64)
+            .await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
         let tuning = match &options.tuning {
             Some(spec) => Tuning::new(variant, &gpu.caps).with_overrides(spec)?,
@@ -176,8 +210,10 @@ impl Engine {
         };
         // Split-K partial results take (max, sum, output) per split, head and decoded
         // entry; fewer splits where that would not fit one binding.
-        let partial_bytes = 4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
-        let fitting_splits = (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
+        let partial_bytes =
+            4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
+        let fitting_splits =
+            (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
         let tiling = AttnTiling {
             bq: tiles.bq,
             // Work items skip old keys only when no layer needs them.
@@ -187,7 +223,8 @@ impl Engine {
         };
         // Token info, entries, every entry's whole block table, logits rows, attention
         // work items (a tile per token at worst, plus splits) and reduce items.
-        let max_work = options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64;
+        let max_work =
+            options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64;
         let meta_words = 2 * options.max_batch as u64
             + 4 * options.max_entries as u64
             + options.max_entries as u64 * n_ctx.div_ceil(options.kv_block) as u64
@@ -199,11 +236,26 @@ impl Engine {
             .storage(
                 "split attention partial results",
                 // Without splits nothing is written there; the binding still needs a buffer.
-                if tiling.max_splits > 1 { partial_bytes * tiling.max_splits as u64 } else { 16 },
+                if tiling.max_splits > 1 {
+                    partial_bytes * tiling.max_splits as u64
+                } else {
+                    16
+                },
             )
             .await?;
-        let plans = ForwardPlans::build(&gpu, variant, tuning, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles).await?;
-        let tail = SamplerTail::new(&gpu, variant, tuning, &acts, config.vocab_size, options.max_rows).await?;
+        let plans = ForwardPlans::build(
+            &gpu, variant, tuning, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles,
+        )
+        .await?;
+        let tail = SamplerTail::new(
+            &gpu,
+            variant,
+            tuning,
+            &acts,
+            config.vocab_size,
+            options.max_rows,
+        )
+        .await?;
         Ok(Engine {
             gpu,
             config,
@@ -300,11 +352,18 @@ impl Engine {
             return Err(EngineError::EmptyPrompt);
         }
         if batch.len() > self.max_entries as usize {
-            return Err(EngineError::InvalidBatch(format!("{} entries, over the limit of {}", batch.len(), self.max_entries)));
+            return Err(EngineError::InvalidBatch(format!(
+                "{} entries, over the limit of {}",
+                batch.len(),
+                self.max_entries
+            )));
         }
         let tokens: usize = batch.iter().map(|e| e.tokens.len()).sum();
         if tokens > self.max_batch as usize {
-            return Err(EngineError::InvalidBatch(format!("{tokens} tokens, over the step limit of {}", self.max_batch)));
+            return Err(EngineError::InvalidBatch(format!(
+                "{tokens} tokens, over the step limit of {}",
+                self.max_batch
+            )));
         }
         let rows: usize = batch
             .iter()
@@ -315,26 +374,44 @@ impl Engine {
             })
             .sum();
         if rows > self.max_rows as usize {
-            return Err(EngineError::InvalidBatch(format!("{rows} logits rows, over the limit of {}", self.max_rows)));
+            return Err(EngineError::InvalidBatch(format!(
+                "{rows} logits rows, over the limit of {}",
+                self.max_rows
+            )));
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut blocks_needed = 0;
         for e in batch {
             if !seen.insert(e.seq) {
-                return Err(EngineError::InvalidBatch(format!("sequence {:?} appears twice", e.seq)));
+                return Err(EngineError::InvalidBatch(format!(
+                    "sequence {:?} appears twice",
+                    e.seq
+                )));
             }
             if let Some(&bad) = e.tokens.iter().find(|&&t| t >= self.config.vocab_size) {
-                return Err(EngineError::InvalidToken { token: bad, vocab: self.config.vocab_size });
+                return Err(EngineError::InvalidToken {
+                    token: bad,
+                    vocab: self.config.vocab_size,
+                });
             }
             let used = self.blocks.len(e.seq)? as usize;
             if used + e.tokens.len() > self.n_ctx as usize {
-                return Err(EngineError::ContextFull { needed: e.tokens.len(), used, n_ctx: self.n_ctx as usize });
+                return Err(EngineError::ContextFull {
+                    needed: e.tokens.len(),
+                    used,
+                    n_ctx: self.n_ctx as usize,
+                });
             }
             blocks_needed += self.blocks.blocks_needed(e.seq, e.tokens.len() as u32)?;
         }
         let free = self.blocks.free_blocks() as usize;
         if blocks_needed > free {
-            return Err(KvError::PoolFull { needed: blocks_needed, free, block_size: self.pool.block }.into());
+            return Err(KvError::PoolFull {
+                needed: blocks_needed,
+                free,
+                block_size: self.pool.block,
+            }
+            .into());
         }
         Ok((tokens as u32, rows as u32))
     }
@@ -352,11 +429,24 @@ impl Engine {
         let (n_tokens, _) = self.check_batch(batch)?;
         self.gpu.check_errors()?;
         let (meta, copies) = self.book_step(batch)?;
-        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let shape = StepShape {
+            tokens: n_tokens,
+            rows: meta.rows,
+            work: meta.work,
+            reduce: meta.reduce,
+        };
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
         self.pool.encode_copies(&mut enc, &copies);
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
             let (layers, head) = self.step_plans(n_tokens, meta.rows);
             layers.encode(&mut pass, shape);
             if let Some(head) = head {
@@ -371,24 +461,38 @@ impl Engine {
     /// Appends a checked batch's positions to its sequences' block tables and uploads the
     /// step's values, metadata and token ids. Returns the metadata and the block copies
     /// (copy-on-write) that must run before the step.
-    fn book_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<(batch::StepMeta, Vec<BlockCopy>), Error> {
+    fn book_step(
+        &mut self,
+        batch: &[BatchEntry<'_>],
+    ) -> Result<(batch::StepMeta, Vec<BlockCopy>), Error> {
         let mut copies = Vec::new();
         for e in batch {
             // Cannot fail: the batch was checked against the pool and the context.
-            copies.extend(self.blocks.append(e.seq, e.tokens.len() as u32).map_err(EngineError::from)?);
+            copies.extend(
+                self.blocks
+                    .append(e.seq, e.tokens.len() as u32)
+                    .map_err(EngineError::from)?,
+            );
         }
         let meta = batch::build(batch, &self.blocks, &self.tiling).map_err(EngineError::from)?;
         debug_assert!(meta.words.len() as u64 <= self.meta_words);
-        self.gpu.write(&self.step, 0, bytemuck::bytes_of(&meta.params));
-        self.gpu.write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
-        self.gpu.write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
+        self.gpu
+            .write(&self.step, 0, bytemuck::bytes_of(&meta.params));
+        self.gpu
+            .write(&self.meta, 0, bytemuck::cast_slice(&meta.words));
+        self.gpu
+            .write(&self.acts.tokens, 0, bytemuck::cast_slice(&meta.tokens));
         Ok((meta, copies))
     }
 
     /// The recorded plans a step runs: the layers (the matrix-vector set for a single
     /// token), then the head when logits rows are wanted.
     fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
-        let layers = if n_tokens == 1 { &self.plans.layers_single } else { &self.plans.layers_batched };
+        let layers = if n_tokens == 1 {
+            &self.plans.layers_single
+        } else {
+            &self.plans.layers_batched
+        };
         (layers, self.head_plan(rows))
     }
 
@@ -412,7 +516,9 @@ impl Engine {
     /// see go back to the pool. (The step that just read them was submitted first, so a
     /// later step reusing them writes after it.)
     fn release_outside_window(&mut self, batch: &[BatchEntry<'_>]) {
-        let Some(window) = self.config.window_on_every_layer() else { return };
+        let Some(window) = self.config.window_on_every_layer() else {
+            return;
+        };
         for e in batch {
             if let Ok(len) = self.blocks.len(e.seq) {
                 // The next query is at position `len` and sees `len + 1 - window` on.
@@ -440,7 +546,14 @@ impl Engine {
             return Err(EngineError::NoLogits.into());
         }
         let vocab = self.config.vocab_size as u64;
-        let bytes = self.gpu.read_buffer(&self.acts.logits, rows.start as u64 * vocab * 4, rows.len() as u64 * vocab * 4).await?;
+        let bytes = self
+            .gpu
+            .read_buffer(
+                &self.acts.logits,
+                rows.start as u64 * vocab * 4,
+                rows.len() as u64 * vocab * 4,
+            )
+            .await?;
         let all: &[f32] = bytemuck::cast_slice(&bytes);
         Ok(all.chunks(vocab as usize).map(|r| r.to_vec()).collect())
     }
@@ -481,14 +594,28 @@ impl Engine {
         }
         let used = self.position() as usize;
         if used + tokens.len() > self.n_ctx as usize {
-            return Err(EngineError::ContextFull { needed: tokens.len(), used, n_ctx: self.n_ctx as usize });
+            return Err(EngineError::ContextFull {
+                needed: tokens.len(),
+                used,
+                n_ctx: self.n_ctx as usize,
+            });
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t >= self.config.vocab_size) {
-            return Err(EngineError::InvalidToken { token: bad, vocab: self.config.vocab_size });
+            return Err(EngineError::InvalidToken {
+                token: bad,
+                vocab: self.config.vocab_size,
+            });
         }
-        let needed = self.blocks.blocks_needed(self.default_seq, tokens.len() as u32)?;
+        let needed = self
+            .blocks
+            .blocks_needed(self.default_seq, tokens.len() as u32)?;
         if needed > self.blocks.free_blocks() as usize {
-            return Err(KvError::PoolFull { needed, free: self.blocks.free_blocks() as usize, block_size: self.pool.block }.into());
+            return Err(KvError::PoolFull {
+                needed,
+                free: self.blocks.free_blocks() as usize,
+                block_size: self.pool.block,
+            }
+            .into());
         }
         Ok(())
     }
@@ -500,8 +627,16 @@ impl Engine {
         self.check_prompt(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
-            self.step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits }])?;
+            let logits = if i + 1 == chunks.len() {
+                Logits::Last
+            } else {
+                Logits::None
+            };
+            self.step(&[BatchEntry {
+                seq: self.default_seq,
+                tokens: chunk,
+                logits,
+            }])?;
         }
         Ok(())
     }
@@ -515,7 +650,8 @@ impl Engine {
     /// its positions (for perplexity and comparisons with other implementations).
     pub async fn prefill_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, Error> {
         let mut out = Vec::with_capacity(tokens.len());
-        self.prefill_logits_with(tokens, |_, row| out.push(row)).await?;
+        self.prefill_logits_with(tokens, |_, row| out.push(row))
+            .await?;
         Ok(out)
     }
 
@@ -523,12 +659,20 @@ impl Engine {
     /// in the text, logits) as they are read, so a long text never holds them all. The
     /// text goes in chunks of `max_batch` tokens, each one step through the layers; the
     /// LM head then runs over the chunk's positions `max_rows` at a time.
-    pub async fn prefill_logits_with(&mut self, tokens: &[u32], mut on: impl FnMut(usize, Vec<f32>)) -> Result<(), Error> {
+    pub async fn prefill_logits_with(
+        &mut self,
+        tokens: &[u32],
+        mut on: impl FnMut(usize, Vec<f32>),
+    ) -> Result<(), Error> {
         self.check_prompt(tokens)?;
         let mut done = 0;
         let mut last = None;
         for chunk in tokens.chunks(self.max_batch as usize) {
-            let meta = self.submit_step(&[BatchEntry { seq: self.default_seq, tokens: chunk, logits: Logits::None }])?;
+            let meta = self.submit_step(&[BatchEntry {
+                seq: self.default_seq,
+                tokens: chunk,
+                logits: Logits::None,
+            }])?;
             // The head reads the chunk's final hidden states, which stay until the next step.
             let all: Vec<u32> = (0..chunk.len() as u32).collect();
             for group in all.chunks(self.max_rows as usize) {
@@ -553,11 +697,28 @@ impl Engine {
         let mut params = meta.params;
         params.n_rows = tokens.len() as u32;
         self.gpu.write(&self.step, 0, bytemuck::bytes_of(&params));
-        self.gpu.write(&self.meta, params.rows as u64 * 4, bytemuck::cast_slice(tokens));
-        let shape = StepShape { tokens: params.n_tokens, rows: params.n_rows, work: meta.work, reduce: meta.reduce };
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head") });
+        self.gpu.write(
+            &self.meta,
+            params.rows as u64 * 4,
+            bytemuck::cast_slice(tokens),
+        );
+        let shape = StepShape {
+            tokens: params.n_tokens,
+            rows: params.n_rows,
+            work: meta.work,
+            reduce: meta.reduce,
+        };
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("head"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("head"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("head"),
+                timestamp_writes: None,
+            });
             if let Some(head) = self.head_plan(tokens.len() as u32) {
                 head.encode(&mut pass, shape);
             }
@@ -569,25 +730,37 @@ impl Engine {
     /// The logits of the default sequence's last processed token.
     pub async fn logits(&self) -> Result<Vec<f32>, Error> {
         let rows = self.read_logits(0..1).await?;
-        rows.into_iter().next().ok_or_else(|| EngineError::NoLogits.into())
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| EngineError::NoLogits.into())
     }
 
     /// Chooses the next token of the default sequence from its logits.
     pub async fn sample(&mut self, sampler: &mut Sampler) -> Result<u32, Error> {
         let tokens = self.sample_rows(&mut [sampler]).await?;
-        tokens.into_iter().next().ok_or_else(|| EngineError::NoLogits.into())
+        tokens
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::NoLogits.into())
     }
 
     /// Runs one step over `tokens` of the default sequence with a timestamp around every
     /// dispatch and returns the GPU time of each (`None` without timestamp queries).
     pub async fn profile_step(&mut self, tokens: &[u32]) -> Result<Option<Vec<KernelTime>>, Error> {
-        let entry = [BatchEntry { seq: self.default_seq, tokens, logits: Logits::Last }];
+        let entry = [BatchEntry {
+            seq: self.default_seq,
+            tokens,
+            logits: Logits::Last,
+        }];
         self.profile_batch(&entry).await
     }
 
     /// [`Engine::step`] with a timestamp around every dispatch: the GPU time of each
     /// (`None` without timestamp queries; then nothing runs).
-    pub async fn profile_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Option<Vec<KernelTime>>, Error> {
+    pub async fn profile_batch(
+        &mut self,
+        batch: &[BatchEntry<'_>],
+    ) -> Result<Option<Vec<KernelTime>>, Error> {
         let (n_tokens, rows) = self.check_batch(batch)?;
         let (layers, head) = self.step_plans(n_tokens, rows);
         let count = (layers.dispatches.len() + head.map_or(0, |h| h.dispatches.len())) as u32;
@@ -596,11 +769,21 @@ impl Engine {
         };
         let (meta, copies) = self.book_step(batch)?;
         if !copies.is_empty() {
-            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copies") });
+            let mut enc = self
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("copies"),
+                });
             self.pool.encode_copies(&mut enc, &copies);
             self.gpu.queue.submit([enc.finish()]);
         }
-        let shape = StepShape { tokens: n_tokens, rows: meta.rows, work: meta.work, reduce: meta.reduce };
+        let shape = StepShape {
+            tokens: n_tokens,
+            rows: meta.rows,
+            work: meta.work,
+            reduce: meta.reduce,
+        };
         let (layers, head) = self.step_plans(n_tokens, meta.rows);
         let mut plans = vec![(layers, shape)];
         plans.extend(head.map(|h| (h, shape)));

@@ -2,10 +2,10 @@
 //! selection, on the GPU, for every logits row at once, so a token costs a readback of
 //! 8 bytes (greedy) or a few kilobytes (sampling), not the whole vocabulary.
 
+use crate::Error;
 use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
 use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
-use crate::Error;
 
 use super::activations::Activations;
 
@@ -37,28 +37,78 @@ fn row_words() -> u64 {
 }
 
 impl SamplerTail {
-    pub async fn new(gpu: &Gpu, variant: Variant, tuning: Tuning, acts: &Activations, vocab: u32, max_rows: u32) -> Result<SamplerTail, GpuError> {
+    pub async fn new(
+        gpu: &Gpu,
+        variant: Variant,
+        tuning: Tuning,
+        acts: &Activations,
+        vocab: u32,
+        max_rows: u32,
+    ) -> Result<SamplerTail, GpuError> {
         let k = Kernels::with_tuning(gpu, variant, tuning);
         let rows = max_rows as u64;
         let penalty_params = gpu.uniform("penalty parameters", 16).await?;
-        let penalty_cap = MAX_PENALTY_ENTRIES.min(((gpu.caps.max_storage_binding.saturating_sub(16)) / 16) as u32);
-        let penalty_entries = gpu.storage("penalised tokens", 16 * penalty_cap as u64).await?;
-        let row_params = gpu.storage("sampling parameters per row", 16 * rows).await?;
+        let penalty_cap = MAX_PENALTY_ENTRIES
+            .min(((gpu.caps.max_storage_binding.saturating_sub(16)) / 16) as u32);
+        let penalty_entries = gpu
+            .storage("penalised tokens", 16 * penalty_cap as u64)
+            .await?;
+        let row_params = gpu
+            .storage("sampling parameters per row", 16 * rows)
+            .await?;
         let candidate_params = gpu.uniform("candidate parameters", 16).await?;
-        gpu.write(&candidate_params, 0, bytemuck::bytes_of(&CandidateParams { n: vocab, cap: CANDIDATE_CAP, _pad: [0; 2] }));
+        gpu.write(
+            &candidate_params,
+            0,
+            bytemuck::bytes_of(&CandidateParams {
+                n: vocab,
+                cap: CANDIDATE_CAP,
+                _pad: [0; 2],
+            }),
+        );
         let result = gpu.storage("argmax results", 8 * rows).await?;
-        let candidates_out = gpu.storage("sampling candidates", 4 * row_words() * rows).await?;
+        let candidates_out = gpu
+            .storage("sampling candidates", 4 * row_words() * rows)
+            .await?;
         // These plans read no per-step values; the builder needs some uniform for that.
-        let unused_step = gpu.uniform("unused step", std::mem::size_of::<crate::gpu::StepParams>() as u64).await?;
+        let unused_step = gpu
+            .uniform(
+                "unused step",
+                std::mem::size_of::<crate::gpu::StepParams>() as u64,
+            )
+            .await?;
 
         let mut b = PlanBuilder::new(gpu, unused_step.clone());
-        k.penalties(&mut b, &penalty_params, &penalty_entries, &row_params, &acts.logits, penalty_cap).await?;
+        k.penalties(
+            &mut b,
+            &penalty_params,
+            &penalty_entries,
+            &row_params,
+            &acts.logits,
+            penalty_cap,
+        )
+        .await?;
         k.argmax(&mut b, &acts.logits, &result, vocab).await?;
         let greedy = b.finish(gpu, "greedy sampling").await?;
 
         let mut b = PlanBuilder::new(gpu, unused_step);
-        k.penalties(&mut b, &penalty_params, &penalty_entries, &row_params, &acts.logits, penalty_cap).await?;
-        k.candidates(&mut b, &candidate_params, &row_params, &acts.logits, &candidates_out).await?;
+        k.penalties(
+            &mut b,
+            &penalty_params,
+            &penalty_entries,
+            &row_params,
+            &acts.logits,
+            penalty_cap,
+        )
+        .await?;
+        k.candidates(
+            &mut b,
+            &candidate_params,
+            &row_params,
+            &acts.logits,
+            &candidates_out,
+        )
+        .await?;
         let candidates = b.finish(gpu, "candidate selection").await?;
 
         Ok(SamplerTail {
@@ -69,7 +119,9 @@ impl SamplerTail {
             penalty_cap,
             row_params,
             staging_result: gpu.staging("argmax readback", 8 * rows).await?,
-            staging_candidates: gpu.staging("candidates readback", 4 * row_words() * rows).await?,
+            staging_candidates: gpu
+                .staging("candidates readback", 4 * row_words() * rows)
+                .await?,
             result,
             candidates_out,
             vocab,
@@ -77,11 +129,34 @@ impl SamplerTail {
         })
     }
 
-    fn run(&self, gpu: &Gpu, plan: &Plan, rows: u32, src: &wgpu::Buffer, staging: &wgpu::Buffer, bytes: u64) {
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sample") });
+    fn run(
+        &self,
+        gpu: &Gpu,
+        plan: &Plan,
+        rows: u32,
+        src: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sample"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sample"), timestamp_writes: None });
-            plan.encode(&mut pass, StepShape { tokens: rows, rows, work: 0, reduce: 0 });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sample"),
+                timestamp_writes: None,
+            });
+            plan.encode(
+                &mut pass,
+                StepShape {
+                    tokens: rows,
+                    rows,
+                    work: 0,
+                    reduce: 0,
+                },
+            );
         }
         enc.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
         gpu.queue.submit([enc.finish()]);
@@ -89,7 +164,12 @@ impl SamplerTail {
 
     /// Samples a token for each of the first `samplers.len()` logits rows (row i with
     /// `samplers[i]`) and accepts each into its sampler.
-    pub async fn sample(&self, gpu: &Gpu, acts: &Activations, samplers: &mut [&mut Sampler]) -> Result<Vec<u32>, Error> {
+    pub async fn sample(
+        &self,
+        gpu: &Gpu,
+        acts: &Activations,
+        samplers: &mut [&mut Sampler],
+    ) -> Result<Vec<u32>, Error> {
         let rows = samplers.len() as u32;
         if rows == 0 || rows > self.max_rows {
             return Err(SamplingError::NoCandidates.into());
@@ -116,10 +196,18 @@ impl SamplerTail {
         // Over the cap only with thousands of recent tokens per row: keep the first ones,
         // which the sampler lists by token id, and say so.
         if entries.len() > self.penalty_cap as usize {
-            tracing::warn!("{} penalised tokens in one step; only {} are applied", entries.len(), self.penalty_cap);
+            tracing::warn!(
+                "{} penalised tokens in one step; only {} are applied",
+                entries.len(),
+                self.penalty_cap
+            );
             entries.truncate(self.penalty_cap as usize);
         }
-        let params = PenaltyParams { n_entries: entries.len() as u32, n: self.vocab, _pad: [0; 2] };
+        let params = PenaltyParams {
+            n_entries: entries.len() as u32,
+            n: self.vocab,
+            _pad: [0; 2],
+        };
         gpu.write(&self.penalty_params, 0, bytemuck::bytes_of(&params));
         gpu.write(&self.row_params, 0, bytemuck::cast_slice(&row_params));
         if !entries.is_empty() {
@@ -129,7 +217,14 @@ impl SamplerTail {
         let mut tokens = Vec::with_capacity(samplers.len());
         if samplers.iter().all(|s| s.config().is_greedy()) {
             let bytes = 8 * rows as u64;
-            self.run(gpu, &self.greedy, rows, &self.result, &self.staging_result, bytes);
+            self.run(
+                gpu,
+                &self.greedy,
+                rows,
+                &self.result,
+                &self.staging_result,
+                bytes,
+            );
             let read = gpu.read_staging(&self.staging_result, bytes).await?;
             let r: &[u32] = bytemuck::cast_slice(&read);
             for row in 0..rows as usize {
@@ -140,15 +235,24 @@ impl SamplerTail {
             }
         } else {
             let bytes = 4 * row_words() * rows as u64;
-            self.run(gpu, &self.candidates, rows, &self.candidates_out, &self.staging_candidates, bytes);
+            self.run(
+                gpu,
+                &self.candidates,
+                rows,
+                &self.candidates_out,
+                &self.staging_candidates,
+                bytes,
+            );
             let read = gpu.read_staging(&self.staging_candidates, bytes).await?;
             let words: &[u32] = bytemuck::cast_slice(&read);
             for (row, sampler) in samplers.iter_mut().enumerate() {
                 let w = &words[row * row_words() as usize..(row + 1) * row_words() as usize];
                 let count = w[0];
                 let chosen = if count <= CANDIDATE_CAP {
-                    let mut cands: Vec<(u32, f32)> =
-                        w[2..2 + 2 * count as usize].chunks_exact(2).map(|p| (p[0], f32::from_bits(p[1]))).collect();
+                    let mut cands: Vec<(u32, f32)> = w[2..2 + 2 * count as usize]
+                        .chunks_exact(2)
+                        .map(|p| (p[0], f32::from_bits(p[1])))
+                        .collect();
                     match sampler.sample(&mut cands) {
                         Ok(t) => Some(t),
                         Err(SamplingError::CandidatesInsufficient) => None,
@@ -162,7 +266,9 @@ impl SamplerTail {
                     None => {
                         // Too many tokens are in play: read this row's (penalised) logits whole.
                         let offset = row as u64 * self.vocab as u64 * 4;
-                        let bytes = gpu.read_buffer(&acts.logits, offset, self.vocab as u64 * 4).await?;
+                        let bytes = gpu
+                            .read_buffer(&acts.logits, offset, self.vocab as u64 * 4)
+                            .await?;
                         sampler.sample_logits(bytemuck::cast_slice(&bytes))?
                     }
                 };

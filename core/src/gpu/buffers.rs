@@ -13,26 +13,46 @@ fn padded(len: u64) -> u64 {
 
 impl Gpu {
     fn check_size(&self, what: &str, bytes: u64, binding: bool) -> Result<(), GpuError> {
-        let limit = if binding { self.caps.max_storage_binding } else { self.caps.max_buffer_size };
+        let limit = if binding {
+            self.caps.max_storage_binding
+        } else {
+            self.caps.max_buffer_size
+        };
         if bytes > limit {
-            return Err(GpuError::BufferTooLarge { what: what.to_string(), bytes, limit });
+            return Err(GpuError::BufferTooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+            });
         }
         Ok(())
     }
 
-    async fn checked<T>(&self, what: &str, bytes: u64, make: impl FnOnce() -> T) -> Result<T, GpuError> {
+    async fn checked<T>(
+        &self,
+        what: &str,
+        bytes: u64,
+        make: impl FnOnce() -> T,
+    ) -> Result<T, GpuError> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = make();
         if let Some(e) = val.pop().await {
             // Popped in reverse order of pushing.
             let _ = oom.pop().await;
-            return Err(GpuError::Validation { what: what.to_string(), message: e.to_string() });
+            return Err(GpuError::Validation {
+                what: what.to_string(),
+                message: e.to_string(),
+            });
         }
         if oom.pop().await.is_some() {
-            return Err(GpuError::OutOfMemory { what: what.to_string(), bytes });
+            return Err(GpuError::OutOfMemory {
+                what: what.to_string(),
+                bytes,
+            });
         }
-        self.allocated.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.allocated
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 
@@ -44,7 +64,9 @@ impl Gpu {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             })
         })
@@ -67,7 +89,8 @@ impl Gpu {
         if whole < data.len() {
             let mut tail = [0u8; 4];
             tail[..data.len() - whole].copy_from_slice(&data[whole..]);
-            self.queue.write_buffer(buffer, offset + whole as u64, &tail);
+            self.queue
+                .write_buffer(buffer, offset + whole as u64, &tail);
         }
     }
 
@@ -116,7 +139,10 @@ pub struct ParamArena {
 
 impl ParamArena {
     pub fn new(align: u32) -> Self {
-        ParamArena { bytes: Vec::new(), align: align.max(16) as u64 }
+        ParamArena {
+            bytes: Vec::new(),
+            align: align.max(16) as u64,
+        }
     }
 
     /// Appends a parameter block and returns its slot.

@@ -91,7 +91,10 @@ pub struct Gpu {
 
 fn backends() -> wgpu::Backends {
     // GL is left out: its compute support is too limited for these kernels.
-    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::BROWSER_WEBGPU
+    wgpu::Backends::VULKAN
+        | wgpu::Backends::METAL
+        | wgpu::Backends::DX12
+        | wgpu::Backends::BROWSER_WEBGPU
 }
 
 fn new_instance() -> wgpu::Instance {
@@ -103,9 +106,15 @@ fn new_instance() -> wgpu::Instance {
 fn is_cpu_like(info: &wgpu::AdapterInfo) -> bool {
     let name = info.name.to_ascii_lowercase();
     info.device_type == wgpu::DeviceType::Cpu
-        || ["llvmpipe", "lavapipe", "swiftshader", "warp", "microsoft basic render"]
-            .iter()
-            .any(|n| name.contains(n))
+        || [
+            "llvmpipe",
+            "lavapipe",
+            "swiftshader",
+            "warp",
+            "microsoft basic render",
+        ]
+        .iter()
+        .any(|n| name.contains(n))
 }
 
 fn capabilities(adapter: &wgpu::Adapter, max_binding_override: Option<u64>) -> Capabilities {
@@ -183,7 +192,10 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
-fn choose(adapters: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<(wgpu::Adapter, String), GpuError> {
+fn choose(
+    adapters: Vec<wgpu::Adapter>,
+    choice: &AdapterChoice,
+) -> Result<(wgpu::Adapter, String), GpuError> {
     if adapters.is_empty() {
         return Err(GpuError::NoAdapter);
     }
@@ -244,7 +256,12 @@ impl Gpu {
         let info = adapter.get_info();
         let offered = adapter.features();
         let mut features = wgpu::Features::empty();
-        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::PIPELINE_CACHE] {
+        for f in [
+            wgpu::Features::SHADER_F16,
+            wgpu::Features::SUBGROUP,
+            wgpu::Features::TIMESTAMP_QUERY,
+            wgpu::Features::PIPELINE_CACHE,
+        ] {
             if offered.contains(f) {
                 features |= f;
             }
@@ -260,7 +277,10 @@ impl Gpu {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+            .map_err(|e| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
 
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
@@ -296,7 +316,11 @@ impl Gpu {
     /// The file name under which this adapter's driver pipeline cache may be stored, when
     /// the backend has one (Vulkan).
     pub fn pipeline_cache_key(&self) -> Option<String> {
-        if !self.device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+        if !self
+            .device
+            .features()
+            .contains(wgpu::Features::PIPELINE_CACHE)
+        {
             return None;
         }
         wgpu::util::pipeline_cache_key(&self.info)
@@ -328,7 +352,10 @@ impl Gpu {
             Err(_) => Vec::new(),
         };
         if let Some(first) = errors.into_iter().next() {
-            return Err(GpuError::Validation { what: "a GPU command".into(), message: first });
+            return Err(GpuError::Validation {
+                what: "a GPU command".into(),
+                message: first,
+            });
         }
         Ok(())
     }

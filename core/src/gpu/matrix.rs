@@ -49,7 +49,13 @@ impl QMatrix {
     /// Uploads the rows of `parts` (each a whole number of rows in format `ty`, stored
     /// back to back in this order) as one matrix. Several parts make a fused matrix,
     /// e.g. the query, key and value projections as one.
-    pub async fn upload(gpu: &Gpu, name: &str, ty: GgmlType, k: u32, parts: &[&[u8]]) -> Result<QMatrix, GpuError> {
+    pub async fn upload(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        k: u32,
+        parts: &[&[u8]],
+    ) -> Result<QMatrix, GpuError> {
         let row_bytes = Self::row_bytes_of(name, ty, k)?;
         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let m = Self::allocate(gpu, name, ty, k, total / row_bytes).await?;
@@ -70,14 +76,24 @@ impl QMatrix {
 
     /// Creates the buffers of an `n`-row matrix, split by rows where one buffer would
     /// exceed the storage-binding limit; a [`writer`](Self::writer) fills them.
-    pub async fn allocate(gpu: &Gpu, name: &str, ty: GgmlType, k: u32, n: u64) -> Result<QMatrix, GpuError> {
+    pub async fn allocate(
+        gpu: &Gpu,
+        name: &str,
+        ty: GgmlType,
+        k: u32,
+        n: u64,
+    ) -> Result<QMatrix, GpuError> {
         let row_bytes = Self::row_bytes_of(name, ty, k)?;
         // Buffers end on whole words (writes must start on one): rows with 2 bytes over a
         // word go in pairs, odd-sized rows in fours.
         let word_rows = 4 / gcd(row_bytes, 4);
         // Leave room for the tail padding every storage buffer gets.
         let fitting = gpu.caps.max_storage_binding.saturating_sub(16) / row_bytes;
-        let rows_per_chunk = if fitting >= n { n.max(1) } else { fitting / word_rows * word_rows };
+        let rows_per_chunk = if fitting >= n {
+            n.max(1)
+        } else {
+            fitting / word_rows * word_rows
+        };
         if rows_per_chunk == 0 {
             return Err(GpuError::BufferTooLarge {
                 what: format!("{word_rows} rows of {name}"),
@@ -89,16 +105,36 @@ impl QMatrix {
         let mut first_row = 0u64;
         while first_row < n {
             let rows = rows_per_chunk.min(n - first_row);
-            let buffer = gpu.storage(&format!("{name} rows {first_row}..{}", first_row + rows), rows * row_bytes).await?;
-            chunks.push(MatrixChunk { buffer, first_row: first_row as u32, n_rows: rows as u32 });
+            let buffer = gpu
+                .storage(
+                    &format!("{name} rows {first_row}..{}", first_row + rows),
+                    rows * row_bytes,
+                )
+                .await?;
+            chunks.push(MatrixChunk {
+                buffer,
+                first_row: first_row as u32,
+                n_rows: rows as u32,
+            });
             first_row += rows;
         }
-        Ok(QMatrix { name: name.to_string(), ty, k, n: n as u32, row_bytes: row_bytes as u32, chunks })
+        Ok(QMatrix {
+            name: name.to_string(),
+            ty,
+            k,
+            n: n as u32,
+            row_bytes: row_bytes as u32,
+            chunks,
+        })
     }
 
     /// Fills the matrix with its bytes in order, given in pieces of any size.
     pub fn writer(&self) -> MatrixWriter<'_> {
-        MatrixWriter { m: self, at: 0, carry: Vec::new() }
+        MatrixWriter {
+            m: self,
+            at: 0,
+            carry: Vec::new(),
+        }
     }
 
     /// Bytes of weights the GPU holds for this matrix.
@@ -131,7 +167,12 @@ impl MatrixWriter<'_> {
         if pending > self.total() {
             return Err(GpuError::Validation {
                 what: self.m.name.clone(),
-                message: format!("{pending} bytes for a matrix of {} ({} rows of {})", self.total(), self.m.n, self.m.row_bytes),
+                message: format!(
+                    "{pending} bytes for a matrix of {} ({} rows of {})",
+                    self.total(),
+                    self.m.n,
+                    self.m.row_bytes
+                ),
             });
         }
         if !self.carry.is_empty() {

@@ -24,22 +24,36 @@ pub use variants::*;
 /// what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    #[error("no GPU adapter found (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)")]
+    #[error(
+        "no GPU adapter found (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)"
+    )]
     NoAdapter,
     #[error("no adapter matches {0:?}; `wisp info` lists them")]
     AdapterNotFound(String),
     #[error("could not open the device on {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
     #[error("the adapter {adapter} has no {feature}, which the forced variant {variant} needs")]
-    MissingFeature { adapter: String, feature: &'static str, variant: String },
+    MissingFeature {
+        adapter: String,
+        feature: &'static str,
+        variant: String,
+    },
     #[error("invalid kernel variant setting {name}={value:?} (expected {expected})")]
-    InvalidVariant { name: String, value: String, expected: &'static str },
+    InvalidVariant {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
     #[error("shader {kernel} failed to compile: {message}")]
     Shader { kernel: String, message: String },
     #[error("GPU out of memory allocating {what} ({bytes} bytes)")]
     OutOfMemory { what: String, bytes: u64 },
     #[error("{what} needs a buffer of {bytes} bytes, over this adapter's limit of {limit} bytes")]
-    BufferTooLarge { what: String, bytes: u64, limit: u64 },
+    BufferTooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("GPU validation error in {what}: {message}")]
     Validation { what: String, message: String },
     #[error("reading back from the GPU failed: {0}")]

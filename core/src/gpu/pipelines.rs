@@ -65,7 +65,11 @@ impl PipelineCache {
         // key, length) before the driver sees them, falling back to an empty cache
         // (`fallback: true`) on any mismatch or damage.
         let cache = unsafe {
-            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor { label: Some("wisp pipelines"), data, fallback: true })
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("wisp pipelines"),
+                data,
+                fallback: true,
+            })
         };
         if let Ok(mut d) = self.driver.lock() {
             *d = Some(cache);
@@ -79,7 +83,10 @@ impl PipelineCache {
 
     /// Seconds spent creating the pipelines built so far.
     pub fn compile_seconds(&self) -> f64 {
-        self.compile_time.lock().map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        self.compile_time
+            .lock()
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     }
 
     /// The pipeline for `kernel` with `defines`, compiling it on first use.
@@ -96,8 +103,10 @@ impl PipelineCache {
         }
         let started = web_time::Instant::now();
         let pairs: Vec<(&str, &str)> = defines.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let composed = wisp_shaders::compose(kernel, &pairs)
-            .map_err(|e| GpuError::Shader { kernel: label.clone(), message: e.to_string() })?;
+        let composed = wisp_shaders::compose(kernel, &pairs).map_err(|e| GpuError::Shader {
+            kernel: label.clone(),
+            message: e.to_string(),
+        })?;
 
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
@@ -109,7 +118,9 @@ impl PipelineCache {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
                         BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        BindingKind::ReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -128,7 +139,10 @@ impl PipelineCache {
         // they unroll nothing and keep loop-indexed private arrays (accumulators,
         // dequantized chunks) in local memory instead of registers: on an H100 the
         // tiled matmul ran about 10x slower for it. Bounds checks stay on.
-        let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: std::env::var_os("WISP_LOOP_BOUNDING").is_some(), ..wgpu::ShaderRuntimeChecks::checked() };
+        let checks = wgpu::ShaderRuntimeChecks {
+            force_loop_bounding: std::env::var_os("WISP_LOOP_BOUNDING").is_some(),
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
         // SAFETY: the shaders are this crate's own kernels (shaders/wgsl), not user input,
         // and every loop in them runs to a bound set by a constant or a uniform parameter.
         let module = unsafe { device.create_shader_module_trusted(descriptor, checks) };
@@ -151,12 +165,19 @@ impl PipelineCache {
             cache: driver.as_ref(),
         });
         if let Some(err) = scope.pop().await {
-            return Err(GpuError::Shader { kernel: label, message: err.to_string() });
+            return Err(GpuError::Shader {
+                kernel: label,
+                message: err.to_string(),
+            });
         }
         if let Ok(mut t) = self.compile_time.lock() {
             *t += started.elapsed();
         }
-        let p = Arc::new(Pipeline { pipeline, layout, label: label.clone() });
+        let p = Arc::new(Pipeline {
+            pipeline,
+            layout,
+            label: label.clone(),
+        });
         if let Ok(mut m) = self.map.lock() {
             m.insert(label, p.clone());
         }

@@ -41,7 +41,12 @@ pub struct StepShape {
 impl StepShape {
     /// A step of `tokens` tokens with one row of logits.
     pub fn tokens(tokens: u32) -> StepShape {
-        StepShape { tokens, rows: 1, work: tokens, reduce: 0 }
+        StepShape {
+            tokens,
+            rows: 1,
+            work: tokens,
+            reduce: 0,
+        }
     }
 }
 
@@ -67,12 +72,20 @@ pub struct Grid {
 
 impl Grid {
     pub fn fixed(x: u32, y: u32, z: u32) -> Grid {
-        Grid { base: [x, y, z], scale: None, times: 1 }
+        Grid {
+            base: [x, y, z],
+            scale: None,
+            times: 1,
+        }
     }
 
     /// Fixed in x and y, axis `axis` scaled by `count` (`per` of them per workgroup).
     pub fn scaled(base: [u32; 3], axis: usize, count: Count, per: u32) -> Grid {
-        Grid { base, scale: Some((axis, count, per)), times: 1 }
+        Grid {
+            base,
+            scale: Some((axis, count, per)),
+            times: 1,
+        }
     }
 
     /// The scaled axis counts `times` workgroups per counted item instead of one.
@@ -86,7 +99,11 @@ impl Grid {
         let n = n.max(1);
         let x = n.min(max_per_dim);
         let y = n.div_ceil(x);
-        Grid { base: [x, y, 1], scale: z.map(|(c, per)| (2, c, per)), times: 1 }
+        Grid {
+            base: [x, y, 1],
+            scale: z.map(|(c, per)| (2, c, per)),
+            times: 1,
+        }
     }
 
     /// Resolves the grid for a step of this shape.
@@ -138,7 +155,11 @@ pub struct Plan {
 impl PlanBuilder {
     /// A builder whose dispatches read the per-step values from `step`.
     pub fn new(gpu: &Gpu, step: wgpu::Buffer) -> Self {
-        PlanBuilder { arena: ParamArena::new(gpu.caps.min_uniform_offset_alignment), pending: Vec::new(), step }
+        PlanBuilder {
+            arena: ParamArena::new(gpu.caps.min_uniform_offset_alignment),
+            pending: Vec::new(),
+            step,
+        }
     }
 
     /// Adds a dispatch. Bindings are, in order: the parameter block (if any), the step
@@ -191,19 +212,32 @@ impl PlanBuilder {
             let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
                 .into_iter()
                 .enumerate()
-                .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource })
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                })
                 .collect();
             let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&p.pipeline.label),
                 layout: &p.pipeline.layout,
                 entries: &entries,
             });
-            dispatches.push(Dispatch { pipeline: p.pipeline, bind_group, grid: p.grid });
+            dispatches.push(Dispatch {
+                pipeline: p.pipeline,
+                bind_group,
+                grid: p.grid,
+            });
         }
         if let Some(e) = scope.pop().await {
-            return Err(GpuError::Validation { what: what.to_string(), message: e.to_string() });
+            return Err(GpuError::Validation {
+                what: what.to_string(),
+                message: e.to_string(),
+            });
         }
-        Ok(Plan { dispatches, _arena: arena })
+        Ok(Plan {
+            dispatches,
+            _arena: arena,
+        })
     }
 }
 

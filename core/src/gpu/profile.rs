@@ -39,13 +39,26 @@ impl Profiler {
             mapped_at_creation: false,
         });
         let staging = gpu.staging("profiler readback", bytes).await?;
-        Ok(Some(Profiler { queries, resolve, staging, capacity: max_dispatches }))
+        Ok(Some(Profiler {
+            queries,
+            resolve,
+            staging,
+            capacity: max_dispatches,
+        }))
     }
 
     /// Runs `plans` (each for a step of the given token count), one timed pass per
     /// dispatch, and returns each dispatch's GPU time in order.
-    pub async fn run(&self, gpu: &Gpu, plans: &[(&Plan, StepShape)]) -> Result<Vec<KernelTime>, GpuError> {
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+    pub async fn run(
+        &self,
+        gpu: &Gpu,
+        plans: &[(&Plan, StepShape)],
+    ) -> Result<Vec<KernelTime>, GpuError> {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("profile"),
+            });
         let mut labels = Vec::new();
         for (plan, shape) in plans {
             for d in &plan.dispatches {
@@ -108,7 +121,12 @@ pub fn totals_by_kernel(times: Vec<KernelTime>) -> Vec<KernelTotal> {
                 k.dispatches += 1;
                 k.ms += t.nanos / 1e6;
             }
-            None => totals.push(KernelTotal { kernel: t.kernel, dispatches: 1, ms: t.nanos / 1e6, percent: 0.0 }),
+            None => totals.push(KernelTotal {
+                kernel: t.kernel,
+                dispatches: 1,
+                ms: t.nanos / 1e6,
+                percent: 0.0,
+            }),
         }
     }
     let sum: f64 = totals.iter().map(|k| k.ms).sum();

@@ -38,7 +38,11 @@ impl Future for MapFuture {
 impl Gpu {
     /// Maps `staging` (already filled by a submitted copy) and returns its first `len`
     /// bytes.
-    pub async fn read_staging(&self, staging: &wgpu::Buffer, len: u64) -> Result<Vec<u8>, GpuError> {
+    pub async fn read_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        len: u64,
+    ) -> Result<Vec<u8>, GpuError> {
         let state = Arc::new(Mutex::new(MapState::default()));
         let cb_state = state.clone();
         let slice = staging.slice(..len.div_ceil(4) * 4);
@@ -56,7 +60,9 @@ impl Gpu {
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         MapFuture { state }.await.map_err(GpuError::Readback)?;
         let bytes = {
-            let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
             view[..len as usize].to_vec()
         };
         staging.unmap();
@@ -66,10 +72,19 @@ impl Gpu {
 
     /// Copies `len` bytes of `src` from `offset` into a new staging buffer and reads
     /// them back. For tests and occasional reads, not for the per-token path.
-    pub async fn read_buffer(&self, src: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>, GpuError> {
+    pub async fn read_buffer(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, GpuError> {
         let size = len.div_ceil(4) * 4;
         let staging = self.staging("readback", size).await?;
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
         self.queue.submit([enc.finish()]);
         self.read_staging(&staging, len).await

@@ -43,7 +43,11 @@ impl KvType {
 
     /// f16 where the adapter has shader-f16 (half the memory and traffic), else f32.
     pub fn default_for(caps: &Capabilities) -> KvType {
-        if caps.shader_f16 { KvType::F16 } else { KvType::F32 }
+        if caps.shader_f16 {
+            KvType::F16
+        } else {
+            KvType::F32
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl std::str::FromStr for KvType {
             "f32" => Ok(KvType::F32),
             "f16" => Ok(KvType::F16),
             "q8_0" => Ok(KvType::Q8_0),
-            _ => Err(GpuError::InvalidVariant { name: "kv type".into(), value: s.into(), expected: "f32, f16 or q8_0" }),
+            _ => Err(GpuError::InvalidVariant {
+                name: "kv type".into(),
+                value: s.into(),
+                expected: "f32, f16 or q8_0",
+            }),
         }
     }
 }
@@ -135,15 +143,32 @@ impl VariantOverrides {
         fn var(name: &str) -> Option<String> {
             std::env::var(name).ok().filter(|v| !v.is_empty())
         }
-        Self::parse(var("WISP_ACT").as_deref(), var("WISP_REDUCE").as_deref(), var("WISP_TIER").as_deref()).map_err(|e| match e {
-            GpuError::InvalidVariant { name, value, expected } => GpuError::InvalidVariant { name: format!("WISP_{}", name.to_uppercase()), value, expected },
+        Self::parse(
+            var("WISP_ACT").as_deref(),
+            var("WISP_REDUCE").as_deref(),
+            var("WISP_TIER").as_deref(),
+        )
+        .map_err(|e| match e {
+            GpuError::InvalidVariant {
+                name,
+                value,
+                expected,
+            } => GpuError::InvalidVariant {
+                name: format!("WISP_{}", name.to_uppercase()),
+                value,
+                expected,
+            },
             other => other,
         })
     }
 
     /// The overrides from their names (`f32|f16`, `subgroup|workgroup`, `cpu|gpu`), as
     /// the environment or a web page gives them; `None` chooses automatically.
-    pub fn parse(act: Option<&str>, reduce: Option<&str>, tier: Option<&str>) -> Result<Self, GpuError> {
+    pub fn parse(
+        act: Option<&str>,
+        reduce: Option<&str>,
+        tier: Option<&str>,
+    ) -> Result<Self, GpuError> {
         let bad = |name: &str, value: &str, expected: &'static str| GpuError::InvalidVariant {
             name: name.to_string(),
             value: value.to_string(),
@@ -175,9 +200,21 @@ impl VariantOverrides {
         let variant = Variant {
             // On CPU adapters f16 storage costs conversions and saves no bandwidth that
             // matters, so f32 is the default there.
-            act: self.act.unwrap_or(if caps.shader_f16 && !caps.cpu_like { Act::F16 } else { Act::F32 }),
-            reduce: self.reduce.unwrap_or(if caps.subgroups { Reduce::Subgroup } else { Reduce::Workgroup }),
-            tier: self.tier.unwrap_or(if caps.cpu_like { Tier::CpuLike } else { Tier::Gpu }),
+            act: self.act.unwrap_or(if caps.shader_f16 && !caps.cpu_like {
+                Act::F16
+            } else {
+                Act::F32
+            }),
+            reduce: self.reduce.unwrap_or(if caps.subgroups {
+                Reduce::Subgroup
+            } else {
+                Reduce::Workgroup
+            }),
+            tier: self.tier.unwrap_or(if caps.cpu_like {
+                Tier::CpuLike
+            } else {
+                Tier::Gpu
+            }),
         };
         let missing = |feature| GpuError::MissingFeature {
             adapter: adapter.to_string(),
@@ -201,7 +238,11 @@ impl Variant {
         for act in [Act::F32, Act::F16] {
             for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
                 for tier in [Tier::CpuLike, Tier::Gpu] {
-                    let o = VariantOverrides { act: Some(act), reduce: Some(reduce), tier: Some(tier) };
+                    let o = VariantOverrides {
+                        act: Some(act),
+                        reduce: Some(reduce),
+                        tier: Some(tier),
+                    };
                     if let Ok(v) = o.resolve(caps, "") {
                         out.push(v);
                     }

@@ -91,12 +91,21 @@ impl Keys<'_> {
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| HfError::bad_key(self.file, key, format!("{v} is not a whole number below 2^32"))),
+                .ok_or_else(|| {
+                    HfError::bad_key(
+                        self.file,
+                        key,
+                        format!("{v} is not a whole number below 2^32"),
+                    )
+                }),
         }
     }
 
     fn require_u32(&self, key: &str) -> Result<u32, HfError> {
-        let v = self.u32(key)?.ok_or_else(|| HfError::MissingKey { file: self.file.into(), key: key.into() })?;
+        let v = self.u32(key)?.ok_or_else(|| HfError::MissingKey {
+            file: self.file.into(),
+            key: key.into(),
+        })?;
         if v == 0 {
             return Err(HfError::bad_key(self.file, key, "must not be 0"));
         }
@@ -116,14 +125,19 @@ impl Keys<'_> {
     fn bool(&self, key: &str) -> Result<Option<bool>, HfError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| HfError::bad_key(self.file, key, format!("{v} is not true or false"))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+                HfError::bad_key(self.file, key, format!("{v} is not true or false"))
+            }),
         }
     }
 
     fn str(&self, key: &str) -> Result<Option<&str>, HfError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(None),
-            Some(v) => v.as_str().map(Some).ok_or_else(|| HfError::bad_key(self.file, key, format!("{v} is not a string"))),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| HfError::bad_key(self.file, key, format!("{v} is not a string"))),
         }
     }
 
@@ -137,7 +151,9 @@ impl Keys<'_> {
                     .as_u64()
                     .and_then(|n| u32::try_from(n).ok())
                     .map(Some)
-                    .ok_or_else(|| HfError::bad_key(self.file, key, format!("{first} is not a token id"))),
+                    .ok_or_else(|| {
+                        HfError::bad_key(self.file, key, format!("{first} is not a token id"))
+                    }),
             },
             _ => self.u32(key),
         }
@@ -146,19 +162,40 @@ impl Keys<'_> {
 
 /// Head counts and sizes that fit together; `names` are the keys as the file at fault
 /// spells them (heads, kv heads, width).
-fn check_heads(file: &str, names: [&str; 3], n_head: u32, n_kv_head: u32, n_embd: u32, head_dim: Option<u32>) -> Result<u32, HfError> {
+fn check_heads(
+    file: &str,
+    names: [&str; 3],
+    n_head: u32,
+    n_kv_head: u32,
+    n_embd: u32,
+    head_dim: Option<u32>,
+) -> Result<u32, HfError> {
     let [heads, kv_heads, width] = names;
     if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) {
-        return Err(HfError::bad_key(file, kv_heads, format!("{n_kv_head} does not divide {heads} = {n_head}")));
+        return Err(HfError::bad_key(
+            file,
+            kv_heads,
+            format!("{n_kv_head} does not divide {heads} = {n_head}"),
+        ));
     }
     let d = match head_dim {
         Some(d) => d,
         None if n_embd.is_multiple_of(n_head) => n_embd / n_head,
-        None => return Err(HfError::bad_key(file, heads, format!("{n_head} does not divide {width} = {n_embd}"))),
+        None => {
+            return Err(HfError::bad_key(
+                file,
+                heads,
+                format!("{n_head} does not divide {width} = {n_embd}"),
+            ));
+        }
     };
     // RoPE rotates pairs of dimensions.
     if d == 0 || !d.is_multiple_of(2) {
-        return Err(HfError::bad_key(file, "head_dim", format!("{d} is not a positive even number")));
+        return Err(HfError::bad_key(
+            file,
+            "head_dim",
+            format!("{d} is not a positive even number"),
+        ));
     }
     Ok(d)
 }
@@ -172,46 +209,86 @@ impl HfConfig {
     /// Reads `config.json`, refusing architectures and options Wisp cannot run and values
     /// that do not fit together.
     pub fn from_json(bytes: &[u8]) -> Result<HfConfig, HfError> {
-        let root: Json = serde_json::from_slice(bytes)
-            .map_err(|e| HfError::BadJson { file: CONFIG.into(), reason: e.to_string() })?;
-        let map = root
-            .as_object()
-            .ok_or_else(|| HfError::BadJson { file: CONFIG.into(), reason: "not a JSON object".into() })?;
+        let root: Json = serde_json::from_slice(bytes).map_err(|e| HfError::BadJson {
+            file: CONFIG.into(),
+            reason: e.to_string(),
+        })?;
+        let map = root.as_object().ok_or_else(|| HfError::BadJson {
+            file: CONFIG.into(),
+            reason: "not a JSON object".into(),
+        })?;
         let k = Keys { file: CONFIG, map };
-        let class = map.get("architectures").and_then(|a| a.get(0)).and_then(Json::as_str);
-        let arch_name = k.str("model_type")?.or(class).ok_or_else(|| HfError::MissingKey { file: CONFIG.into(), key: "model_type".into() })?;
-        let arch = Architecture::from_name(arch_name).ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
+        let class = map
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(Json::as_str);
+        let arch_name = k
+            .str("model_type")?
+            .or(class)
+            .ok_or_else(|| HfError::MissingKey {
+                file: CONFIG.into(),
+                key: "model_type".into(),
+            })?;
+        let arch = Architecture::from_name(arch_name)
+            .ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
 
         if let Some(act) = k.str("hidden_act")?
             && act != "silu"
         {
-            return Err(HfError::bad_key(CONFIG, "hidden_act", format!("{act:?} is not supported (Wisp runs silu)")));
+            return Err(HfError::bad_key(
+                CONFIG,
+                "hidden_act",
+                format!("{act:?} is not supported (Wisp runs silu)"),
+            ));
         }
         for key in ["attention_bias", "mlp_bias"] {
             if arch == Architecture::Llama && k.bool(key)? == Some(true) {
-                return Err(HfError::bad_key(CONFIG, key, "llama models with biases are not supported"));
+                return Err(HfError::bad_key(
+                    CONFIG,
+                    key,
+                    "llama models with biases are not supported",
+                ));
             }
         }
         let n_embd = k.require_u32("hidden_size")?;
         let n_head = k.require_u32("num_attention_heads")?;
         let n_kv_head = k.u32("num_key_value_heads")?.unwrap_or(n_head);
-        let head_dim = check_heads(CONFIG, ["num_attention_heads", "num_key_value_heads", "hidden_size"], n_head, n_kv_head, n_embd, k.u32("head_dim")?)?;
+        let head_dim = check_heads(
+            CONFIG,
+            ["num_attention_heads", "num_key_value_heads", "hidden_size"],
+            n_head,
+            n_kv_head,
+            n_embd,
+            k.u32("head_dim")?,
+        )?;
         let rope_linear_factor = rope_scaling(map.get("rope_scaling"))?;
         let sliding_window = match arch {
             Architecture::Llama => k.u32("sliding_window")?.filter(|&w| w > 0),
             // Qwen2 applies its window only to some layers (max_window_layers).
             Architecture::Qwen2 if k.bool("use_sliding_window")? == Some(true) => {
-                return Err(HfError::bad_key(CONFIG, "use_sliding_window", "qwen2's per-layer sliding window is not supported"));
+                return Err(HfError::bad_key(
+                    CONFIG,
+                    "use_sliding_window",
+                    "qwen2's per-layer sliding window is not supported",
+                ));
             }
             Architecture::Qwen2 => None,
         };
         let rms_eps = k.f32("rms_norm_eps")?.unwrap_or(1e-6);
         if !(rms_eps > 0.0 && rms_eps < 1.0) {
-            return Err(HfError::bad_key(CONFIG, "rms_norm_eps", format!("{rms_eps} is out of range")));
+            return Err(HfError::bad_key(
+                CONFIG,
+                "rms_norm_eps",
+                format!("{rms_eps} is out of range"),
+            ));
         }
         let rope_theta = k.f32("rope_theta")?.unwrap_or(10000.0);
         if rope_theta <= 0.0 {
-            return Err(HfError::bad_key(CONFIG, "rope_theta", format!("{rope_theta} must be positive")));
+            return Err(HfError::bad_key(
+                CONFIG,
+                "rope_theta",
+                format!("{rope_theta} must be positive"),
+            ));
         }
         Ok(HfConfig {
             arch,
@@ -275,23 +352,42 @@ impl HfConfig {
     /// it has no `output.weight`).
     pub fn from_gguf(file: &GgufFile) -> Result<HfConfig, HfError> {
         let arch_name = file.architecture()?;
-        let arch = Architecture::from_name(arch_name).ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
+        let arch = Architecture::from_name(arch_name)
+            .ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
         let md = &file.metadata;
         let key = |name: &str| format!("{arch_name}.{name}");
         let u32_of = |name: &str| -> Result<Option<u32>, HfError> {
             let k = key(name);
             md.opt_u64(&k)?
-                .map(|v| u32::try_from(v).map_err(|_| HfError::bad_key("GGUF metadata", &k, format!("{v} is too large"))))
+                .map(|v| {
+                    u32::try_from(v).map_err(|_| {
+                        HfError::bad_key("GGUF metadata", &k, format!("{v} is too large"))
+                    })
+                })
                 .transpose()
         };
         let require = |name: &str| -> Result<u32, HfError> {
-            u32_of(name)?.ok_or_else(|| HfError::MissingKey { file: "GGUF metadata".into(), key: key(name) })
+            u32_of(name)?.ok_or_else(|| HfError::MissingKey {
+                file: "GGUF metadata".into(),
+                key: key(name),
+            })
         };
         let n_embd = require("embedding_length")?;
         let n_head = require("attention.head_count")?;
         let n_kv_head = u32_of("attention.head_count_kv")?.unwrap_or(n_head);
-        let names = [key("attention.head_count"), key("attention.head_count_kv"), key("embedding_length")];
-        let head_dim = check_heads("GGUF metadata", [&names[0], &names[1], &names[2]], n_head, n_kv_head, n_embd, u32_of("attention.key_length")?)?;
+        let names = [
+            key("attention.head_count"),
+            key("attention.head_count_kv"),
+            key("embedding_length"),
+        ];
+        let head_dim = check_heads(
+            "GGUF metadata",
+            [&names[0], &names[1], &names[2]],
+            n_head,
+            n_kv_head,
+            n_embd,
+            u32_of("attention.key_length")?,
+        )?;
         let vocab_size = match u32_of("vocab_size")? {
             Some(v) => v,
             None => file
@@ -302,10 +398,21 @@ impl HfConfig {
         };
         let rope_linear_factor = match md.opt_str(&key("rope.scaling.type"))? {
             None | Some("none") => None,
-            Some("linear") => md.opt_f64(&key("rope.scaling.factor"))?.map(|f| f as f32).filter(|&f| f != 1.0),
-            Some(other) => return Err(HfError::bad_key("GGUF metadata", &key("rope.scaling.type"), format!("{other:?} is not supported"))),
+            Some("linear") => md
+                .opt_f64(&key("rope.scaling.factor"))?
+                .map(|f| f as f32)
+                .filter(|&f| f != 1.0),
+            Some(other) => {
+                return Err(HfError::bad_key(
+                    "GGUF metadata",
+                    &key("rope.scaling.type"),
+                    format!("{other:?} is not supported"),
+                ));
+            }
         };
-        let token_id = |k: &str| -> Result<Option<u32>, HfError> { Ok(md.opt_u64(k)?.and_then(|v| u32::try_from(v).ok())) };
+        let token_id = |k: &str| -> Result<Option<u32>, HfError> {
+            Ok(md.opt_u64(k)?.and_then(|v| u32::try_from(v).ok()))
+        };
         Ok(HfConfig {
             arch,
             n_layer: require("block_count")?,
@@ -364,7 +471,11 @@ fn rope_scaling(v: Option<&Json>) -> Result<Option<f32>, HfError> {
     let Some(Json::Object(map)) = v else {
         return match v {
             None | Some(Json::Null) => Ok(None),
-            Some(other) => Err(HfError::bad_key(CONFIG, "rope_scaling", format!("{other} is not an object"))),
+            Some(other) => Err(HfError::bad_key(
+                CONFIG,
+                "rope_scaling",
+                format!("{other} is not an object"),
+            )),
         };
     };
     let k = Keys { file: CONFIG, map };
@@ -372,12 +483,23 @@ fn rope_scaling(v: Option<&Json>) -> Result<Option<f32>, HfError> {
     match kind {
         "default" => Ok(None),
         "linear" => {
-            let f = k.f32("factor")?.ok_or_else(|| HfError::MissingKey { file: CONFIG.into(), key: "rope_scaling.factor".into() })?;
+            let f = k.f32("factor")?.ok_or_else(|| HfError::MissingKey {
+                file: CONFIG.into(),
+                key: "rope_scaling.factor".into(),
+            })?;
             if f <= 0.0 {
-                return Err(HfError::bad_key(CONFIG, "rope_scaling.factor", format!("{f} must be positive")));
+                return Err(HfError::bad_key(
+                    CONFIG,
+                    "rope_scaling.factor",
+                    format!("{f} must be positive"),
+                ));
             }
             Ok(Some(f).filter(|&f| f != 1.0))
         }
-        other => Err(HfError::bad_key(CONFIG, "rope_scaling.rope_type", format!("{other:?} is not supported (Wisp runs linear scaling)"))),
+        other => Err(HfError::bad_key(
+            CONFIG,
+            "rope_scaling.rope_type",
+            format!("{other:?} is not supported (Wisp runs linear scaling)"),
+        )),
     }
 }

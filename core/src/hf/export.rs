@@ -44,20 +44,38 @@ impl ExportTensor {
 /// F16 or BF16): its config and its tensors in llama.cpp's order. Every tensor is checked
 /// against the config; a tensor the architecture does not have is an error.
 pub fn plan(file: &GgufFile, ty: GgmlType) -> Result<(HfConfig, Vec<ExportTensor>), HfError> {
-    let dtype = safetensors_dtype(ty).ok_or_else(|| HfError::UnsupportedDtype { tensor: "(every tensor)".into(), dtype: ty.name().into() })?;
+    let dtype = safetensors_dtype(ty).ok_or_else(|| HfError::UnsupportedDtype {
+        tensor: "(every tensor)".into(),
+        dtype: ty.name().into(),
+    })?;
     let config = HfConfig::from_gguf(file)?;
     let expected = expected_tensors(&config);
-    if let Some(t) = file.tensors.iter().find(|t| !expected.iter().any(|e| e.gguf_name == t.name)) {
+    if let Some(t) = file
+        .tensors
+        .iter()
+        .find(|t| !expected.iter().any(|e| e.gguf_name == t.name))
+    {
         return Err(HfError::UnexpectedTensor(t.name.clone()));
     }
     let mut out = Vec::with_capacity(expected.len());
     for e in expected {
-        let t = file.tensor(&e.gguf_name).ok_or_else(|| HfError::MissingTensor(e.gguf_name.clone()))?;
+        let t = file
+            .tensor(&e.gguf_name)
+            .ok_or_else(|| HfError::MissingTensor(e.gguf_name.clone()))?;
         if t.dims != e.gguf_dims() {
-            return Err(HfError::ShapeMismatch { tensor: e.gguf_name.clone(), expected: e.gguf_dims(), found: t.dims.clone() });
+            return Err(HfError::ShapeMismatch {
+                tensor: e.gguf_name.clone(),
+                expected: e.gguf_dims(),
+                found: t.dims.clone(),
+            });
         }
         let row_elems = if e.is_matrix() { t.row_elems() } else { 1 };
-        let conversion = Conversion { from: t.ty, to: ty, row_elems, rope: e.rope_heads.map(|h| (h, RopeOrder::ToHf)) };
+        let conversion = Conversion {
+            from: t.ty,
+            to: ty,
+            row_elems,
+            rope: e.rope_heads.map(|h| (h, RopeOrder::ToHf)),
+        };
         out.push(ExportTensor {
             hf_name: e.hf_name.clone(),
             shape: e.shape.iter().map(|&d| d as usize).collect(),
@@ -102,7 +120,11 @@ pub fn shards(sizes: &[usize], max_bytes: usize) -> Vec<(String, Vec<usize>)> {
         .into_iter()
         .enumerate()
         .map(|(i, g)| {
-            let name = if n == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
+            let name = if n == 1 {
+                SINGLE_FILE.to_string()
+            } else {
+                format!("model-{:05}-of-{n:05}.safetensors", i + 1)
+            };
             (name, g)
         })
         .collect()
@@ -131,6 +153,9 @@ mod tests {
         assert_eq!(groups, [&[0, 1][..], &[2], &[3], &[4]]);
         assert_eq!(s[0].0, "model-00001-of-00004.safetensors");
         assert_eq!(s[3].0, "model-00004-of-00004.safetensors");
-        assert_eq!(shards(&[3, 3], 100), vec![(SINGLE_FILE.to_string(), vec![0, 1])]);
+        assert_eq!(
+            shards(&[3, 3], 100),
+            vec![(SINGLE_FILE.to_string(), vec![0, 1])]
+        );
     }
 }

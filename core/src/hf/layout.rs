@@ -56,16 +56,27 @@ pub fn expected_tensors(cfg: &HfConfig) -> Vec<ExpectedTensor> {
     let q = (cfg.n_head * cfg.head_dim) as u64;
     let kv = (cfg.n_kv_head * cfg.head_dim) as u64;
     let permuted = |heads: u32| cfg.arch.permutes_qk().then_some(heads);
-    let tensor = |hf: String, gguf: String, shape: &[u64], rope_heads: Option<u32>| ExpectedTensor {
-        lm_head: gguf == "output.weight" || (cfg.tied_embeddings && gguf == "token_embd.weight"),
-        hf_name: hf,
-        gguf_name: gguf,
-        shape: shape.to_vec(),
-        rope_heads,
-    };
-    let mut out = vec![tensor("model.embed_tokens.weight".into(), "token_embd.weight".into(), &[v, d], None)];
+    let tensor =
+        |hf: String, gguf: String, shape: &[u64], rope_heads: Option<u32>| ExpectedTensor {
+            lm_head: gguf == "output.weight"
+                || (cfg.tied_embeddings && gguf == "token_embd.weight"),
+            hf_name: hf,
+            gguf_name: gguf,
+            shape: shape.to_vec(),
+            rope_heads,
+        };
+    let mut out = vec![tensor(
+        "model.embed_tokens.weight".into(),
+        "token_embd.weight".into(),
+        &[v, d],
+        None,
+    )];
     for i in 0..cfg.n_layer {
-        let names = LAYER_NAMES.iter().chain(if cfg.arch.qkv_bias() { &BIAS_NAMES[..] } else { &[] });
+        let names = LAYER_NAMES.iter().chain(if cfg.arch.qkv_bias() {
+            &BIAS_NAMES[..]
+        } else {
+            &[]
+        });
         for &(hf, gguf) in names {
             let (shape, rope_heads): (&[u64], _) = match hf {
                 "input_layernorm.weight" | "post_attention_layernorm.weight" => (&[d], None),
@@ -79,12 +90,27 @@ pub fn expected_tensors(cfg: &HfConfig) -> Vec<ExpectedTensor> {
                 "self_attn.k_proj.bias" => (&[kv], permuted(cfg.n_kv_head)),
                 _ => (&[kv], None),
             };
-            out.push(tensor(format!("model.layers.{i}.{hf}"), format!("blk.{i}.{gguf}"), shape, rope_heads));
+            out.push(tensor(
+                format!("model.layers.{i}.{hf}"),
+                format!("blk.{i}.{gguf}"),
+                shape,
+                rope_heads,
+            ));
         }
     }
-    out.push(tensor("model.norm.weight".into(), "output_norm.weight".into(), &[d], None));
+    out.push(tensor(
+        "model.norm.weight".into(),
+        "output_norm.weight".into(),
+        &[d],
+        None,
+    ));
     if !cfg.tied_embeddings {
-        out.push(tensor("lm_head.weight".into(), "output.weight".into(), &[v, d], None));
+        out.push(tensor(
+            "lm_head.weight".into(),
+            "output.weight".into(),
+            &[v, d],
+            None,
+        ));
     }
     out
 }
@@ -93,5 +119,6 @@ pub fn expected_tensors(cfg: &HfConfig) -> Vec<ExpectedTensor> {
 /// computed inverse frequencies, and tied models may still store the LM head (a copy of
 /// the embedding that `transformers` ignores).
 pub(super) fn is_ignored(hf_name: &str, cfg: &HfConfig) -> bool {
-    hf_name.ends_with(".rotary_emb.inv_freq") || (cfg.tied_embeddings && hf_name == "lm_head.weight")
+    hf_name.ends_with(".rotary_emb.inv_freq")
+        || (cfg.tied_embeddings && hf_name == "lm_head.weight")
 }

@@ -45,12 +45,20 @@ impl HfModel {
     /// Parses `config.json`, the index when the checkpoint is sharded, and the headers of
     /// the safetensors files (name and bytes of each), and checks every tensor against
     /// the config before anything is converted.
-    pub fn parse(config_json: &[u8], index_json: Option<&[u8]>, shards: &[(&str, &[u8])], options: &LoadOptions) -> Result<HfModel, HfError> {
+    pub fn parse(
+        config_json: &[u8],
+        index_json: Option<&[u8]>,
+        shards: &[(&str, &[u8])],
+        options: &LoadOptions,
+    ) -> Result<HfModel, HfError> {
         let config = HfConfig::from_json(config_json)?;
         let index = index_json.map(parse_index).transpose()?;
         let mut stored = read_shards(shards, index.as_ref())?;
         let expected = expected_tensors(&config);
-        if let Some(name) = stored.keys().find(|n| !is_ignored(n, &config) && !expected.iter().any(|e| e.hf_name == **n)) {
+        if let Some(name) = stored
+            .keys()
+            .find(|n| !is_ignored(n, &config) && !expected.iter().any(|e| e.hf_name == **n))
+        {
             return Err(HfError::UnexpectedTensor(name.clone()));
         }
         let mut metadata = Metadata::new();
@@ -61,15 +69,38 @@ impl HfModel {
         let mut planned = BTreeMap::new();
         let mut offset = 0u64;
         for e in &expected {
-            let t = stored.remove(&e.hf_name).ok_or_else(|| HfError::MissingTensor(e.hf_name.clone()))?;
+            let t = stored
+                .remove(&e.hf_name)
+                .ok_or_else(|| HfError::MissingTensor(e.hf_name.clone()))?;
             let conversion = plan(e, &t, options)?;
-            let info = TensorInfo { name: e.gguf_name.clone(), dims: e.gguf_dims(), ty: conversion.to, offset };
+            let info = TensorInfo {
+                name: e.gguf_name.clone(),
+                dims: e.gguf_dims(),
+                ty: conversion.to,
+                offset,
+            };
             offset += info.n_bytes().next_multiple_of(DEFAULT_ALIGNMENT);
             tensors.push(info);
-            planned.insert(e.gguf_name.clone(), Planned { stored: t, conversion });
+            planned.insert(
+                e.gguf_name.clone(),
+                Planned {
+                    stored: t,
+                    conversion,
+                },
+            );
         }
-        let file = GgufFile { version: WRITER_VERSION, metadata, tensors, alignment: DEFAULT_ALIGNMENT, data_offset: 0 };
-        Ok(HfModel { config, file, planned })
+        let file = GgufFile {
+            version: WRITER_VERSION,
+            metadata,
+            tensors,
+            alignment: DEFAULT_ALIGNMENT,
+            data_offset: 0,
+        };
+        Ok(HfModel {
+            config,
+            file,
+            planned,
+        })
     }
 
     /// The tensors' bytes, from the safetensors files given to [`HfModel::parse`] (the
@@ -78,16 +109,32 @@ impl HfModel {
         HfTensors {
             model: self,
             shards: shards.to_vec(),
-            converted: self.file.tensors.iter().map(|t| (t.name.clone(), OnceCell::new())).collect(),
+            converted: self
+                .file
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), OnceCell::new()))
+                .collect(),
         }
     }
 }
 
 /// Checks a stored tensor against what the config expects and says what it becomes.
-fn plan(e: &ExpectedTensor, t: &StoredTensor, options: &LoadOptions) -> Result<Conversion, HfError> {
-    let from = ggml_type(t.dtype).ok_or_else(|| HfError::UnsupportedDtype { tensor: e.hf_name.clone(), dtype: format!("{:?}", t.dtype) })?;
+fn plan(
+    e: &ExpectedTensor,
+    t: &StoredTensor,
+    options: &LoadOptions,
+) -> Result<Conversion, HfError> {
+    let from = ggml_type(t.dtype).ok_or_else(|| HfError::UnsupportedDtype {
+        tensor: e.hf_name.clone(),
+        dtype: format!("{:?}", t.dtype),
+    })?;
     if t.shape != e.shape {
-        return Err(HfError::ShapeMismatch { tensor: e.hf_name.clone(), expected: e.shape.clone(), found: t.shape.clone() });
+        return Err(HfError::ShapeMismatch {
+            tensor: e.hf_name.clone(),
+            expected: e.shape.clone(),
+            found: t.shape.clone(),
+        });
     }
     let row_elems = if e.is_matrix() { e.shape[1] } else { 1 };
     let to = match options.matrix_type {
@@ -95,7 +142,12 @@ fn plan(e: &ExpectedTensor, t: &StoredTensor, options: &LoadOptions) -> Result<C
         Some(ty) if e.is_matrix() => matrix_type(ty, row_elems, e.lm_head),
         Some(_) => GgmlType::F32,
     };
-    Ok(Conversion { from, to, row_elems, rope: e.rope_heads.map(|h| (h, RopeOrder::ToGguf)) })
+    Ok(Conversion {
+        from,
+        to,
+        row_elems,
+        rope: e.rope_heads.map(|h| (h, RopeOrder::ToGguf)),
+    })
 }
 
 /// The tensor bytes of an [`HfModel`], converted to their GGUF types and order.
@@ -110,19 +162,32 @@ impl<'a> HfTensors<'a> {
     /// The bytes of the tensor with GGUF name `name`: borrowed from the file when they
     /// need no conversion, else converted now (and not kept).
     pub fn convert(&self, name: &str) -> Result<Cow<'a, [u8]>, HfError> {
-        let p = self.model.planned.get(name).ok_or_else(|| HfError::MissingTensor(name.to_string()))?;
+        let p = self
+            .model
+            .planned
+            .get(name)
+            .ok_or_else(|| HfError::MissingTensor(name.to_string()))?;
         let shard = self.shards.get(p.stored.shard).copied().unwrap_or_default();
-        let bytes = shard.get(p.stored.range.clone()).ok_or_else(|| HfError::BadTensor {
-            tensor: name.to_string(),
-            reason: format!("its bytes {:?} lie outside the {} bytes given for its file", p.stored.range, shard.len()),
-        })?;
+        let bytes = shard
+            .get(p.stored.range.clone())
+            .ok_or_else(|| HfError::BadTensor {
+                tensor: name.to_string(),
+                reason: format!(
+                    "its bytes {:?} lie outside the {} bytes given for its file",
+                    p.stored.range,
+                    shard.len()
+                ),
+            })?;
         p.conversion.apply(name, bytes)
     }
 }
 
 impl TensorBytes for HfTensors<'_> {
     fn bytes(&self, info: &TensorInfo) -> Result<&[u8], crate::Error> {
-        let cell = self.converted.get(&info.name).ok_or_else(|| HfError::MissingTensor(info.name.clone()))?;
+        let cell = self
+            .converted
+            .get(&info.name)
+            .ok_or_else(|| HfError::MissingTensor(info.name.clone()))?;
         if let Some(done) = cell.get() {
             return Ok(done);
         }

@@ -43,7 +43,11 @@ pub enum HfError {
     #[error("{file}: missing key {key}")]
     MissingKey { file: String, key: String },
     #[error("{file}: {key}: {reason}")]
-    BadKey { file: String, key: String, reason: String },
+    BadKey {
+        file: String,
+        key: String,
+        reason: String,
+    },
     #[error("unsupported architecture {0:?} (Wisp converts: llama, qwen2)")]
     UnsupportedArchitecture(String),
     #[error("tensor {tensor}: unsupported type {dtype} (Wisp reads F32, F16 and BF16 tensors)")]
@@ -53,15 +57,24 @@ pub enum HfError {
     #[error("unexpected tensor {0}: the architecture has no such weight")]
     UnexpectedTensor(String),
     #[error("tensor {tensor} has shape {found:?}, but the config implies {expected:?}")]
-    ShapeMismatch { tensor: String, expected: Vec<u64>, found: Vec<u64> },
+    ShapeMismatch {
+        tensor: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error("{file}: {reason}")]
     Safetensors { file: String, reason: String },
-    #[error("{INDEX_FILE} puts tensor {tensor} in {shard}, but that file is missing or does not hold it")]
+    #[error(
+        "{INDEX_FILE} puts tensor {tensor} in {shard}, but that file is missing or does not hold it"
+    )]
     MissingShard { shard: String, tensor: String },
     #[error("tensor {tensor}: {reason}")]
     BadTensor { tensor: String, reason: String },
     #[error("tensor {tensor}: {source}")]
-    Convert { tensor: String, source: DequantError },
+    Convert {
+        tensor: String,
+        source: DequantError,
+    },
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
@@ -70,6 +83,10 @@ pub enum HfError {
 
 impl HfError {
     fn bad_key(file: &str, key: &str, reason: impl Into<String>) -> HfError {
-        HfError::BadKey { file: file.to_string(), key: key.to_string(), reason: reason.into() }
+        HfError::BadKey {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
     }
 }

@@ -16,7 +16,12 @@ pub(super) enum RopeOrder {
 
 /// `bytes` holds `heads × hd` rows of `row_bytes` each (`hd` even, checked by the config);
 /// returns them re-ordered.
-pub(super) fn permute_rows(bytes: &[u8], row_bytes: usize, heads: u32, order: RopeOrder) -> Vec<u8> {
+pub(super) fn permute_rows(
+    bytes: &[u8],
+    row_bytes: usize,
+    heads: u32,
+    order: RopeOrder,
+) -> Vec<u8> {
     let n_rows = bytes.len() / row_bytes;
     let hd = n_rows / heads as usize;
     let half = hd / 2;
@@ -30,7 +35,8 @@ pub(super) fn permute_rows(bytes: &[u8], row_bytes: usize, heads: u32, order: Ro
                     RopeOrder::ToGguf => (hf, gguf),
                     RopeOrder::ToHf => (gguf, hf),
                 };
-                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&bytes[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&bytes[src * row_bytes..(src + 1) * row_bytes]);
             }
         }
     }

@@ -27,17 +27,29 @@ pub(super) struct StoredTensor {
 
 /// The index's `weight_map`: tensor name → file name.
 pub(super) fn parse_index(index_json: &[u8]) -> Result<BTreeMap<String, String>, HfError> {
-    let bad = |reason: String| HfError::BadJson { file: INDEX_FILE.into(), reason };
+    let bad = |reason: String| HfError::BadJson {
+        file: INDEX_FILE.into(),
+        reason,
+    };
     let root: Json = serde_json::from_slice(index_json).map_err(|e| bad(e.to_string()))?;
     let map = root
         .get("weight_map")
         .and_then(Json::as_object)
-        .ok_or_else(|| HfError::MissingKey { file: INDEX_FILE.into(), key: "weight_map".into() })?;
+        .ok_or_else(|| HfError::MissingKey {
+            file: INDEX_FILE.into(),
+            key: "weight_map".into(),
+        })?;
     map.iter()
         .map(|(tensor, file)| match file.as_str() {
             // A name with a path in it would let the index point outside the folder.
-            Some(f) if !f.is_empty() && !f.contains(['/', '\\']) && f != ".." => Ok((tensor.clone(), f.to_string())),
-            _ => Err(HfError::bad_key(INDEX_FILE, &format!("weight_map.{tensor}"), format!("{file} is not a file name in the folder"))),
+            Some(f) if !f.is_empty() && !f.contains(['/', '\\']) && f != ".." => {
+                Ok((tensor.clone(), f.to_string()))
+            }
+            _ => Err(HfError::bad_key(
+                INDEX_FILE,
+                &format!("weight_map.{tensor}"),
+                format!("{file} is not a file name in the folder"),
+            )),
         })
         .collect()
 }
@@ -62,8 +74,12 @@ pub(super) fn read_shards(
 ) -> Result<BTreeMap<String, StoredTensor>, HfError> {
     let mut tensors = BTreeMap::new();
     for (i, (file, bytes)) in shards.iter().enumerate() {
-        let bad = |reason: String| HfError::Safetensors { file: file.to_string(), reason };
-        let (header_len, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let bad = |reason: String| HfError::Safetensors {
+            file: file.to_string(),
+            reason,
+        };
+        let (header_len, metadata) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
         let data_start = 8 + header_len;
         for (name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
@@ -74,15 +90,22 @@ pub(super) fn read_shards(
                 range: data_start + start..data_start + end,
             };
             if tensors.insert(name.clone(), stored).is_some() {
-                return Err(bad(format!("tensor {name} is stored in more than one file")));
+                return Err(bad(format!(
+                    "tensor {name} is stored in more than one file"
+                )));
             }
         }
     }
     if let Some(index) = index {
         for (tensor, file) in index {
-            let found = tensors.get(tensor).is_some_and(|t| shards[t.shard].0 == file);
+            let found = tensors
+                .get(tensor)
+                .is_some_and(|t| shards[t.shard].0 == file);
             if !found {
-                return Err(HfError::MissingShard { shard: file.clone(), tensor: tensor.clone() });
+                return Err(HfError::MissingShard {
+                    shard: file.clone(),
+                    tensor: tensor.clone(),
+                });
             }
         }
     }

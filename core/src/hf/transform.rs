@@ -66,7 +66,10 @@ pub(super) struct Conversion {
 impl Conversion {
     /// Applies the conversion to `bytes` (the tensor `name`'s, for errors).
     pub fn apply<'a>(&self, name: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, HfError> {
-        let convert_err = |source| HfError::Convert { tensor: name.to_string(), source };
+        let convert_err = |source| HfError::Convert {
+            tensor: name.to_string(),
+            source,
+        };
         let mut data = Cow::Borrowed(bytes);
         if let Some((heads, order)) = self.rope {
             let row_bytes = self.from.bytes_for(self.row_elems).unwrap_or(0) as usize;
@@ -76,13 +79,17 @@ impl Conversion {
             if !whole_heads {
                 return Err(HfError::BadTensor {
                     tensor: name.to_string(),
-                    reason: format!("{} bytes are not {heads} heads of an even number of rows", bytes.len()),
+                    reason: format!(
+                        "{} bytes are not {heads} heads of an even number of rows",
+                        bytes.len()
+                    ),
                 });
             }
             data = Cow::Owned(permute_rows(bytes, row_bytes, heads, order));
         }
         if self.from != self.to {
-            let n = self.from.block_elems() as u64 * (data.len() as u64 / self.from.block_bytes() as u64);
+            let n = self.from.block_elems() as u64
+                * (data.len() as u64 / self.from.block_bytes() as u64);
             let values = dequantize(self.from, &data, n as usize).map_err(convert_err)?;
             data = Cow::Owned(quantize(self.to, &values).map_err(convert_err)?);
         }

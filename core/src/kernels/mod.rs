@@ -14,10 +14,11 @@ pub use params::*;
 pub use probe::{Bandwidth, streaming_read};
 pub use tuning::{FlashTiles, Tuning};
 
-use crate::model::{ExpertGating, Experts, FfnActivation};
 use crate::gpu::{
-    Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant, gpu_weight_type,
+    Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant,
+    gpu_weight_type,
 };
+use crate::model::{ExpertGating, Experts, FfnActivation};
 
 /// What a matrix product does with its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,12 +104,20 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
 
 impl<'g> Kernels<'g> {
     pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
-        Kernels { gpu, variant, tuning: Tuning::for_adapter(variant, &gpu.caps) }
+        Kernels {
+            gpu,
+            variant,
+            tuning: Tuning::for_adapter(variant, &gpu.caps),
+        }
     }
 
     /// With a given tuning (tests and tuning sweeps).
     pub fn with_tuning(gpu: &'g Gpu, variant: Variant, tuning: Tuning) -> Self {
-        Kernels { gpu, variant, tuning }
+        Kernels {
+            gpu,
+            variant,
+            tuning,
+        }
     }
 
     fn act(&self) -> String {
@@ -125,7 +134,10 @@ impl<'g> Kernels<'g> {
         defines: &[(&str, String)],
         bindings: &[B],
     ) -> Result<std::sync::Arc<crate::gpu::Pipeline>, GpuError> {
-        self.gpu.pipelines.get(&self.gpu.device, kernel, defines, bindings).await
+        self.gpu
+            .pipelines
+            .get(&self.gpu.device, kernel, defines, bindings)
+            .await
     }
 
     fn max_dim(&self) -> u32 {
@@ -134,10 +146,19 @@ impl<'g> Kernels<'g> {
 
     /// y (+)= W x for each row of x (decode-shaped: every lane group streams whole
     /// weight rows once per row of x).
-    pub async fn matvec(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>) -> Result<(), GpuError> {
+    pub async fn matvec(
+        &self,
+        b: &mut PlanBuilder,
+        w: &QMatrix,
+        a: &MatArgs<'_>,
+    ) -> Result<(), GpuError> {
         let t = &self.tuning;
         // The reduction kind only matters when lanes split a row.
-        let reduce = if t.matvec_split > 1 { self.reduce() } else { "workgroup".into() };
+        let reduce = if t.matvec_split > 1 {
+            self.reduce()
+        } else {
+            "workgroup".into()
+        };
         let defines = [
             ("WTYPE", weight_type(w)?.to_string()),
             ("ACT", self.act()),
@@ -147,25 +168,61 @@ impl<'g> Kernels<'g> {
             ("ROWS", t.matvec_rows.to_string()),
             ("WG", t.matvec_wg.to_string()),
         ];
-        let pipe = self.pipeline("matvec", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let pipe = self
+            .pipeline(
+                "matvec",
+                &defines,
+                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
+            )
+            .await?;
         let rows_per_wg = t.matvec_wg / t.matvec_split * t.matvec_rows;
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
-            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some((a.rows, 1)));
-            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
+            let grid = Grid::rows(
+                chunk.n_rows.div_ceil(rows_per_wg),
+                self.max_dim(),
+                Some((a.rows, 1)),
+            );
+            b.add(
+                pipe.clone(),
+                Some(bytemuck::bytes_of(&params)),
+                true,
+                &[&chunk.buffer, a.x, a.y],
+                grid,
+            );
         }
         Ok(())
     }
 
     /// y (+)= W x for all tokens of the step (prefill-shaped), with the kernel the
     /// tuning picks: lanes over rows (register-blocked) or lanes over tokens.
-    pub async fn matmul(&self, b: &mut PlanBuilder, w: &QMatrix, a: &MatArgs<'_>) -> Result<(), GpuError> {
+    pub async fn matmul(
+        &self,
+        b: &mut PlanBuilder,
+        w: &QMatrix,
+        a: &MatArgs<'_>,
+    ) -> Result<(), GpuError> {
         let t = &self.tuning;
-        let common = [("WTYPE", weight_type(w)?.to_string()), ("ACT", self.act()), ("OUT", a.out.wgsl().to_string())];
+        let common = [
+            ("WTYPE", weight_type(w)?.to_string()),
+            ("ACT", self.act()),
+            ("OUT", a.out.wgsl().to_string()),
+        ];
         let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite];
         let (pipe, rows_per_wg, tokens_per_wg) = if t.matmul_tokens {
-            let defines = [common.as_slice(), &[("RN", t.tokens_rn.to_string()), ("WG", t.tokens_wg.to_string())]].concat();
-            (self.pipeline("matmul_tokens", &defines, &bindings).await?, t.tokens_rn, t.tokens_wg)
+            let defines = [
+                common.as_slice(),
+                &[
+                    ("RN", t.tokens_rn.to_string()),
+                    ("WG", t.tokens_wg.to_string()),
+                ],
+            ]
+            .concat();
+            (
+                self.pipeline("matmul_tokens", &defines, &bindings).await?,
+                t.tokens_rn,
+                t.tokens_wg,
+            )
         } else {
             let tile = [
                 ("BM", t.tile_bm.to_string()),
@@ -174,12 +231,26 @@ impl<'g> Kernels<'g> {
                 ("TN", t.tile_tn.to_string()),
             ];
             let defines = [common.as_slice(), &tile].concat();
-            (self.pipeline("matmul_tiled", &defines, &bindings).await?, t.tile_bm, t.tile_bn)
+            (
+                self.pipeline("matmul_tiled", &defines, &bindings).await?,
+                t.tile_bm,
+                t.tile_bn,
+            )
         };
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
-            let grid = Grid::rows(chunk.n_rows.div_ceil(rows_per_wg), self.max_dim(), Some((a.rows, tokens_per_wg)));
-            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y], grid);
+            let grid = Grid::rows(
+                chunk.n_rows.div_ceil(rows_per_wg),
+                self.max_dim(),
+                Some((a.rows, tokens_per_wg)),
+            );
+            b.add(
+                pipe.clone(),
+                Some(bytemuck::bytes_of(&params)),
+                true,
+                &[&chunk.buffer, a.x, a.y],
+                grid,
+            );
         }
         Ok(())
     }
@@ -193,8 +264,17 @@ impl<'g> Kernels<'g> {
         x: &wgpu::Buffer,
         scale: f32,
     ) -> Result<(), GpuError> {
-        let defines = [("WTYPE", weight_type(table)?.to_string()), ("WG", "64".to_string())];
-        let pipe = self.pipeline("embed", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let defines = [
+            ("WTYPE", weight_type(table)?.to_string()),
+            ("WG", "64".to_string()),
+        ];
+        let pipe = self
+            .pipeline(
+                "embed",
+                &defines,
+                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
+            )
+            .await?;
         for chunk in &table.chunks {
             let params = EmbedParams {
                 k: table.k,
@@ -205,7 +285,13 @@ impl<'g> Kernels<'g> {
                 _pad: [0; 3],
             };
             let grid = Grid::scaled([1, 1, 1], 0, Count::Tokens, 1);
-            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, tokens, x], grid);
+            b.add(
+                pipe.clone(),
+                Some(bytemuck::bytes_of(&params)),
+                true,
+                &[&chunk.buffer, tokens, x],
+                grid,
+            );
         }
         Ok(())
     }
@@ -232,21 +318,64 @@ impl<'g> Kernels<'g> {
             ("WG", self.tuning.norm_wg.to_string()),
         ];
         let pipe = self
-            .pipeline("rmsnorm", &defines, &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite, B::Read])
+            .pipeline(
+                "rmsnorm",
+                &defines,
+                &[
+                    B::Uniform,
+                    B::Uniform,
+                    B::Read,
+                    B::Read,
+                    B::ReadWrite,
+                    B::Read,
+                ],
+            )
             .await?;
-        let count = if p.listed != 0 { Count::Rows } else { Count::Tokens };
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[x, weight, y, meta], Grid::scaled([1, 1, 1], 0, count, 1));
+        let count = if p.listed != 0 {
+            Count::Rows
+        } else {
+            Count::Tokens
+        };
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[x, weight, y, meta],
+            Grid::scaled([1, 1, 1], 0, count, 1),
+        );
         Ok(())
     }
 
     /// QK-norm: RMSNorm of each query and key head in place, with `weight` holding the
     /// query norm then the key norm.
-    pub async fn head_norm(&self, b: &mut PlanBuilder, p: &HeadNormParams, qkv: &wgpu::Buffer, weight: &wgpu::Buffer) -> Result<(), GpuError> {
+    pub async fn head_norm(
+        &self,
+        b: &mut PlanBuilder,
+        p: &HeadNormParams,
+        qkv: &wgpu::Buffer,
+        weight: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
         let wg = if p.head_dim >= 64 { 64 } else { 32 };
-        let defines = [("ACT", self.act()), ("REDUCE", self.reduce()), ("WG", wg.to_string())];
-        let pipe = self.pipeline("head_norm", &defines, &[B::Uniform, B::Uniform, B::ReadWrite, B::Read]).await?;
+        let defines = [
+            ("ACT", self.act()),
+            ("REDUCE", self.reduce()),
+            ("WG", wg.to_string()),
+        ];
+        let pipe = self
+            .pipeline(
+                "head_norm",
+                &defines,
+                &[B::Uniform, B::Uniform, B::ReadWrite, B::Read],
+            )
+            .await?;
         let grid = Grid::scaled([p.n_head + p.n_kv_head, 1, 1], 1, Count::Tokens, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, weight], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[qkv, weight],
+            grid,
+        );
         Ok(())
     }
 
@@ -267,11 +396,26 @@ impl<'g> Kernels<'g> {
             ("BLOCK", kv.block.to_string()),
             ("WG", "64".to_string()),
         ];
-        let bindings = [B::Uniform, B::Uniform, B::ReadWrite, B::ReadWrite, B::ReadWrite, B::Read, B::Read, B::Read];
+        let bindings = [
+            B::Uniform,
+            B::Uniform,
+            B::ReadWrite,
+            B::ReadWrite,
+            B::ReadWrite,
+            B::Read,
+            B::Read,
+            B::Read,
+        ];
         let pipe = self.pipeline("rope_kv", &defines, &bindings).await?;
         let work = (p.n_head + 2 * p.n_kv_head) * (p.head_dim / 2);
         let grid = Grid::scaled([work.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, inv_freq, kv.meta, bias], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[qkv, kv.k, kv.v, inv_freq, kv.meta, bias],
+            grid,
+        );
         Ok(())
     }
 
@@ -288,19 +432,51 @@ impl<'g> Kernels<'g> {
         kv: &KvBindings<'_>,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite, B::Read];
-        let storage = [("ACT", self.act()), ("KV", kv.kv.wgsl().to_string()), ("BLOCK", kv.block.to_string())];
+        let bindings = [
+            B::Uniform,
+            B::Uniform,
+            B::Read,
+            B::Read,
+            B::Read,
+            B::ReadWrite,
+            B::Read,
+        ];
+        let storage = [
+            ("ACT", self.act()),
+            ("KV", kv.kv.wgsl().to_string()),
+            ("BLOCK", kv.block.to_string()),
+        ];
         let hd = ("HD", p.head_dim.to_string());
         let (pipe, grid) = if self.tuning.attn_lanes && batched {
             let wg = self.tuning.attn_lanes_wg;
             let defines = [storage.as_slice(), &[hd, ("WG", wg.to_string())]].concat();
-            (self.pipeline("attention_lanes", &defines, &bindings).await?, Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, wg))
+            (
+                self.pipeline("attention_lanes", &defines, &bindings)
+                    .await?,
+                Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, wg),
+            )
         } else {
-            let defines =
-                [storage.as_slice(), &[("REDUCE", self.reduce()), hd, ("WG", self.tuning.attn_wg.to_string())]].concat();
-            (self.pipeline("attention", &defines, &bindings).await?, Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1))
+            let defines = [
+                storage.as_slice(),
+                &[
+                    ("REDUCE", self.reduce()),
+                    hd,
+                    ("WG", self.tuning.attn_wg.to_string()),
+                ],
+            ]
+            .concat();
+            (
+                self.pipeline("attention", &defines, &bindings).await?,
+                Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1),
+            )
         };
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, out, kv.meta], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[qkv, kv.k, kv.v, out, kv.meta],
+            grid,
+        );
         Ok(())
     }
 
@@ -324,10 +500,25 @@ impl<'g> Kernels<'g> {
             ("BK", tiles.bk.to_string()),
             ("L", tiles.lanes.to_string()),
         ];
-        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::Read, B::ReadWrite, B::Read, B::ReadWrite];
+        let bindings = [
+            B::Uniform,
+            B::Uniform,
+            B::Read,
+            B::Read,
+            B::Read,
+            B::ReadWrite,
+            B::Read,
+            B::ReadWrite,
+        ];
         let pipe = self.pipeline("flash_attn", &defines, &bindings).await?;
         let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Work, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[qkv, kv.k, kv.v, out, kv.meta, partials], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[qkv, kv.k, kv.v, out, kv.meta, partials],
+            grid,
+        );
         Ok(())
     }
 
@@ -340,15 +531,38 @@ impl<'g> Kernels<'g> {
         out: &wgpu::Buffer,
         meta: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let defines = [("ACT", self.act()), ("HD", p.head_dim.to_string()), ("WG", "64".to_string())];
-        let pipe = self.pipeline("flash_reduce", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite, B::Read]).await?;
+        let defines = [
+            ("ACT", self.act()),
+            ("HD", p.head_dim.to_string()),
+            ("WG", "64".to_string()),
+        ];
+        let pipe = self
+            .pipeline(
+                "flash_reduce",
+                &defines,
+                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite, B::Read],
+            )
+            .await?;
         let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Reduce, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(p)), true, &[partials, out, meta], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(p)),
+            true,
+            &[partials, out, meta],
+            grid,
+        );
         Ok(())
     }
 
     /// h = gate(g) * u from the fused gate/up output, one row per token.
-    pub async fn glu(&self, b: &mut PlanBuilder, gate: FfnActivation, gu: &wgpu::Buffer, h: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
+    pub async fn glu(
+        &self,
+        b: &mut PlanBuilder,
+        gate: FfnActivation,
+        gu: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        n: u32,
+    ) -> Result<(), GpuError> {
         self.glu_rows(b, gate, gu, h, n, 1).await
     }
 
@@ -366,11 +580,31 @@ impl<'g> Kernels<'g> {
             FfnActivation::Silu => "silu",
             FfnActivation::GeluTanh => "gelu_tanh",
         };
-        let defines = [("ACT", self.act()), ("GATE", gate.to_string()), ("WG", "64".to_string())];
-        let pipe = self.pipeline("glu", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
-        let params = GluParams { n, per_token, _pad: [0; 2] };
+        let defines = [
+            ("ACT", self.act()),
+            ("GATE", gate.to_string()),
+            ("WG", "64".to_string()),
+        ];
+        let pipe = self
+            .pipeline(
+                "glu",
+                &defines,
+                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite],
+            )
+            .await?;
+        let params = GluParams {
+            n,
+            per_token,
+            _pad: [0; 2],
+        };
         let grid = Grid::scaled([n.div_ceil(64), per_token, 1], 2, Count::Tokens, 1);
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[gu, h], grid);
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(&params)),
+            true,
+            &[gu, h],
+            grid,
+        );
         Ok(())
     }
 
@@ -388,14 +622,26 @@ impl<'g> Kernels<'g> {
             ExpertGating::Sigmoid => "sigmoid",
         };
         let defines = [("GATING", gating.to_string()), ("WG", "64".to_string())];
-        let pipe = self.pipeline("moe_route", &defines, &[B::Uniform, B::Uniform, B::Read, B::ReadWrite]).await?;
+        let pipe = self
+            .pipeline(
+                "moe_route",
+                &defines,
+                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite],
+            )
+            .await?;
         let params = MoeRouteParams {
             n_expert: experts.n_expert,
             n_used: experts.n_used,
             normalize: u32::from(experts.normalize),
             scale: experts.scale,
         };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[scores, routes], Grid::scaled([1, 1, 1], 0, Count::Tokens, 64));
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(&params)),
+            true,
+            &[scores, routes],
+            Grid::scaled([1, 1, 1], 0, Count::Tokens, 64),
+        );
         Ok(())
     }
 
@@ -418,7 +664,15 @@ impl<'g> Kernels<'g> {
             ("OUT", a.out.wgsl().to_string()),
             ("WG", wg.to_string()),
         ];
-        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite, B::Read, B::Read];
+        let bindings = [
+            B::Uniform,
+            B::Uniform,
+            B::Read,
+            B::Read,
+            B::ReadWrite,
+            B::Read,
+            B::Read,
+        ];
         let pipe = self.pipeline("moe_matvec", &defines, &bindings).await?;
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
@@ -427,7 +681,13 @@ impl<'g> Kernels<'g> {
             let grid = Grid::scaled([x, blocks.div_ceil(x), 1], 2, Count::Tokens, 1);
             // z counts tokens; each token has n_used slots.
             let grid = grid.times(n_used);
-            b.add(pipe.clone(), Some(bytemuck::bytes_of(&params)), true, &[&chunk.buffer, a.x, a.y, route, routes], grid);
+            b.add(
+                pipe.clone(),
+                Some(bytemuck::bytes_of(&params)),
+                true,
+                &[&chunk.buffer, a.x, a.y, route, routes],
+                grid,
+            );
         }
         Ok(())
     }
@@ -442,18 +702,51 @@ impl<'g> Kernels<'g> {
         n: u32,
         n_used: u32,
     ) -> Result<(), GpuError> {
-        let pipe = self.pipeline("moe_combine", &[("WG", "64".to_string())], &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
-        let params = MoeCombineParams { n, n_used, _pad: [0; 2] };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), true, &[y, routes, x], Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1));
+        let pipe = self
+            .pipeline(
+                "moe_combine",
+                &[("WG", "64".to_string())],
+                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
+            )
+            .await?;
+        let params = MoeCombineParams {
+            n,
+            n_used,
+            _pad: [0; 2],
+        };
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(&params)),
+            true,
+            &[y, routes, x],
+            Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1),
+        );
         Ok(())
     }
 
     /// For each row of `n` logits: result[2 row ..] = (index, bits) of the largest.
-    pub async fn argmax(&self, b: &mut PlanBuilder, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32) -> Result<(), GpuError> {
-        let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
-        let pipe = self.pipeline("argmax", &defines, &[B::Uniform, B::Read, B::ReadWrite]).await?;
+    pub async fn argmax(
+        &self,
+        b: &mut PlanBuilder,
+        logits: &wgpu::Buffer,
+        result: &wgpu::Buffer,
+        n: u32,
+    ) -> Result<(), GpuError> {
+        let defines = [
+            ("REDUCE", self.reduce()),
+            ("WG", self.tuning.argmax_wg.to_string()),
+        ];
+        let pipe = self
+            .pipeline("argmax", &defines, &[B::Uniform, B::Read, B::ReadWrite])
+            .await?;
         let params = ArgmaxParams { n, _pad: [0; 3] };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[logits, result], Grid::scaled([1, 1, 1], 0, Count::Rows, 1));
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(&params)),
+            false,
+            &[logits, result],
+            Grid::scaled([1, 1, 1], 0, Count::Rows, 1),
+        );
         Ok(())
     }
 
@@ -469,9 +762,21 @@ impl<'g> Kernels<'g> {
         logits: &wgpu::Buffer,
         max_entries: u32,
     ) -> Result<(), GpuError> {
-        let pipe = self.pipeline("penalties", &[], &[B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
+        let pipe = self
+            .pipeline(
+                "penalties",
+                &[],
+                &[B::Uniform, B::Read, B::Read, B::ReadWrite],
+            )
+            .await?;
         let grid = Grid::fixed(max_entries.div_ceil(64).max(1), 1, 1);
-        b.add(pipe, None, false, &[params, entries, row_params, logits], grid);
+        b.add(
+            pipe,
+            None,
+            false,
+            &[params, entries, row_params, logits],
+            grid,
+        );
         Ok(())
     }
 
@@ -485,20 +790,57 @@ impl<'g> Kernels<'g> {
         logits: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let defines = [("REDUCE", self.reduce()), ("WG", self.tuning.argmax_wg.to_string())];
-        let pipe = self.pipeline("candidates", &defines, &[B::Uniform, B::Read, B::Read, B::ReadWrite]).await?;
-        b.add(pipe, None, false, &[params, row_params, logits, out], Grid::scaled([1, 1, 1], 0, Count::Rows, 1));
+        let defines = [
+            ("REDUCE", self.reduce()),
+            ("WG", self.tuning.argmax_wg.to_string()),
+        ];
+        let pipe = self
+            .pipeline(
+                "candidates",
+                &defines,
+                &[B::Uniform, B::Read, B::Read, B::ReadWrite],
+            )
+            .await?;
+        b.add(
+            pipe,
+            None,
+            false,
+            &[params, row_params, logits, out],
+            Grid::scaled([1, 1, 1], 0, Count::Rows, 1),
+        );
         Ok(())
     }
 
     /// A streaming read of `data` (`vec4s` of 16 bytes), for measuring bandwidth.
-    pub async fn bandwidth(&self, b: &mut PlanBuilder, data: &wgpu::Buffer, sink: &wgpu::Buffer, vec4s: u32) -> Result<(), GpuError> {
+    pub async fn bandwidth(
+        &self,
+        b: &mut PlanBuilder,
+        data: &wgpu::Buffer,
+        sink: &wgpu::Buffer,
+        vec4s: u32,
+    ) -> Result<(), GpuError> {
         let wg = 256u32;
-        let pipe = self.pipeline("bandwidth", &[("WG", wg.to_string())], &[B::Uniform, B::Read, B::ReadWrite]).await?;
+        let pipe = self
+            .pipeline(
+                "bandwidth",
+                &[("WG", wg.to_string())],
+                &[B::Uniform, B::Read, B::ReadWrite],
+            )
+            .await?;
         // Enough workgroups to fill any device, each streaming a contiguous range.
         let groups = (vec4s / (wg * 16)).clamp(1, 4096);
-        let params = BandwidthParams { n: vec4s, per_group: vec4s.div_ceil(groups), _pad: [0; 2] };
-        b.add(pipe, Some(bytemuck::bytes_of(&params)), false, &[data, sink], Grid::rows(groups, self.max_dim(), None));
+        let params = BandwidthParams {
+            n: vec4s,
+            per_group: vec4s.div_ceil(groups),
+            _pad: [0; 2],
+        };
+        b.add(
+            pipe,
+            Some(bytemuck::bytes_of(&params)),
+            false,
+            &[data, sink],
+            Grid::rows(groups, self.max_dim(), None),
+        );
         Ok(())
     }
 

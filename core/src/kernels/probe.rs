@@ -24,12 +24,24 @@ pub async fn streaming_read(gpu: &Gpu, variant: Variant) -> Result<Bandwidth, Gp
     let bytes = (256u64 << 20).min(gpu.caps.max_storage_binding.saturating_sub(16)) / 16 * 16;
     let data = gpu.storage("bandwidth probe", bytes).await?;
     let sink = gpu.storage("bandwidth sink", 4 * 4096).await?;
-    let step = gpu.uniform("bandwidth step", std::mem::size_of::<StepParams>() as u64).await?;
-    gpu.write(&step, 0, bytemuck::bytes_of(&StepParams { n_tokens: 1, n_rows: 1, ..Default::default() }));
+    let step = gpu
+        .uniform("bandwidth step", std::mem::size_of::<StepParams>() as u64)
+        .await?;
+    gpu.write(
+        &step,
+        0,
+        bytemuck::bytes_of(&StepParams {
+            n_tokens: 1,
+            n_rows: 1,
+            ..Default::default()
+        }),
+    );
     let kernels = Kernels::new(gpu, variant);
     let mut builder = PlanBuilder::new(gpu, step);
     for _ in 0..PASSES {
-        kernels.bandwidth(&mut builder, &data, &sink, (bytes / 16) as u32).await?;
+        kernels
+            .bandwidth(&mut builder, &data, &sink, (bytes / 16) as u32)
+            .await?;
     }
     let plan = builder.finish(gpu, "bandwidth probe").await?;
     let shape = StepShape::tokens(1);
@@ -38,20 +50,35 @@ pub async fn streaming_read(gpu: &Gpu, variant: Variant) -> Result<Bandwidth, Gp
         profiler.run(gpu, &[(&plan, shape)]).await?;
         let times = profiler.run(gpu, &[(&plan, shape)]).await?;
         let best = times.iter().map(|t| t.nanos).fold(f64::MAX, f64::min);
-        return Ok(Bandwidth { gb_per_s: bytes as f64 / best, bytes, timing: "gpu-timestamps" });
+        return Ok(Bandwidth {
+            gb_per_s: bytes as f64 / best,
+            bytes,
+            timing: "gpu-timestamps",
+        });
     }
     let mut seconds = 0.0;
     // The first run pages the buffer in; the second is timed.
     for _ in 0..2 {
         let started = Instant::now();
-        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bandwidth probe") });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("bandwidth probe"),
+            });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bandwidth probe"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("bandwidth probe"),
+                timestamp_writes: None,
+            });
             plan.encode(&mut pass, shape);
         }
         gpu.queue.submit([enc.finish()]);
         gpu.read_buffer(&sink, 0, 4).await?;
         seconds = started.elapsed().as_secs_f64();
     }
-    Ok(Bandwidth { gb_per_s: (PASSES as u64 * bytes) as f64 / seconds / 1e9, bytes, timing: "cpu-wall" })
+    Ok(Bandwidth {
+        gb_per_s: (PASSES as u64 * bytes) as f64 / seconds / 1e9,
+        bytes,
+        timing: "cpu-wall",
+    })
 }

@@ -72,7 +72,8 @@ impl Tuning {
                     Reduce::Subgroup => caps.subgroup_min_size.clamp(4, 32).next_power_of_two(),
                     Reduce::Workgroup => 32,
                 };
-                let split = if split > caps.subgroup_min_size && variant.reduce == Reduce::Subgroup {
+                let split = if split > caps.subgroup_min_size && variant.reduce == Reduce::Subgroup
+                {
                     split / 2
                 } else {
                     split

@@ -18,9 +18,17 @@ pub enum KvError {
         "the KV cache has {free} free blocks of {block_size} positions but {needed} are needed; \
          wait for sequences to finish, or free or preempt one"
     )]
-    PoolFull { needed: usize, free: usize, block_size: u32 },
+    PoolFull {
+        needed: usize,
+        free: usize,
+        block_size: u32,
+    },
     #[error("sequence {seq:?} would reach {needed} positions, over the context of {n_ctx}")]
-    ContextFull { seq: SeqId, needed: usize, n_ctx: u32 },
+    ContextFull {
+        seq: SeqId,
+        needed: usize,
+        n_ctx: u32,
+    },
 }
 
 /// A block that must be copied before a sequence writes into it (copy-on-write).
@@ -181,11 +189,19 @@ impl BlockManager {
     pub fn append(&mut self, id: SeqId, n: u32) -> Result<Vec<BlockCopy>, KvError> {
         let len = self.len(id)?;
         if (len + n) as usize > self.n_ctx as usize {
-            return Err(KvError::ContextFull { seq: id, needed: (len + n) as usize, n_ctx: self.n_ctx });
+            return Err(KvError::ContextFull {
+                seq: id,
+                needed: (len + n) as usize,
+                n_ctx: self.n_ctx,
+            });
         }
         let needed = self.blocks_needed(id, n)?;
         if needed > self.free.len() {
-            return Err(KvError::PoolFull { needed, free: self.free.len(), block_size: self.block_size });
+            return Err(KvError::PoolFull {
+                needed,
+                free: self.free.len(),
+                block_size: self.block_size,
+            });
         }
         let bs = self.block_size;
         let mut copies = Vec::new();
@@ -291,16 +307,43 @@ mod tests {
         let mut m = BlockManager::new(3, 4, 10);
         let a = m.create();
         m.append(a, 8).unwrap();
-        let before = (m.used_blocks(), m.len(a).unwrap(), m.table(a).unwrap().to_vec());
-        assert!(matches!(m.append(a, 3), Err(KvError::ContextFull { needed: 11, .. })));
+        let before = (
+            m.used_blocks(),
+            m.len(a).unwrap(),
+            m.table(a).unwrap().to_vec(),
+        );
+        assert!(matches!(
+            m.append(a, 3),
+            Err(KvError::ContextFull { needed: 11, .. })
+        ));
         let b = m.create();
         m.append(b, 4).unwrap();
         let c = m.create();
         let e = m.append(c, 1).unwrap_err();
-        assert!(matches!(e, KvError::PoolFull { needed: 1, free: 0, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                KvError::PoolFull {
+                    needed: 1,
+                    free: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("wait for sequences to finish"));
-        assert_eq!((m.used_blocks(), m.len(a).unwrap(), m.table(a).unwrap().to_vec()), (3, before.1, before.2));
-        assert!(matches!(m.append(SeqId(99), 1), Err(KvError::NoSequence(_))));
+        assert_eq!(
+            (
+                m.used_blocks(),
+                m.len(a).unwrap(),
+                m.table(a).unwrap().to_vec()
+            ),
+            (3, before.1, before.2)
+        );
+        assert!(matches!(
+            m.append(SeqId(99), 1),
+            Err(KvError::NoSequence(_))
+        ));
     }
 
     #[test]

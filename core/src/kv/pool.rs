@@ -21,19 +21,37 @@ pub struct KvPool {
 }
 
 impl KvPool {
-    pub async fn new(gpu: &Gpu, cfg: &ModelConfig, kv: KvType, block: u32, n_blocks: u32) -> Result<KvPool, GpuError> {
+    pub async fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        kv: KvType,
+        block: u32,
+        n_blocks: u32,
+    ) -> Result<KvPool, GpuError> {
         let stride = cfg.kv_dim();
         let layer_bytes = n_blocks as u64 * block as u64 * kv.bytes_per_position(stride);
         let mut k = Vec::with_capacity(cfg.n_layer as usize);
         let mut v = Vec::with_capacity(cfg.n_layer as usize);
         for i in 0..cfg.n_layer {
-            let what = |which| format!("KV pool: {which} of layer {i} ({n_blocks} blocks of {block} positions)");
+            let what = |which| {
+                format!("KV pool: {which} of layer {i} ({n_blocks} blocks of {block} positions)")
+            };
             k.push(gpu.storage(&what("keys"), layer_bytes).await?);
             v.push(gpu.storage(&what("values"), layer_bytes).await?);
         }
         let block_bytes = block as u64 * kv.bytes_per_position(stride);
-        let scratch = gpu.storage("KV pool: copy-on-write scratch", block_bytes).await?;
-        Ok(KvPool { k, v, kv, block, n_blocks, stride, scratch })
+        let scratch = gpu
+            .storage("KV pool: copy-on-write scratch", block_bytes)
+            .await?;
+        Ok(KvPool {
+            k,
+            v,
+            kv,
+            block,
+            n_blocks,
+            stride,
+            scratch,
+        })
     }
 
     /// Bytes of one block in one layer's key (or value) pool.

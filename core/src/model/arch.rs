@@ -60,7 +60,14 @@ const LLAMA: ArchOptions = ArchOptions {
 /// The architectures Wisp runs, by their GGUF `general.architecture`.
 pub const ARCHITECTURES: &[(&str, ArchOptions)] = &[
     ("llama", LLAMA),
-    ("qwen2", ArchOptions { rope_style: RopeStyle::HalfSplit, qkv_bias: true, ..LLAMA }),
+    (
+        "qwen2",
+        ArchOptions {
+            rope_style: RopeStyle::HalfSplit,
+            qkv_bias: true,
+            ..LLAMA
+        },
+    ),
     (
         "gemma3",
         ArchOptions {
@@ -80,10 +87,17 @@ pub const ARCHITECTURES: &[(&str, ArchOptions)] = &[
 
 /// The options of `arch`, if Wisp runs it.
 pub fn arch_options(arch: &str) -> Option<ArchOptions> {
-    ARCHITECTURES.iter().find(|(name, _)| *name == arch).map(|(_, o)| *o)
+    ARCHITECTURES
+        .iter()
+        .find(|(name, _)| *name == arch)
+        .map(|(_, o)| *o)
 }
 
 /// "llama, qwen2, gemma3": for error messages.
 pub fn architecture_names() -> String {
-    ARCHITECTURES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    ARCHITECTURES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

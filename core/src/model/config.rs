@@ -103,16 +103,34 @@ fn experts(file: &GgufFile, k: &dyn Fn(&str) -> String) -> Result<Option<Experts
         None | Some(1) => ExpertGating::Softmax,
         Some(2) => ExpertGating::Sigmoid,
         Some(other) => {
-            return Err(ModelError::InvalidConfig(format!("{} = {other} is not a known gating function", k("expert_gating_func"))));
+            return Err(ModelError::InvalidConfig(format!(
+                "{} = {other} is not a known gating function",
+                k("expert_gating_func")
+            )));
         }
     };
     // Mixtral-style llama models renormalise the chosen experts' weights.
-    let normalize = file.metadata.opt_bool(&k("expert_weights_norm"))?.unwrap_or(true);
-    let scale = file.metadata.opt_f64(&k("expert_weights_scale"))?.map_or(1.0, |s| s as f32);
+    let normalize = file
+        .metadata
+        .opt_bool(&k("expert_weights_norm"))?
+        .unwrap_or(true);
+    let scale = file
+        .metadata
+        .opt_f64(&k("expert_weights_scale"))?
+        .map_or(1.0, |s| s as f32);
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(ModelError::InvalidConfig(format!("{} = {scale} must be positive", k("expert_weights_scale"))));
+        return Err(ModelError::InvalidConfig(format!(
+            "{} = {scale} must be positive",
+            k("expert_weights_scale")
+        )));
     }
-    Ok(Some(Experts { n_expert, n_used, gating, normalize, scale }))
+    Ok(Some(Experts {
+        n_expert,
+        n_used,
+        gating,
+        normalize,
+        scale,
+    }))
 }
 
 impl ModelConfig {
@@ -125,7 +143,9 @@ impl ModelConfig {
         };
         // rope_kv adds the QKV bias after head_norm would have run.
         if options.qkv_bias && options.qk_norm {
-            return Err(ModelError::InvalidConfig(format!("{arch}: a QKV bias together with QK-norm is not supported")));
+            return Err(ModelError::InvalidConfig(format!(
+                "{arch}: a QKV bias together with QK-norm is not supported"
+            )));
         }
         let k = |name: &str| format!("{arch}.{name}");
         let n_layer = u32_key(file, &k("block_count"))?;
@@ -167,20 +187,36 @@ impl ModelConfig {
                 "rope.dimension_count {n_rot} must be even and at most the head dimension {head_dim}"
             )));
         }
-        let rope_freq_base = file.metadata.opt_f64(&k("rope.freq_base"))?.unwrap_or(10000.0) as f32;
+        let rope_freq_base = file
+            .metadata
+            .opt_f64(&k("rope.freq_base"))?
+            .unwrap_or(10000.0) as f32;
         let rope_scaling = match file.metadata.opt_str(&k("rope.scaling.type"))? {
             None | Some("none") => RopeScaling::None,
             Some("linear") => {
-                let f = file.metadata.opt_f64(&k("rope.scaling.factor"))?.unwrap_or(1.0) as f32;
-                if f > 0.0 && f != 1.0 { RopeScaling::Linear(f) } else { RopeScaling::None }
+                let f = file
+                    .metadata
+                    .opt_f64(&k("rope.scaling.factor"))?
+                    .unwrap_or(1.0) as f32;
+                if f > 0.0 && f != 1.0 {
+                    RopeScaling::Linear(f)
+                } else {
+                    RopeScaling::None
+                }
             }
             Some(other) => {
-                return Err(ModelError::InvalidConfig(format!("unsupported RoPE scaling {other:?}")));
+                return Err(ModelError::InvalidConfig(format!(
+                    "unsupported RoPE scaling {other:?}"
+                )));
             }
         };
-        let rms_eps = file.metadata.require_f64(&k("attention.layer_norm_rms_epsilon"))? as f32;
+        let rms_eps = file
+            .metadata
+            .require_f64(&k("attention.layer_norm_rms_epsilon"))? as f32;
         if !(rms_eps > 0.0 && rms_eps < 1.0) {
-            return Err(ModelError::InvalidConfig(format!("RMS epsilon {rms_eps} is out of range")));
+            return Err(ModelError::InvalidConfig(format!(
+                "RMS epsilon {rms_eps} is out of range"
+            )));
         }
         let n_ctx_train = u32_key(file, &k("context_length"))?;
         let embd = file
@@ -202,7 +238,13 @@ impl ModelConfig {
             .map(|i| match (sliding_window, pattern) {
                 (None, _) => 0,
                 (Some(w), None) => w,
-                (Some(w), Some(n)) => if (i + 1) % n == 0 { 0 } else { w },
+                (Some(w), Some(n)) => {
+                    if (i + 1) % n == 0 {
+                        0
+                    } else {
+                        w
+                    }
+                }
             })
             .collect();
         let window_rope_base = match file.metadata.opt_f64(&k("rope.freq_base_swa"))? {
@@ -211,7 +253,9 @@ impl ModelConfig {
         };
         let experts = experts(file, &k)?;
         if experts.is_some() && options.post_norms {
-            return Err(ModelError::InvalidConfig(format!("{arch}: a mixture of experts with post-norms is not supported")));
+            return Err(ModelError::InvalidConfig(format!(
+                "{arch}: a mixture of experts with post-norms is not supported"
+            )));
         }
         let cfg = ModelConfig {
             architecture: arch,
@@ -234,7 +278,13 @@ impl ModelConfig {
             window_rope_base,
             experts,
         };
-        for (what, v) in [("block_count", n_layer), ("embedding_length", n_embd), ("feed_forward_length", n_ff), ("vocab_size", vocab_size), ("context_length", n_ctx_train)] {
+        for (what, v) in [
+            ("block_count", n_layer),
+            ("embedding_length", n_embd),
+            ("feed_forward_length", n_ff),
+            ("vocab_size", vocab_size),
+            ("context_length", n_ctx_train),
+        ] {
             if v == 0 {
                 return Err(ModelError::InvalidConfig(format!("{what} is 0")));
             }

@@ -42,10 +42,17 @@ impl ModelCost {
                     gate_up.parts.iter().for_each(|(m, _)| add(m, 1.0));
                     add(down, 1.0);
                 }
-                FeedForward::Experts { router, gate, up, down } => {
+                FeedForward::Experts {
+                    router,
+                    gate,
+                    up,
+                    down,
+                } => {
                     add(router, 1.0);
                     // Each token runs `n_used` of the experts.
-                    let used = config.experts.map_or(1.0, |x| x.n_used as f64 / x.n_expert as f64);
+                    let used = config
+                        .experts
+                        .map_or(1.0, |x| x.n_used as f64 / x.n_expert as f64);
                     gate.iter().chain(up).chain(down).for_each(|m| add(m, used));
                 }
             }
@@ -53,10 +60,15 @@ impl ModelCost {
         let head = weights.lm_head();
         ModelCost {
             weight_bytes_per_step: bytes + head.bytes() as f64,
-            kv_bytes_per_position: 2.0 * config.n_layer as f64 * kv.bytes_per_position(config.kv_dim()) as f64,
+            kv_bytes_per_position: 2.0
+                * config.n_layer as f64
+                * kv.bytes_per_position(config.kv_dim()) as f64,
             matmul_flops_per_token: flops,
             head_flops_per_token: 2.0 * elements(head),
-            attention_flops_per_position: 4.0 * config.n_layer as f64 * config.n_head as f64 * config.head_dim as f64,
+            attention_flops_per_position: 4.0
+                * config.n_layer as f64
+                * config.n_head as f64
+                * config.head_dim as f64,
         }
     }
 
@@ -72,6 +84,8 @@ impl ModelCost {
         let t = tokens as f64;
         // Token i attends to depth + i + 1 positions.
         let attended = t * depth as f64 + t * (t + 1.0) / 2.0;
-        self.matmul_flops_per_token * t + self.attention_flops_per_position * attended + self.head_flops_per_token
+        self.matmul_flops_per_token * t
+            + self.attention_flops_per_position * attended
+            + self.head_flops_per_token
     }
 }

@@ -29,7 +29,11 @@ pub enum ModelError {
     #[error("the model has no tensor {0}")]
     MissingTensor(String),
     #[error("tensor {tensor} has shape {found:?}, but the metadata implies {expected:?}")]
-    ShapeMismatch { tensor: String, expected: Vec<u64>, found: Vec<u64> },
+    ShapeMismatch {
+        tensor: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
     #[error(transparent)]

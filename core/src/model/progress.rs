@@ -26,7 +26,12 @@ pub struct Counted<'a, S: ?Sized> {
 impl<'a, S: TensorSource + ?Sized> Counted<'a, S> {
     pub fn new(inner: &'a S, file: &GgufFile, on_bytes: &'a dyn Fn(u64, u64)) -> Self {
         let total = file.tensors.iter().map(TensorInfo::n_bytes).sum();
-        Counted { inner, total, done: Cell::new(0), on_bytes }
+        Counted {
+            inner,
+            total,
+            done: Cell::new(0),
+            on_bytes,
+        }
     }
 
     /// Bytes of all tensors.

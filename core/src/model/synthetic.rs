@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::Error;
-use crate::gguf::{DEFAULT_ALIGNMENT, GgufFile, GgufWriter, Metadata, TensorInfo, Value, ValueType};
+use crate::gguf::{
+    DEFAULT_ALIGNMENT, GgufFile, GgufWriter, Metadata, TensorInfo, Value, ValueType,
+};
 use crate::gpu::gpu_weight_type;
 use crate::quant::{GgmlType, fill_random_blocks};
 
@@ -47,7 +49,13 @@ const LLAMA_2: Shape = Shape {
     n_ctx: 4096,
 };
 
-const LLAMA_3: Shape = Shape { n_kv_head: 8, n_ff: 14336, vocab: 128256, rope_base: 5e5, ..LLAMA_2 };
+const LLAMA_3: Shape = Shape {
+    n_kv_head: 8,
+    n_ff: 14336,
+    vocab: 128256,
+    rope_base: 5e5,
+    ..LLAMA_2
+};
 
 struct NamedShape {
     name: &'static str,
@@ -59,16 +67,37 @@ struct NamedShape {
 const SHAPES: [NamedShape; 6] = [
     NamedShape {
         name: "llama-1b",
-        shape: Shape { n_layer: 16, n_embd: 2048, n_ff: 8192, tied: true, ..LLAMA_3 },
+        shape: Shape {
+            n_layer: 16,
+            n_embd: 2048,
+            n_ff: 8192,
+            tied: true,
+            ..LLAMA_3
+        },
         caveat: None,
     },
     NamedShape {
         name: "llama-3b",
-        shape: Shape { n_layer: 28, n_embd: 3072, n_head: 24, n_ff: 8192, tied: true, ..LLAMA_3 },
+        shape: Shape {
+            n_layer: 28,
+            n_embd: 3072,
+            n_head: 24,
+            n_ff: 8192,
+            tied: true,
+            ..LLAMA_3
+        },
         caveat: None,
     },
-    NamedShape { name: "llama-7b", shape: LLAMA_2, caveat: None },
-    NamedShape { name: "llama-8b", shape: LLAMA_3, caveat: None },
+    NamedShape {
+        name: "llama-7b",
+        shape: LLAMA_2,
+        caveat: None,
+    },
+    NamedShape {
+        name: "llama-8b",
+        shape: LLAMA_3,
+        caveat: None,
+    },
     NamedShape {
         name: "qwen2-0.5b",
         shape: Shape {
@@ -88,13 +117,22 @@ const SHAPES: [NamedShape; 6] = [
     },
     NamedShape {
         name: "mixtral-8x7b",
-        shape: Shape { n_layer: 4, n_kv_head: 8, n_ff: 14336, experts: Some((8, 2)), rope_base: 1e6, ..LLAMA_2 },
+        shape: Shape {
+            n_layer: 4,
+            n_kv_head: 8,
+            n_ff: 14336,
+            experts: Some((8, 2)),
+            rope_base: 1e6,
+            ..LLAMA_2
+        },
         caveat: Some("Mixtral 8x7B has 32 layers"),
     },
 ];
 
 /// The keys of explicit dimensions, as in `layers=2,embd=256,ff=512,heads=4,vocab=1000`.
-const DIM_KEYS: [&str; 10] = ["layers", "embd", "ff", "heads", "kv_heads", "vocab", "arch", "experts", "tied", "ctx"];
+const DIM_KEYS: [&str; 10] = [
+    "layers", "embd", "ff", "heads", "kv_heads", "vocab", "arch", "experts", "tied", "ctx",
+];
 
 /// Explicit dimensions are bounded so that no tensor's size overflows.
 const MAX_DIM: u32 = 1 << 20;
@@ -142,14 +180,21 @@ fn invalid(message: String) -> ModelError {
 }
 
 fn weight_types() -> impl Iterator<Item = GgmlType> {
-    GgmlType::ALL.into_iter().filter(|&t| gpu_weight_type(t).is_some())
+    GgmlType::ALL
+        .into_iter()
+        .filter(|&t| gpu_weight_type(t).is_some())
 }
 
 fn parse_weight_type(name: &str) -> Result<GgmlType, ModelError> {
-    weight_types().find(|t| t.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
-        let supported: Vec<String> = weight_types().map(|t| t.name().to_lowercase()).collect();
-        invalid(format!("unknown weight type {name:?} for a synthetic model (supported: {})", supported.join(", ")))
-    })
+    weight_types()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            let supported: Vec<String> = weight_types().map(|t| t.name().to_lowercase()).collect();
+            invalid(format!(
+                "unknown weight type {name:?} for a synthetic model (supported: {})",
+                supported.join(", ")
+            ))
+        })
 }
 
 fn parse_shape(text: &str) -> Result<(Shape, Option<&'static str>), ModelError> {
@@ -171,20 +216,28 @@ fn parse_shape(text: &str) -> Result<(Shape, Option<&'static str>), ModelError> 
 fn parse_dims(text: &str) -> Result<Shape, ModelError> {
     let mut values: HashMap<&str, &str> = HashMap::new();
     for item in text.split(',') {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("synthetic model dimensions: {item:?} is not key=value")))?;
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            invalid(format!(
+                "synthetic model dimensions: {item:?} is not key=value"
+            ))
+        })?;
         let key = key.trim();
         if !DIM_KEYS.contains(&key) {
-            return Err(invalid(format!("synthetic model dimensions: unknown key {key:?} (keys: {})", DIM_KEYS.join(", "))));
+            return Err(invalid(format!(
+                "synthetic model dimensions: unknown key {key:?} (keys: {})",
+                DIM_KEYS.join(", ")
+            )));
         }
         if values.insert(key, value.trim()).is_some() {
-            return Err(invalid(format!("synthetic model dimensions: {key} is given twice")));
+            return Err(invalid(format!(
+                "synthetic model dimensions: {key} is given twice"
+            )));
         }
     }
     let number = |key: &str, default: Option<u32>| -> Result<u32, ModelError> {
         let Some(v) = values.get(key) else {
-            return default.ok_or_else(|| invalid(format!("synthetic model dimensions: {key}= is missing")));
+            return default
+                .ok_or_else(|| invalid(format!("synthetic model dimensions: {key}= is missing")));
         };
         v.parse::<u32>()
             .ok()
@@ -195,20 +248,34 @@ fn parse_dims(text: &str) -> Result<Shape, ModelError> {
     let (arch, rope_base) = match values.get("arch").copied().unwrap_or("llama") {
         "llama" => ("llama", 1e4),
         "qwen2" => ("qwen2", 1e6),
-        other => return Err(invalid(format!("synthetic model dimensions: arch={other} is not llama or qwen2"))),
+        other => {
+            return Err(invalid(format!(
+                "synthetic model dimensions: arch={other} is not llama or qwen2"
+            )));
+        }
     };
     let tied = match values.get("tied").copied().unwrap_or("false") {
         "true" => true,
         "false" => false,
-        other => return Err(invalid(format!("synthetic model dimensions: tied={other} is not true or false"))),
+        other => {
+            return Err(invalid(format!(
+                "synthetic model dimensions: tied={other} is not true or false"
+            )));
+        }
     };
     let experts = match values.get("experts") {
         None => None,
         Some(v) => {
-            let pair = v.split_once('/').and_then(|(n, used)| Some((n.parse::<u32>().ok()?, used.parse::<u32>().ok()?)));
+            let pair = v
+                .split_once('/')
+                .and_then(|(n, used)| Some((n.parse::<u32>().ok()?, used.parse::<u32>().ok()?)));
             match pair {
                 Some((n, used)) if (1..=MAX_DIM).contains(&n) => Some((n, used)),
-                _ => return Err(invalid(format!("synthetic model dimensions: experts={v} is not N/M (N experts, M used per token)"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "synthetic model dimensions: experts={v} is not N/M (N experts, M used per token)"
+                    )));
+                }
             }
         }
     };
@@ -250,14 +317,31 @@ struct Layout {
 }
 
 impl Layout {
-    fn add(&mut self, name: String, dims: Vec<u64>, ty: GgmlType, ones: bool) -> Result<(), ModelError> {
+    fn add(
+        &mut self,
+        name: String,
+        dims: Vec<u64>,
+        ty: GgmlType,
+        ones: bool,
+    ) -> Result<(), ModelError> {
         let index = self.tensors.len();
-        let contents = if ones { Contents::Ones } else { Contents::Random { seed: index as u64 } };
+        let contents = if ones {
+            Contents::Ones
+        } else {
+            Contents::Random { seed: index as u64 }
+        };
         let offset = self.end.next_multiple_of(DEFAULT_ALIGNMENT);
-        let info = TensorInfo { name: name.clone(), dims, ty, offset };
-        self.end = offset
-            .checked_add(info.n_bytes())
-            .ok_or_else(|| invalid(format!("the synthetic model is too large (at tensor {name})")))?;
+        let info = TensorInfo {
+            name: name.clone(),
+            dims,
+            ty,
+            offset,
+        };
+        self.end = offset.checked_add(info.n_bytes()).ok_or_else(|| {
+            invalid(format!(
+                "the synthetic model is too large (at tensor {name})"
+            ))
+        })?;
         self.tensors.push(info);
         self.contents.insert(name, (index, contents));
         Ok(())
@@ -296,7 +380,10 @@ fn metadata(name: &str, s: &Shape) -> Metadata {
     ] {
         m.insert(format!("{a}.{key}"), Value::U32(value));
     }
-    m.insert(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
+    m.insert(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(1e-5),
+    );
     m.insert(format!("{a}.rope.freq_base"), Value::F32(s.rope_base));
     if let Some((n_expert, n_used)) = s.experts {
         m.insert(format!("{a}.expert_count"), Value::U32(n_expert));
@@ -308,7 +395,13 @@ fn metadata(name: &str, s: &Shape) -> Metadata {
 /// The tensors `ModelConfig` and `check_tensors` expect of the shape. Heads are
 /// `n_embd / n_head` wide (a shape that does not divide is refused by `ModelConfig`).
 fn layout(s: &Shape, quant: GgmlType) -> Result<Layout, ModelError> {
-    let mut l = Layout { quant, tensors: Vec::new(), contents: HashMap::new(), end: 0, fallbacks: BTreeSet::new() };
+    let mut l = Layout {
+        quant,
+        tensors: Vec::new(),
+        contents: HashMap::new(),
+        end: 0,
+        fallbacks: BTreeSet::new(),
+    };
     let (d, ff, v) = (s.n_embd as u64, s.n_ff as u64, s.vocab as u64);
     let head_dim = (s.n_embd / s.n_head) as u64;
     let (q, kv) = (s.n_head as u64 * head_dim, s.n_kv_head as u64 * head_dim);
@@ -326,7 +419,12 @@ fn layout(s: &Shape, quant: GgmlType) -> Result<Layout, ModelError> {
         l.matrix(b("attn_output"), vec![q, d])?;
         if s.arch == "qwen2" {
             for (p, n) in [("q", q), ("k", kv), ("v", kv)] {
-                l.add(format!("blk.{i}.attn_{p}.bias"), vec![n], GgmlType::F32, false)?;
+                l.add(
+                    format!("blk.{i}.attn_{p}.bias"),
+                    vec![n],
+                    GgmlType::F32,
+                    false,
+                )?;
             }
         }
         l.norm(b("ffn_norm"), d)?;
@@ -354,29 +452,52 @@ impl SyntheticModel {
     /// `layers=2,embd=256,ff=512,heads=4,kv_heads=2,vocab=1000[,arch=qwen2][,experts=4/2][,tied=true]`;
     /// QUANT is any weight format the GPU reads (`q4_0`, `q4_k`, `f16`, ...).
     pub fn parse(spec: &str) -> Result<SyntheticModel, ModelError> {
-        let (name, quant) = spec
-            .rsplit_once(':')
-            .ok_or_else(|| invalid(format!("synthetic model {spec:?} needs a weight type: NAME:QUANT, e.g. llama-1b:q4_0")))?;
+        let (name, quant) = spec.rsplit_once(':').ok_or_else(|| {
+            invalid(format!(
+                "synthetic model {spec:?} needs a weight type: NAME:QUANT, e.g. llama-1b:q4_0"
+            ))
+        })?;
         let (name, quant) = (name.trim(), parse_weight_type(quant.trim())?);
         let (shape, caveat) = parse_shape(name)?;
         let l = layout(&shape, quant)?;
-        let file = GgufFile { version: 3, metadata: metadata(name, &shape), tensors: l.tensors, alignment: DEFAULT_ALIGNMENT, data_offset: 0 };
+        let file = GgufFile {
+            version: 3,
+            metadata: metadata(name, &shape),
+            tensors: l.tensors,
+            alignment: DEFAULT_ALIGNMENT,
+            data_offset: 0,
+        };
         let config = ModelConfig::from_gguf(&file)?;
         check_tensors(&file, &config)?;
         let mut caveats: Vec<String> = caveat.map(String::from).into_iter().collect();
-        caveats.extend(l.fallbacks.iter().map(|(row, ty)| format!("rows of {row} are not whole {quant} blocks, so those tensors are {ty}")));
-        Ok(SyntheticModel { name: name.to_string(), file, quant, shape, caveats, contents: l.contents })
+        caveats.extend(l.fallbacks.iter().map(|(row, ty)| {
+            format!("rows of {row} are not whole {quant} blocks, so those tensors are {ty}")
+        }));
+        Ok(SyntheticModel {
+            name: name.to_string(),
+            file,
+            quant,
+            shape,
+            caveats,
+            contents: l.contents,
+        })
     }
 
     /// Parameters of every tensor, norms and biases included.
     pub fn n_params(&self) -> u64 {
-        self.file.tensors.iter().fold(0u64, |n, t| n.saturating_add(t.n_elements()))
+        self.file
+            .tensors
+            .iter()
+            .fold(0u64, |n, t| n.saturating_add(t.n_elements()))
     }
 
     /// E.g. "llama-1b (synthetic, q4_0: 16 layers, 2048 wide, 1.24 B parameters)".
     pub fn description(&self) -> String {
         let s = &self.shape;
-        let experts = s.experts.map(|(n, used)| format!(", {n} experts ({used} per token)")).unwrap_or_default();
+        let experts = s
+            .experts
+            .map(|(n, used)| format!(", {n} experts ({used} per token)"))
+            .unwrap_or_default();
         let n = self.n_params();
         let params = match n {
             1_000_000_000.. => format!("{:.2} B", n as f64 / 1e9),
@@ -409,7 +530,11 @@ impl SyntheticModel {
         }
         let block = ours.ty.block_bytes() as u64;
         let n_bytes = ours.n_bytes();
-        if range.start > range.end || range.end > n_bytes || !range.start.is_multiple_of(block) || !range.end.is_multiple_of(block) {
+        if range.start > range.end
+            || range.end > n_bytes
+            || !range.start.is_multiple_of(block)
+            || !range.end.is_multiple_of(block)
+        {
             return Err(Error::Source(format!(
                 "bytes {range:?} of synthetic tensor {name}: it has {n_bytes} bytes in blocks of {block}"
             )));
@@ -435,7 +560,9 @@ impl SyntheticModel {
     /// The tensors are generated whole, so this takes the model's size in memory.
     pub fn to_gguf(&self) -> Result<GgufWriter, Error> {
         let mut w = GgufWriter::new();
-        let bad = |e: crate::gguf::GgufWriteError| Error::Source(format!("writing the synthetic model: {e}"));
+        let bad = |e: crate::gguf::GgufWriteError| {
+            Error::Source(format!("writing the synthetic model: {e}"))
+        };
         for (key, value) in self.file.metadata.iter() {
             w.metadata(key.clone(), value.clone()).map_err(bad)?;
         }
@@ -443,7 +570,13 @@ impl SyntheticModel {
             w.metadata(key, value).map_err(bad)?;
         }
         for t in &self.file.tensors {
-            w.tensor(t.name.clone(), &t.dims, t.ty, self.generate(t, 0..t.n_bytes())?).map_err(bad)?;
+            w.tensor(
+                t.name.clone(),
+                &t.dims,
+                t.ty,
+                self.generate(t, 0..t.n_bytes())?,
+            )
+            .map_err(bad)?;
         }
         Ok(w)
     }
@@ -467,12 +600,23 @@ fn placeholder_vocabulary(n: u32) -> Result<Vec<(&'static str, Value)>, Error> {
     types.extend([6; 256]);
     tokens.extend((PLACEHOLDER_FIXED_TOKENS..n).map(|i| format!("t{i}")));
     types.resize(n as usize, 1);
-    let strings = |v: Vec<String>| Value::Array(ValueType::String, v.into_iter().map(Value::String).collect());
+    let strings = |v: Vec<String>| {
+        Value::Array(
+            ValueType::String,
+            v.into_iter().map(Value::String).collect(),
+        )
+    };
     Ok(vec![
         ("tokenizer.ggml.model", Value::String("llama".into())),
         ("tokenizer.ggml.tokens", strings(tokens)),
-        ("tokenizer.ggml.scores", Value::Array(ValueType::F32, vec![Value::F32(0.0); n as usize])),
-        ("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types.into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(ValueType::F32, vec![Value::F32(0.0); n as usize]),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(ValueType::I32, types.into_iter().map(Value::I32).collect()),
+        ),
         ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
         ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", Value::U32(2)),
@@ -481,12 +625,20 @@ fn placeholder_vocabulary(n: u32) -> Result<Vec<(&'static str, Value)>, Error> {
 
 /// Fills `out` with bytes `range` of a random tensor. Every chunk is the prefix of its
 /// seed's stream, so a range that starts inside a chunk regenerates the chunk's head.
-fn random_range(ty: GgmlType, tensor_seed: u64, range: Range<u64>, out: &mut [u8]) -> Result<(), crate::quant::RandomBlocksError> {
+fn random_range(
+    ty: GgmlType,
+    tensor_seed: u64,
+    range: Range<u64>,
+    out: &mut [u8],
+) -> Result<(), crate::quant::RandomBlocksError> {
     let chunk = ((CHUNK_BYTES / ty.block_bytes()).max(1) * ty.block_bytes()) as u64;
     let mut head = Vec::new();
     for c in range.start / chunk..range.end.div_ceil(chunk) {
         let chunk_start = c * chunk;
-        let (lo, hi) = (range.start.max(chunk_start), range.end.min(chunk_start + chunk));
+        let (lo, hi) = (
+            range.start.max(chunk_start),
+            range.end.min(chunk_start + chunk),
+        );
         let dst = &mut out[(lo - range.start) as usize..(hi - range.start) as usize];
         let seed = (tensor_seed << 40) | c;
         if lo == chunk_start {
@@ -502,7 +654,9 @@ fn random_range(ty: GgmlType, tensor_seed: u64, range: Range<u64>, out: &mut [u8
 
 impl TensorSource for SyntheticModel {
     fn fetch<'a>(&'a self, info: &'a TensorInfo) -> TensorFuture<'a> {
-        Box::pin(std::future::ready(self.generate(info, 0..info.n_bytes()).map(Cow::Owned)))
+        Box::pin(std::future::ready(
+            self.generate(info, 0..info.n_bytes()).map(Cow::Owned),
+        ))
     }
 
     fn max_piece(&self) -> u64 {
@@ -510,7 +664,9 @@ impl TensorSource for SyntheticModel {
     }
 
     fn fetch_range<'a>(&'a self, info: &'a TensorInfo, range: Range<u64>) -> TensorFuture<'a> {
-        Box::pin(std::future::ready(self.generate(info, range).map(Cow::Owned)))
+        Box::pin(std::future::ready(
+            self.generate(info, range).map(Cow::Owned),
+        ))
     }
 }
 
@@ -524,7 +680,10 @@ mod tests {
     }
 
     fn error(spec: &str) -> String {
-        SyntheticModel::parse(spec).map(|_| ()).expect_err(spec).to_string()
+        SyntheticModel::parse(spec)
+            .map(|_| ())
+            .expect_err(spec)
+            .to_string()
     }
 
     fn fetch(m: &SyntheticModel, name: &str, range: Option<Range<u64>>) -> Vec<u8> {
@@ -541,9 +700,15 @@ mod tests {
         for name in synthetic_shape_names() {
             for quant in ["q4_0", "Q4_K"] {
                 let m = parse(&format!("{name}:{quant}"));
-                let config = ModelConfig::from_gguf(&m.file).unwrap_or_else(|e| panic!("{name}:{quant}: {e}"));
+                let config = ModelConfig::from_gguf(&m.file)
+                    .unwrap_or_else(|e| panic!("{name}:{quant}: {e}"));
                 check_tensors(&m.file, &config).unwrap_or_else(|e| panic!("{name}:{quant}: {e}"));
-                assert!(m.description().starts_with(&format!("{name} (synthetic, {}: ", quant.to_lowercase())), "{}", m.description());
+                assert!(
+                    m.description()
+                        .starts_with(&format!("{name} (synthetic, {}: ", quant.to_lowercase())),
+                    "{}",
+                    m.description()
+                );
             }
         }
     }
@@ -552,27 +717,57 @@ mod tests {
     fn parameter_counts_match_the_real_models() {
         for (name, real) in [("llama-1b", 1.24e9), ("llama-8b", 8.03e9)] {
             let n = parse(&format!("{name}:q4_0")).n_params() as f64;
-            assert!((n / real - 1.0).abs() < 0.02, "{name}: {n} parameters, the real model has {real}");
+            assert!(
+                (n / real - 1.0).abs() < 0.02,
+                "{name}: {n} parameters, the real model has {real}"
+            );
         }
         let m = parse("llama-1b:q4_0");
-        assert_eq!(m.description(), "llama-1b (synthetic, q4_0: 16 layers, 2048 wide, 1.24 B parameters)");
+        assert_eq!(
+            m.description(),
+            "llama-1b (synthetic, q4_0: 16 layers, 2048 wide, 1.24 B parameters)"
+        );
     }
 
     #[test]
     fn shapes_and_tensors_follow_the_spec() {
         let m = parse("mixtral-8x7b:q8_0");
-        assert!(m.description().contains("8 experts (2 per token)") && m.description().contains("32 layers"), "{}", m.description());
+        assert!(
+            m.description().contains("8 experts (2 per token)")
+                && m.description().contains("32 layers"),
+            "{}",
+            m.description()
+        );
         assert!(m.file.tensor("output.weight").is_some());
-        assert_eq!(m.file.tensor("blk.3.ffn_gate_exps.weight").unwrap().dims, [4096, 14336, 8]);
+        assert_eq!(
+            m.file.tensor("blk.3.ffn_gate_exps.weight").unwrap().dims,
+            [4096, 14336, 8]
+        );
         // Qwen2 0.5B's 896-wide rows are not whole Q4_K blocks: llama.cpp uses Q5_0 there.
         let m = parse("qwen2-0.5b:q4_k");
-        assert_eq!(m.file.tensor("blk.0.attn_q.weight").unwrap().ty, GgmlType::Q5_0);
-        assert_eq!(m.file.tensor("blk.0.ffn_down.weight").unwrap().ty, GgmlType::Q4_K);
+        assert_eq!(
+            m.file.tensor("blk.0.attn_q.weight").unwrap().ty,
+            GgmlType::Q5_0
+        );
+        assert_eq!(
+            m.file.tensor("blk.0.ffn_down.weight").unwrap().ty,
+            GgmlType::Q4_K
+        );
         assert_eq!(m.file.tensor("blk.0.attn_k.bias").unwrap().dims, [128]);
-        assert!(m.description().contains("rows of 896 are not whole Q4_K blocks, so those tensors are Q5_0"), "{}", m.description());
+        assert!(
+            m.description()
+                .contains("rows of 896 are not whole Q4_K blocks, so those tensors are Q5_0"),
+            "{}",
+            m.description()
+        );
         let mut at = 0;
         for t in &m.file.tensors {
-            assert!(t.offset >= at && t.offset % 32 == 0, "{} at {}", t.name, t.offset);
+            assert!(
+                t.offset >= at && t.offset % 32 == 0,
+                "{} at {}",
+                t.name,
+                t.offset
+            );
             at = t.offset + t.n_bytes();
         }
     }
@@ -581,11 +776,27 @@ mod tests {
     fn explicit_dimensions_parse() {
         let m = parse("layers=2,embd=256,ff=512,heads=4,kv_heads=2,vocab=1000:q4_0");
         let c = ModelConfig::from_gguf(&m.file).unwrap();
-        assert_eq!((c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_kv_head, c.vocab_size, c.head_dim), (2, 256, 512, 4, 2, 1000, 64));
+        assert_eq!(
+            (
+                c.n_layer,
+                c.n_embd,
+                c.n_ff,
+                c.n_head,
+                c.n_kv_head,
+                c.vocab_size,
+                c.head_dim
+            ),
+            (2, 256, 512, 4, 2, 1000, 64)
+        );
         assert!(!c.tied_embeddings && c.experts.is_none());
-        let m = parse("layers=1, embd=128, ff=256, heads=2, vocab=500, arch=qwen2, experts=4/2, tied=true, ctx=256:F16");
+        let m = parse(
+            "layers=1, embd=128, ff=256, heads=2, vocab=500, arch=qwen2, experts=4/2, tied=true, ctx=256:F16",
+        );
         let c = ModelConfig::from_gguf(&m.file).unwrap();
-        assert_eq!((c.architecture.as_str(), c.n_kv_head, c.n_ctx_train), ("qwen2", 2, 256));
+        assert_eq!(
+            (c.architecture.as_str(), c.n_kv_head, c.n_ctx_train),
+            ("qwen2", 2, 256)
+        );
         assert!(c.tied_embeddings && c.arch.qkv_bias);
         assert_eq!(c.experts.map(|x| (x.n_expert, x.n_used)), Some((4, 2)));
     }
@@ -595,31 +806,57 @@ mod tests {
         let dims = "layers=2,embd=256,ff=512,heads=4,vocab=1000";
         for (spec, expected) in [
             ("llama-1b", "needs a weight type"),
-            ("llama-9b:q4_0", "unknown synthetic model \"llama-9b\" (known: llama-1b, llama-3b"),
-            ("llama-1b:q9_9", "unknown weight type \"q9_9\" for a synthetic model (supported: f32, f16, q4_0"),
+            (
+                "llama-9b:q4_0",
+                "unknown synthetic model \"llama-9b\" (known: llama-1b, llama-3b",
+            ),
+            (
+                "llama-1b:q9_9",
+                "unknown weight type \"q9_9\" for a synthetic model (supported: f32, f16, q4_0",
+            ),
             ("llama-1b:iq2_xxs", "unknown weight type \"iq2_xxs\""),
             (&format!("{dims},layers=3:q4_0"), "layers is given twice"),
             (&format!("{dims},depth=3:q4_0"), "unknown key \"depth\""),
             (&format!("{dims},tied:q4_0"), "\"tied\" is not key=value"),
             ("layers=2,embd=256,ff=512,heads=4:q4_0", "vocab= is missing"),
-            ("layers=two,embd=256,ff=512,heads=4,vocab=1000:q4_0", "layers=two is not a whole number"),
-            ("layers=0,embd=256,ff=512,heads=4,vocab=1000:q4_0", "layers=0 is not a whole number"),
+            (
+                "layers=two,embd=256,ff=512,heads=4,vocab=1000:q4_0",
+                "layers=two is not a whole number",
+            ),
+            (
+                "layers=0,embd=256,ff=512,heads=4,vocab=1000:q4_0",
+                "layers=0 is not a whole number",
+            ),
             (&format!("{dims},experts=4:q4_0"), "experts=4 is not N/M"),
             (&format!("{dims},experts=4/5:q4_0"), "expert_used_count = 5"),
-            (&format!("{dims},arch=gemma3:q4_0"), "arch=gemma3 is not llama or qwen2"),
-            (&format!("{dims},tied=yes:q4_0"), "tied=yes is not true or false"),
+            (
+                &format!("{dims},arch=gemma3:q4_0"),
+                "arch=gemma3 is not llama or qwen2",
+            ),
+            (
+                &format!("{dims},tied=yes:q4_0"),
+                "tied=yes is not true or false",
+            ),
             (&format!("{dims},kv_heads=3:q4_0"), "head_count_kv = 3"),
-            ("layers=2,embd=240,ff=512,heads=4,vocab=1000:q4_0", "multiples of 32"),
+            (
+                "layers=2,embd=240,ff=512,heads=4,vocab=1000:q4_0",
+                "multiples of 32",
+            ),
         ] {
             let err = error(spec);
-            assert!(err.contains(expected), "{spec}: {err:?} does not contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{spec}: {err:?} does not contain {expected:?}"
+            );
         }
     }
 
     #[test]
     fn a_range_is_the_same_bytes_as_in_the_whole_tensor() {
         for quant in ["q4_0", "q4_k", "f16"] {
-            let m = parse(&format!("layers=1,embd=256,ff=512,heads=4,vocab=32000:{quant}"));
+            let m = parse(&format!(
+                "layers=1,embd=256,ff=512,heads=4,vocab=32000:{quant}"
+            ));
             let t = m.file.tensor("token_embd.weight").unwrap();
             let whole = fetch(&m, &t.name, None);
             assert_eq!(whole.len() as u64, t.n_bytes());
@@ -628,31 +865,61 @@ mod tests {
             // the pieces the loader asks for.
             for rows in [0..1, 0..100, 1000..3000, 1801..1999, 31_000..32_000] {
                 let r = rows.start * row..rows.end * row;
-                assert_eq!(fetch(&m, &t.name, Some(r.clone())), whole[r.start as usize..r.end as usize], "{quant} rows {rows:?}");
+                assert_eq!(
+                    fetch(&m, &t.name, Some(r.clone())),
+                    whole[r.start as usize..r.end as usize],
+                    "{quant} rows {rows:?}"
+                );
             }
             let piece = m.max_piece() / row * row;
             let mut streamed = Vec::new();
             for start in (0..t.n_bytes()).step_by(piece as usize) {
-                streamed.extend(fetch(&m, &t.name, Some(start..(start + piece).min(t.n_bytes()))));
+                streamed.extend(fetch(
+                    &m,
+                    &t.name,
+                    Some(start..(start + piece).min(t.n_bytes())),
+                ));
             }
-            assert!(streamed == whole, "{quant}: pieces of {piece} bytes differ from the whole tensor");
+            assert!(
+                streamed == whole,
+                "{quant}: pieces of {piece} bytes differ from the whole tensor"
+            );
         }
     }
 
     #[test]
     fn matrices_decode_to_finite_values_and_norms_are_ones() {
         for quant in [GgmlType::Q4_0, GgmlType::Q4_K] {
-            let m = parse(&format!("layers=2,embd=256,ff=512,heads=4,vocab=1000,arch=qwen2:{}", quant.name()));
-            for name in ["blk.1.attn_q.weight", "blk.0.ffn_down.weight", "token_embd.weight"] {
+            let m = parse(&format!(
+                "layers=2,embd=256,ff=512,heads=4,vocab=1000,arch=qwen2:{}",
+                quant.name()
+            ));
+            for name in [
+                "blk.1.attn_q.weight",
+                "blk.0.ffn_down.weight",
+                "token_embd.weight",
+            ] {
                 let t = m.file.tensor(name).unwrap();
-                let values = dequantize(t.ty, &fetch(&m, name, None), t.n_elements() as usize).unwrap();
-                assert!(values.iter().all(|v| v.is_finite() && v.abs() < 2.0), "{quant} {name}");
+                let values =
+                    dequantize(t.ty, &fetch(&m, name, None), t.n_elements() as usize).unwrap();
+                assert!(
+                    values.iter().all(|v| v.is_finite() && v.abs() < 2.0),
+                    "{quant} {name}"
+                );
                 assert!(values.iter().any(|v| *v != 0.0), "{quant} {name}: all zero");
             }
             let norm = fetch(&m, "blk.0.attn_norm.weight", None);
-            assert!(bytemuck::cast_slice::<u8, f32>(&norm).iter().all(|&v| v == 1.0));
+            assert!(
+                bytemuck::cast_slice::<u8, f32>(&norm)
+                    .iter()
+                    .all(|&v| v == 1.0)
+            );
             let bias = fetch(&m, "blk.0.attn_v.bias", None);
-            assert!(bytemuck::cast_slice::<u8, f32>(&bias).iter().all(|v| v.abs() < 0.1 && *v != 0.0));
+            assert!(
+                bytemuck::cast_slice::<u8, f32>(&bias)
+                    .iter()
+                    .all(|v| v.abs() < 0.1 && *v != 0.0)
+            );
         }
     }
 
@@ -661,9 +928,16 @@ mod tests {
         let m = parse("layers=1,embd=256,ff=512,heads=4,vocab=1000:q4_0");
         let mut t = m.file.tensor("blk.0.attn_q.weight").unwrap().clone();
         let n = t.n_bytes();
-        let err = pollster::block_on(m.fetch_range(&t, 0..n + 18)).unwrap_err().to_string();
-        assert!(err.contains("blk.0.attn_q.weight") && err.contains(&format!("it has {n} bytes")), "{err}");
-        let err = pollster::block_on(m.fetch_range(&t, 0..7)).unwrap_err().to_string();
+        let err = pollster::block_on(m.fetch_range(&t, 0..n + 18))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("blk.0.attn_q.weight") && err.contains(&format!("it has {n} bytes")),
+            "{err}"
+        );
+        let err = pollster::block_on(m.fetch_range(&t, 0..7))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("blocks of 18"), "{err}");
         t.ty = GgmlType::Q8_0;
         let err = pollster::block_on(m.fetch(&t)).unwrap_err().to_string();
@@ -683,7 +957,12 @@ mod tests {
             let written = file.tensor(&t.name).unwrap();
             assert_eq!((written.ty, &written.dims), (t.ty, &t.dims), "{}", t.name);
             let range = file.tensor_range(written).unwrap();
-            assert_eq!(&bytes[range.start as usize..range.end as usize], fetch(&m, &t.name, None).as_slice(), "{}", t.name);
+            assert_eq!(
+                &bytes[range.start as usize..range.end as usize],
+                fetch(&m, &t.name, None).as_slice(),
+                "{}",
+                t.name
+            );
         }
         assert_eq!(ModelConfig::from_gguf(&file).unwrap().vocab_size, 1000);
         let tok = crate::tokenizer::Tokenizer::from_gguf(&file.metadata).unwrap();
@@ -691,9 +970,17 @@ mod tests {
         assert_eq!(tok.bos_id(), Some(1));
         // Text is spelled in byte tokens (ids 3..259).
         let ids = tok.encode("hi", false).unwrap();
-        assert!(!ids.is_empty() && ids.iter().all(|&id| (3..259).contains(&id)), "{ids:?}");
+        assert!(
+            !ids.is_empty() && ids.iter().all(|&id| (3..259).contains(&id)),
+            "{ids:?}"
+        );
 
         let tiny = parse("layers=1,embd=64,ff=128,heads=2,vocab=100:f32");
-        assert!(tiny.to_gguf().unwrap_err().to_string().contains("too small"));
+        assert!(
+            tiny.to_gguf()
+                .unwrap_err()
+                .to_string()
+                .contains("too small")
+        );
     }
 }

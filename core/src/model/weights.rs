@@ -2,14 +2,14 @@
 //! matrices as their GGUF blocks, vectors (norms, biases) as f32.
 
 use std::borrow::Cow;
-use std::ops::Range;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 
+use crate::Error;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Gpu, MatrixWriter, QMatrix, gpu_weight_type};
 use crate::quant::{GgmlType, dequantize};
-use crate::Error;
 
 use super::{ModelConfig, ModelError};
 
@@ -24,19 +24,40 @@ pub struct Fused {
 /// The feed-forward network of a block.
 #[derive(Debug)]
 pub enum FeedForward {
-    Dense { gate_up: Fused, down: QMatrix },
+    Dense {
+        gate_up: Fused,
+        down: QMatrix,
+    },
     /// A router (`ffn_gate_inp`) and each expert's gate, up and down matrices (slices
     /// of the `ffn_*_exps` tensors, one matrix per expert so each binds as an ordinary
     /// buffer).
-    Experts { router: QMatrix, gate: Vec<QMatrix>, up: Vec<QMatrix>, down: Vec<QMatrix> },
+    Experts {
+        router: QMatrix,
+        gate: Vec<QMatrix>,
+        up: Vec<QMatrix>,
+        down: Vec<QMatrix>,
+    },
 }
 
 impl FeedForward {
     fn bytes(&self) -> u64 {
         match self {
-            FeedForward::Dense { gate_up, down } => gate_up.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>() + down.bytes(),
-            FeedForward::Experts { router, gate, up, down } => {
-                router.bytes() + gate.iter().chain(up).chain(down).map(QMatrix::bytes).sum::<u64>()
+            FeedForward::Dense { gate_up, down } => {
+                gate_up.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>() + down.bytes()
+            }
+            FeedForward::Experts {
+                router,
+                gate,
+                up,
+                down,
+            } => {
+                router.bytes()
+                    + gate
+                        .iter()
+                        .chain(up)
+                        .chain(down)
+                        .map(QMatrix::bytes)
+                        .sum::<u64>()
             }
         }
     }
@@ -78,10 +99,21 @@ impl ModelWeights {
 }
 
 /// Finds a tensor and checks its shape and that the GPU kernels read its format.
-fn tensor<'a>(file: &'a GgufFile, name: &str, dims: &[u64], matrix: bool) -> Result<&'a TensorInfo, ModelError> {
-    let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+fn tensor<'a>(
+    file: &'a GgufFile,
+    name: &str,
+    dims: &[u64],
+    matrix: bool,
+) -> Result<&'a TensorInfo, ModelError> {
+    let t = file
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     if t.dims != dims {
-        return Err(ModelError::ShapeMismatch { tensor: name.to_string(), expected: dims.to_vec(), found: t.dims.clone() });
+        return Err(ModelError::ShapeMismatch {
+            tensor: name.to_string(),
+            expected: dims.to_vec(),
+            found: t.dims.clone(),
+        });
     }
     let supported = if matrix {
         gpu_weight_type(t.ty).is_some()
@@ -89,7 +121,11 @@ fn tensor<'a>(file: &'a GgufFile, name: &str, dims: &[u64], matrix: bool) -> Res
         matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
     };
     if !supported {
-        return Err(GgufError::UnsupportedTensorType { ty: t.ty.name().to_string(), tensor: name.to_string() }.into());
+        return Err(GgufError::UnsupportedTensorType {
+            ty: t.ty.name().to_string(),
+            tensor: name.to_string(),
+        }
+        .into());
     }
     Ok(t)
 }
@@ -97,14 +133,22 @@ fn tensor<'a>(file: &'a GgufFile, name: &str, dims: &[u64], matrix: bool) -> Res
 /// Checks that every tensor the configuration needs is present, shaped and typed as
 /// expected, before anything is uploaded.
 pub fn check_tensors(file: &GgufFile, cfg: &ModelConfig) -> Result<(), ModelError> {
-    for_each_tensor(cfg, |name, dims, matrix| tensor(file, name, dims, matrix).map(|_| ()))
+    for_each_tensor(cfg, |name, dims, matrix| {
+        tensor(file, name, dims, matrix).map(|_| ())
+    })
 }
 
 fn for_each_tensor(
     cfg: &ModelConfig,
     mut f: impl FnMut(&str, &[u64], bool) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
-    let (d, ff, q, kv, v) = (cfg.n_embd as u64, cfg.n_ff as u64, cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.vocab_size as u64);
+    let (d, ff, q, kv, v) = (
+        cfg.n_embd as u64,
+        cfg.n_ff as u64,
+        cfg.q_dim() as u64,
+        cfg.kv_dim() as u64,
+        cfg.vocab_size as u64,
+    );
     f("token_embd.weight", &[d, v], true)?;
     f("output_norm.weight", &[d], false)?;
     if !cfg.tied_embeddings {
@@ -188,7 +232,12 @@ pub trait TensorSource {
         Box::pin(async move {
             let all = self.fetch(info).await?;
             let slice = |len: usize| {
-                let bad = || Error::Source(format!("bytes {range:?} of tensor {} (it has {len})", info.name));
+                let bad = || {
+                    Error::Source(format!(
+                        "bytes {range:?} of tensor {} (it has {len})",
+                        info.name
+                    ))
+                };
                 let end = usize::try_from(range.end).map_err(|_| bad())?;
                 if range.start > range.end || end > len {
                     return Err(bad());
@@ -211,9 +260,17 @@ impl<T: TensorBytes> TensorSource for T {
 
 /// Appends bytes `bytes` of tensor `t` to `writer`, a piece of at most the source's
 /// [`max_piece`](TensorSource::max_piece) (whole rows, at least one) at a time.
-async fn stream_rows(gpu: &Gpu, src: &dyn TensorSource, t: &TensorInfo, bytes: Range<u64>, writer: &mut MatrixWriter<'_>) -> Result<(), Error> {
+async fn stream_rows(
+    gpu: &Gpu,
+    src: &dyn TensorSource,
+    t: &TensorInfo,
+    bytes: Range<u64>,
+    writer: &mut MatrixWriter<'_>,
+) -> Result<(), Error> {
     let row_bytes = t.row_bytes().max(1);
-    let piece = (src.max_piece() / row_bytes).max(1).saturating_mul(row_bytes);
+    let piece = (src.max_piece() / row_bytes)
+        .max(1)
+        .saturating_mul(row_bytes);
     let mut at = bytes.start;
     while at < bytes.end {
         let end = at.saturating_add(piece).min(bytes.end);
@@ -225,9 +282,17 @@ async fn stream_rows(gpu: &Gpu, src: &dyn TensorSource, t: &TensorInfo, bytes: R
 
 /// A matrix of the rows of `parts` (byte ranges of tensors of one type, whole rows, back
 /// to back), streamed in.
-async fn streamed(gpu: &Gpu, src: &dyn TensorSource, name: &str, parts: &[(&TensorInfo, Range<u64>)]) -> Result<QMatrix, Error> {
+async fn streamed(
+    gpu: &Gpu,
+    src: &dyn TensorSource,
+    name: &str,
+    parts: &[(&TensorInfo, Range<u64>)],
+) -> Result<QMatrix, Error> {
     let (ty, k) = (parts[0].0.ty, parts[0].0.row_elems() as u32);
-    let rows = parts.iter().map(|(t, bytes)| (bytes.end - bytes.start) / t.row_bytes().max(1)).sum();
+    let rows = parts
+        .iter()
+        .map(|(t, bytes)| (bytes.end - bytes.start) / t.row_bytes().max(1))
+        .sum();
     let m = QMatrix::allocate(gpu, name, ty, k, rows).await?;
     let mut writer = m.writer();
     for (t, bytes) in parts {
@@ -238,7 +303,12 @@ async fn streamed(gpu: &Gpu, src: &dyn TensorSource, name: &str, parts: &[(&Tens
 }
 
 /// [`streamed`] of whole tensors.
-async fn streamed_whole(gpu: &Gpu, src: &dyn TensorSource, name: &str, tensors: &[&TensorInfo]) -> Result<QMatrix, Error> {
+async fn streamed_whole(
+    gpu: &Gpu,
+    src: &dyn TensorSource,
+    name: &str,
+    tensors: &[&TensorInfo],
+) -> Result<QMatrix, Error> {
     let parts: Vec<_> = tensors.iter().map(|&t| (t, 0..t.n_bytes())).collect();
     streamed(gpu, src, name, &parts).await
 }
@@ -255,43 +325,95 @@ impl TensorBytes for FileBytes<'_> {
     }
 }
 
-async fn vector(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<wgpu::Buffer, Error> {
+async fn vector(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    name: &str,
+) -> Result<wgpu::Buffer, Error> {
     vectors(gpu, file, src, name, &[name.to_string()]).await
 }
 
 /// Vectors `names` as f32, one after another in one buffer.
-async fn vectors(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, label: &str, names: &[String]) -> Result<wgpu::Buffer, Error> {
+async fn vectors(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    label: &str,
+    names: &[String],
+) -> Result<wgpu::Buffer, Error> {
     let mut values = Vec::new();
     for name in names {
-        let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        values.extend(dequantize(t.ty, &src.fetch(t).await?, t.n_elements() as usize).map_err(|e| {
-            ModelError::InvalidConfig(format!("tensor {name}: {e}"))
-        })?);
+        let t = file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        values.extend(
+            dequantize(t.ty, &src.fetch(t).await?, t.n_elements() as usize)
+                .map_err(|e| ModelError::InvalidConfig(format!("tensor {name}: {e}")))?,
+        );
     }
-    Ok(gpu.storage_with(label, bytemuck::cast_slice(&values)).await?)
+    Ok(gpu
+        .storage_with(label, bytemuck::cast_slice(&values))
+        .await?)
 }
 
-async fn matrix(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str) -> Result<QMatrix, Error> {
-    let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+async fn matrix(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    name: &str,
+) -> Result<QMatrix, Error> {
+    let t = file
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     streamed_whole(gpu, src, name, &[t]).await
 }
 
 /// The matrices of a 3-D expert tensor [k, rows, experts], one per expert.
-async fn per_expert(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, n_expert: u32) -> Result<Vec<QMatrix>, Error> {
-    let t = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+async fn per_expert(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    name: &str,
+    n_expert: u32,
+) -> Result<Vec<QMatrix>, Error> {
+    let t = file
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     let per = t.n_bytes() / n_expert as u64;
     let mut out = Vec::with_capacity(n_expert as usize);
     for e in 0..n_expert as u64 {
-        out.push(streamed(gpu, src, &format!("{name}[{e}]"), &[(t, e * per..(e + 1) * per)]).await?);
+        out.push(
+            streamed(
+                gpu,
+                src,
+                &format!("{name}[{e}]"),
+                &[(t, e * per..(e + 1) * per)],
+            )
+            .await?,
+        );
     }
     Ok(out)
 }
 
-async fn feed_forward(gpu: &Gpu, file: &GgufFile, cfg: &ModelConfig, src: &dyn TensorSource, i: u32) -> Result<FeedForward, Error> {
+async fn feed_forward(
+    gpu: &Gpu,
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    src: &dyn TensorSource,
+    i: u32,
+) -> Result<FeedForward, Error> {
     let b = |n: &str| format!("blk.{i}.{n}.weight");
     Ok(match cfg.experts {
         None => FeedForward::Dense {
-            gate_up: fused(gpu, file, src, &format!("blk.{i}.ffn_gate_up"), &[b("ffn_gate"), b("ffn_up")]).await?,
+            gate_up: fused(
+                gpu,
+                file,
+                src,
+                &format!("blk.{i}.ffn_gate_up"),
+                &[b("ffn_gate"), b("ffn_up")],
+            )
+            .await?,
             down: matrix(gpu, file, src, &b("ffn_down")).await?,
         },
         Some(x) => FeedForward::Experts {
@@ -303,13 +425,24 @@ async fn feed_forward(gpu: &Gpu, file: &GgufFile, cfg: &ModelConfig, src: &dyn T
     })
 }
 
-async fn fused(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, parts: &[String]) -> Result<Fused, Error> {
+async fn fused(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    name: &str,
+    parts: &[String],
+) -> Result<Fused, Error> {
     let infos: Vec<&TensorInfo> = parts
         .iter()
-        .map(|p| file.tensor(p).ok_or_else(|| ModelError::MissingTensor(p.clone())))
+        .map(|p| {
+            file.tensor(p)
+                .ok_or_else(|| ModelError::MissingTensor(p.clone()))
+        })
         .collect::<Result<_, _>>()?;
     if infos.iter().all(|t| t.ty == infos[0].ty) {
-        return Ok(Fused { parts: vec![(streamed_whole(gpu, src, name, &infos).await?, 0)] });
+        return Ok(Fused {
+            parts: vec![(streamed_whole(gpu, src, name, &infos).await?, 0)],
+        });
     }
     let mut out = Vec::new();
     let mut offset = 0;
@@ -324,10 +457,19 @@ async fn fused(gpu: &Gpu, file: &GgufFile, src: &dyn TensorSource, name: &str, p
 
 impl ModelWeights {
     /// Checks every tensor, then uploads them.
-    pub async fn upload(gpu: &Gpu, file: &GgufFile, cfg: &ModelConfig, src: &dyn TensorSource) -> Result<ModelWeights, Error> {
+    pub async fn upload(
+        gpu: &Gpu,
+        file: &GgufFile,
+        cfg: &ModelConfig,
+        src: &dyn TensorSource,
+    ) -> Result<ModelWeights, Error> {
         check_tensors(file, cfg)?;
         let token_embd = matrix(gpu, file, src, "token_embd.weight").await?;
-        let output = if cfg.tied_embeddings { None } else { Some(matrix(gpu, file, src, "output.weight").await?) };
+        let output = if cfg.tied_embeddings {
+            None
+        } else {
+            Some(matrix(gpu, file, src, "output.weight").await?)
+        };
         let output_norm = vector(gpu, file, src, "output_norm.weight").await?;
         let mut layers = Vec::with_capacity(cfg.n_layer as usize);
         let o = &cfg.arch;
@@ -341,11 +483,23 @@ impl ModelWeights {
                 false => None,
             };
             let qk_norm = match o.qk_norm {
-                true => Some(vectors(gpu, file, src, &format!("blk.{i}.attn_qk_norm"), &[b("attn_q_norm"), b("attn_k_norm")]).await?),
+                true => Some(
+                    vectors(
+                        gpu,
+                        file,
+                        src,
+                        &format!("blk.{i}.attn_qk_norm"),
+                        &[b("attn_q_norm"), b("attn_k_norm")],
+                    )
+                    .await?,
+                ),
                 false => None,
             };
             let post_norms = match o.post_norms {
-                true => Some((vector(gpu, file, src, &b("post_attention_norm")).await?, vector(gpu, file, src, &b("post_ffw_norm")).await?)),
+                true => Some((
+                    vector(gpu, file, src, &b("post_attention_norm")).await?,
+                    vector(gpu, file, src, &b("post_ffw_norm")).await?,
+                )),
                 false => None,
             };
             layers.push(LayerWeights {
@@ -353,7 +507,14 @@ impl ModelWeights {
                 qk_norm,
                 post_norms,
                 attn_norm: vector(gpu, file, src, &b("attn_norm")).await?,
-                qkv: fused(gpu, file, src, &format!("blk.{i}.attn_qkv"), &[b("attn_q"), b("attn_k"), b("attn_v")]).await?,
+                qkv: fused(
+                    gpu,
+                    file,
+                    src,
+                    &format!("blk.{i}.attn_qkv"),
+                    &[b("attn_q"), b("attn_k"), b("attn_v")],
+                )
+                .await?,
                 attn_out: matrix(gpu, file, src, &b("attn_output")).await?,
                 ffn_norm: vector(gpu, file, src, &b("ffn_norm")).await?,
                 ffn: feed_forward(gpu, file, cfg, src, i).await?,
@@ -361,8 +522,16 @@ impl ModelWeights {
         }
         let mut bytes = token_embd.bytes() + output.as_ref().map_or(0, |m| m.bytes());
         for l in &layers {
-            bytes += l.qkv.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>() + l.attn_out.bytes() + l.ffn.bytes();
+            bytes += l.qkv.parts.iter().map(|(m, _)| m.bytes()).sum::<u64>()
+                + l.attn_out.bytes()
+                + l.ffn.bytes();
         }
-        Ok(ModelWeights { token_embd, output, output_norm, layers, bytes })
+        Ok(ModelWeights {
+            token_embd,
+            output,
+            output_norm,
+            layers,
+            bytes,
+        })
     }
 }

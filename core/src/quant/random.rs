@@ -26,9 +26,17 @@ pub enum RandomBlocksError {
     )]
     Unsupported(GgmlType),
     #[error("{ty}: {n_elems} elements are not a whole number of {block_elems}-element blocks")]
-    PartialBlock { ty: GgmlType, n_elems: u64, block_elems: usize },
+    PartialBlock {
+        ty: GgmlType,
+        n_elems: u64,
+        block_elems: usize,
+    },
     #[error("{ty}: {len} bytes are not a whole number of {block_bytes}-byte blocks")]
-    PartialBlockBytes { ty: GgmlType, len: usize, block_bytes: usize },
+    PartialBlockBytes {
+        ty: GgmlType,
+        len: usize,
+        block_bytes: usize,
+    },
     #[error("{ty}: random weights of root mean square {rms} are beyond what its scales can hold")]
     RmsOutOfRange { ty: GgmlType, rms: f32 },
 }
@@ -46,15 +54,37 @@ enum Layout {
         rms_per_scale: f32,
     },
     /// Float bits with this exponent bias and mantissa width.
-    Float { bits: u32, exponent_bias: i32, mantissa_bits: u32 },
+    Float {
+        bits: u32,
+        exponent_bias: i32,
+        mantissa_bits: u32,
+    },
 }
 
 fn layout(ty: GgmlType) -> Option<Layout> {
-    let scaled = |d_at, min, rms_per_scale| Some(Layout::Scaled { d_at, min, rms_per_scale });
+    let scaled = |d_at, min, rms_per_scale| {
+        Some(Layout::Scaled {
+            d_at,
+            min,
+            rms_per_scale,
+        })
+    };
     match ty {
-        GgmlType::F32 => Some(Layout::Float { bits: 32, exponent_bias: 127, mantissa_bits: 23 }),
-        GgmlType::F16 => Some(Layout::Float { bits: 16, exponent_bias: 15, mantissa_bits: 10 }),
-        GgmlType::BF16 => Some(Layout::Float { bits: 16, exponent_bias: 127, mantissa_bits: 7 }),
+        GgmlType::F32 => Some(Layout::Float {
+            bits: 32,
+            exponent_bias: 127,
+            mantissa_bits: 23,
+        }),
+        GgmlType::F16 => Some(Layout::Float {
+            bits: 16,
+            exponent_bias: 15,
+            mantissa_bits: 10,
+        }),
+        GgmlType::BF16 => Some(Layout::Float {
+            bits: 16,
+            exponent_bias: 127,
+            mantissa_bits: 7,
+        }),
         // (q - 8)·d and (q - 16)·d average -d/2: the random sign of d cancels it.
         GgmlType::Q4_0 => scaled(0, None, 4.637),
         GgmlType::Q5_0 => scaled(0, None, 9.247),
@@ -86,18 +116,31 @@ const FLOAT_RMS_PER_EXPONENT: f32 = 7.042;
 /// mean square about `rms` (within a factor of 1.5 for the float types, whose size is
 /// a power of two), determined by `seed`. Filling fewer blocks gives the first bytes of
 /// a longer fill with the same seed.
-pub fn fill_random_blocks(ty: GgmlType, out: &mut [u8], seed: u64, rms: f32) -> Result<(), RandomBlocksError> {
+pub fn fill_random_blocks(
+    ty: GgmlType,
+    out: &mut [u8],
+    seed: u64,
+    rms: f32,
+) -> Result<(), RandomBlocksError> {
     let layout = layout(ty).ok_or(RandomBlocksError::Unsupported(ty))?;
     let block_bytes = ty.block_bytes();
     if !out.len().is_multiple_of(block_bytes) {
-        return Err(RandomBlocksError::PartialBlockBytes { ty, len: out.len(), block_bytes });
+        return Err(RandomBlocksError::PartialBlockBytes {
+            ty,
+            len: out.len(),
+            block_bytes,
+        });
     }
     let out_of_range = RandomBlocksError::RmsOutOfRange { ty, rms };
     if !(rms.is_finite() && rms > 0.0) {
         return Err(out_of_range);
     }
     match layout {
-        Layout::Scaled { d_at, min, rms_per_scale } => {
+        Layout::Scaled {
+            d_at,
+            min,
+            rms_per_scale,
+        } => {
             let size = rms / (rms_per_scale * SCALE_SPREAD_RMS);
             let scales: Vec<(f16, f16)> = (0..256)
                 .map(|i| {
@@ -106,7 +149,10 @@ pub fn fill_random_blocks(ty: GgmlType, out: &mut [u8], seed: u64, rms: f32) -> 
                 })
                 .collect();
             // Subnormal scales are fine (trained Q6_K files have them); zero ones are not.
-            if !scales.iter().all(|&(d, m)| d.is_finite() && d.to_f32() > 0.0 && m.is_finite()) {
+            if !scales
+                .iter()
+                .all(|&(d, m)| d.is_finite() && d.to_f32() > 0.0 && m.is_finite())
+            {
                 return Err(out_of_range);
             }
             ChaCha8Rng::seed_from_u64(seed).fill_bytes(out);
@@ -120,7 +166,11 @@ pub fn fill_random_blocks(ty: GgmlType, out: &mut [u8], seed: u64, rms: f32) -> 
                 }
             }
         }
-        Layout::Float { bits, exponent_bias, mantissa_bits } => {
+        Layout::Float {
+            bits,
+            exponent_bias,
+            mantissa_bits,
+        } => {
             let lowest = (rms / FLOAT_RMS_PER_EXPONENT).log2().round() as i32 + exponent_bias;
             let highest = lowest + 3;
             let max_field = (1 << (bits - 1 - mantissa_bits)) - 2;
@@ -133,7 +183,9 @@ pub fn fill_random_blocks(ty: GgmlType, out: &mut [u8], seed: u64, rms: f32) -> 
             let lanes = |v: u32| (0..64 / bits).fold(0u64, |acc, i| acc | (v as u64) << (i * bits));
             let keep = lanes((1 << (bits - 1)) | ((1 << mantissa_bits) - 1));
             let (exponent_choice, lowest) = (lanes(3), lanes(lowest as u32));
-            let with_exponent = |r: u64| (r & keep) | ((lowest + ((r >> mantissa_bits) & exponent_choice)) << mantissa_bits);
+            let with_exponent = |r: u64| {
+                (r & keep) | ((lowest + ((r >> mantissa_bits) & exponent_choice)) << mantissa_bits)
+            };
             let mut words = out.chunks_exact_mut(8);
             for w in &mut words {
                 let r = u64::from_le_bytes(w.try_into().expect("eight bytes"));
@@ -150,13 +202,22 @@ pub fn fill_random_blocks(ty: GgmlType, out: &mut [u8], seed: u64, rms: f32) -> 
 }
 
 /// `n_elems` random weights of type `ty`, as [`fill_random_blocks`] makes them.
-pub fn random_blocks(ty: GgmlType, n_elems: u64, seed: u64, rms: f32) -> Result<Vec<u8>, RandomBlocksError> {
+pub fn random_blocks(
+    ty: GgmlType,
+    n_elems: u64,
+    seed: u64,
+    rms: f32,
+) -> Result<Vec<u8>, RandomBlocksError> {
     if layout(ty).is_none() {
         return Err(RandomBlocksError::Unsupported(ty));
     }
     let len = ty
         .bytes_for(n_elems)
-        .ok_or(RandomBlocksError::PartialBlock { ty, n_elems, block_elems: ty.block_elems() })?;
+        .ok_or(RandomBlocksError::PartialBlock {
+            ty,
+            n_elems,
+            block_elems: ty.block_elems(),
+        })?;
     let mut out = vec![0; len as usize];
     fill_random_blocks(ty, &mut out, seed, rms)?;
     Ok(out)
@@ -184,15 +245,25 @@ mod tests {
         let n = 1 << 18;
         for ty in supported() {
             for rms in [0.03, 1.0] {
-                let values = dequantize(ty, &random_blocks(ty, n, 3, rms).unwrap(), n as usize).unwrap();
-                assert!(values.iter().all(|v| v.is_finite()), "{ty}: a value is not finite");
+                let values =
+                    dequantize(ty, &random_blocks(ty, n, 3, rms).unwrap(), n as usize).unwrap();
+                assert!(
+                    values.iter().all(|v| v.is_finite()),
+                    "{ty}: a value is not finite"
+                );
                 let (mean, got) = mean_and_rms(&values);
                 let (low, high) = match ty {
                     GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => (rms / 1.5, rms * 1.5),
                     _ => (rms * 0.95, rms * 1.05),
                 };
-                assert!((low as f64..high as f64).contains(&got), "{ty}: root mean square {got}, asked {rms}");
-                assert!(mean.abs() < 0.02 * got, "{ty}: mean {mean} of weights of root mean square {got}");
+                assert!(
+                    (low as f64..high as f64).contains(&got),
+                    "{ty}: root mean square {got}, asked {rms}"
+                );
+                assert!(
+                    mean.abs() < 0.02 * got,
+                    "{ty}: mean {mean} of weights of root mean square {got}"
+                );
             }
         }
     }
@@ -201,8 +272,14 @@ mod tests {
     fn model_sized_floats_lie_within_a_sixteenth() {
         for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
             // An odd count: the last values are patched apart from the eight-byte words.
-            let values = dequantize(ty, &random_blocks(ty, 10_001, 9, 0.03).unwrap(), 10_001).unwrap();
-            assert!(values.iter().all(|v| (1.0 / 256.0..1.0 / 16.0).contains(&v.abs())), "{ty}");
+            let values =
+                dequantize(ty, &random_blocks(ty, 10_001, 9, 0.03).unwrap(), 10_001).unwrap();
+            assert!(
+                values
+                    .iter()
+                    .all(|v| (1.0 / 256.0..1.0 / 16.0).contains(&v.abs())),
+                "{ty}"
+            );
         }
     }
 
@@ -216,15 +293,27 @@ mod tests {
     #[test]
     fn bad_requests_are_errors() {
         for ty in GgmlType::ALL.into_iter().filter(|&t| !can_dequantize(t)) {
-            assert_eq!(random_blocks(ty, 256 * 32, 0, 1.0), Err(RandomBlocksError::Unsupported(ty)));
+            assert_eq!(
+                random_blocks(ty, 256 * 32, 0, 1.0),
+                Err(RandomBlocksError::Unsupported(ty))
+            );
         }
         let err = random_blocks(GgmlType::Q4_K, 100, 0, 1.0).unwrap_err();
         assert!(err.to_string().contains("256-element blocks"), "{err}");
         let err = fill_random_blocks(GgmlType::Q4_0, &mut [0; 20], 0, 1.0).unwrap_err();
         assert!(err.to_string().contains("18-byte blocks"), "{err}");
-        for (ty, rms) in [(GgmlType::Q4_0, 1e6), (GgmlType::Q6_K, 1e-7), (GgmlType::F16, 1e5), (GgmlType::F32, f32::NAN), (GgmlType::Q8_0, 0.0)] {
+        for (ty, rms) in [
+            (GgmlType::Q4_0, 1e6),
+            (GgmlType::Q6_K, 1e-7),
+            (GgmlType::F16, 1e5),
+            (GgmlType::F32, f32::NAN),
+            (GgmlType::Q8_0, 0.0),
+        ] {
             let err = random_blocks(ty, 256, 0, rms).unwrap_err();
-            assert!(matches!(err, RandomBlocksError::RmsOutOfRange { ty: t, .. } if t == ty), "{ty} {rms}: {err}");
+            assert!(
+                matches!(err, RandomBlocksError::RmsOutOfRange { ty: t, .. } if t == ty),
+                "{ty} {rms}: {err}"
+            );
         }
     }
 }

@@ -68,7 +68,10 @@ pub(crate) fn token_texts(md: &Metadata) -> Result<BpeVocab, TokenizerError> {
 }
 
 /// Token kinds from `tokenizer.ggml.token_type` (all normal when absent).
-pub(crate) fn token_kinds(md: &Metadata, n_tokens: usize) -> Result<Vec<TokenKind>, TokenizerError> {
+pub(crate) fn token_kinds(
+    md: &Metadata,
+    n_tokens: usize,
+) -> Result<Vec<TokenKind>, TokenizerError> {
     let Some(types) = md.opt_array("tokenizer.ggml.token_type")? else {
         return Ok(vec![TokenKind::Normal; n_tokens]);
     };

@@ -2,10 +2,10 @@
 //! every kind shares (special token ids, BOS/EOS rules, chat template).
 
 use super::TokenizerError;
-use super::{bpe, spm};
 use super::chat_template::ChatTemplate;
 use super::special::{SpecialTokens, TokenKind};
 use super::tokenize::{Pieces, Tokenizer};
+use super::{bpe, spm};
 use crate::gguf::Metadata;
 
 /// What each vocabulary kind's builder (`bpe.rs`, `spm.rs`) makes from GGUF

@@ -14,7 +14,9 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Merges};
-use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::normalizers::{
+    NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence,
+};
 
 use super::TokenizerError;
 use super::bpe::{add_tokens, token_kinds, token_texts};
@@ -42,7 +44,9 @@ pub(crate) fn from_gguf(md: &Metadata) -> Result<Vocab, TokenizerError> {
         .map_err(|e| TokenizerError::library("building the SentencePiece model", e))?;
     let mut inner = tokenizers::Tokenizer::new(bpe);
 
-    let space_prefix = md.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
+    let space_prefix = md
+        .opt_bool("tokenizer.ggml.add_space_prefix")?
+        .unwrap_or(true);
     let replace = |from: &str, to: &str| {
         Replace::new(from, to).map_err(|e| TokenizerError::library("building the space rule", e))
     };
@@ -55,8 +59,11 @@ pub(crate) fn from_gguf(md: &Metadata) -> Result<Vocab, TokenizerError> {
         .with_normalizer(Some(NormalizerSequence::new(normalizers)))
         .map_err(|e| TokenizerError::library("setting the space rule", e))?;
 
-    let mut decoders: Vec<DecoderWrapper> =
-        vec![replace(SPACE, " ")?.into(), ByteFallback::default().into(), Fuse::default().into()];
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        replace(SPACE, " ")?.into(),
+        ByteFallback::default().into(),
+        Fuse::default().into(),
+    ];
     if space_prefix {
         decoders.push(Strip::new(' ', 1, 0).into());
     }
@@ -119,5 +126,8 @@ fn merges_by_score(
     }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut slots: Vec<Option<(String, String)>> = pairs.into_iter().map(Some).collect();
-    ranked.into_iter().filter_map(|(_, _, i)| slots[i].take()).collect()
+    ranked
+        .into_iter()
+        .filter_map(|(_, _, i)| slots[i].take())
+        .collect()
 }

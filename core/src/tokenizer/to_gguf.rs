@@ -35,7 +35,8 @@ pub fn gguf_metadata_from_json(
     vocab_size: Option<u32>,
 ) -> Result<Vec<(String, Value)>, TokenizerError> {
     let hf = Tokenizer::from_json(tokenizer_json, config_json)?;
-    let raw: Json = serde_json::from_slice(tokenizer_json).map_err(|e| TokenizerError::BadJson(format!("tokenizer.json: {e}")))?;
+    let raw: Json = serde_json::from_slice(tokenizer_json)
+        .map_err(|e| TokenizerError::BadJson(format!("tokenizer.json: {e}")))?;
     let model = &raw["model"];
     if model["type"].as_str() != Some("BPE") || hf.pieces != Pieces::ByteLevel {
         return Err(TokenizerError::Unsupported(
@@ -49,11 +50,29 @@ pub fn gguf_metadata_from_json(
     let mut md = vec![
         ("tokenizer.ggml.model".to_string(), Value::from("gpt2")),
         ("tokenizer.ggml.pre".to_string(), Value::from(spec.names[0])),
-        ("tokenizer.ggml.tokens".to_string(), Value::string_array(tokens.iter().map(String::as_str))),
-        ("tokenizer.ggml.token_type".to_string(), Value::array_of(crate::gguf::ValueType::I32, kinds.iter().map(|k| k.to_gguf()))),
-        ("tokenizer.ggml.merges".to_string(), Value::string_array(merges.iter().map(String::as_str))),
-        ("tokenizer.ggml.add_bos_token".to_string(), Value::from(hf.add_bos)),
-        ("tokenizer.ggml.add_eos_token".to_string(), Value::from(hf.add_eos)),
+        (
+            "tokenizer.ggml.tokens".to_string(),
+            Value::string_array(tokens.iter().map(String::as_str)),
+        ),
+        (
+            "tokenizer.ggml.token_type".to_string(),
+            Value::array_of(
+                crate::gguf::ValueType::I32,
+                kinds.iter().map(|k| k.to_gguf()),
+            ),
+        ),
+        (
+            "tokenizer.ggml.merges".to_string(),
+            Value::string_array(merges.iter().map(String::as_str)),
+        ),
+        (
+            "tokenizer.ggml.add_bos_token".to_string(),
+            Value::from(hf.add_bos),
+        ),
+        (
+            "tokenizer.ggml.add_eos_token".to_string(),
+            Value::from(hf.add_eos),
+        ),
     ];
     let ids = [
         ("tokenizer.ggml.bos_token_id", hf.special.bos),
@@ -61,9 +80,15 @@ pub fn gguf_metadata_from_json(
         ("tokenizer.ggml.unknown_token_id", hf.special.unk),
         ("tokenizer.ggml.padding_token_id", hf.special.pad),
     ];
-    md.extend(ids.into_iter().filter_map(|(k, id)| Some((k.to_string(), Value::from(id?)))));
+    md.extend(
+        ids.into_iter()
+            .filter_map(|(k, id)| Some((k.to_string(), Value::from(id?)))),
+    );
     if let Some(t) = hf.chat_template() {
-        md.push(("tokenizer.chat_template".to_string(), Value::from(t.source())));
+        md.push((
+            "tokenizer.chat_template".to_string(),
+            Value::from(t.source()),
+        ));
     }
 
     // The keys must describe the same tokenizer.
@@ -83,23 +108,47 @@ pub fn gguf_metadata_from_json(
 
 /// Every id's text and kind: the model's vocabulary, then the added tokens (control when
 /// special, user-defined otherwise); ids nobody holds become unused `[PAD<id>]` entries.
-fn tokens_by_id(raw: &Json, vocab_size: Option<u32>) -> Result<(Vec<String>, Vec<TokenKind>), TokenizerError> {
+fn tokens_by_id(
+    raw: &Json,
+    vocab_size: Option<u32>,
+) -> Result<(Vec<String>, Vec<TokenKind>), TokenizerError> {
     let bad = |what: String| TokenizerError::BadJson(format!("tokenizer.json: {what}"));
-    let vocab = raw["model"]["vocab"].as_object().ok_or_else(|| bad("model.vocab is not an object".into()))?;
+    let vocab = raw["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| bad("model.vocab is not an object".into()))?;
     let mut entries: Vec<(u32, String, TokenKind)> = Vec::with_capacity(vocab.len());
     for (text, id) in vocab {
-        let id = id.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| bad(format!("model.vocab[{text:?}] is not a token id")))?;
+        let id = id
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| bad(format!("model.vocab[{text:?}] is not a token id")))?;
         entries.push((id, text.clone(), TokenKind::Normal));
     }
-    for t in raw["added_tokens"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let (Some(id), Some(text)) = (t["id"].as_u64().and_then(|i| u32::try_from(i).ok()), t["content"].as_str()) else {
+    for t in raw["added_tokens"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let (Some(id), Some(text)) = (
+            t["id"].as_u64().and_then(|i| u32::try_from(i).ok()),
+            t["content"].as_str(),
+        ) else {
             return Err(bad(format!("added token {t} has no id or content")));
         };
-        let kind = if t["special"].as_bool() == Some(true) { TokenKind::Control } else { TokenKind::UserDefined };
+        let kind = if t["special"].as_bool() == Some(true) {
+            TokenKind::Control
+        } else {
+            TokenKind::UserDefined
+        };
         entries.retain(|(i, _, _)| *i != id);
         entries.push((id, text.to_string(), kind));
     }
-    let n = entries.iter().map(|(id, _, _)| *id as usize + 1).max().unwrap_or(0).max(vocab_size.unwrap_or(0) as usize);
+    let n = entries
+        .iter()
+        .map(|(id, _, _)| *id as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .max(vocab_size.unwrap_or(0) as usize);
     let mut tokens: Vec<Option<(String, TokenKind)>> = vec![None; n];
     for (id, text, kind) in entries {
         tokens[id as usize] = Some((text, kind));
@@ -113,16 +162,25 @@ fn tokens_by_id(raw: &Json, vocab_size: Option<u32>) -> Result<(Vec<String>, Vec
 
 /// `model.merges`: "left right" strings, or (newer files) `[left, right]` pairs.
 fn merge_lines(merges: &Json) -> Result<Vec<String>, TokenizerError> {
-    let list = merges.as_array().ok_or_else(|| TokenizerError::BadJson("tokenizer.json: model.merges is not a list".into()))?;
+    let list = merges.as_array().ok_or_else(|| {
+        TokenizerError::BadJson("tokenizer.json: model.merges is not a list".into())
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, m)| match m {
             Json::String(s) => Ok(s.clone()),
-            Json::Array(pair) => match (pair.first().and_then(Json::as_str), pair.get(1).and_then(Json::as_str)) {
+            Json::Array(pair) => match (
+                pair.first().and_then(Json::as_str),
+                pair.get(1).and_then(Json::as_str),
+            ) {
                 (Some(a), Some(b)) if pair.len() == 2 => Ok(format!("{a} {b}")),
-                _ => Err(TokenizerError::BadJson(format!("tokenizer.json: model.merges[{i}] is not a pair of strings"))),
+                _ => Err(TokenizerError::BadJson(format!(
+                    "tokenizer.json: model.merges[{i}] is not a pair of strings"
+                ))),
             },
-            other => Err(TokenizerError::BadJson(format!("tokenizer.json: model.merges[{i}] is {other}"))),
+            other => Err(TokenizerError::BadJson(format!(
+                "tokenizer.json: model.merges[{i}] is {other}"
+            ))),
         })
         .collect()
 }
@@ -131,15 +189,27 @@ fn merge_lines(merges: &Json) -> Result<Vec<String>, TokenizerError> {
 fn pieces(pre: &impl PreTokenizer) -> Option<Vec<String>> {
     let mut s = PreTokenizedString::from(PROBE);
     pre.pre_tokenize(&mut s).ok()?;
-    Some(s.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(p, _, _)| p.to_string()).collect())
+    Some(
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(p, _, _)| p.to_string())
+            .collect(),
+    )
 }
 
 /// The known pre-tokenizer that splits like the `tokenizer.json` one (and merges like it:
 /// some share their regexes and differ in `ignore_merges`).
-fn detect_pre_tokenizer(hf: &Tokenizer, ignore_merges: bool) -> Result<&'static PreTokenizerSpec, TokenizerError> {
+fn detect_pre_tokenizer(
+    hf: &Tokenizer,
+    ignore_merges: bool,
+) -> Result<&'static PreTokenizerSpec, TokenizerError> {
     let unsupported = |why: &str| TokenizerError::Unsupported(format!("tokenizer.json: {why}"));
-    let own = hf.inner.get_pre_tokenizer().ok_or_else(|| unsupported("no pre-tokenizer"))?;
-    let target = pieces(own).ok_or_else(|| unsupported("its pre-tokenizer fails on the probe text"))?;
+    let own = hf
+        .inner
+        .get_pre_tokenizer()
+        .ok_or_else(|| unsupported("no pre-tokenizer"))?;
+    let target =
+        pieces(own).ok_or_else(|| unsupported("its pre-tokenizer fails on the probe text"))?;
     pretokenizers::all()
         .iter()
         .filter(|spec| spec.ignore_merges == ignore_merges)

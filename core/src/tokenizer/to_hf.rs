@@ -16,7 +16,10 @@ impl Tokenizer {
             .inner
             .to_string(true)
             .map_err(|e| TokenizerError::library("serializing tokenizer.json", e))?;
-        let text = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id)).map_or(Json::Null, Json::from);
+        let text = |id: Option<u32>| {
+            id.and_then(|id| self.inner.id_to_token(id))
+                .map_or(Json::Null, Json::from)
+        };
         let config = json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": text(self.special.bos),

@@ -38,7 +38,9 @@ impl std::str::FromStr for Step {
             Some(("send", text)) => Ok(Step::Send(text.to_string())),
             Some(("send-stop", text)) => Ok(Step::SendStop(text.to_string())),
             None if s == "regenerate" => Ok(Step::Regenerate),
-            _ => Err(format!("unknown step {s:?}: expected send=TEXT, send-stop=TEXT or regenerate")),
+            _ => Err(format!(
+                "unknown step {s:?}: expected send=TEXT, send-stop=TEXT or regenerate"
+            )),
         }
     }
 }
@@ -116,7 +118,13 @@ struct ListedConversation<'a> {
 }
 
 impl Script {
-    pub fn new(steps: Vec<Step>, screenshot: Option<PathBuf>, quit: bool, report: bool, timeout: Duration) -> Script {
+    pub fn new(
+        steps: Vec<Step>,
+        screenshot: Option<PathBuf>,
+        quit: bool,
+        report: bool,
+        timeout: Duration,
+    ) -> Script {
         Script {
             steps,
             screenshot,
@@ -152,7 +160,10 @@ impl Script {
         if loading || app.busy() {
             let now = Instant::now();
             if let Some(last) = self.frames.last {
-                self.frames.longest_gap_ms = self.frames.longest_gap_ms.max((now - last).as_secs_f64() * 1000.0);
+                self.frames.longest_gap_ms = self
+                    .frames
+                    .longest_gap_ms
+                    .max((now - last).as_secs_f64() * 1000.0);
             }
             self.frames.last = Some(now);
             if loading {
@@ -164,7 +175,12 @@ impl Script {
             self.frames.last = None;
         }
         if self.listed_at_start.is_none() {
-            self.listed_at_start = Some(app.conversations().iter().map(|c| c.title.clone()).collect());
+            self.listed_at_start = Some(
+                app.conversations()
+                    .iter()
+                    .map(|c| c.title.clone())
+                    .collect(),
+            );
         }
         match self.stage {
             Stage::WaitModel => match app.model_state() {
@@ -185,22 +201,39 @@ impl Script {
                     Step::Regenerate => app.regenerate(),
                 }
                 if !app.busy() {
-                    let why = format!("step {:?} started no reply: {:?}", self.steps[n], app.notices());
+                    let why = format!(
+                        "step {:?} started no reply: {:?}",
+                        self.steps[n],
+                        app.notices()
+                    );
                     return self.fail(ctx, why);
                 }
                 self.stage = Stage::WaitReply(n);
             }
             Stage::WaitReply(n) => {
-                if matches!(self.steps[n], Step::SendStop(_)) && app.streamed_text().is_some_and(|t| !t.is_empty()) {
+                if matches!(self.steps[n], Step::SendStop(_))
+                    && app.streamed_text().is_some_and(|t| !t.is_empty())
+                {
                     app.stop();
                 }
                 if !app.busy() {
-                    let last = app.selected_conversation().and_then(|c| c.messages.last()).filter(|m| m.role == "assistant" && !m.content.is_empty());
+                    let last = app
+                        .selected_conversation()
+                        .and_then(|c| c.messages.last())
+                        .filter(|m| m.role == "assistant" && !m.content.is_empty());
                     let Some(reply) = last else {
-                        let why = format!("no reply appeared after step {:?}: {:?}", self.steps[n], app.notices());
+                        let why = format!(
+                            "no reply appeared after step {:?}: {:?}",
+                            self.steps[n],
+                            app.notices()
+                        );
                         return self.fail(ctx, why);
                     };
-                    self.replies.push(StepReply { step: format!("{:?}", self.steps[n]), text: reply.content.clone(), stats: app.last_stats().cloned() });
+                    self.replies.push(StepReply {
+                        step: format!("{:?}", self.steps[n]),
+                        text: reply.content.clone(),
+                        stats: app.last_stats().cloned(),
+                    });
                     self.stage = Stage::Next(n + 1);
                 }
             }
@@ -208,7 +241,9 @@ impl Script {
                 Some(path) => {
                     let (path, shot, repaint) = (path.clone(), self.shot.clone(), ctx.clone());
                     ctx.request_screenshot(move |image| {
-                        let result = screenshot::save_png(&image, &path).map(|()| path).map_err(|e| format!("{e:#}"));
+                        let result = screenshot::save_png(&image, &path)
+                            .map(|()| path)
+                            .map_err(|e| format!("{e:#}"));
                         *shot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                         repaint.request_repaint();
                     });
@@ -224,7 +259,9 @@ impl Script {
                         eprintln!("wisp-desktop: screenshot saved to {}", path.display());
                         self.finish(ctx, app, Some(path));
                     }
-                    Some(Err(e)) => self.fail(ctx, format!("the screenshot could not be saved: {e}")),
+                    Some(Err(e)) => {
+                        self.fail(ctx, format!("the screenshot could not be saved: {e}"))
+                    }
                     None => {}
                 }
             }
@@ -238,12 +275,23 @@ impl Script {
                 listed_at_start: self.listed_at_start.as_deref().unwrap_or_default(),
                 frames: &self.frames,
                 replies: &self.replies,
-                adapter: app.adapter().and_then(|a| a.as_ref().ok()).map(|a| format!("{} ({})", a.name, a.backend)),
+                adapter: app
+                    .adapter()
+                    .and_then(|a| a.as_ref().ok())
+                    .map(|a| format!("{} ({})", a.name, a.backend)),
                 model: match app.model_state() {
                     ModelState::Ready(m) => Some(m.name.clone()),
                     _ => None,
                 },
-                conversations: app.conversations().iter().map(|c| ListedConversation { id: &c.id, title: &c.title, messages: c.messages.len() }).collect(),
+                conversations: app
+                    .conversations()
+                    .iter()
+                    .map(|c| ListedConversation {
+                        id: &c.id,
+                        title: &c.title,
+                        messages: c.messages.len(),
+                    })
+                    .collect(),
                 selected: app.selected_conversation(),
                 last_stats: app.last_stats(),
                 notices: app.notices(),

@@ -15,8 +15,10 @@ struct Run {
 }
 
 fn runs_in(path: &PathBuf) -> Result<Vec<Run>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let reports = match json {
         Value::Array(a) => a,
         one => vec![one],
@@ -25,9 +27,19 @@ fn runs_in(path: &PathBuf) -> Result<Vec<Run>> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let bad = |what: &str| anyhow::anyhow!("{} (report {i}) has no {what}: is it the output of `wisp bench -o json`?", path.display());
+            let bad = |what: &str| {
+                anyhow::anyhow!(
+                    "{} (report {i}) has no {what}: is it the output of `wisp bench -o json`?",
+                    path.display()
+                )
+            };
             let text = |p: &str| r.pointer(p).and_then(Value::as_str).ok_or_else(|| bad(p));
-            let label = format!("{} · {} ({})", text("/model/name")?, text("/adapter/name")?, text("/adapter/backend")?);
+            let label = format!(
+                "{} · {} ({})",
+                text("/model/name")?,
+                text("/adapter/name")?,
+                text("/adapter/backend")?
+            );
             let tests = r
                 .get("tests")
                 .and_then(Value::as_array)
@@ -35,8 +47,16 @@ fn runs_in(path: &PathBuf) -> Result<Vec<Run>> {
                 .iter()
                 .map(|t| {
                     let num = |k: &str| t.get(k).and_then(Value::as_f64);
-                    let name = t.get("test").and_then(Value::as_str).ok_or_else(|| bad("tests[].test"))?;
-                    Ok((name.to_string(), num("tokens_per_second").ok_or_else(|| bad("tokens_per_second"))?, num("tokens_per_second_std").unwrap_or(0.0), num("percent_of_bandwidth")))
+                    let name = t
+                        .get("test")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad("tests[].test"))?;
+                    Ok((
+                        name.to_string(),
+                        num("tokens_per_second").ok_or_else(|| bad("tokens_per_second"))?,
+                        num("tokens_per_second_std").unwrap_or(0.0),
+                        num("percent_of_bandwidth"),
+                    ))
                 })
                 .collect::<Result<_>>()?;
             Ok(Run { label, tests })
@@ -86,6 +106,7 @@ pub fn table(paths: &[PathBuf]) -> Result<String> {
         }
         out += "\n";
     }
-    out += "\nt/s, mean ± std; (% BW): decoding's share of that adapter's streaming-read bandwidth.\n";
+    out +=
+        "\nt/s, mean ± std; (% BW): decoding's share of that adapter's streaming-read bandwidth.\n";
     Ok(out)
 }

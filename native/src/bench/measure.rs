@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 use wisp_core::engine::{BatchEntry, Engine, Logits};
-use wisp_core::kv::SeqId;
 use wisp_core::gpu::{KernelTime, KernelTotal, totals_by_kernel};
+use wisp_core::kv::SeqId;
 use wisp_core::model::ModelCost;
 use wisp_core::sampling::{Sampler, SamplerConfig};
 
@@ -42,7 +42,15 @@ pub struct Test {
 impl Test {
     /// llama-bench's name (`pp512`, `tg128`) with the depth and batch when not the defaults.
     pub fn label(&self) -> String {
-        let mut s = format!("{}{}", if self.kind == Kind::Prefill { "pp" } else { "tg" }, self.tokens);
+        let mut s = format!(
+            "{}{}",
+            if self.kind == Kind::Prefill {
+                "pp"
+            } else {
+                "tg"
+            },
+            self.tokens
+        );
         if self.depth > 0 {
             s += &format!(" @ d{}", self.depth);
         }
@@ -63,7 +71,12 @@ impl TestPlan {
             for &tokens in lengths.iter().filter(|&&n| n > 0) {
                 for &depth in depths {
                     for &batch in batches {
-                        tests.push(Test { kind, tokens, depth, batch });
+                        tests.push(Test {
+                            kind,
+                            tokens,
+                            depth,
+                            batch,
+                        });
                     }
                 }
             }
@@ -161,7 +174,15 @@ fn prefill(engine: &mut Engine, seqs: &[SeqId], prompts: &[Vec<u32>], logits: bo
             }
             let end = done[i] + take;
             let last = end == p.len();
-            entries.push(BatchEntry { seq: seqs[i], tokens: &p[done[i]..end], logits: if last && logits { Logits::Last } else { Logits::None } });
+            entries.push(BatchEntry {
+                seq: seqs[i],
+                tokens: &p[done[i]..end],
+                logits: if last && logits {
+                    Logits::Last
+                } else {
+                    Logits::None
+                },
+            });
             done[i] = end;
             room -= take;
         }
@@ -182,11 +203,24 @@ fn run_once(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<f64
             pollster::block_on(engine.wait_idle())?;
         }
         Kind::Generate => {
-            let mut samplers: Vec<Sampler> = seqs.0.iter().map(|_| Sampler::new(SamplerConfig::greedy())).collect::<Result<_, _>>()?;
+            let mut samplers: Vec<Sampler> = seqs
+                .0
+                .iter()
+                .map(|_| Sampler::new(SamplerConfig::greedy()))
+                .collect::<Result<_, _>>()?;
             let mut next: Vec<u32> = seqs.0.iter().map(|_| tokens.next()).collect();
             for _ in 0..test.tokens {
                 let one: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
-                let entries: Vec<BatchEntry> = seqs.0.iter().zip(&one).map(|(&seq, t)| BatchEntry { seq, tokens: t, logits: Logits::Last }).collect();
+                let entries: Vec<BatchEntry> = seqs
+                    .0
+                    .iter()
+                    .zip(&one)
+                    .map(|(&seq, t)| BatchEntry {
+                        seq,
+                        tokens: t,
+                        logits: Logits::Last,
+                    })
+                    .collect();
                 engine.step(&entries)?;
                 let mut refs: Vec<&mut Sampler> = samplers.iter_mut().collect();
                 next = pollster::block_on(engine.sample_rows(&mut refs))?;
@@ -206,7 +240,16 @@ fn breakdown(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Br
         Kind::Generate => 1,
     };
     let chunks: Vec<Vec<u32>> = seqs.0.iter().map(|_| tokens.take(per_seq)).collect();
-    let entries: Vec<BatchEntry> = seqs.0.iter().zip(&chunks).map(|(&seq, t)| BatchEntry { seq, tokens: t, logits: Logits::Last }).collect();
+    let entries: Vec<BatchEntry> = seqs
+        .0
+        .iter()
+        .zip(&chunks)
+        .map(|(&seq, t)| BatchEntry {
+            seq,
+            tokens: t,
+            logits: Logits::Last,
+        })
+        .collect();
     pollster::block_on(engine.wait_idle())?;
     let started = Instant::now();
     let result = match pollster::block_on(engine.profile_batch(&entries))? {
@@ -214,7 +257,11 @@ fn breakdown(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Br
         None => {
             engine.step(&entries)?;
             pollster::block_on(engine.wait_idle())?;
-            Breakdown { timing: "cpu-wall", total_ms: started.elapsed().as_secs_f64() * 1e3, kernels: Vec::new() }
+            Breakdown {
+                timing: "cpu-wall",
+                total_ms: started.elapsed().as_secs_f64() * 1e3,
+                kernels: Vec::new(),
+            }
         }
     };
     seqs.remove(engine)?;
@@ -223,19 +270,36 @@ fn breakdown(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Br
 
 fn shares(times: Vec<KernelTime>) -> Breakdown {
     let kernels = totals_by_kernel(times);
-    Breakdown { timing: "gpu-timestamps", total_ms: kernels.iter().map(|k| k.ms).sum(), kernels }
+    Breakdown {
+        timing: "gpu-timestamps",
+        total_ms: kernels.iter().map(|k| k.ms).sum(),
+        kernels,
+    }
 }
 
 /// Mean and sample standard deviation.
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n.max(1.0);
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
-pub fn run_test(engine: &mut Engine, test: &Test, reps: u32, cost: &ModelCost, bandwidth_gb_s: f64) -> Result<TestResult> {
-    let mut tokens = Tokens(0x9E37_79B9_7F4A_7C15 ^ test.tokens as u64, engine.config.vocab_size);
+pub fn run_test(
+    engine: &mut Engine,
+    test: &Test,
+    reps: u32,
+    cost: &ModelCost,
+    bandwidth_gb_s: f64,
+) -> Result<TestResult> {
+    let mut tokens = Tokens(
+        0x9E37_79B9_7F4A_7C15 ^ test.tokens as u64,
+        engine.config.vocab_size,
+    );
     let total_tokens = (test.tokens * test.batch) as f64;
     // The first run builds whatever is lazily built and warms caches; it is not counted.
     run_once(engine, test, &mut tokens)?;
@@ -244,7 +308,8 @@ pub fn run_test(engine: &mut Engine, test: &Test, reps: u32, cost: &ModelCost, b
         samples.push(total_tokens / run_once(engine, test, &mut tokens)?);
     }
     let (mean, std) = mean_std(&samples);
-    let (mut bytes_per_token, mut gb_per_second, mut percent_of_bandwidth, mut gflop_per_second) = (None, None, None, None);
+    let (mut bytes_per_token, mut gb_per_second, mut percent_of_bandwidth, mut gflop_per_second) =
+        (None, None, None, None);
     match test.kind {
         Kind::Generate => {
             // Token i of a sequence (0-based) attends to depth + i + 1 positions.
@@ -280,7 +345,15 @@ mod tests {
 
     #[test]
     fn labels_follow_llama_bench() {
-        let t = |kind, tokens, depth, batch| Test { kind, tokens, depth, batch }.label();
+        let t = |kind, tokens, depth, batch| {
+            Test {
+                kind,
+                tokens,
+                depth,
+                batch,
+            }
+            .label()
+        };
         assert_eq!(t(Kind::Prefill, 512, 0, 1), "pp512");
         assert_eq!(t(Kind::Generate, 128, 1024, 4), "tg128 @ d1024 ×4");
     }
@@ -289,7 +362,19 @@ mod tests {
     fn plan_skips_zero_lengths_and_crosses_depths_and_batches() {
         let plan = TestPlan::from_args(&[0, 64], &[16], &[0, 256], &[1, 2]);
         let labels: Vec<String> = plan.iter().map(Test::label).collect();
-        assert_eq!(labels, ["pp64", "pp64 ×2", "pp64 @ d256", "pp64 @ d256 ×2", "tg16", "tg16 ×2", "tg16 @ d256", "tg16 @ d256 ×2"]);
+        assert_eq!(
+            labels,
+            [
+                "pp64",
+                "pp64 ×2",
+                "pp64 @ d256",
+                "pp64 @ d256 ×2",
+                "tg16",
+                "tg16 ×2",
+                "tg16 @ d256",
+                "tg16 @ d256 ×2"
+            ]
+        );
     }
 
     #[test]

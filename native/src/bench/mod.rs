@@ -71,15 +71,30 @@ pub struct BenchArgs {
     pub save_gguf: Option<PathBuf>,
 
     /// Prompt lengths of the prompt-processing tests (comma-separated; 0 skips them).
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     pub n_prompt: Vec<u32>,
 
     /// Tokens of the text-generation tests (comma-separated; 0 skips them).
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<u32>,
 
     /// Context depths: tokens already in the cache before each test (comma-separated).
-    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
     pub depth: Vec<u32>,
 
     /// Timed repetitions of each test (after one untimed warm-up).
@@ -88,7 +103,12 @@ pub struct BenchArgs {
 
     /// Sequences run at once (comma-separated): generation decodes one token of each per
     /// step; prompt processing prefills each sequence's prompt in the same steps.
-    #[arg(short = 'b', long = "batch", value_delimiter = ',', default_value = "1")]
+    #[arg(
+        short = 'b',
+        long = "batch",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
     pub batch: Vec<u32>,
 
     /// Also draw tokens/s against depth and the per-kernel breakdown into this SVG file.
@@ -148,7 +168,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         for a in adapters {
             eprintln!("bench: adapter {}: {} ({})", a.index, a.name, a.backend);
-            let device = DeviceArgs { adapter: Some(a.index.to_string()), ..args.device.clone() };
+            let device = DeviceArgs {
+                adapter: Some(a.index.to_string()),
+                ..args.device.clone()
+            };
             reports.push(bench_on(&args, &subject, &tests, device)?);
         }
     } else {
@@ -164,32 +187,55 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// `--save-gguf`: the synthetic model as a file.
 fn save_synthetic(spec: &str, path: &std::path::Path) -> Result<()> {
     let model = SyntheticModel::parse(spec).context("--synthetic")?;
-    eprintln!("bench: writing {} to {}", model.description(), path.display());
+    eprintln!(
+        "bench: writing {} to {}",
+        model.description(),
+        path.display()
+    );
     let writer = model.to_gguf()?;
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    writer.write_to(&mut out).and_then(|()| std::io::Write::flush(&mut out)).with_context(|| format!("writing {}", path.display()))?;
+    writer
+        .write_to(&mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Every test on the adapter `device` names.
-fn bench_on(args: &BenchArgs, subject: &Subject, tests: &[measure::Test], mut device: DeviceArgs) -> Result<BenchReport> {
+fn bench_on(
+    args: &BenchArgs,
+    subject: &Subject,
+    tests: &[measure::Test],
+    mut device: DeviceArgs,
+) -> Result<BenchReport> {
     let file = subject.file();
     let config = ModelConfig::from_gguf(file)?;
     let max_batch = *args.batch.iter().max().unwrap_or(&1);
     // Room for the deepest test plus what it adds, per sequence.
     let longest = tests.iter().map(|t| t.depth + t.tokens).max().unwrap_or(1) + 1;
     if device.ctx == 0 {
-        device.ctx = longest.next_multiple_of(64).min(config.n_ctx_train.max(longest));
+        device.ctx = longest
+            .next_multiple_of(64)
+            .min(config.n_ctx_train.max(longest));
     }
     let gpu = common::open_gpu(&device)?;
     let t_load = Instant::now();
     let mut engine = match subject {
         Subject::File(m) => common::load_engine(m, gpu, &device, max_batch)?,
-        Subject::Synthetic(s) => common::load_engine_from(&s.file, s, &s.name, gpu, &device, max_batch)?,
+        Subject::Synthetic(s) => {
+            common::load_engine_from(&s.file, s, &s.name, gpu, &device, max_batch)?
+        }
     };
-    let load = LoadInfo { seconds: t_load.elapsed().as_secs_f64(), pipeline_compile_seconds: engine.gpu.pipelines.compile_seconds() };
-    let bandwidth = pollster::block_on(wisp_core::kernels::streaming_read(&engine.gpu, engine.variant))?;
+    let load = LoadInfo {
+        seconds: t_load.elapsed().as_secs_f64(),
+        pipeline_compile_seconds: engine.gpu.pipelines.compile_seconds(),
+    };
+    let bandwidth = pollster::block_on(wisp_core::kernels::streaming_read(
+        &engine.gpu,
+        engine.variant,
+    ))?;
     let cost = ModelCost::new(&engine.config, &engine.weights, engine.kv_stats().kv_type);
     let model = match subject {
         Subject::File(m) => ModelInfo::of_file(&m.path.display().to_string(), file, m.file_bytes()),
@@ -198,7 +244,15 @@ fn bench_on(args: &BenchArgs, subject: &Subject, tests: &[measure::Test], mut de
     let mut results = Vec::with_capacity(tests.len());
     for test in tests {
         eprintln!("bench: {} ...", test.label());
-        results.push(measure::run_test(&mut engine, test, args.reps, &cost, bandwidth.gb_per_s)?);
+        results.push(measure::run_test(
+            &mut engine,
+            test,
+            args.reps,
+            &cost,
+            bandwidth.gb_per_s,
+        )?);
     }
-    Ok(BenchReport::new(model, &engine, load, bandwidth, cost, results))
+    Ok(BenchReport::new(
+        model, &engine, load, bandwidth, cost, results,
+    ))
 }

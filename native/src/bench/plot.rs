@@ -34,7 +34,17 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
     for r in reports {
         for t in &r.tests {
             let s = &t.shape;
-            let name = format!("{}{}{} · {}", if s.kind == Kind::Prefill { "pp" } else { "tg" }, s.tokens, if s.batch > 1 { format!(" ×{}", s.batch) } else { String::new() }, r.adapter.name);
+            let name = format!(
+                "{}{}{} · {}",
+                if s.kind == Kind::Prefill { "pp" } else { "tg" },
+                s.tokens,
+                if s.batch > 1 {
+                    format!(" ×{}", s.batch)
+                } else {
+                    String::new()
+                },
+                r.adapter.name
+            );
             let point = (s.depth as f64, t.tokens_per_second);
             match series.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, points)) => points.push(point),
@@ -42,8 +52,16 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
             }
         }
     }
-    let max_depth = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(0.0, f64::max).max(1.0);
-    let max_rate = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max).max(1e-3);
+    let max_depth = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let max_rate = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.0, f64::max)
+        .max(1e-3);
     let mut chart = ChartBuilder::on(&left)
         .caption("tokens/s against context depth", ("sans-serif", 20))
         .margin(12)
@@ -51,28 +69,56 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_depth * 1.05, 0.0..max_rate * 1.15)
         .map_err(|e| plotting(&e))?;
-    chart.configure_mesh().x_desc("depth (tokens in the cache)").y_desc("tokens/s").draw().map_err(|e| plotting(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("depth (tokens in the cache)")
+        .y_desc("tokens/s")
+        .draw()
+        .map_err(|e| plotting(&e))?;
     for (i, (name, points)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| plotting(&e))?
             .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| plotting(&e))?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| plotting(&e))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(|e| plotting(&e))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plotting(&e))?;
 
     // The first generation test's step (else the first test's), kernel by kernel.
-    let first = reports.first().and_then(|r| r.tests.iter().find(|t| t.shape.kind == Kind::Generate).or(r.tests.first()));
+    let first = reports.first().and_then(|r| {
+        r.tests
+            .iter()
+            .find(|t| t.shape.kind == Kind::Generate)
+            .or(r.tests.first())
+    });
     let Some(test) = first else {
         return root.present().map_err(|e| plotting(&e));
     };
-    let kernels: Vec<(String, f64)> = test.breakdown.kernels.iter().take(10).map(|k| (short_kernel(&k.kernel), k.percent)).collect();
+    let kernels: Vec<(String, f64)> = test
+        .breakdown
+        .kernels
+        .iter()
+        .take(10)
+        .map(|k| (short_kernel(&k.kernel), k.percent))
+        .collect();
     let caption = if kernels.is_empty() {
         format!("{}: no per-kernel times (no timestamp queries)", test.test)
     } else {
-        format!("{}: one step, {:.2} ms of GPU time", test.test, test.breakdown.total_ms)
+        format!(
+            "{}: one step, {:.2} ms of GPU time",
+            test.test, test.breakdown.total_ms
+        )
     };
     let rows = kernels.len().max(1) as f64;
     let mut bars = ChartBuilder::on(&right)
@@ -82,11 +128,25 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
         .y_label_area_size(10)
         .build_cartesian_2d(0.0..100.0, 0.0..rows)
         .map_err(|e| plotting(&e))?;
-    bars.configure_mesh().x_desc("% of the step").y_labels(0).disable_y_mesh().draw().map_err(|e| plotting(&e))?;
+    bars.configure_mesh()
+        .x_desc("% of the step")
+        .y_labels(0)
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| plotting(&e))?;
     for (i, (name, pct)) in kernels.iter().enumerate() {
         let y = rows - i as f64;
-        bars.draw_series([Rectangle::new([(0.0, y - 0.85), (*pct, y - 0.15)], Palette99::pick(i).filled())]).map_err(|e| plotting(&e))?;
-        bars.draw_series([Text::new(format!("{name} {pct:.1}%"), (pct.min(55.0) + 1.0, y - 0.4), ("sans-serif", 14))]).map_err(|e| plotting(&e))?;
+        bars.draw_series([Rectangle::new(
+            [(0.0, y - 0.85), (*pct, y - 0.15)],
+            Palette99::pick(i).filled(),
+        )])
+        .map_err(|e| plotting(&e))?;
+        bars.draw_series([Text::new(
+            format!("{name} {pct:.1}%"),
+            (pct.min(55.0) + 1.0, y - 0.4),
+            ("sans-serif", 14),
+        )])
+        .map_err(|e| plotting(&e))?;
     }
     root.present().map_err(|e| plotting(&e))
 }
@@ -97,7 +157,10 @@ mod tests {
 
     #[test]
     fn kernel_keys_shorten_to_name_and_weight_type() {
-        assert_eq!(short_kernel("matvec WTYPE=q4_1 ACT=f32 OUT=act REDUCE=workgroup"), "matvec q4_1 act");
+        assert_eq!(
+            short_kernel("matvec WTYPE=q4_1 ACT=f32 OUT=act REDUCE=workgroup"),
+            "matvec q4_1 act"
+        );
         assert_eq!(short_kernel("rmsnorm ACT=f32 WG=64"), "rmsnorm");
     }
 }

@@ -19,7 +19,9 @@ use super::measure::TestResult;
 pub fn print(reports: &[BenchReport], format: Format, per_adapter: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match (format, reports) {
-        (Format::Json, [one]) if !per_adapter => writeln!(out, "{}", serde_json::to_string_pretty(one)?)?,
+        (Format::Json, [one]) if !per_adapter => {
+            writeln!(out, "{}", serde_json::to_string_pretty(one)?)?
+        }
         (Format::Json, all) => writeln!(out, "{}", serde_json::to_string_pretty(all)?)?,
         (Format::Csv, all) => {
             writeln!(out, "{CSV_HEADER}")?;
@@ -58,12 +60,18 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     fn tensors(file: &GgufFile) -> (u64, u64) {
-        file.tensors.iter().fold((0, 0), |(b, p), t| (b + t.n_bytes(), p + t.n_elements()))
+        file.tensors
+            .iter()
+            .fold((0, 0), |(b, p), t| (b + t.n_bytes(), p + t.n_elements()))
     }
 
     pub fn of_file(path: &str, file: &GgufFile, file_bytes: u64) -> ModelInfo {
         let (tensor_bytes, params) = Self::tensors(file);
-        let name = file.metadata.get("general.name").and_then(|v| v.as_str()).map(str::to_string);
+        let name = file
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         ModelInfo {
             name: name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path).to_string()),
             source: path.to_string(),
@@ -118,7 +126,14 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    pub fn new(model: ModelInfo, engine: &Engine, load: LoadInfo, bandwidth: Bandwidth, cost: ModelCost, tests: Vec<TestResult>) -> BenchReport {
+    pub fn new(
+        model: ModelInfo,
+        engine: &Engine,
+        load: LoadInfo,
+        bandwidth: Bandwidth,
+        cost: ModelCost,
+        tests: Vec<TestResult>,
+    ) -> BenchReport {
         let gpu = &engine.gpu;
         BenchReport {
             schema_version: SCHEMA_VERSION,
@@ -127,7 +142,9 @@ impl BenchReport {
             adapter: AdapterInfo {
                 name: gpu.info.name.clone(),
                 backend: format!("{:?}", gpu.info.backend),
-                driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim().to_string(),
+                driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
+                    .trim()
+                    .to_string(),
                 variant: engine.variant.to_string(),
                 kv_type: format!("{:?}", engine.kv_stats().kv_type).to_lowercase(),
                 timestamp_queries: gpu.caps.timestamp_queries,
@@ -172,9 +189,19 @@ impl BenchReport {
 
     fn markdown(&self, out: &mut impl Write) -> Result<()> {
         let m = &self.model;
-        writeln!(out, "| model | size | params | adapter | kernels | test | t/s | GB/s | % of {:.1} GB/s | GFLOP/s |", self.bandwidth.gb_per_s)?;
-        writeln!(out, "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")?;
-        let opt = |v: Option<f64>, digits: usize| v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into());
+        writeln!(
+            out,
+            "| model | size | params | adapter | kernels | test | t/s | GB/s | % of {:.1} GB/s | GFLOP/s |",
+            self.bandwidth.gb_per_s
+        )?;
+        writeln!(
+            out,
+            "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        )?;
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map(|x| format!("{x:.digits$}"))
+                .unwrap_or_else(|| "–".into())
+        };
         for t in &self.tests {
             writeln!(
                 out,
@@ -208,15 +235,27 @@ impl BenchReport {
             let b = &t.breakdown;
             writeln!(out)?;
             if b.kernels.is_empty() {
-                writeln!(out, "{}: one step {:.2} ms (CPU wall time: this adapter has no timestamp queries, so no per-kernel times)", t.test, b.total_ms)?;
+                writeln!(
+                    out,
+                    "{}: one step {:.2} ms (CPU wall time: this adapter has no timestamp queries, so no per-kernel times)",
+                    t.test, b.total_ms
+                )?;
                 continue;
             }
-            writeln!(out, "{}: one step, {:.2} ms of GPU time (timestamp queries, one pass per dispatch)", t.test, b.total_ms)?;
+            writeln!(
+                out,
+                "{}: one step, {:.2} ms of GPU time (timestamp queries, one pass per dispatch)",
+                t.test, b.total_ms
+            )?;
             writeln!(out)?;
             writeln!(out, "| kernel | dispatches | ms | % |")?;
             writeln!(out, "| --- | ---: | ---: | ---: |")?;
             for k in b.kernels.iter().take(8) {
-                writeln!(out, "| `{}` | {} | {:.3} | {:.1} |", k.kernel, k.dispatches, k.ms, k.percent)?;
+                writeln!(
+                    out,
+                    "| `{}` | {} | {:.3} | {:.1} |",
+                    k.kernel, k.dispatches, k.ms, k.percent
+                )?;
             }
         }
         Ok(())

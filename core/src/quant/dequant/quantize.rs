@@ -17,7 +17,10 @@ use crate::quant::GgmlType;
 /// Whether [`quantize`] handles `ty`.
 pub fn can_quantize(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K)
+    matches!(
+        ty,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K
+    )
 }
 
 /// Encodes `values` as `ty`. The length must be a whole number of blocks.
@@ -45,7 +48,11 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, DequantError> {
         Q5_0 => blocks.iter().for_each(|b| q5_0(b, &mut out)),
         Q5_1 => blocks.iter().for_each(|b| q5_1(b, &mut out)),
         Q8_0 => blocks.iter().for_each(|b| q8_0(b, &mut out)),
-        Q4_K => values.as_chunks::<256>().0.iter().for_each(|b| q4_k(b, &mut out)),
+        Q4_K => values
+            .as_chunks::<256>()
+            .0
+            .iter()
+            .for_each(|b| q4_k(b, &mut out)),
         _ => return Err(DequantError::UnsupportedQuant(ty)),
     }
     Ok(out)
@@ -211,21 +218,37 @@ mod tests {
     #[test]
     fn q4_k_round_trip_error() {
         let rms = |a: &[f32], b: &[f32]| {
-            (a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+            (a.iter()
+                .zip(b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum::<f64>()
+                / a.len() as f64)
+                .sqrt()
         };
         for (seed, scale) in [(3, 1.0), (11, 0.02), (99, 40.0)] {
             let xs = values(256 * 32, seed, scale);
             let q = quantize(GgmlType::Q4_K, &xs).unwrap();
             assert_eq!(q.len(), 144 * 32);
             let back = dequantize(GgmlType::Q4_K, &q, xs.len()).unwrap();
-            let q41 = dequantize(GgmlType::Q4_1, &quantize(GgmlType::Q4_1, &xs).unwrap(), xs.len()).unwrap();
+            let q41 = dequantize(
+                GgmlType::Q4_1,
+                &quantize(GgmlType::Q4_1, &xs).unwrap(),
+                xs.len(),
+            )
+            .unwrap();
             let (e_k, e_1) = (rms(&xs, &back), rms(&xs, &q41));
-            assert!(e_k <= 1.1 * e_1, "seed {seed}: Q4_K rms {e_k} against Q4_1 {e_1}");
+            assert!(
+                e_k <= 1.1 * e_1,
+                "seed {seed}: Q4_K rms {e_k} against Q4_1 {e_1}"
+            );
             for (sub, (xb, yb)) in xs.chunks(32).zip(back.chunks(32)).enumerate() {
                 let (lo, hi) = min_max(xb.try_into().unwrap());
                 let step = (hi - lo.min(0.0)) / 15.0;
                 for (x, y) in xb.iter().zip(yb) {
-                    assert!((x - y).abs() <= step, "seed {seed} sub-block {sub}: {x} -> {y} (step {step})");
+                    assert!(
+                        (x - y).abs() <= step,
+                        "seed {seed} sub-block {sub}: {x} -> {y} (step {step})"
+                    );
                 }
             }
         }

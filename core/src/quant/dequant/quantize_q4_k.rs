@@ -49,7 +49,8 @@ fn scale_min_search(x: &[f32; 32], weights: &[f32; 32], l: &mut [u8; 32]) -> (f3
         l.fill(0);
         return (0.0, -min);
     }
-    let quant = |iscale: f32, xi: f32, min: f32| nearest_int(iscale * (xi - min)).clamp(0, 15) as u8;
+    let quant =
+        |iscale: f32, xi: f32, min: f32| nearest_int(iscale * (xi - min)).clamp(0, 15) as u8;
     let mut iscale = NMAX / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0.0f32;
@@ -126,7 +127,11 @@ pub(super) fn q4_k(x: &[f32; QK_K], out: &mut Vec<u8>) {
         max_scale = max_scale.max(scales[j]);
         max_min = max_min.max(mins[j]);
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let ls = scales.map(|s| nearest_int(inv_scale * s).min(63) as u8);
     let lm = mins.map(|m| nearest_int(inv_min * m).min(63) as u8);
@@ -159,7 +164,15 @@ mod tests {
 
     #[test]
     fn nearest_int_rounds_half_to_even() {
-        let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (3.49, 3), (-7.6, -8)];
+        let cases = [
+            (0.5, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (3.49, 3),
+            (-7.6, -8),
+        ];
         for (x, want) in cases {
             assert_eq!(nearest_int(x), want, "{x}");
         }
@@ -175,7 +188,10 @@ mod tests {
             let (sc, m) = if j < 4 {
                 (s[j] & 63, s[j + 4] & 63)
             } else {
-                ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+                (
+                    (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4),
+                    (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+                )
             };
             assert_eq!((sc, m), (ls[j], lm[j]), "sub-block {j}");
         }

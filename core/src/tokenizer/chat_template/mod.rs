@@ -70,7 +70,8 @@ impl ChatTemplate {
     pub fn builtin_for(has_token: impl Fn(&str) -> bool, bos_token: String) -> Self {
         if has_token("<start_of_turn>") && has_token("<end_of_turn>") {
             // GEMMA is a constant, compiled in the tests: failing here is a bug in this file.
-            return ChatTemplate::new(GEMMA, bos_token, "<end_of_turn>".into()).expect("the built-in Gemma template compiles");
+            return ChatTemplate::new(GEMMA, bos_token, "<end_of_turn>".into())
+                .expect("the built-in Gemma template compiles");
         }
         ChatTemplate::chatml()
     }
@@ -214,7 +215,15 @@ mod tests {
         let has_all = |_: &str| true;
         let t = ChatTemplate::builtin_for(has_all, "<bos>".into());
         let out = t
-            .render(&[ChatMessage::new("system", "Be brief."), user("Hi "), ChatMessage::new("assistant", "Hello"), user("Bye")], true)
+            .render(
+                &[
+                    ChatMessage::new("system", "Be brief."),
+                    user("Hi "),
+                    ChatMessage::new("assistant", "Hello"),
+                    user("Bye"),
+                ],
+                true,
+            )
             .unwrap();
         assert_eq!(
             out,
@@ -223,7 +232,10 @@ mod tests {
         );
         // Without Gemma's turn tokens the fallback is ChatML.
         let t = ChatTemplate::builtin_for(|_| false, String::new());
-        assert_eq!(t.render(&[user("Hi")], false).unwrap(), "<|im_start|>user\nHi<|im_end|>\n");
+        assert_eq!(
+            t.render(&[user("Hi")], false).unwrap(),
+            "<|im_start|>user\nHi<|im_end|>\n"
+        );
     }
 
     #[test]

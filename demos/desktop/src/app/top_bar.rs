@@ -20,7 +20,11 @@ impl DesktopApp {
             let idle = !self.busy() && !matches!(self.model, ModelState::Loading { .. });
             ui.add_enabled_ui(idle, |ui| self.model_picker(ui));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let label = if self.show_settings { "Hide settings" } else { "Settings" };
+                let label = if self.show_settings {
+                    "Hide settings"
+                } else {
+                    "Settings"
+                };
                 if ui.button(label).clicked() {
                     self.show_settings = !self.show_settings;
                 }
@@ -48,36 +52,64 @@ impl DesktopApp {
     }
 
     fn model_picker(&mut self, ui: &mut egui::Ui) {
-        if ui.button("Open file…").on_hover_text("A GGUF model file").clicked() {
+        if ui
+            .button("Open file…")
+            .on_hover_text("A GGUF model file")
+            .clicked()
+        {
             self.pick_model(ui.ctx(), false);
         }
-        if ui.button("Open folder…").on_hover_text("A Hugging Face model folder (config.json, *.safetensors, tokenizer.json)").clicked() {
+        if ui
+            .button("Open folder…")
+            .on_hover_text(
+                "A Hugging Face model folder (config.json, *.safetensors, tokenizer.json)",
+            )
+            .clicked()
+        {
             self.pick_model(ui.ctx(), true);
         }
         let mut chosen: Option<Option<String>> = None;
-        egui::ComboBox::from_id_salt("models").selected_text("Models").show_ui(ui, |ui| {
-            let default = model_cache::default_model();
-            if ui.button(format!("{} (default)", default.name)).on_hover_text(default.description).clicked() {
-                chosen = Some(None);
-            }
-            ui.separator();
-            for known in KNOWN_MODELS.iter().filter(|k| k.name != default.name) {
-                let cached = if model_cache::is_cached(known) { "" } else { " (download)" };
-                if ui.button(format!("{}{cached}", known.name)).on_hover_text(known.description).clicked() {
-                    chosen = Some(Some(known.name.to_string()));
+        egui::ComboBox::from_id_salt("models")
+            .selected_text("Models")
+            .show_ui(ui, |ui| {
+                let default = model_cache::default_model();
+                if ui
+                    .button(format!("{} (default)", default.name))
+                    .on_hover_text(default.description)
+                    .clicked()
+                {
+                    chosen = Some(None);
                 }
-            }
-            if !self.prefs.recent_models.is_empty() {
                 ui.separator();
-                ui.weak("Recent");
-                for recent in &self.prefs.recent_models {
-                    if ui.button(recent).clicked() {
-                        chosen = Some(Some(recent.clone()));
+                for known in KNOWN_MODELS.iter().filter(|k| k.name != default.name) {
+                    let cached = if model_cache::is_cached(known) {
+                        ""
+                    } else {
+                        " (download)"
+                    };
+                    if ui
+                        .button(format!("{}{cached}", known.name))
+                        .on_hover_text(known.description)
+                        .clicked()
+                    {
+                        chosen = Some(Some(known.name.to_string()));
                     }
                 }
-            }
-        });
-        let typed = ui.add(egui::TextEdit::singleline(&mut self.model_input).hint_text("or a path / name").desired_width(180.0));
+                if !self.prefs.recent_models.is_empty() {
+                    ui.separator();
+                    ui.weak("Recent");
+                    for recent in &self.prefs.recent_models {
+                        if ui.button(recent).clicked() {
+                            chosen = Some(Some(recent.clone()));
+                        }
+                    }
+                }
+            });
+        let typed = ui.add(
+            egui::TextEdit::singleline(&mut self.model_input)
+                .hint_text("or a path / name")
+                .desired_width(180.0),
+        );
         let enter = typed.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.button("Load").clicked() || enter) && !self.model_input.trim().is_empty() {
             chosen = Some(Some(self.model_input.trim().to_string()));
@@ -103,12 +135,18 @@ impl DesktopApp {
                         ui.label(format!("opening {what}…"));
                     }
                     LoadPhase::Weights { done, total } => {
-                        let fraction = if *total > 0 { *done as f32 / *total as f32 } else { 0.0 };
-                        ui.add(
-                            egui::ProgressBar::new(fraction)
-                                .desired_width(220.0)
-                                .text(format!("weights {:.0} / {:.0} MB", megabytes(*done), megabytes(*total))),
-                        );
+                        let fraction = if *total > 0 {
+                            *done as f32 / *total as f32
+                        } else {
+                            0.0
+                        };
+                        ui.add(egui::ProgressBar::new(fraction).desired_width(220.0).text(
+                            format!(
+                                "weights {:.0} / {:.0} MB",
+                                megabytes(*done),
+                                megabytes(*total)
+                            ),
+                        ));
                     }
                     LoadPhase::Kernels => {
                         ui.label(format!("building the GPU kernels… ({secs} s)"));
@@ -116,7 +154,8 @@ impl DesktopApp {
                 }
             }
             ModelState::Ready(m) => {
-                ui.label(egui::RichText::new(&m.name).strong()).on_hover_text(m.path.display().to_string());
+                ui.label(egui::RichText::new(&m.name).strong())
+                    .on_hover_text(m.path.display().to_string());
                 ui.weak(format!(
                     "{} · {:.0} MB · context {} · loaded in {:.1} s",
                     m.architecture,
