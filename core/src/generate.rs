@@ -3,24 +3,27 @@
 //!
 //! - [`Generator`] owns an [`Engine`] and its [`Tokenizer`] and remembers which token ids
 //!   are in the KV cache. [`Generator::start`] reuses the longest cached prefix of a new
-//!   prompt and prefills only the rest, then [`Run::next_token`] samples one token at a time,
-//!   streaming text through a callback. [`Generator::generate`] is the whole loop.
+//!   prompt, then [`Run::next_token`] advances it one sampled token at a time, streaming
+//!   text through a callback. [`Generator::generate`] is the whole loop. A run is a
+//!   [`Scheduler`] with one generation: the same loop as a batch of many.
 //! - [`ChatSession`] keeps a conversation, renders it with the model's chat template (ChatML
 //!   when it has none) and, because each turn's rendering starts with the previous one,
 //!   prefills only the new messages: that is what keeps multi-turn chat fast.
 //!
-//! There is no timing here (wasm32 has no `Instant`): the split between [`Generator::start`]
-//! (prefill submitted), [`Run::wait_idle`] and [`Run::next_token`] lets a caller time the
-//! prefill and the decode separately.
+//! Every [`Generation`] carries its [`GenerationTiming`] (time to the first token, decode
+//! time), measured in the loop, so front ends report speed without timing it themselves.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 use crate::Error;
-use crate::engine::{Engine, EngineError};
-use crate::sampling::{Sampler, SamplerConfig, StopMatcher};
-use crate::tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
+use crate::engine::Engine;
+use crate::sampling::SamplerConfig;
+use crate::scheduler::Scheduler;
+pub use crate::sequence::GenerationTiming;
+use crate::sequence::Sequence;
+use crate::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
 /// What to generate and when to stop.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +100,7 @@ pub struct Generation {
     pub n_reused: usize,
     /// Prompt tokens processed by this generation's prefill.
     pub n_prefilled: usize,
+    pub timing: GenerationTiming,
 }
 
 impl Generation {
@@ -200,70 +204,29 @@ impl Generator {
         self.engine.reset();
     }
 
-    /// Submits the prefill of `prompt_ids` (reusing the cached prefix) and returns the run
-    /// that samples from it. Refuses, with the cache unchanged, an empty prompt, a prompt
-    /// longer than the context, an id outside the vocabulary or invalid sampling options.
+    /// Starts a generation of `prompt_ids` that reuses the cached prefix; its prefill
+    /// runs in the first [`Run::next_token`]. Refuses, with the cache unchanged, what the
+    /// engine refuses ([`Engine::check_prompt`]: an empty prompt, one longer than the
+    /// context, an id outside the vocabulary) and invalid sampling options.
     pub fn start(
         &mut self,
         prompt_ids: &[u32],
         options: &GenerateOptions,
     ) -> Result<Run<'_>, Error> {
-        if prompt_ids.is_empty() {
-            return Err(EngineError::EmptyPrompt.into());
-        }
-        let n_ctx = self.engine.context_size() as usize;
-        if prompt_ids.len() > n_ctx {
-            return Err(EngineError::ContextFull {
-                needed: prompt_ids.len(),
-                used: 0,
-                n_ctx,
-            }
-            .into());
-        }
-        let vocab = self.engine.config.vocab_size;
-        if let Some(&bad) = prompt_ids.iter().find(|&&t| t >= vocab) {
-            return Err(EngineError::InvalidToken { token: bad, vocab }.into());
-        }
-        let mut sampler = Sampler::new(options.sampler)?;
-        // Prompt tokens count for the penalties, as in llama.cpp's CLI.
-        let window = options.sampler.penalty_last_n.min(prompt_ids.len());
-        for &id in &prompt_ids[prompt_ids.len() - window..] {
-            sampler.accept(id);
-        }
-
         // The mirror must describe the engine; if someone moved the engine behind our back,
         // reuse nothing.
         if self.cache.ids().len() != self.engine.position() as usize {
             self.cache.clear();
         }
         let keep = self.cache.reusable(prompt_ids);
-        self.engine.truncate(keep as u32);
+        let seq = self.engine.default_sequence();
+        let mut scheduler = Scheduler::new(&mut self.engine, &self.tokenizer);
+        scheduler.resume(seq, prompt_ids.to_vec(), keep, options)?;
         self.cache.truncate(keep);
-        if keep == 0 {
-            self.engine.reset();
-        }
-        if let Err(e) = self.engine.prefill(&prompt_ids[keep..]) {
-            // A refused prefill leaves the cache as it was, but a GPU error may not.
-            self.reset();
-            return Err(e);
-        }
-        self.cache.extend(&prompt_ids[keep..]);
-
         Ok(Run {
-            engine: &mut self.engine,
+            scheduler,
             cache: &mut self.cache,
-            tokenizer: &self.tokenizer,
-            decoder: self.tokenizer.stream_decoder(),
-            stops: StopMatcher::new(options.stop.iter().cloned()),
-            sampler,
             cancel: None,
-            max_tokens: options.max_tokens,
-            ignore_eos: options.ignore_eos,
-            prompt_ids: prompt_ids.to_vec(),
-            ids: Vec::new(),
-            text: String::new(),
-            n_reused: keep,
-            stop_reason: None,
         })
     }
 
@@ -282,23 +245,16 @@ impl Generator {
     }
 }
 
-/// One generation in progress: a prompt was submitted, tokens are sampled one at a time.
+/// One generation in progress: a [`Scheduler`] holding one generation on the generator's
+/// sequence, stepped until it samples a token.
 pub struct Run<'g> {
-    engine: &'g mut Engine,
+    scheduler: Scheduler<'g>,
     cache: &'g mut CachedTokens,
-    tokenizer: &'g Tokenizer,
-    decoder: StreamDecoder<'g>,
-    stops: StopMatcher,
-    sampler: Sampler,
     cancel: Option<&'g AtomicBool>,
-    max_tokens: usize,
-    ignore_eos: bool,
-    prompt_ids: Vec<u32>,
-    ids: Vec<u32>,
-    text: String,
-    n_reused: usize,
-    stop_reason: Option<StopReason>,
 }
+
+/// The run's generation in its scheduler.
+const RUN: usize = 0;
 
 impl<'g> Run<'g> {
     /// Checks `cancel` before every token: once it is set, the run stops with
@@ -308,142 +264,97 @@ impl<'g> Run<'g> {
         self
     }
 
-    /// Waits until the GPU has done the work submitted so far (the prefill, before the first
-    /// token), so a caller can time it.
-    pub async fn wait_idle(&self) -> Result<(), Error> {
-        self.engine.wait_idle().await
+    fn sequence(&self) -> &Sequence<'g> {
+        self.scheduler
+            .sequence(RUN)
+            .expect("a run holds one generation")
     }
 
     pub fn prompt_ids(&self) -> &[u32] {
-        &self.prompt_ids
+        self.sequence().prompt_ids()
     }
 
     /// The tokens sampled so far.
     pub fn ids(&self) -> &[u32] {
-        &self.ids
+        self.sequence().ids()
     }
 
     /// The text emitted so far.
     pub fn text(&self) -> &str {
-        &self.text
+        self.sequence().text()
     }
 
     pub fn n_reused(&self) -> usize {
-        self.n_reused
+        self.sequence().n_reused()
     }
 
     /// Why the run ended, once it has.
     pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop_reason
+        self.sequence().stop_reason()
     }
 
-    /// Samples the next token and feeds it back to the engine. Text that is complete UTF-8
-    /// and can no longer be part of a stop string goes to `on_text`. Returns the token, or
-    /// `None` once the run has ended (then [`stop_reason`](Self::stop_reason) says why).
+    /// Steps the scheduler until it samples a token (the first call prefills the prompt)
+    /// and returns the token. Text that is complete UTF-8 and can no longer be part of a
+    /// stop string goes to `on_text`. `None` once the run has ended (then
+    /// [`stop_reason`](Self::stop_reason) says why).
     pub async fn next_token(
         &mut self,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Option<u32>, Error> {
-        if self.stop_reason.is_some() {
-            return Ok(None);
-        }
-        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            self.end(StopReason::Cancelled, on_text)?;
-            return Ok(None);
-        }
-        if self.ids.len() >= self.max_tokens {
-            self.end(StopReason::MaxTokens, on_text)?;
-            return Ok(None);
-        }
-        let token = self.engine.sample(&mut self.sampler).await?;
-        self.ids.push(token);
-
-        if !self.ignore_eos && self.tokenizer.is_end_of_generation(token) {
-            self.end(StopReason::EndOfGeneration, on_text)?;
-            return Ok(Some(token));
-        }
-        if let Some(piece) = self.decoder.push(token)? {
-            let out = self.stops.push(&piece);
-            self.emit(&out.text, on_text);
-            if out.is_stopped() {
-                self.end(StopReason::StopString, on_text)?;
-                return Ok(Some(token));
+        loop {
+            if self.sequence().is_done() {
+                return Ok(None);
+            }
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                self.scheduler.cancel(RUN, on_text)?;
+                return Ok(None);
+            }
+            let report = match self.scheduler.step(&mut |_, text| on_text(text)).await {
+                Ok(report) => report,
+                Err(e) => return Err(self.fail(e)),
+            };
+            self.mirror_cache();
+            if report.sampled > 0 {
+                return Ok(self.ids().last().copied());
+            }
+            if report.sequences == 0 && !self.sequence().is_done() {
+                // Not reachable (a running generation has a prompt chunk or a pending
+                // token to feed), but never spin: end the run.
+                self.scheduler.cancel(RUN, on_text)?;
             }
         }
-        if self.ids.len() >= self.max_tokens {
-            self.end(StopReason::MaxTokens, on_text)?;
-            return Ok(Some(token));
+    }
+
+    /// After a failed step the cache may hold anything: forget it, and end the run.
+    fn fail(&mut self, error: Error) -> Error {
+        self.cache.clear();
+        self.scheduler.engine_mut().reset();
+        let _ = self.scheduler.cancel(RUN, &mut |_| {});
+        error
+    }
+
+    /// Brings the generator's record of the cache up to what the steps have processed.
+    fn mirror_cache(&mut self) {
+        let have = self.cache.ids().len();
+        let s = self
+            .scheduler
+            .sequence(RUN)
+            .expect("a run holds one generation");
+        for id in s.cached_tokens().skip(have) {
+            self.cache.push(id);
         }
-        if self.engine.position() >= self.engine.context_size() {
-            // The token was sampled from the last position's logits, but there is no room
-            // to process it: stop here, with the cache intact.
-            self.end(StopReason::ContextFull, on_text)?;
-            return Ok(Some(token));
-        }
-        // Submitted now (not at the next call) so the GPU works while the caller prints.
-        if let Err(e) = self.engine.decode(token) {
-            self.cache.clear();
-            self.engine.reset();
-            self.stop_reason = Some(StopReason::Cancelled);
-            return Err(e);
-        }
-        self.cache.push(token);
-        Ok(Some(token))
     }
 
     /// Ends the run now, as if cancelled, flushing held-back text to `on_text`.
     pub fn cancel(&mut self, on_text: &mut dyn FnMut(&str)) -> Result<(), Error> {
-        if self.stop_reason.is_none() {
-            self.end(StopReason::Cancelled, on_text)?;
-        }
-        Ok(())
+        self.scheduler.cancel(RUN, on_text)
     }
 
     /// The result. A run that has not ended is cancelled first; text it held back goes
     /// into [`Generation::text`] only (there is no callback here).
-    pub fn finish(mut self) -> Generation {
-        if self.stop_reason.is_none() {
-            // Flushing cannot fail for byte-level tokenizers; for others an undecodable
-            // tail is dropped rather than failing a finished generation.
-            if self.end(StopReason::Cancelled, &mut |_| {}).is_err() {
-                self.stop_reason = Some(StopReason::Cancelled);
-            }
-        }
-        Generation {
-            n_prefilled: self.prompt_ids.len() - self.n_reused,
-            prompt_ids: self.prompt_ids,
-            ids: self.ids,
-            text: self.text,
-            stop_reason: self.stop_reason.unwrap_or(StopReason::Cancelled),
-            n_reused: self.n_reused,
-        }
-    }
-
-    fn emit(&mut self, text: &str, on_text: &mut dyn FnMut(&str)) {
-        if !text.is_empty() {
-            self.text.push_str(text);
-            on_text(text);
-        }
-    }
-
-    /// Flushes the decoder (an unfinished character becomes U+FFFD) and the stop matcher's
-    /// held text, then records `reason`.
-    fn end(&mut self, mut reason: StopReason, on_text: &mut dyn FnMut(&str)) -> Result<(), Error> {
-        // Set first, so the run counts as ended even if flushing fails.
-        self.stop_reason = Some(reason);
-        if reason != StopReason::StopString {
-            if let Some(rest) = self.decoder.flush()? {
-                let out = self.stops.push(&rest);
-                self.emit(&out.text, on_text);
-                if out.is_stopped() {
-                    reason = StopReason::StopString;
-                }
-            }
-            let tail = self.stops.finish();
-            self.emit(&tail.text, on_text);
-        }
-        self.stop_reason = Some(reason);
-        Ok(())
+    pub fn finish(self) -> Generation {
+        let mut generations = self.scheduler.finish();
+        generations.pop().expect("a run holds one generation")
     }
 }
 

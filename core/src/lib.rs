@@ -18,6 +18,7 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod scheduler;
+pub mod sequence;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

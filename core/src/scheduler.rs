@@ -1,32 +1,17 @@
-//! Continuous batching: several generations share one engine, and every step is one
-//! forward pass mixing their prompt chunks and decoded tokens. A generation joins
-//! whenever it is submitted and leaves (freeing its KV blocks) as soon as it stops, so
-//! the batch changes from step to step. This is the loop a server drives; `wisp
-//! generate --parallel N` uses it.
+//! Continuous batching, and the only generation loop: several generations share one
+//! engine, and every step is one forward pass mixing their prompt chunks and decoded
+//! tokens. A generation joins whenever it is submitted and leaves (freeing its KV blocks)
+//! as soon as it stops, so the batch changes from step to step. A single run
+//! ([`Generator`](crate::generate::Generator)) is a scheduler with one generation;
+//! `wisp generate --parallel N` and the server submit several.
 
 use crate::Error;
 use crate::engine::{BatchEntry, Engine, EngineError, Logits};
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::{KvError, SeqId};
-use crate::sampling::{Sampler, StopMatcher};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
-
-struct Slot<'t> {
-    seq: SeqId,
-    prompt: Vec<u32>,
-    /// Prompt tokens processed so far.
-    fed: usize,
-    /// The last sampled token, still to be processed.
-    pending: Option<u32>,
-    ids: Vec<u32>,
-    text: String,
-    sampler: Sampler,
-    stops: StopMatcher,
-    decoder: StreamDecoder<'t>,
-    max_tokens: usize,
-    ignore_eos: bool,
-    done: Option<StopReason>,
-}
+use crate::sampling::Sampler;
+use crate::sequence::{Ownership, Sequence};
+use crate::tokenizer::Tokenizer;
 
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,11 +24,18 @@ pub struct StepReport {
     pub sequences: usize,
 }
 
+/// One generation's part of a step.
+struct Planned {
+    slot: usize,
+    tokens: Vec<u32>,
+    wants_logits: bool,
+}
+
 /// Generations sharing one engine.
 pub struct Scheduler<'a> {
     engine: &'a mut Engine,
     tokenizer: &'a Tokenizer,
-    slots: Vec<Slot<'a>>,
+    slots: Vec<Sequence<'a>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -55,42 +47,99 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Adds a generation; it starts at the next step. Returns its index (the first
-    /// argument of the text callback, and its place in [`Scheduler::finish`]).
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    /// Adds a generation on a new sequence; it starts at the next step. Returns its index
+    /// (the first argument of the text callback, and its place in
+    /// [`Scheduler::finish`]). Refuses, changing nothing, a prompt the engine refuses
+    /// ([`Engine::check_prompt`]) or invalid sampling options.
     pub fn submit(&mut self, prompt: Vec<u32>, options: &GenerateOptions) -> Result<usize, Error> {
-        if prompt.is_empty() {
-            return Err(EngineError::EmptyPrompt.into());
-        }
-        if prompt.len() > self.engine.context_size() as usize {
-            return Err(EngineError::ContextFull {
-                needed: prompt.len(),
-                used: 0,
-                n_ctx: self.engine.context_size() as usize,
-            }
-            .into());
-        }
-        let sampler = Sampler::new(options.sampler)?;
+        self.engine.check_prompt(0, &prompt)?;
         let seq = self.engine.create_sequence();
-        self.slots.push(Slot {
+        match Sequence::new(
             seq,
+            Ownership::Scheduler,
             prompt,
-            fed: 0,
-            pending: None,
-            ids: Vec::new(),
-            text: String::new(),
-            sampler,
-            stops: StopMatcher::new(options.stop.iter().cloned()),
-            decoder: self.tokenizer.stream_decoder(),
-            max_tokens: options.max_tokens,
-            ignore_eos: options.ignore_eos,
-            done: None,
-        });
-        Ok(self.slots.len() - 1)
+            0,
+            options,
+            self.tokenizer,
+        ) {
+            Ok(s) => Ok(self.push(s)),
+            Err(e) => {
+                let _ = self.engine.remove_sequence(seq);
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds a generation that continues the caller's sequence `seq`, whose first `reused`
+    /// tokens are `prompt[..reused]`: the sequence is cut back to them and only the rest
+    /// of the prompt is processed. The sequence stays when the generation ends. Refuses,
+    /// changing nothing, what [`Scheduler::submit`] refuses.
+    pub(crate) fn resume(
+        &mut self,
+        seq: SeqId,
+        prompt: Vec<u32>,
+        reused: usize,
+        options: &GenerateOptions,
+    ) -> Result<usize, Error> {
+        let reused = reused.min(prompt.len());
+        self.engine.check_prompt(reused, &prompt[reused..])?;
+        let s = Sequence::new(
+            seq,
+            Ownership::Caller,
+            prompt,
+            reused,
+            options,
+            self.tokenizer,
+        )?;
+        self.engine.truncate_sequence(seq, reused as u32)?;
+        Ok(self.push(s))
+    }
+
+    fn push(&mut self, s: Sequence<'a>) -> usize {
+        self.slots.push(s);
+        self.slots.len() - 1
+    }
+
+    /// The generation at `index` (as [`Scheduler::submit`] returned it).
+    pub fn sequence(&self, index: usize) -> Option<&Sequence<'a>> {
+        self.slots.get(index)
     }
 
     /// Generations not yet stopped.
     pub fn active(&self) -> usize {
-        self.slots.iter().filter(|s| s.done.is_none()).count()
+        self.slots.iter().filter(|s| !s.is_done()).count()
+    }
+
+    /// Stops the generation at `index` now, flushing its held-back text to `on_text`.
+    pub fn cancel(&mut self, index: usize, on_text: &mut dyn FnMut(&str)) -> Result<(), Error> {
+        match self.slots.get(index) {
+            Some(s) if !s.is_done() => self.stop(index, StopReason::Cancelled, on_text),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends generation `index` and gives its blocks back if the scheduler owns them.
+    fn stop(
+        &mut self,
+        index: usize,
+        reason: StopReason,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        let s = &mut self.slots[index];
+        let ended = s.end(reason, on_text);
+        if s.ownership() == Ownership::Scheduler {
+            // Its blocks go back to the pool for the others.
+            self.engine.remove_sequence(s.seq())?;
+        }
+        ended
     }
 
     /// Runs one step over every active generation (as many as the step's limits take,
@@ -99,168 +148,126 @@ impl<'a> Scheduler<'a> {
         &mut self,
         on_text: &mut dyn FnMut(usize, &str),
     ) -> Result<StepReport, Error> {
-        let mut budget = self.engine.max_batch() as usize;
-        let (max_rows, max_entries) = (
-            self.engine.max_rows() as usize,
-            self.engine.max_entries() as usize,
-        );
-        // (slot, tokens, wants logits)
-        let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
-        let mut rows = 0;
-        for (i, s) in self.slots.iter().enumerate() {
-            if s.done.is_some() || budget == 0 || plan.len() == max_entries || rows == max_rows {
-                continue;
+        for i in 0..self.slots.len() {
+            if !self.slots[i].is_done() && self.slots[i].out_of_tokens() {
+                self.stop(i, StopReason::MaxTokens, &mut |t| on_text(i, t))?;
             }
-            let tokens: Vec<u32> = if s.fed < s.prompt.len() {
-                let n = (s.prompt.len() - s.fed).min(budget);
-                s.prompt[s.fed..s.fed + n].to_vec()
-            } else if let Some(t) = s.pending {
-                vec![t]
-            } else {
-                continue;
-            };
-            let wants = s.fed + tokens.len() >= s.prompt.len();
-            budget -= tokens.len();
-            rows += wants as usize;
-            plan.push((i, tokens, wants));
         }
+        let mut plan = self.plan();
         if plan.is_empty() {
             return Ok(StepReport::default());
         }
-        // A full KV pool makes the newest entries wait for a later step.
+        self.submit_step(&mut plan)?;
+        let mut report = StepReport {
+            sequences: plan.len(),
+            ..Default::default()
+        };
+        for p in &plan {
+            report.prefilled += self.slots[p.slot].processed(p.tokens.len());
+        }
+        let sampled: Vec<usize> = plan
+            .iter()
+            .filter(|p| p.wants_logits)
+            .map(|p| p.slot)
+            .collect();
+        if !sampled.is_empty() {
+            report.sampled = self.sample(&sampled, on_text).await?;
+        }
+        Ok(report)
+    }
+
+    /// The step's entries: every generation with something to feed, oldest first, while
+    /// the engine's limits on tokens, entries and logits rows allow.
+    fn plan(&self) -> Vec<Planned> {
+        let mut budget = self.engine.max_batch() as usize;
+        let max_rows = self.engine.max_rows() as usize;
+        let max_entries = self.engine.max_entries() as usize;
+        let mut plan = Vec::new();
+        let mut rows = 0;
+        for (slot, s) in self.slots.iter().enumerate() {
+            if plan.len() == max_entries || rows == max_rows {
+                break;
+            }
+            let Some(input) = s.step_input(budget) else {
+                continue;
+            };
+            budget -= input.tokens.len();
+            rows += usize::from(input.wants_logits);
+            plan.push(Planned {
+                slot,
+                tokens: input.tokens.to_vec(),
+                wants_logits: input.wants_logits,
+            });
+        }
+        plan
+    }
+
+    /// Submits the step; a full KV pool makes the newest entries wait for a later step.
+    fn submit_step(&mut self, plan: &mut Vec<Planned>) -> Result<(), Error> {
         loop {
             let batch: Vec<BatchEntry<'_>> = plan
                 .iter()
-                .map(|(i, t, wants)| BatchEntry {
-                    seq: self.slots[*i].seq,
-                    tokens: t,
-                    logits: if *wants { Logits::Last } else { Logits::None },
+                .map(|p| BatchEntry {
+                    seq: self.slots[p.slot].seq(),
+                    tokens: &p.tokens,
+                    logits: if p.wants_logits {
+                        Logits::Last
+                    } else {
+                        Logits::None
+                    },
                 })
                 .collect();
             match self.engine.step(&batch) {
-                Ok(_) => break,
+                Ok(_) => return Ok(()),
                 Err(Error::Engine(EngineError::Kv(KvError::PoolFull { .. }))) if plan.len() > 1 => {
                     plan.pop();
                 }
                 Err(e) => return Err(e),
             }
         }
-        let mut report = StepReport {
-            sequences: plan.len(),
-            ..Default::default()
-        };
-        for (i, tokens, _) in &plan {
-            let s = &mut self.slots[*i];
-            if s.fed < s.prompt.len() {
-                s.fed += tokens.len();
-                report.prefilled += tokens.len();
-            } else {
-                s.pending = None;
-            }
-        }
-        let sampled: Vec<usize> = plan.iter().filter(|p| p.2).map(|p| p.0).collect();
-        if sampled.is_empty() {
-            return Ok(report);
-        }
+    }
+
+    /// Samples the next token of each generation in `sampled` (ascending slot indices, in
+    /// the order of the step's logits rows) and hands each to its generation. Returns how
+    /// many were sampled.
+    async fn sample(
+        &mut self,
+        sampled: &[usize],
+        on_text: &mut dyn FnMut(usize, &str),
+    ) -> Result<usize, Error> {
         let tokens = {
-            let mut samplers: Vec<&mut Sampler> = Vec::with_capacity(sampled.len());
-            let mut rest: &mut [Slot<'a>] = &mut self.slots;
-            let mut base = 0;
-            for &i in &sampled {
-                let (_, tail) = rest.split_at_mut(i - base);
-                let (slot, after) = tail.split_first_mut().expect("in range");
-                samplers.push(&mut slot.sampler);
-                rest = after;
-                base = i + 1;
-            }
+            let mut samplers: Vec<&mut Sampler> = self
+                .slots
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| sampled.binary_search(i).is_ok())
+                .map(|(_, s)| s.sampler_mut())
+                .collect();
             self.engine.sample_rows(&mut samplers).await?
         };
-        report.sampled = tokens.len();
         let n_ctx = self.engine.context_size();
         for (&i, &token) in sampled.iter().zip(&tokens) {
-            let s = &mut self.slots[i];
-            s.ids.push(token);
-            let stop = if !s.ignore_eos && self.tokenizer.is_end_of_generation(token) {
-                Some(StopReason::EndOfGeneration)
-            } else {
-                let mut stop = None;
-                if let Some(piece) = s.decoder.push(token)? {
-                    let out = s.stops.push(&piece);
-                    emit(i, s, &out.text, on_text);
-                    if out.is_stopped() {
-                        stop = Some(StopReason::StopString);
-                    }
-                }
-                let len = self.engine.sequence_len(s.seq)?;
-                stop.or(if s.ids.len() >= s.max_tokens {
-                    Some(StopReason::MaxTokens)
-                } else if len >= n_ctx {
-                    Some(StopReason::ContextFull)
-                } else {
-                    None
-                })
-            };
-            match stop {
-                Some(reason) => {
-                    end(i, s, reason, on_text)?;
-                    // Its blocks go back to the pool for the others.
-                    self.engine.remove_sequence(s.seq)?;
-                }
-                None => s.pending = Some(token),
+            let cache_len = self.engine.sequence_len(self.slots[i].seq())?;
+            let stop = self.slots[i].accept(token, self.tokenizer, cache_len, n_ctx, &mut |t| {
+                on_text(i, t)
+            })?;
+            if stop.is_some() && self.slots[i].ownership() == Ownership::Scheduler {
+                self.engine.remove_sequence(self.slots[i].seq())?;
             }
         }
-        Ok(report)
+        Ok(tokens.len())
     }
 
     /// Stops every generation still running and returns all of them, in submission order.
     pub fn finish(mut self) -> Vec<Generation> {
         for i in 0..self.slots.len() {
-            let s = &mut self.slots[i];
-            if s.done.is_none() {
-                let _ = end(i, s, StopReason::Cancelled, &mut |_, _| {});
-                let _ = self.engine.remove_sequence(s.seq);
+            if !self.slots[i].is_done() {
+                let _ = self.stop(i, StopReason::Cancelled, &mut |_| {});
             }
         }
         self.slots
             .into_iter()
-            .map(|s| Generation {
-                n_prefilled: s.fed,
-                prompt_ids: s.prompt,
-                ids: s.ids,
-                text: s.text,
-                stop_reason: s.done.unwrap_or(StopReason::Cancelled),
-                n_reused: 0,
-            })
+            .map(Sequence::into_generation)
             .collect()
     }
-}
-
-fn emit(i: usize, s: &mut Slot<'_>, text: &str, on_text: &mut dyn FnMut(usize, &str)) {
-    if !text.is_empty() {
-        s.text.push_str(text);
-        on_text(i, text);
-    }
-}
-
-/// Flushes held-back text and records why the generation stopped.
-fn end(
-    i: usize,
-    s: &mut Slot<'_>,
-    mut reason: StopReason,
-    on_text: &mut dyn FnMut(usize, &str),
-) -> Result<(), Error> {
-    s.done = Some(reason);
-    if reason != StopReason::StopString {
-        if let Some(rest) = s.decoder.flush()? {
-            let out = s.stops.push(&rest);
-            emit(i, s, &out.text, on_text);
-            if out.is_stopped() {
-                reason = StopReason::StopString;
-            }
-        }
-        let tail = s.stops.finish();
-        emit(i, s, &tail.text, on_text);
-    }
-    s.done = Some(reason);
-    Ok(())
 }

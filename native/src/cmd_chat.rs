@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, Write};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -72,7 +71,6 @@ pub fn run(args: ChatArgs) -> Result<()> {
             return Ok(());
         }
         let text = line.trim_end_matches(['\n', '\r']);
-        let t_submit = Instant::now();
         let turn = match text.trim() {
             "" => continue,
             "/exit" | "/quit" => return Ok(()),
@@ -114,7 +112,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 eprintln!("error: {e}{hint}");
             }
             Ok(turn) => {
-                stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt, t_submit)?;
+                stream_reply(turn.with_cancel(&interrupt.cancel), &interrupt)?;
                 let kv = session.generator().engine().kv_stats();
                 eprintln!(
                     "[KV cache: {} of {} blocks in use, {} free]",
@@ -129,7 +127,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
 
 /// Streams one reply to stdout, then a stats line to stderr. A failure on the device ends
 /// the reply (kept, as far as it got) but not the conversation.
-fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt, t_submit: Instant) -> Result<()> {
+fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     // Shared with the loop, which stops the reply once stdout is gone.
     let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
@@ -143,16 +141,10 @@ fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt, t_submit: Instant
         }
     };
     interrupt.begin();
-    let mut failure = pollster::block_on(turn.run().wait_idle()).err();
-    let prefill_s = t_submit.elapsed().as_secs_f64();
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    while failure.is_none() {
+    let mut failure = None;
+    loop {
         match pollster::block_on(turn.next_token(&mut on_text)) {
-            Ok(Some(_)) if write_error.borrow().is_none() => {
-                last = Instant::now();
-                first.get_or_insert(last);
-            }
+            Ok(Some(_)) if write_error.borrow().is_none() => {}
             Ok(Some(_)) => {
                 // A closed stdout: stop the reply; the error is returned below.
                 let _ = turn.cancel(&mut on_text);
@@ -175,14 +167,14 @@ fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt, t_submit: Instant
     if let Some(e) = failure {
         eprintln!("error: {e}");
     }
-    let decode_s = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    let timing = generation.timing;
     eprintln!(
         "[prompt: {} new + {} cached tokens, {:.1} tok/s; reply: {} tokens, {:.1} tok/s; stop: {}]",
         generation.n_prefilled,
         generation.n_reused,
-        common::rate(generation.n_prefilled, prefill_s),
+        timing.prefill_tokens_per_second(generation.n_prefilled),
         generation.n_generated(),
-        common::rate(generation.n_generated().saturating_sub(1), decode_s),
+        timing.decode_tokens_per_second(generation.n_generated()),
         generation.stop_reason
     );
     Ok(())

@@ -96,12 +96,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 
     let interrupt = Interrupt::install();
     interrupt.begin();
-    let t_submit = Instant::now();
     let mut run = generator
         .start(&prompt_ids, &options)?
         .with_cancel(&interrupt.cancel);
-    pollster::block_on(run.wait_idle())?;
-    let prefill_s = t_submit.elapsed().as_secs_f64();
 
     let mut stdout = std::io::stdout().lock();
     let mut write_error: Option<std::io::Error> = None;
@@ -120,12 +117,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
     };
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    while pollster::block_on(run.next_token(&mut on_text))?.is_some() {
-        last = Instant::now();
-        first.get_or_insert(last);
-    }
+    while pollster::block_on(run.next_token(&mut on_text))?.is_some() {}
     interrupt.end();
     let generation = run.finish();
     if let Some(e) = write_error {
@@ -133,9 +125,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let kv = generator.engine().kv_stats();
 
-    let prefill_tok_s = common::rate(generation.n_prefilled, prefill_s);
-    let decode_s = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    let decode_tok_s = common::rate(generation.n_generated().saturating_sub(1), decode_s);
+    let timing = generation.timing;
+    let prefill_tok_s = timing.prefill_tokens_per_second(generation.n_prefilled);
+    let decode_tok_s = timing.decode_tokens_per_second(generation.n_generated());
     if args.json {
         let out = json!({
             "prompt_ids": generation.prompt_ids,

@@ -13,7 +13,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_time::Instant;
 use wisp_core::defaults::ModelDefaults;
 use wisp_core::engine::{Engine, EngineOptions};
-use wisp_core::generate::{ChatSession, GenerateOptions, Generation, Generator, Run};
+use wisp_core::generate::{ChatSession, GenerateOptions, Generation, Generator};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::model::ModelConfig;
 use wisp_core::tokenizer::Tokenizer;
@@ -122,14 +122,6 @@ fn parse<T: for<'de> serde::Deserialize<'de> + Default>(
 
 fn ms(from: Instant, to: Instant) -> f64 {
     (to - from).as_secs_f64() * 1000.0
-}
-
-fn per_second(n: usize, millis: f64) -> f64 {
-    if millis > 0.0 {
-        n as f64 * 1000.0 / millis
-    } else {
-        0.0
-    }
 }
 
 /// Bytes of the wasm module's linear memory (its heap). Memory only grows, so this is
@@ -391,15 +383,13 @@ impl WispEngine {
         let options = self.options(&request)?;
         let stats = self
             .on_model(async |m| {
-                let started = Instant::now();
                 let mut turn = m.chat.send(&message, &options)?.with_cancel(&self.cancel);
-                let timing = prefilled(turn.run(), started).await?;
                 while turn
                     .next_token(&mut |s| emit_text(&on_text, s))
                     .await?
                     .is_some()
                 {}
-                Ok(stats(turn.finish(), timing))
+                Ok(stats(turn.finish()))
             })
             .await?;
         to_js(&stats)
@@ -426,17 +416,15 @@ impl WispEngine {
         let options = self.options(&request)?;
         let stats = self
             .on_model(async |m| {
-                let started = Instant::now();
                 let generator = m.chat.generator_mut();
                 let ids = generator.tokenizer().encode_prompt(&prompt)?;
                 let mut run = generator.start(&ids, &options)?.with_cancel(&self.cancel);
-                let timing = prefilled(&run, started).await?;
                 while run
                     .next_token(&mut |s| emit_text(&on_text, s))
                     .await?
                     .is_some()
                 {}
-                Ok(stats(run.finish(), timing))
+                Ok(stats(run.finish()))
             })
             .await?;
         to_js(&stats)
@@ -540,34 +528,17 @@ fn emit_text(on_text: &Function, piece: &str) {
     }
 }
 
-/// When the prompt was submitted and when its prefill finished.
-struct Timing {
-    started: Instant,
-    prefilled: Instant,
-}
-
-async fn prefilled(run: &Run<'_>, started: Instant) -> Result<Timing, wisp_core::Error> {
-    run.wait_idle().await?;
-    Ok(Timing {
-        started,
-        prefilled: Instant::now(),
-    })
-}
-
-fn stats(g: Generation, t: Timing) -> GenerationStats {
-    let finished = Instant::now();
-    let prefill_ms = ms(t.started, t.prefilled);
-    let decode_ms = ms(t.prefilled, finished);
+fn stats(g: Generation) -> GenerationStats {
     let generated = g.n_generated();
     GenerationStats {
         stop_reason: g.stop_reason.as_str(),
         prompt_tokens: g.prompt_ids.len(),
         reused_tokens: g.n_reused,
         generated_tokens: generated,
-        prefill_ms,
-        decode_ms,
-        prefill_tokens_per_second: per_second(g.n_prefilled, prefill_ms),
-        decode_tokens_per_second: per_second(generated, decode_ms),
+        prefill_ms: g.timing.first_token_s * 1e3,
+        decode_ms: g.timing.decode_s * 1e3,
+        prefill_tokens_per_second: g.timing.prefill_tokens_per_second(g.n_prefilled),
+        decode_tokens_per_second: g.timing.decode_tokens_per_second(generated),
         text: g.text,
     }
 }

@@ -388,20 +388,7 @@ impl Engine {
                     e.seq
                 )));
             }
-            if let Some(&bad) = e.tokens.iter().find(|&&t| t >= self.config.vocab_size) {
-                return Err(EngineError::InvalidToken {
-                    token: bad,
-                    vocab: self.config.vocab_size,
-                });
-            }
-            let used = self.blocks.len(e.seq)? as usize;
-            if used + e.tokens.len() > self.n_ctx as usize {
-                return Err(EngineError::ContextFull {
-                    needed: e.tokens.len(),
-                    used,
-                    n_ctx: self.n_ctx as usize,
-                });
-            }
+            self.check_prompt(self.blocks.len(e.seq)? as usize, e.tokens)?;
             blocks_needed += self.blocks.blocks_needed(e.seq, e.tokens.len() as u32)?;
         }
         let free = self.blocks.free_blocks() as usize;
@@ -568,6 +555,12 @@ impl Engine {
 
     // ---- the single-sequence API ---------------------------------------------------
 
+    /// The sequence the single-sequence API works on (a [`Generator`](crate::generate::Generator)
+    /// runs its generations on it, so a new prompt can reuse its cache).
+    pub fn default_sequence(&self) -> SeqId {
+        self.default_seq
+    }
+
     /// Tokens in the default sequence.
     pub fn position(&self) -> u32 {
         self.blocks.len(self.default_seq).unwrap_or(0)
@@ -587,12 +580,14 @@ impl Engine {
         }
     }
 
-    /// Checks a whole prompt up front, so a refusal happens before any chunk runs.
-    fn check_prompt(&self, tokens: &[u32]) -> Result<(), EngineError> {
+    /// The one check of a prompt, before any of it runs: `tokens` are to follow `used`
+    /// tokens already in a sequence. Refuses an empty prompt, one that does not fit in the
+    /// context, and ids outside the vocabulary. Whether the KV pool has room is decided
+    /// per step (a scheduler lets a generation wait for blocks).
+    pub fn check_prompt(&self, used: usize, tokens: &[u32]) -> Result<(), EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        let used = self.position() as usize;
         if used + tokens.len() > self.n_ctx as usize {
             return Err(EngineError::ContextFull {
                 needed: tokens.len(),
@@ -606,6 +601,13 @@ impl Engine {
                 vocab: self.config.vocab_size,
             });
         }
+        Ok(())
+    }
+
+    /// [`Engine::check_prompt`] for the default sequence, plus room in the KV pool for the
+    /// whole prompt, so a refusal happens before any chunk runs.
+    fn check_default_prompt(&self, tokens: &[u32]) -> Result<(), EngineError> {
+        self.check_prompt(self.position() as usize, tokens)?;
         let needed = self
             .blocks
             .blocks_needed(self.default_seq, tokens.len() as u32)?;
@@ -624,7 +626,7 @@ impl Engine {
     /// tokens), leaving the logits of its last token ready for sampling. The work is
     /// submitted, not awaited.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), Error> {
-        self.check_prompt(tokens)?;
+        self.check_default_prompt(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let logits = if i + 1 == chunks.len() {
@@ -664,7 +666,7 @@ impl Engine {
         tokens: &[u32],
         mut on: impl FnMut(usize, Vec<f32>),
     ) -> Result<(), Error> {
-        self.check_prompt(tokens)?;
+        self.check_default_prompt(tokens)?;
         let mut done = 0;
         let mut last = None;
         for chunk in tokens.chunks(self.max_batch as usize) {

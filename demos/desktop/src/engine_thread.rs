@@ -299,7 +299,6 @@ impl Worker {
         messages: Vec<ChatMessage>,
         options: &GenerateOptions,
     ) -> Result<(ReplyStats, Option<String>), wisp_core::Error> {
-        let t_start = Instant::now();
         session.set_messages(messages);
         let Some(turn) = session.regenerate(options)? else {
             return Ok((
@@ -316,31 +315,22 @@ impl Worker {
                 });
             }
         };
-        let mut failure = pollster::block_on(turn.run().wait_idle()).err();
-        let prefill_s = t_start.elapsed().as_secs_f64();
-        let (mut first, mut last) = (None, Instant::now());
+        let mut failure = None;
         while failure.is_none() {
             match pollster::block_on(turn.next_token(&mut on_text)) {
-                Ok(Some(_)) => {
-                    last = Instant::now();
-                    first.get_or_insert(last);
-                }
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => failure = Some(e),
             }
         }
         let generation = turn.finish();
-        let decode_s = first.map_or(0.0, |f: Instant| (last - f).as_secs_f64());
+        let timing = generation.timing;
         let stats = ReplyStats {
             prompt_tokens: generation.n_prefilled,
             reused_tokens: generation.n_reused,
             generated_tokens: generation.n_generated(),
-            prefill_tokens_per_second: common::rate(generation.n_prefilled, prefill_s),
-            // The first token's time is prefill's; rates count the tokens after it.
-            decode_tokens_per_second: common::rate(
-                generation.n_generated().saturating_sub(1),
-                decode_s,
-            ),
+            prefill_tokens_per_second: timing.prefill_tokens_per_second(generation.n_prefilled),
+            decode_tokens_per_second: timing.decode_tokens_per_second(generation.n_generated()),
             stop_reason: Some(generation.stop_reason),
         };
         Ok((stats, failure.map(|e| e.to_string())))

@@ -1,0 +1,363 @@
+//! One generation's state, whichever front end drives it: its prompt and how much of it
+//! the KV cache holds, the sampler with its penalty window, the stop strings, the stream
+//! decoder and a timing record. The [`Scheduler`](crate::scheduler::Scheduler) is the only
+//! loop that advances these; a single run is a scheduler with one of them.
+
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::Error;
+use crate::generate::{GenerateOptions, Generation, StopReason};
+use crate::kv::SeqId;
+use crate::sampling::{Sampler, StopMatcher};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// Who frees a sequence's KV blocks once its generation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// The scheduler created it and removes it when the generation stops, so its blocks
+    /// go back to the pool for the others.
+    Scheduler,
+    /// The caller's (a [`Generator`](crate::generate::Generator) keeps its cache for the
+    /// next prompt to reuse).
+    Caller,
+}
+
+/// How long a generation took, measured where it runs (wall clock, as a user sees it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct GenerationTiming {
+    /// From submission to the first sampled token: the prefill of the prompt's new tokens
+    /// (and any wait for a place in the batch) plus one sample.
+    pub first_token_s: f64,
+    /// From the first sampled token to the last.
+    pub decode_s: f64,
+}
+
+impl GenerationTiming {
+    /// Prompt tokens processed per second, counting until the first token.
+    pub fn prefill_tokens_per_second(&self, prefilled: usize) -> f64 {
+        rate(prefilled, self.first_token_s)
+    }
+
+    /// Tokens sampled per second after the first (whose time is the prefill's).
+    pub fn decode_tokens_per_second(&self, generated: usize) -> f64 {
+        rate(generated.saturating_sub(1), self.decode_s)
+    }
+}
+
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// When a generation was submitted and when its first and latest tokens came.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    submitted: Instant,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            submitted: Instant::now(),
+            first_token: None,
+            last_token: None,
+        }
+    }
+
+    fn token(&mut self) {
+        let now = Instant::now();
+        self.first_token.get_or_insert(now);
+        self.last_token = Some(now);
+    }
+
+    fn timing(&self) -> GenerationTiming {
+        let seconds = |from: Instant, to: Option<Instant>| {
+            to.map_or(0.0, |t| t.duration_since(from).as_secs_f64())
+        };
+        GenerationTiming {
+            first_token_s: seconds(self.submitted, self.first_token),
+            decode_s: self
+                .first_token
+                .map_or(0.0, |first| seconds(first, self.last_token)),
+        }
+    }
+}
+
+/// What a sequence feeds the engine in a step.
+pub(crate) struct StepInput<'s> {
+    pub tokens: &'s [u32],
+    /// The step ends the prompt (or is a decoded token): its logits are sampled.
+    pub wants_logits: bool,
+}
+
+/// One generation in progress.
+pub struct Sequence<'t> {
+    seq: SeqId,
+    ownership: Ownership,
+    prompt: Vec<u32>,
+    /// Prompt tokens that were already in the cache when the generation started.
+    reused: usize,
+    /// Prompt tokens in the cache (reused or processed).
+    fed: usize,
+    /// The last sampled token, still to be processed.
+    pending: Option<u32>,
+    ids: Vec<u32>,
+    /// Sampled tokens processed (in the cache): all but a pending one, and all but the
+    /// last once the generation has stopped.
+    decoded: usize,
+    text: String,
+    sampler: Sampler,
+    stops: StopMatcher,
+    decoder: StreamDecoder<'t>,
+    max_tokens: usize,
+    ignore_eos: bool,
+    done: Option<StopReason>,
+    clock: Clock,
+}
+
+impl<'t> Sequence<'t> {
+    /// A generation of `prompt` on `seq`, whose first `reused` prompt tokens are already
+    /// in the cache. Fails on invalid sampling options.
+    pub(crate) fn new(
+        seq: SeqId,
+        ownership: Ownership,
+        prompt: Vec<u32>,
+        reused: usize,
+        options: &GenerateOptions,
+        tokenizer: &'t Tokenizer,
+    ) -> Result<Self, Error> {
+        let mut sampler = Sampler::new(options.sampler)?;
+        // Prompt tokens count for the penalties, as in llama.cpp's CLI and server.
+        let window = options.sampler.penalty_last_n.min(prompt.len());
+        for &id in &prompt[prompt.len() - window..] {
+            sampler.accept(id);
+        }
+        Ok(Sequence {
+            seq,
+            ownership,
+            reused,
+            fed: reused,
+            prompt,
+            pending: None,
+            ids: Vec::new(),
+            decoded: 0,
+            text: String::new(),
+            sampler,
+            stops: StopMatcher::new(options.stop.iter().cloned()),
+            decoder: tokenizer.stream_decoder(),
+            max_tokens: options.max_tokens,
+            ignore_eos: options.ignore_eos,
+            done: None,
+            clock: Clock::start(),
+        })
+    }
+
+    pub(crate) fn seq(&self) -> SeqId {
+        self.seq
+    }
+
+    pub(crate) fn ownership(&self) -> Ownership {
+        self.ownership
+    }
+
+    pub(crate) fn sampler_mut(&mut self) -> &mut Sampler {
+        &mut self.sampler
+    }
+
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt
+    }
+
+    /// The tokens sampled so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The text emitted so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn n_reused(&self) -> usize {
+        self.reused
+    }
+
+    /// Why the generation ended, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.done
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// The tokens in the cache, in order: the prompt, then every sampled token that was
+    /// processed (all but a pending one).
+    pub fn cached_tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.prompt[..self.fed]
+            .iter()
+            .chain(&self.ids[..self.decoded])
+            .copied()
+    }
+
+    /// What to feed in the next step with room for `budget` tokens: the next chunk of
+    /// the prompt, or the pending sampled token. `None` when there is nothing to feed.
+    pub(crate) fn step_input(&self, budget: usize) -> Option<StepInput<'_>> {
+        if self.done.is_some() || budget == 0 {
+            return None;
+        }
+        if self.fed < self.prompt.len() {
+            let n = (self.prompt.len() - self.fed).min(budget);
+            let tokens = &self.prompt[self.fed..self.fed + n];
+            let wants_logits = self.fed + n == self.prompt.len();
+            return Some(StepInput {
+                tokens,
+                wants_logits,
+            });
+        }
+        self.pending.as_ref().map(|t| StepInput {
+            tokens: std::slice::from_ref(t),
+            wants_logits: true,
+        })
+    }
+
+    /// Records that `n` tokens of [`step_input`](Self::step_input) were processed.
+    /// Returns how many of them were prompt tokens.
+    pub(crate) fn processed(&mut self, n: usize) -> usize {
+        if self.fed < self.prompt.len() {
+            self.fed += n;
+            n
+        } else {
+            self.pending = None;
+            self.decoded += 1;
+            0
+        }
+    }
+
+    /// Whether the sampling budget is spent before another token is sampled (only a
+    /// `max_tokens` of 0 gets here: later tokens stop when they are sampled).
+    pub(crate) fn out_of_tokens(&self) -> bool {
+        self.ids.len() >= self.max_tokens
+    }
+
+    /// Takes a sampled token: streams its text and decides whether the generation stops.
+    /// `cache_len` is the sequence's length in the cache and `n_ctx` the context size.
+    /// Returns the reason it stopped, or `None` (the token is then pending, to be
+    /// processed in the next step).
+    pub(crate) fn accept(
+        &mut self,
+        token: u32,
+        tokenizer: &Tokenizer,
+        cache_len: u32,
+        n_ctx: u32,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Option<StopReason>, Error> {
+        self.clock.token();
+        self.ids.push(token);
+        let stop = if !self.ignore_eos && tokenizer.is_end_of_generation(token) {
+            Some(StopReason::EndOfGeneration)
+        } else if self.stream(token, on_text)? {
+            Some(StopReason::StopString)
+        } else if self.ids.len() >= self.max_tokens {
+            Some(StopReason::MaxTokens)
+        } else if cache_len >= n_ctx {
+            // Sampled from the last position's logits, but there is no room to process
+            // it: stop here, with the cache intact.
+            Some(StopReason::ContextFull)
+        } else {
+            None
+        };
+        match stop {
+            Some(reason) => self.end(reason, on_text)?,
+            None => self.pending = Some(token),
+        }
+        Ok(stop)
+    }
+
+    /// Decodes `token` and passes the text that is final to `on_text`. True when the text
+    /// reached a stop string.
+    fn stream(&mut self, token: u32, on_text: &mut dyn FnMut(&str)) -> Result<bool, Error> {
+        let Some(piece) = self.decoder.push(token)? else {
+            return Ok(false);
+        };
+        let out = self.stops.push(&piece);
+        self.emit(&out.text, on_text);
+        Ok(out.is_stopped())
+    }
+
+    fn emit(&mut self, text: &str, on_text: &mut dyn FnMut(&str)) {
+        if !text.is_empty() {
+            self.text.push_str(text);
+            on_text(text);
+        }
+    }
+
+    /// Ends the generation: flushes the decoder (an unfinished character becomes U+FFFD)
+    /// and the stop matcher's held text to `on_text`, then records `reason`. Ending an
+    /// ended generation does nothing.
+    pub(crate) fn end(
+        &mut self,
+        mut reason: StopReason,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        if self.done.is_some() {
+            return Ok(());
+        }
+        // Set first, so the generation counts as ended even if flushing fails.
+        self.done = Some(reason);
+        self.pending = None;
+        if reason != StopReason::StopString {
+            if let Some(rest) = self.decoder.flush()? {
+                let out = self.stops.push(&rest);
+                self.emit(&out.text, on_text);
+                if out.is_stopped() {
+                    reason = StopReason::StopString;
+                }
+            }
+            let tail = self.stops.finish();
+            self.emit(&tail.text, on_text);
+        }
+        self.done = Some(reason);
+        Ok(())
+    }
+
+    /// The result; a generation still running counts as cancelled (text it held back
+    /// goes into [`Generation::text`] only).
+    pub(crate) fn into_generation(mut self) -> Generation {
+        // Flushing cannot fail for byte-level tokenizers; for others an undecodable tail
+        // is dropped rather than failing a finished generation.
+        let _ = self.end(StopReason::Cancelled, &mut |_| {});
+        Generation {
+            timing: self.clock.timing(),
+            n_prefilled: self.fed - self.reused,
+            n_reused: self.reused,
+            prompt_ids: self.prompt,
+            ids: self.ids,
+            text: self.text,
+            stop_reason: self.done.unwrap_or(StopReason::Cancelled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_rates_count_the_first_token_as_prefill() {
+        let t = GenerationTiming {
+            first_token_s: 0.5,
+            decode_s: 2.0,
+        };
+        assert_eq!(t.prefill_tokens_per_second(100), 200.0);
+        // 9 tokens after the first, in 2 s.
+        assert_eq!(t.decode_tokens_per_second(10), 4.5);
+        assert_eq!(GenerationTiming::default().decode_tokens_per_second(1), 0.0);
+    }
+}
