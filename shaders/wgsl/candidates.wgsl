@@ -4,6 +4,7 @@
 // order of the compacted entries is not deterministic; the CPU sorts them. One
 // workgroup per row.
 #include "common/reduce.wgsl"
+#include "common/sampling.wgsl"
 
 struct Params {
     n: u32,
@@ -13,8 +14,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// Per row: (repeat, frequency, presence, candidate cutoff)
-@group(0) @binding(1) var<storage, read> row_params: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> row_params: array<RowParams>;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 // Per row, 2 + 2 cap words: [count, bits of the max, then (token, bits of logit) pairs]
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
@@ -47,7 +47,7 @@ fn main(
         m = max(m, logits[base + i]);
     }
     m = wg_max(m);
-    let threshold = m - row_params[row].w;
+    let threshold = m - row_params[row].cutoff;
     for (var i = lid; i < p.n; i += WG) {
         let v = logits[base + i];
         if (v >= threshold) {

@@ -1,7 +1,7 @@
 // Merges the partial results of split-K attention: for a decoded token whose keys were
 // split over several work items, out = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s
 // with M the largest m_s. One workgroup per (reduce item, head); lanes take dimensions.
-// Reduce items are 4 words in the step metadata: (token, first partial slot, splits, 0).
+// Reduce items are ReduceItem records in the step metadata (common/step.wgsl).
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/attention_params.wgsl"
@@ -12,10 +12,11 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let b = step.reduce + 4u * wid.x;
-    let t = step_meta[b];
-    let first = step_meta[b + 1u];
-    let n = step_meta[b + 2u];
+    let b = step.reduce + REDUCE_ITEM_WORDS * wid.x;
+    let item = ReduceItem(step_meta[b], step_meta[b + 1u], step_meta[b + 2u], step_meta[b + 3u]);
+    let t = item.token;
+    let first = item.first_partial;
+    let n = item.n_splits;
     let head = wid.y;
     var big = -3.0e38;
     for (var s = 0u; s < n; s++) {

@@ -4,8 +4,9 @@
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wisp_core::engine::{AttnTiling, attention_work};
+use wisp_core::engine::{AttnEntry, AttnTiling, attention_work};
 use wisp_core::gpu::{Act, Gpu, KvType, Plan, PlanBuilder, StepParams, StepShape};
+use wisp_core::kernels::{EntryInfo, TokenInfo, WorkItem, words};
 use wisp_core::quant::GgmlType;
 
 /// Deterministic pseudo-random values in [-scale, scale).
@@ -236,45 +237,47 @@ impl PagedStep {
         let mut token_info = Vec::new();
         let mut entries = Vec::new();
         let mut table_words = Vec::new();
-        let tables_start = 2 * n_tokens + 4 * seqs.len() as u32;
+        let tables_start =
+            n_tokens * words::<TokenInfo>() + seqs.len() as u32 * words::<EntryInfo>();
         let mut first = 0;
         let (mut work, mut reduce, mut partials) = (Vec::new(), Vec::new(), 0);
         for (e, &(pos0, n)) in seqs.iter().enumerate() {
-            entries.extend_from_slice(&[
-                tables_start + table_words.len() as u32,
-                pos0 + n,
-                first,
-                n,
-            ]);
+            entries.push(EntryInfo {
+                table: tables_start + table_words.len() as u32,
+                keys: pos0 + n,
+                first_token: first,
+                n_tokens: n,
+            });
             table_words.extend_from_slice(&tables[e]);
             for i in 0..n {
-                token_info.extend_from_slice(&[pos0 + i, e as u32]);
+                token_info.push(TokenInfo {
+                    pos: pos0 + i,
+                    entry: e as u32,
+                });
             }
-            attention_work(
-                e as u32,
-                first,
+            let entry = AttnEntry {
+                entry: e as u32,
+                first_token: first,
                 pos0,
                 n,
-                tiling,
-                &mut work,
-                &mut reduce,
-                &mut partials,
-            );
+            };
+            attention_work(&entry, tiling, &mut work, &mut reduce, &mut partials);
             first += n;
         }
         let rows_start = tables_start + table_words.len() as u32;
+        let work_start = rows_start + n_tokens;
         let params = StepParams {
             n_tokens,
             n_entries: seqs.len() as u32,
             n_rows: n_tokens,
-            n_work: work.len() as u32 / 8,
+            n_work: work.len() as u32,
             token_info: 0,
-            entries: 2 * n_tokens,
+            entries: n_tokens * words::<TokenInfo>(),
             tables: tables_start,
             rows: rows_start,
-            work: rows_start + n_tokens,
-            reduce: rows_start + n_tokens + work.len() as u32,
-            n_reduce: reduce.len() as u32 / 4,
+            work: work_start,
+            reduce: work_start + work.len() as u32 * words::<WorkItem>(),
+            n_reduce: reduce.len() as u32,
             _pad: 0,
         };
         let shape = StepShape {
@@ -283,13 +286,13 @@ impl PagedStep {
             work: params.n_work,
             reduce: params.n_reduce,
         };
-        let mut meta = token_info;
-        meta.extend(entries);
+        let mut meta: Vec<u32> = bytemuck::cast_slice(&token_info).to_vec();
+        meta.extend_from_slice(bytemuck::cast_slice(&entries));
         meta.extend(table_words);
         // Rows: every token.
         meta.extend(0..n_tokens);
-        meta.extend(work);
-        meta.extend(reduce);
+        meta.extend_from_slice(bytemuck::cast_slice(&work));
+        meta.extend_from_slice(bytemuck::cast_slice(&reduce));
         PagedStep {
             params,
             meta,

@@ -438,7 +438,7 @@ fn flash_attention_with_split_k_matches_reference() {
                     let io = AttnIo {
                         qkv: &s.qb,
                         out: &s.ob,
-                        partials: &partials,
+                        partials: Some(&partials),
                     };
                     let k = Kernels::new(gpu, v);
                     let mut b = builder(gpu, step_meta.params);
@@ -519,9 +519,14 @@ fn rope_and_cache_write_match_reference() {
                     block: 16,
                 };
                 let mut b = builder(gpu, step_meta.params);
-                pollster::block_on(
-                    Kernels::new(gpu, v).rope_kv(&mut b, &p, &qb, &bindings, &fb, &bias_b),
-                )
+                pollster::block_on(Kernels::new(gpu, v).rope_kv(
+                    &mut b,
+                    &p,
+                    &qb,
+                    &bindings,
+                    &fb,
+                    with_bias.then_some(&bias_b),
+                ))
                 .expect("rope");
                 let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                 run(gpu, &plan, t as u32);
@@ -835,26 +840,28 @@ fn argmax_takes_the_lowest_index_among_equals_in_every_row() {
 
 #[test]
 fn penalties_match_the_cpu_rule_per_row() {
-    use wisp_core::kernels::{PenaltyEntry as GpuEntry, PenaltyParams as GpuPenalties, RowParams};
-    use wisp_core::sampling::{PenaltyEntry, PenaltyParams, apply_penalties};
+    use wisp_core::kernels::{PenaltyEntry, PenaltyParams, RowParams};
+    use wisp_core::sampling::apply_penalties;
     for_each_variant(|gpu, v| {
         let (n, rows) = (1000, 2);
         let logits = random(14, n * rows, 5.0);
-        let per_row: [(&[(u32, u32)], PenaltyParams); 2] = [
+        let per_row: [(&[(u32, u32)], RowParams); 2] = [
             (
                 &[(3, 1), (500, 4), (999, 2), (0, 1), (77, 3)],
-                PenaltyParams {
-                    repeat_penalty: 1.3,
-                    presence_penalty: 0.4,
-                    frequency_penalty: 0.25,
+                RowParams {
+                    repeat: 1.3,
+                    frequency: 0.25,
+                    presence: 0.4,
+                    cutoff: 0.0,
                 },
             ),
             (
                 &[(3, 2), (10, 1)],
-                PenaltyParams {
-                    repeat_penalty: 1.1,
-                    presence_penalty: 0.0,
-                    frequency_penalty: 0.5,
+                RowParams {
+                    repeat: 1.1,
+                    frequency: 0.5,
+                    presence: 0.0,
+                    cutoff: 0.0,
                 },
             ),
         ];
@@ -862,29 +869,22 @@ fn penalties_match_the_cpu_rule_per_row() {
         let mut row_params = Vec::new();
         let mut want = logits.clone();
         for (row, (list, pp)) in per_row.iter().enumerate() {
-            let cpu: Vec<PenaltyEntry> = list
+            let row_entries: Vec<PenaltyEntry> = list
                 .iter()
-                .map(|&(token, count)| PenaltyEntry { token, count })
+                .map(|&(token, count)| PenaltyEntry {
+                    row: row as u32,
+                    ..PenaltyEntry::new(token, count)
+                })
                 .collect();
-            apply_penalties(&mut want[row * n..(row + 1) * n], &cpu, pp);
-            entries.extend(list.iter().map(|&(token, count)| GpuEntry {
-                token,
-                count,
-                row: row as u32,
-                _pad: 0,
-            }));
-            row_params.push(RowParams {
-                repeat: pp.repeat_penalty,
-                frequency: pp.frequency_penalty,
-                presence: pp.presence_penalty,
-                cutoff: 0.0,
-            });
+            apply_penalties(&mut want[row * n..(row + 1) * n], &row_entries, pp);
+            entries.extend(row_entries);
+            row_params.push(*pp);
         }
         let pb = pollster::block_on(gpu.uniform("penalties", 16)).unwrap();
         gpu.write(
             &pb,
             0,
-            bytemuck::bytes_of(&GpuPenalties {
+            bytemuck::bytes_of(&PenaltyParams {
                 n_entries: entries.len() as u32,
                 n: n as u32,
                 _pad: [0; 2],

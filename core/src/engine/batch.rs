@@ -3,6 +3,7 @@
 //! describes.
 
 use crate::gpu::StepParams;
+use crate::kernels::{EntryInfo, ReduceItem, TokenInfo, WorkItem, words};
 use crate::kv::{BlockManager, KvError, SeqId};
 
 /// Which logits an entry wants.
@@ -55,6 +56,57 @@ fn first_key(pos: u32, window: u32) -> u32 {
     }
 }
 
+/// Each section of a step's metadata as its records.
+#[derive(Default)]
+struct Sections {
+    token_info: Vec<TokenInfo>,
+    entries: Vec<EntryInfo>,
+    tables: Vec<u32>,
+    rows: Vec<u32>,
+    work: Vec<WorkItem>,
+    reduce: Vec<ReduceItem>,
+}
+
+/// Word count of `n` records of type `T`.
+fn span<T: crate::kernels::GpuStruct>(n: usize) -> u32 {
+    n as u32 * words::<T>()
+}
+
+impl Sections {
+    /// The step uniform that locates each section in the flat word buffer.
+    fn params(&self) -> StepParams {
+        let tables =
+            span::<TokenInfo>(self.token_info.len()) + span::<EntryInfo>(self.entries.len());
+        let rows = tables + self.tables.len() as u32;
+        let work = rows + self.rows.len() as u32;
+        StepParams {
+            n_tokens: self.token_info.len() as u32,
+            n_entries: self.entries.len() as u32,
+            n_rows: self.rows.len() as u32,
+            n_work: self.work.len() as u32,
+            token_info: 0,
+            entries: span::<TokenInfo>(self.token_info.len()),
+            tables,
+            rows,
+            work,
+            reduce: work + span::<WorkItem>(self.work.len()),
+            n_reduce: self.reduce.len() as u32,
+            _pad: 0,
+        }
+    }
+
+    /// The sections one after another, in the order `params` locates them.
+    fn words(&self) -> Vec<u32> {
+        let mut words: Vec<u32> = bytemuck::cast_slice(&self.token_info).to_vec();
+        words.extend_from_slice(bytemuck::cast_slice(&self.entries));
+        words.extend_from_slice(&self.tables);
+        words.extend_from_slice(&self.rows);
+        words.extend_from_slice(bytemuck::cast_slice(&self.work));
+        words.extend_from_slice(bytemuck::cast_slice(&self.reduce));
+        words
+    }
+}
+
 /// Lays out the metadata of `batch`, whose positions were already appended to the
 /// block manager (so each entry's tokens end at its sequence's length).
 pub fn build(
@@ -64,95 +116,83 @@ pub fn build(
 ) -> Result<StepMeta, KvError> {
     let n_tokens: usize = batch.iter().map(|e| e.tokens.len()).sum();
     let mut tokens = Vec::with_capacity(n_tokens);
-    let mut token_info = Vec::with_capacity(2 * n_tokens);
-    let mut entries = Vec::with_capacity(4 * batch.len());
-    let mut tables = Vec::new();
-    let mut rows = Vec::new();
-    let mut work = Vec::new();
-    let mut reduce = Vec::new();
+    let mut s = Sections::default();
     let mut partials = 0u32;
     // Table offsets are absolute in the metadata buffer: token info, then entries,
     // then tables.
-    let tables_start = (2 * n_tokens + 4 * batch.len()) as u32;
+    let tables_start = span::<TokenInfo>(n_tokens) + span::<EntryInfo>(batch.len());
     for (e, entry) in batch.iter().enumerate() {
         let len = blocks.len(entry.seq)?;
         let n = entry.tokens.len() as u32;
         let pos0 = len - n;
         let first_token = tokens.len() as u32;
-        entries.extend_from_slice(&[tables_start + tables.len() as u32, len, first_token, n]);
-        tables.extend_from_slice(blocks.table(entry.seq)?);
+        s.entries.push(EntryInfo {
+            table: tables_start + s.tables.len() as u32,
+            keys: len,
+            first_token,
+            n_tokens: n,
+        });
+        s.tables.extend_from_slice(blocks.table(entry.seq)?);
         for (i, &t) in entry.tokens.iter().enumerate() {
             tokens.push(t);
-            token_info.extend_from_slice(&[pos0 + i as u32, e as u32]);
+            s.token_info.push(TokenInfo {
+                pos: pos0 + i as u32,
+                entry: e as u32,
+            });
         }
         match entry.logits {
             Logits::None => {}
-            Logits::Last => rows.push(first_token + n - 1),
-            Logits::All => rows.extend(first_token..first_token + n),
+            Logits::Last => s.rows.push(first_token + n - 1),
+            Logits::All => s.rows.extend(first_token..first_token + n),
         }
-        attention_work(
-            e as u32,
+        let first = AttnEntry {
+            entry: e as u32,
             first_token,
             pos0,
             n,
-            tiling,
-            &mut work,
-            &mut reduce,
-            &mut partials,
-        );
+        };
+        attention_work(&first, tiling, &mut s.work, &mut s.reduce, &mut partials);
     }
-    let rows_start = tables_start + tables.len() as u32;
-    let work_start = rows_start + rows.len() as u32;
-    let reduce_start = work_start + work.len() as u32;
-    let (n_rows, n_work, n_reduce) = (
-        rows.len() as u32,
-        work.len() as u32 / 8,
-        reduce.len() as u32 / 4,
-    );
-    let params = StepParams {
-        n_tokens: n_tokens as u32,
-        n_entries: batch.len() as u32,
-        n_rows,
-        n_work,
-        token_info: 0,
-        entries: 2 * n_tokens as u32,
-        tables: tables_start,
-        rows: rows_start,
-        work: work_start,
-        reduce: reduce_start,
-        n_reduce,
-        _pad: 0,
-    };
-    let mut words = token_info;
-    words.extend(entries);
-    words.extend(tables);
-    words.extend(rows);
-    words.extend(work);
-    words.extend(reduce);
+    let params = s.params();
     Ok(StepMeta {
         params,
-        words,
+        words: s.words(),
         tokens,
-        rows: n_rows,
-        work: n_work,
-        reduce: n_reduce,
+        rows: params.n_rows,
+        work: params.n_work,
+        reduce: params.n_reduce,
     })
+}
+
+/// One entry's tokens, as attention work is cut for them.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnEntry {
+    /// Index of the entry in the step.
+    pub entry: u32,
+    /// Its first token in the step.
+    pub first_token: u32,
+    /// The position of that token in its sequence.
+    pub pos0: u32,
+    /// Its tokens in this step.
+    pub n: u32,
 }
 
 /// Cuts one entry's attention into work items: tiles of up to `bq` queries; a single
 /// decoded token with many keys is split by key ranges (split-K), its partial results
 /// merged by a reduce item.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_work(
-    entry: u32,
-    first_token: u32,
-    pos0: u32,
-    n: u32,
+    e: &AttnEntry,
     tiling: &AttnTiling,
-    work: &mut Vec<u32>,
-    reduce: &mut Vec<u32>,
+    work: &mut Vec<WorkItem>,
+    reduce: &mut Vec<ReduceItem>,
     partials: &mut u32,
 ) {
+    let AttnEntry {
+        entry,
+        first_token,
+        pos0,
+        n,
+    } = *e;
     if n == 1 {
         let begin = first_key(pos0, tiling.window);
         let keys = pos0 + 1 - begin;
@@ -163,10 +203,23 @@ pub fn attention_work(
             let per = keys.div_ceil(splits);
             for s in 0..splits {
                 let k0 = begin + s * per;
-                let k1 = (k0 + per).min(pos0 + 1);
-                work.extend_from_slice(&[entry, first_token, 1, k0, k1, *partials, s, splits]);
+                work.push(WorkItem {
+                    entry,
+                    q_first: first_token,
+                    q_count: 1,
+                    k_begin: k0,
+                    k_end: (k0 + per).min(pos0 + 1),
+                    partial: *partials,
+                    split: s,
+                    n_splits: splits,
+                });
             }
-            reduce.extend_from_slice(&[first_token, *partials, splits, 0]);
+            reduce.push(ReduceItem {
+                token: first_token,
+                first_partial: *partials,
+                n_splits: splits,
+                _pad: 0,
+            });
             *partials += splits;
             return;
         }
@@ -175,9 +228,16 @@ pub fn attention_work(
     while q < n {
         let count = tiling.bq.min(n - q);
         // Starts never decrease with the position: the tile's first query starts earliest.
-        let k0 = first_key(pos0 + q, tiling.window);
-        let k1 = pos0 + q + count;
-        work.extend_from_slice(&[entry, first_token + q, count, k0, k1, 0, 0, 1]);
+        work.push(WorkItem {
+            entry,
+            q_first: first_token + q,
+            q_count: count,
+            k_begin: first_key(pos0 + q, tiling.window),
+            k_end: pos0 + q + count,
+            partial: 0,
+            split: 0,
+            n_splits: 1,
+        });
         q += count;
     }
 }

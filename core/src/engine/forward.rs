@@ -41,7 +41,8 @@ struct Ctx<'a> {
     acts: &'a Activations,
     step: &'a wgpu::Buffer,
     meta: &'a wgpu::Buffer,
-    partials: &'a wgpu::Buffer,
+    /// Split-K scratch; `None` where no work item is split.
+    partials: Option<&'a wgpu::Buffer>,
     tiles: FlashTiles,
     /// Each layer's RoPE table, an index into `inv_freq`.
     layer_freq: Vec<usize>,
@@ -144,10 +145,8 @@ impl Ctx<'_> {
                 has_bias: u32::from(l.qkv_bias.is_some()),
             };
             let inv_freq = &self.inv_freq[self.layer_freq[i]];
-            // Without a bias the binding still needs a buffer; the kernel does not read it.
-            let bias = l.qkv_bias.as_ref().unwrap_or(inv_freq);
             self.k
-                .rope_kv(&mut b, &rope, &a.qkv, &kv, inv_freq, bias)
+                .rope_kv(&mut b, &rope, &a.qkv, &kv, inv_freq, l.qkv_bias.as_ref())
                 .await?;
             let attn = AttnParams {
                 n_head: cfg.n_head,
@@ -168,9 +167,12 @@ impl Ctx<'_> {
                 self.k
                     .flash_attention(&mut b, &attn, self.tiles, &io, &kv)
                     .await?;
-                self.k
-                    .flash_reduce(&mut b, &attn, self.partials, &a.attn, self.meta)
-                    .await?;
+                // Without splits there is nothing to merge.
+                if let Some(partials) = self.partials {
+                    self.k
+                        .flash_reduce(&mut b, &attn, partials, &a.attn, self.meta)
+                        .await?;
+                }
             } else {
                 self.k
                     .attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn)
@@ -390,7 +392,7 @@ impl ForwardPlans {
         acts: &Activations,
         step: &wgpu::Buffer,
         meta: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
+        partials: Option<&wgpu::Buffer>,
         tiles: FlashTiles,
     ) -> Result<ForwardPlans, GpuError> {
         // Layers share a table where their RoPE bases agree.

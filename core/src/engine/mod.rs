@@ -17,7 +17,7 @@ mod batch;
 mod forward;
 mod sample;
 
-pub use batch::{AttnTiling, BatchEntry, Logits, attention_work};
+pub use batch::{AttnEntry, AttnTiling, BatchEntry, Logits, attention_work};
 pub use forward::ForwardPlans;
 pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
@@ -225,26 +225,40 @@ impl Engine {
         // work items (a tile per token at worst, plus splits) and reduce items.
         let max_work =
             options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64;
-        let meta_words = 2 * options.max_batch as u64
-            + 4 * options.max_entries as u64
-            + options.max_entries as u64 * n_ctx.div_ceil(options.kv_block) as u64
-            + options.max_rows as u64
-            + 8 * max_work
-            + 4 * options.max_entries as u64;
-        let meta = gpu.storage("step metadata", 4 * meta_words).await?;
-        let partials = gpu
+        let meta_words = crate::kernels::max_meta_words(
+            options.max_batch,
+            options.max_entries,
+            n_ctx.div_ceil(options.kv_block),
+            options.max_rows,
+            max_work,
+        );
+        let meta = gpu
             .storage(
-                "split attention partial results",
-                // Without splits nothing is written there; the binding still needs a buffer.
-                if tiling.max_splits > 1 {
-                    partial_bytes * tiling.max_splits as u64
-                } else {
-                    16
-                },
+                "step metadata",
+                meta_words * std::mem::size_of::<u32>() as u64,
             )
             .await?;
+        let partials = if tiling.max_splits > 1 {
+            let bytes = partial_bytes * tiling.max_splits as u64;
+            Some(
+                gpu.storage("split attention partial results", bytes)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let plans = ForwardPlans::build(
-            &gpu, variant, tuning, &config, &weights, &pool, &acts, &step, &meta, &partials, tiles,
+            &gpu,
+            variant,
+            tuning,
+            &config,
+            &weights,
+            &pool,
+            &acts,
+            &step,
+            &meta,
+            partials.as_ref(),
+            tiles,
         )
         .await?;
         let tail = SamplerTail::new(

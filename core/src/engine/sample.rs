@@ -3,8 +3,8 @@
 //! 8 bytes (greedy) or a few kilobytes (sampling), not the whole vocabulary.
 
 use crate::Error;
-use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
-use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
+use crate::gpu::{Gpu, GpuError, Plan, StepShape, Variant};
+use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
 
 use super::activations::Activations;
@@ -70,15 +70,7 @@ impl SamplerTail {
         let candidates_out = gpu
             .storage("sampling candidates", 4 * row_words() * rows)
             .await?;
-        // These plans read no per-step values; the builder needs some uniform for that.
-        let unused_step = gpu
-            .uniform(
-                "unused step",
-                std::mem::size_of::<crate::gpu::StepParams>() as u64,
-            )
-            .await?;
-
-        let mut b = PlanBuilder::new(gpu, unused_step.clone());
+        let mut b = k.stepless_plan();
         k.penalties(
             &mut b,
             &penalty_params,
@@ -91,7 +83,7 @@ impl SamplerTail {
         k.argmax(&mut b, &acts.logits, &result, vocab).await?;
         let greedy = b.finish(gpu, "greedy sampling").await?;
 
-        let mut b = PlanBuilder::new(gpu, unused_step);
+        let mut b = k.stepless_plan();
         k.penalties(
             &mut b,
             &penalty_params,
@@ -177,19 +169,11 @@ impl SamplerTail {
         let mut entries = Vec::new();
         let mut row_params = Vec::with_capacity(samplers.len());
         for (row, s) in samplers.iter().enumerate() {
-            let pp = s.penalty_params();
-            row_params.push(RowParams {
-                repeat: pp.repeat_penalty,
-                frequency: pp.frequency_penalty,
-                presence: pp.presence_penalty,
-                cutoff: s.candidate_cutoff(),
-            });
+            row_params.push(s.row_params());
             if !s.config().penalties_are_neutral() {
                 entries.extend(s.penalty_list().into_iter().map(|e| PenaltyEntry {
-                    token: e.token,
-                    count: e.count,
                     row: row as u32,
-                    _pad: 0,
+                    ..e
                 }));
             }
         }

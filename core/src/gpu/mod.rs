@@ -9,6 +9,7 @@ mod pipelines;
 mod plan;
 mod profile;
 mod readback;
+mod reflect;
 mod variants;
 
 pub use buffers::*;
@@ -18,6 +19,7 @@ pub use matrix::*;
 pub use pipelines::*;
 pub use plan::*;
 pub use profile::*;
+pub use reflect::*;
 pub use variants::*;
 
 /// Why the GPU could not do what was asked. Every variant says what and, where it can,

@@ -4,21 +4,41 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::GpuError;
+use super::{GpuError, Reflection};
 
-/// The kind of one binding, in the order the WGSL declares them in group 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BindingKind {
-    Uniform,
-    Read,
-    ReadWrite,
-}
-
-/// A pipeline with its bind group layout.
+/// A pipeline with its bind group layout, both made from what the composed WGSL
+/// declares.
 pub struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub label: String,
+    /// The kernel's bindings and workgroup size, read by naga from its WGSL.
+    pub interface: Reflection,
+}
+
+impl Pipeline {
+    /// The compiled workgroup size (x, y, z); grids divide by it.
+    pub fn workgroup_size(&self) -> [u32; 3] {
+        self.interface.workgroup_size
+    }
+}
+
+/// The bind group layout entries of a kernel's group 0, as its WGSL declares them.
+fn layout_entries(interface: &Reflection) -> Vec<wgpu::BindGroupLayoutEntry> {
+    interface
+        .bindings
+        .iter()
+        .map(|b| wgpu::BindGroupLayoutEntry {
+            binding: b.index,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: b.kind.wgpu(),
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect()
 }
 
 /// A process-wide cache of compiled pipelines, optionally backed by the driver's own
@@ -95,7 +115,6 @@ impl PipelineCache {
         device: &wgpu::Device,
         kernel: &str,
         defines: &[(&str, String)],
-        bindings: &[BindingKind],
     ) -> Result<Arc<Pipeline>, GpuError> {
         let label = key(kernel, defines);
         if let Some(p) = self.map.lock().ok().and_then(|m| m.get(&label).cloned()) {
@@ -108,26 +127,11 @@ impl PipelineCache {
             message: e.to_string(),
         })?;
 
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match kind {
-                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::ReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
+        let interface = Reflection::of(&composed.code, "main").map_err(|e| GpuError::Shader {
+            kernel: label.clone(),
+            message: e.to_string(),
+        })?;
+        let entries = layout_entries(&interface);
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
@@ -177,6 +181,7 @@ impl PipelineCache {
             pipeline,
             layout,
             label: label.clone(),
+            interface,
         });
         if let Ok(mut m) = self.map.lock() {
             m.insert(label, p.clone());

@@ -6,16 +6,21 @@
 //! `shaders/src/kernels.rs`, add a function here, and a CPU-reference test in
 //! `tests/tests/kernels.rs`.
 
+pub mod interface;
+mod layout;
 mod params;
 mod probe;
+mod step;
 mod tuning;
 
+pub use layout::{Field, GpuStruct, LayoutMismatch, RustLayout, compare};
 pub use params::*;
 pub use probe::{Bandwidth, streaming_read};
+pub use step::*;
 pub use tuning::{FlashTiles, Tuning};
 
 use crate::gpu::{
-    Act, BindingKind as B, Count, Gpu, GpuError, Grid, KvType, PlanBuilder, QMatrix, Variant,
+    Act, Count, Gpu, GpuError, Grid, KvType, Pipeline, PlanBuilder, QMatrix, Variant,
     gpu_weight_type,
 };
 use crate::model::{ExpertGating, Experts, FfnActivation};
@@ -61,7 +66,8 @@ pub struct MatArgs<'a> {
 pub struct AttnIo<'a> {
     pub qkv: &'a wgpu::Buffer,
     pub out: &'a wgpu::Buffer,
-    pub partials: &'a wgpu::Buffer,
+    /// `None` where no work item is ever split.
+    pub partials: Option<&'a wgpu::Buffer>,
 }
 
 /// The paged KV cache of one layer as the attention kernels see it.
@@ -80,6 +86,25 @@ pub struct Kernels<'g> {
     pub gpu: &'g Gpu,
     pub variant: Variant,
     pub tuning: Tuning,
+    /// Bound where a kernel declares a binding that this dispatch never reads (a bias
+    /// the model lacks, split-K scratch without splits, a step uniform in a pass that
+    /// has no step), so callers never make such buffers themselves.
+    placeholder: wgpu::Buffer,
+}
+
+/// Bytes of the placeholder binding: at least any struct a kernel declares for a binding
+/// it may leave unread (the step uniform) or one element of an array.
+const PLACEHOLDER_BYTES: u64 = 256;
+
+fn placeholder(gpu: &Gpu) -> wgpu::Buffer {
+    // Never read or written: its contents do not matter, and it is too small to need
+    // the out-of-memory checks of `Gpu::storage`.
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("placeholder binding"),
+        size: PLACEHOLDER_BYTES,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    })
 }
 
 fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> MatParams {
@@ -95,6 +120,12 @@ fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> 
     }
 }
 
+/// Lanes along x of a pipeline's workgroup, as compiled: what grids divide work by, so
+/// the WG define is written once (in the defines) and never again in grid arithmetic.
+fn lanes(pipe: &Pipeline) -> u32 {
+    pipe.workgroup_size()[0]
+}
+
 fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
     gpu_weight_type(m.ty).ok_or_else(|| GpuError::Shader {
         kernel: m.name.clone(),
@@ -108,6 +139,7 @@ impl<'g> Kernels<'g> {
             gpu,
             variant,
             tuning: Tuning::for_adapter(variant, &gpu.caps),
+            placeholder: placeholder(gpu),
         }
     }
 
@@ -117,7 +149,14 @@ impl<'g> Kernels<'g> {
             gpu,
             variant,
             tuning,
+            placeholder: placeholder(gpu),
         }
+    }
+
+    /// A plan builder for dispatches that read no per-step values (the sampling tail):
+    /// their kernels declare no step uniform, and the builder's is a placeholder.
+    pub fn stepless_plan(&self) -> PlanBuilder {
+        PlanBuilder::new(self.gpu, self.placeholder.clone())
     }
 
     fn act(&self) -> String {
@@ -128,16 +167,26 @@ impl<'g> Kernels<'g> {
         self.variant.reduce.wgsl().to_string()
     }
 
+    /// The pipeline of `kernel` in this variant; its bind group layout and workgroup
+    /// size come from the composed WGSL.
     async fn pipeline(
         &self,
         kernel: &str,
         defines: &[(&str, String)],
-        bindings: &[B],
-    ) -> Result<std::sync::Arc<crate::gpu::Pipeline>, GpuError> {
-        self.gpu
+    ) -> Result<std::sync::Arc<Pipeline>, GpuError> {
+        let pipe = self
+            .gpu
             .pipelines
-            .get(&self.gpu.device, kernel, defines, bindings)
-            .await
+            .get(&self.gpu.device, kernel, defines)
+            .await?;
+        let pairs: Vec<(&str, &str)> = defines.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        // A kernel whose WGSL and Rust sides disagree fails here, at load, rather than
+        // computing with misplaced parameters.
+        interface::check(kernel, &pairs, &pipe.interface).map_err(|e| GpuError::Shader {
+            kernel: pipe.label.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(pipe)
     }
 
     fn max_dim(&self) -> u32 {
@@ -168,14 +217,8 @@ impl<'g> Kernels<'g> {
             ("ROWS", t.matvec_rows.to_string()),
             ("WG", t.matvec_wg.to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "matvec",
-                &defines,
-                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
-            )
-            .await?;
-        let rows_per_wg = t.matvec_wg / t.matvec_split * t.matvec_rows;
+        let pipe = self.pipeline("matvec", &defines).await?;
+        let rows_per_wg = lanes(&pipe) / t.matvec_split * t.matvec_rows;
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
             let grid = Grid::rows(
@@ -208,7 +251,6 @@ impl<'g> Kernels<'g> {
             ("ACT", self.act()),
             ("OUT", a.out.wgsl().to_string()),
         ];
-        let bindings = [B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite];
         let (pipe, rows_per_wg, tokens_per_wg) = if t.matmul_tokens {
             let defines = [
                 common.as_slice(),
@@ -218,11 +260,9 @@ impl<'g> Kernels<'g> {
                 ],
             ]
             .concat();
-            (
-                self.pipeline("matmul_tokens", &defines, &bindings).await?,
-                t.tokens_rn,
-                t.tokens_wg,
-            )
+            let pipe = self.pipeline("matmul_tokens", &defines).await?;
+            let lanes = lanes(&pipe);
+            (pipe, t.tokens_rn, lanes)
         } else {
             let tile = [
                 ("BM", t.tile_bm.to_string()),
@@ -232,7 +272,7 @@ impl<'g> Kernels<'g> {
             ];
             let defines = [common.as_slice(), &tile].concat();
             (
-                self.pipeline("matmul_tiled", &defines, &bindings).await?,
+                self.pipeline("matmul_tiled", &defines).await?,
                 t.tile_bm,
                 t.tile_bn,
             )
@@ -268,13 +308,7 @@ impl<'g> Kernels<'g> {
             ("WTYPE", weight_type(table)?.to_string()),
             ("WG", "64".to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "embed",
-                &defines,
-                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
-            )
-            .await?;
+        let pipe = self.pipeline("embed", &defines).await?;
         for chunk in &table.chunks {
             let params = EmbedParams {
                 k: table.k,
@@ -317,20 +351,7 @@ impl<'g> Kernels<'g> {
             ("OUT", out.wgsl().to_string()),
             ("WG", self.tuning.norm_wg.to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "rmsnorm",
-                &defines,
-                &[
-                    B::Uniform,
-                    B::Uniform,
-                    B::Read,
-                    B::Read,
-                    B::ReadWrite,
-                    B::Read,
-                ],
-            )
-            .await?;
+        let pipe = self.pipeline("rmsnorm", &defines).await?;
         let count = if p.listed != 0 {
             Count::Rows
         } else {
@@ -361,13 +382,7 @@ impl<'g> Kernels<'g> {
             ("REDUCE", self.reduce()),
             ("WG", wg.to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "head_norm",
-                &defines,
-                &[B::Uniform, B::Uniform, B::ReadWrite, B::Read],
-            )
-            .await?;
+        let pipe = self.pipeline("head_norm", &defines).await?;
         let grid = Grid::scaled([p.n_head + p.n_kv_head, 1, 1], 1, Count::Tokens, 1);
         b.add(
             pipe,
@@ -379,8 +394,8 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// RoPE on the step's queries and keys (after adding `bias` when `p.has_bias`);
-    /// keys and values into the paged cache. Without a bias any buffer will do.
+    /// RoPE on the step's queries and keys (after adding `bias` if there is one); keys
+    /// and values into the paged cache. `p.has_bias` is set from `bias`.
     pub async fn rope_kv(
         &self,
         b: &mut PlanBuilder,
@@ -388,27 +403,22 @@ impl<'g> Kernels<'g> {
         qkv: &wgpu::Buffer,
         kv: &KvBindings<'_>,
         inv_freq: &wgpu::Buffer,
-        bias: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
     ) -> Result<(), GpuError> {
+        let p = &RopeParams {
+            has_bias: u32::from(bias.is_some()),
+            ..*p
+        };
+        let bias = bias.unwrap_or(&self.placeholder);
         let defines = [
             ("ACT", self.act()),
             ("KV", kv.kv.wgsl().to_string()),
             ("BLOCK", kv.block.to_string()),
             ("WG", "64".to_string()),
         ];
-        let bindings = [
-            B::Uniform,
-            B::Uniform,
-            B::ReadWrite,
-            B::ReadWrite,
-            B::ReadWrite,
-            B::Read,
-            B::Read,
-            B::Read,
-        ];
-        let pipe = self.pipeline("rope_kv", &defines, &bindings).await?;
+        let pipe = self.pipeline("rope_kv", &defines).await?;
         let work = (p.n_head + 2 * p.n_kv_head) * (p.head_dim / 2);
-        let grid = Grid::scaled([work.div_ceil(64), 1, 1], 1, Count::Tokens, 1);
+        let grid = Grid::scaled([work.div_ceil(lanes(&pipe)), 1, 1], 1, Count::Tokens, 1);
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
@@ -432,15 +442,6 @@ impl<'g> Kernels<'g> {
         kv: &KvBindings<'_>,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
-        let bindings = [
-            B::Uniform,
-            B::Uniform,
-            B::Read,
-            B::Read,
-            B::Read,
-            B::ReadWrite,
-            B::Read,
-        ];
         let storage = [
             ("ACT", self.act()),
             ("KV", kv.kv.wgsl().to_string()),
@@ -448,13 +449,12 @@ impl<'g> Kernels<'g> {
         ];
         let hd = ("HD", p.head_dim.to_string());
         let (pipe, grid) = if self.tuning.attn_lanes && batched {
-            let wg = self.tuning.attn_lanes_wg;
-            let defines = [storage.as_slice(), &[hd, ("WG", wg.to_string())]].concat();
-            (
-                self.pipeline("attention_lanes", &defines, &bindings)
-                    .await?,
-                Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, wg),
-            )
+            let wg = self.tuning.attn_lanes_wg.to_string();
+            let defines = [storage.as_slice(), &[hd, ("WG", wg)]].concat();
+            let pipe = self.pipeline("attention_lanes", &defines).await?;
+            // A query per lane.
+            let grid = Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, lanes(&pipe));
+            (pipe, grid)
         } else {
             let defines = [
                 storage.as_slice(),
@@ -466,7 +466,7 @@ impl<'g> Kernels<'g> {
             ]
             .concat();
             (
-                self.pipeline("attention", &defines, &bindings).await?,
+                self.pipeline("attention", &defines).await?,
                 Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1),
             )
         };
@@ -490,7 +490,8 @@ impl<'g> Kernels<'g> {
         io: &AttnIo<'_>,
         kv: &KvBindings<'_>,
     ) -> Result<(), GpuError> {
-        let (qkv, out, partials) = (io.qkv, io.out, io.partials);
+        let (qkv, out) = (io.qkv, io.out);
+        let partials = io.partials.unwrap_or(&self.placeholder);
         let defines = [
             ("ACT", self.act()),
             ("KV", kv.kv.wgsl().to_string()),
@@ -500,17 +501,7 @@ impl<'g> Kernels<'g> {
             ("BK", tiles.bk.to_string()),
             ("L", tiles.lanes.to_string()),
         ];
-        let bindings = [
-            B::Uniform,
-            B::Uniform,
-            B::Read,
-            B::Read,
-            B::Read,
-            B::ReadWrite,
-            B::Read,
-            B::ReadWrite,
-        ];
-        let pipe = self.pipeline("flash_attn", &defines, &bindings).await?;
+        let pipe = self.pipeline("flash_attn", &defines).await?;
         let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Work, 1);
         b.add(
             pipe,
@@ -536,13 +527,7 @@ impl<'g> Kernels<'g> {
             ("HD", p.head_dim.to_string()),
             ("WG", "64".to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "flash_reduce",
-                &defines,
-                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite, B::Read],
-            )
-            .await?;
+        let pipe = self.pipeline("flash_reduce", &defines).await?;
         let grid = Grid::scaled([1, p.n_head, 1], 0, Count::Reduce, 1);
         b.add(
             pipe,
@@ -585,19 +570,18 @@ impl<'g> Kernels<'g> {
             ("GATE", gate.to_string()),
             ("WG", "64".to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "glu",
-                &defines,
-                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite],
-            )
-            .await?;
+        let pipe = self.pipeline("glu", &defines).await?;
         let params = GluParams {
             n,
             per_token,
             _pad: [0; 2],
         };
-        let grid = Grid::scaled([n.div_ceil(64), per_token, 1], 2, Count::Tokens, 1);
+        let grid = Grid::scaled(
+            [n.div_ceil(lanes(&pipe)), per_token, 1],
+            2,
+            Count::Tokens,
+            1,
+        );
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
@@ -622,25 +606,21 @@ impl<'g> Kernels<'g> {
             ExpertGating::Sigmoid => "sigmoid",
         };
         let defines = [("GATING", gating.to_string()), ("WG", "64".to_string())];
-        let pipe = self
-            .pipeline(
-                "moe_route",
-                &defines,
-                &[B::Uniform, B::Uniform, B::Read, B::ReadWrite],
-            )
-            .await?;
+        let pipe = self.pipeline("moe_route", &defines).await?;
         let params = MoeRouteParams {
             n_expert: experts.n_expert,
             n_used: experts.n_used,
             normalize: u32::from(experts.normalize),
             scale: experts.scale,
         };
+        // A token per lane.
+        let grid = Grid::scaled([1, 1, 1], 0, Count::Tokens, lanes(&pipe));
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
             true,
             &[scores, routes],
-            Grid::scaled([1, 1, 1], 0, Count::Tokens, 64),
+            grid,
         );
         Ok(())
     }
@@ -657,23 +637,14 @@ impl<'g> Kernels<'g> {
         routes: &wgpu::Buffer,
         n_used: u32,
     ) -> Result<(), GpuError> {
-        let wg = 64;
         let defines = [
             ("WTYPE", weight_type(w)?.to_string()),
             ("ACT", self.act()),
             ("OUT", a.out.wgsl().to_string()),
-            ("WG", wg.to_string()),
+            ("WG", "64".to_string()),
         ];
-        let bindings = [
-            B::Uniform,
-            B::Uniform,
-            B::Read,
-            B::Read,
-            B::ReadWrite,
-            B::Read,
-            B::Read,
-        ];
-        let pipe = self.pipeline("moe_matvec", &defines, &bindings).await?;
+        let pipe = self.pipeline("moe_matvec", &defines).await?;
+        let wg = lanes(&pipe);
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
             let blocks = chunk.n_rows.div_ceil(wg);
@@ -703,23 +674,20 @@ impl<'g> Kernels<'g> {
         n_used: u32,
     ) -> Result<(), GpuError> {
         let pipe = self
-            .pipeline(
-                "moe_combine",
-                &[("WG", "64".to_string())],
-                &[B::Uniform, B::Uniform, B::Read, B::Read, B::ReadWrite],
-            )
+            .pipeline("moe_combine", &[("WG", "64".to_string())])
             .await?;
         let params = MoeCombineParams {
             n,
             n_used,
             _pad: [0; 2],
         };
+        let grid = Grid::scaled([n.div_ceil(lanes(&pipe)), 1, 1], 1, Count::Tokens, 1);
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
             true,
             &[y, routes, x],
-            Grid::scaled([n.div_ceil(64), 1, 1], 1, Count::Tokens, 1),
+            grid,
         );
         Ok(())
     }
@@ -736,9 +704,7 @@ impl<'g> Kernels<'g> {
             ("REDUCE", self.reduce()),
             ("WG", self.tuning.argmax_wg.to_string()),
         ];
-        let pipe = self
-            .pipeline("argmax", &defines, &[B::Uniform, B::Read, B::ReadWrite])
-            .await?;
+        let pipe = self.pipeline("argmax", &defines).await?;
         let params = ArgmaxParams { n, _pad: [0; 3] };
         b.add(
             pipe,
@@ -762,14 +728,8 @@ impl<'g> Kernels<'g> {
         logits: &wgpu::Buffer,
         max_entries: u32,
     ) -> Result<(), GpuError> {
-        let pipe = self
-            .pipeline(
-                "penalties",
-                &[],
-                &[B::Uniform, B::Read, B::Read, B::ReadWrite],
-            )
-            .await?;
-        let grid = Grid::fixed(max_entries.div_ceil(64).max(1), 1, 1);
+        let pipe = self.pipeline("penalties", &[]).await?;
+        let grid = Grid::fixed(max_entries.div_ceil(lanes(&pipe)).max(1), 1, 1);
         b.add(
             pipe,
             None,
@@ -794,13 +754,7 @@ impl<'g> Kernels<'g> {
             ("REDUCE", self.reduce()),
             ("WG", self.tuning.argmax_wg.to_string()),
         ];
-        let pipe = self
-            .pipeline(
-                "candidates",
-                &defines,
-                &[B::Uniform, B::Read, B::Read, B::ReadWrite],
-            )
-            .await?;
+        let pipe = self.pipeline("candidates", &defines).await?;
         b.add(
             pipe,
             None,
@@ -819,14 +773,10 @@ impl<'g> Kernels<'g> {
         sink: &wgpu::Buffer,
         vec4s: u32,
     ) -> Result<(), GpuError> {
-        let wg = 256u32;
         let pipe = self
-            .pipeline(
-                "bandwidth",
-                &[("WG", wg.to_string())],
-                &[B::Uniform, B::Read, B::ReadWrite],
-            )
+            .pipeline("bandwidth", &[("WG", "256".to_string())])
             .await?;
+        let wg = lanes(&pipe);
         // Enough workgroups to fill any device, each streaming a contiguous range.
         let groups = (vec4s / (wg * 16)).clamp(1, 4096);
         let params = BandwidthParams {

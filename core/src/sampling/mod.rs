@@ -5,9 +5,9 @@
 //! Logits stay on the GPU; the engine never reads back the whole vocabulary per token.
 //!
 //! 1. **Penalties** run on the GPU. [`Sampler::penalty_list`] gives the distinct tokens of the
-//!    last `penalty_last_n` accepted tokens with their counts ([`PenaltyEntry`], `Pod`) and
-//!    [`Sampler::penalty_params`] the three factors; [`apply_penalties`] is the CPU reference
-//!    of the rule the kernel applies.
+//!    last `penalty_last_n` accepted tokens with their counts ([`PenaltyEntry`], the kernel's
+//!    own struct) and [`Sampler::row_params`] the three factors ([`RowParams`], likewise);
+//!    [`apply_penalties`] is the CPU reference of the rule the kernel applies.
 //! 2. **Greedy** (`temperature <= 0`, [`SamplerConfig::is_greedy`]) is an argmax on the GPU.
 //! 3. Otherwise the GPU returns the candidates, and the chain runs on them on the CPU. Two
 //!    selection contracts, both exact:
@@ -91,7 +91,7 @@ mod stop;
 
 pub use chain::{CandidateRule, select_candidates};
 pub use config::SamplerConfig;
-pub use penalties::{PenaltyEntry, PenaltyParams, apply_penalties};
+pub use penalties::{PenaltyEntry, RowParams, apply_penalties};
 pub use sampler::Sampler;
 pub use stop::{StopMatcher, StopOutcome};
 

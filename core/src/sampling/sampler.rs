@@ -7,7 +7,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use super::chain::{Coverage, all_candidates, cutoff, distribution};
 use super::{
-    CandidateRule, PenaltyEntry, PenaltyParams, SamplerConfig, SamplingError, apply_penalties,
+    CandidateRule, PenaltyEntry, RowParams, SamplerConfig, SamplingError, apply_penalties,
     select_candidates,
 };
 
@@ -15,7 +15,7 @@ use super::{
 /// [`SamplerConfig::seed`], and the window of accepted tokens the penalties look at.
 ///
 /// Per token, the engine: uploads [`penalty_list`](Self::penalty_list) /
-/// [`penalty_params`](Self::penalty_params) for the GPU penalty kernel; if greedy, takes the
+/// [`row_params`](Self::row_params) for the GPU penalty kernel; if greedy, takes the
 /// GPU argmax; otherwise selects the candidates within
 /// [`candidate_cutoff`](Self::candidate_cutoff) and calls [`sample`](Self::sample) (or
 /// [`sample_logits`](Self::sample_logits) on the fallback path); then calls
@@ -81,12 +81,14 @@ impl Sampler {
         self.rng = ChaCha20Rng::seed_from_u64(self.config.seed);
     }
 
-    /// The penalty factors for the GPU kernel.
-    pub fn penalty_params(&self) -> PenaltyParams {
-        PenaltyParams {
-            repeat_penalty: self.config.repeat_penalty,
-            presence_penalty: self.config.presence_penalty,
-            frequency_penalty: self.config.frequency_penalty,
+    /// This sampler's row of the GPU sampling kernels: the penalty factors and the
+    /// candidates' cutoff.
+    pub fn row_params(&self) -> RowParams {
+        RowParams {
+            repeat: self.config.repeat_penalty,
+            frequency: self.config.frequency_penalty,
+            presence: self.config.presence_penalty,
+            cutoff: self.candidate_cutoff(),
         }
     }
 
@@ -100,14 +102,14 @@ impl Sampler {
         }
         self.counts
             .iter()
-            .map(|(&token, &count)| PenaltyEntry { token, count })
+            .map(|(&token, &count)| PenaltyEntry::new(token, count))
             .collect()
     }
 
     /// Applies this sampler's penalties to a full logits vector on the CPU (the CPU-only
     /// path and tests; the engine does this on the GPU).
     pub fn apply_penalties(&self, logits: &mut [f32]) {
-        apply_penalties(logits, &self.penalty_list(), &self.penalty_params());
+        apply_penalties(logits, &self.penalty_list(), &self.row_params());
     }
 
     /// The logit gap below the (penalised) max within which the GPU must return every token
@@ -430,10 +432,7 @@ mod tests {
         // Window: the last three tokens, 1 3 1.
         assert_eq!(
             s.penalty_list(),
-            vec![
-                PenaltyEntry { token: 1, count: 2 },
-                PenaltyEntry { token: 3, count: 1 }
-            ]
+            vec![PenaltyEntry::new(1, 2), PenaltyEntry::new(3, 1)]
         );
         let mut logits = vec![0.0f32, 3.0, 2.0, -1.0];
         s.apply_penalties(&mut logits);

@@ -1,0 +1,161 @@
+//! Every variant of every registered kernel, reflected by naga, against its Rust side;
+//! and proof that the comparison notices what it exists to notice.
+
+use super::*;
+use crate::kernels::layout::gpu_struct;
+
+fn reflect(kernel: &str, defines: &[(&str, &str)]) -> Reflection {
+    let composed = wisp_shaders::compose(kernel, defines).unwrap();
+    Reflection::of(&composed.code, "main").unwrap()
+}
+
+#[test]
+fn every_kernel_variant_matches_its_rust_side() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for spec in wisp_shaders::KERNELS {
+        for variant in spec.variants() {
+            count += 1;
+            let result = wisp_shaders::compose(spec.name, &variant)
+                .map_err(|e| e.to_string())
+                .and_then(|c| Reflection::of(&c.code, "main").map_err(|e| e.to_string()))
+                .and_then(|r| check(spec.name, &variant, &r).map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                failures.push(format!("{} {variant:?}: {e}", spec.name));
+            }
+        }
+    }
+    assert!(count > 100, "only {count} variants registered");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} variants differ from the Rust side:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+    for i in INTERFACES {
+        assert!(
+            wisp_shaders::kernel(i.kernel).is_some(),
+            "interface for unregistered kernel {}",
+            i.kernel
+        );
+    }
+}
+
+#[test]
+fn every_step_record_is_checked_somewhere() {
+    // The records are only compared where a kernel declares them; each must be declared
+    // by at least one kernel, or a renamed WGSL struct would silently escape the check.
+    let flash = reflect(
+        "flash_attn",
+        &[
+            ("ACT", "f32"),
+            ("KV", "f32"),
+            ("BLOCK", "16"),
+            ("HD", "64"),
+            ("BQ", "4"),
+            ("BK", "16"),
+            ("L", "4"),
+        ],
+    );
+    for record in RECORDS {
+        assert!(flash.find_struct(record.wgsl).is_some(), "{}", record.wgsl);
+    }
+}
+
+gpu_struct! {
+    /// `MatParams` with `k` and `n` swapped: what a slip in either file looks like.
+    pub struct SwappedMatParams {
+        pub n: u32,
+        pub k: u32,
+        pub row_bytes: u32,
+        pub out_offset: u32,
+        pub x_stride: u32,
+        pub y_stride: u32,
+        pub per_row: u32,
+        pub _pad: u32,
+    }
+}
+
+const MATVEC: &[(&str, &str)] = &[
+    ("WTYPE", "q8_0"),
+    ("ACT", "f32"),
+    ("OUT", "act"),
+    ("REDUCE", "workgroup"),
+    ("SPLIT", "1"),
+    ("ROWS", "1"),
+    ("WG", "64"),
+];
+
+#[test]
+fn a_swapped_field_is_caught_by_name() {
+    let wgsl = reflect("matvec", MATVEC);
+    let params = wgsl.bindings[0].layout.as_ref().unwrap();
+    assert!(compare(&RustLayout::of::<MatParams>(), params).is_ok());
+    let err = compare(&RustLayout::of::<SwappedMatParams>(), params).unwrap_err();
+    match &err {
+        LayoutMismatch::Field {
+            field,
+            rust_offset,
+            wgsl_offset,
+            ..
+        } => assert_eq!((field.as_str(), *rust_offset, *wgsl_offset), ("k", 4, 0)),
+        other => panic!("expected a field mismatch, got {other}"),
+    }
+    assert!(err.to_string().contains("field k"), "{err}");
+    // The same through a whole interface, as the engine checks each pipeline.
+    let mut bindings = PRODUCT.to_vec();
+    bindings[0].layout = Some(RustLayout::of::<SwappedMatParams>);
+    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    assert!(
+        matches!(&err, InterfaceMismatch::Layout { source: LayoutMismatch::Field { field, .. }, .. } if field == "k"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_kinds_names_and_sizes_are_caught() {
+    let wgsl = reflect("matvec", MATVEC);
+    let mut bindings = PRODUCT.to_vec();
+    bindings[4].kind = BindingKind::Read;
+    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    assert!(
+        matches!(err, InterfaceMismatch::Kind { index: 4, .. }),
+        "{err}"
+    );
+
+    let mut bindings = PRODUCT.to_vec();
+    bindings.swap(2, 3);
+    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    assert!(
+        matches!(err, InterfaceMismatch::Name { index: 2, .. }),
+        "{err}"
+    );
+
+    let err = check_bindings("matvec", &PRODUCT[..4], &wgsl).unwrap_err();
+    assert!(matches!(err, InterfaceMismatch::Count { .. }), "{err}");
+
+    // The defines asking for another workgroup size than the shader compiled.
+    let mut defines = MATVEC.to_vec();
+    defines[6] = ("WG", "128");
+    let err = check("matvec", &defines, &wgsl).unwrap_err();
+    assert!(matches!(err, InterfaceMismatch::Workgroup { .. }), "{err}");
+}
+
+#[test]
+fn reflection_reads_kinds_workgroup_and_records() {
+    let wgsl = reflect("matvec", MATVEC);
+    assert_eq!(
+        wgsl.kinds(),
+        [
+            BindingKind::Uniform,
+            BindingKind::Uniform,
+            BindingKind::Read,
+            BindingKind::Read,
+            BindingKind::ReadWrite
+        ]
+    );
+    assert_eq!(wgsl.workgroup_size, [64, 1, 1]);
+    assert_eq!(wgsl.constant("TOKEN_INFO_WORDS"), Some(2));
+    let step = wgsl.find_struct("Step").unwrap();
+    assert_eq!(step.size as usize, std::mem::size_of::<StepParams>());
+}
