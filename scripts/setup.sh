@@ -243,12 +243,19 @@ setup_rust() {
             INSTALLED+=("rust-target:wasm32-unknown-unknown")
         fi
     fi
-    # The test suite checks the layout of the code (rustup's minimal profile has no rustfmt).
+    # The test suite checks the layout of the code and its lints (rustup's minimal
+    # profile has neither rustfmt nor clippy).
     if [ "$WANT_TEST" -eq 1 ] && ! cargo fmt --version >/dev/null 2>&1; then
         step_is "adding rustfmt" "rustup component add rustfmt"
         log "rustup component add rustfmt"
         rustup component add rustfmt
         INSTALLED+=("rust-component:rustfmt")
+    fi
+    if [ "$WANT_TEST" -eq 1 ] && ! cargo clippy --version >/dev/null 2>&1; then
+        step_is "adding clippy" "rustup component add clippy"
+        log "rustup component add clippy"
+        rustup component add clippy
+        INSTALLED+=("rust-component:clippy")
     fi
     log "rust: $(rustc --version)"
 }

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   setup (--test --browser --desktop) -> shellcheck (scripts/, .ci/) -> rustfmt -> build
-#   -> fetch test models -> cargo test
+#   setup (--test --browser --desktop) -> shellcheck (scripts/, .ci/) -> rustfmt
+#   -> clippy (every target natively, and the crates the browser builds for wasm32,
+#      with -D warnings) -> build -> fetch test models -> cargo test
 #   -> desktop (the chat app in a window under Xvfb: a prompt, its reply, screenshots
 #      in target/desktop-test/) -> browser (wasm32 build + the demo page in headless
-#   Chromium) [-> clippy]
+#   Chromium)
 #
-#   scripts/test.sh [--clippy] [--no-setup] [-- CARGO_TEST_ARGS...]
+#   scripts/test.sh [--no-setup] [-- CARGO_TEST_ARGS...]
 #
-#   --clippy     also run `cargo clippy --release --workspace -- -D warnings`
-#                (skipped with a note when clippy is not installed)
 #   --no-setup   skip scripts/setup.sh (the machine is known to be ready)
 #   -- ARGS      passed to `cargo test --release --workspace`, e.g. `-- gguf` (a test name filter)
 #
@@ -20,12 +19,10 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit
 
-RUN_CLIPPY=0
 RUN_SETUP=1
 TEST_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --clippy) RUN_CLIPPY=1 ;;
         --no-setup) RUN_SETUP=0 ;;
         --) shift; TEST_ARGS=("$@"); break ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -60,6 +57,8 @@ read -r -a MODELS <<<"${WISP_TEST_MODELS:-smollm2 qwen2.5-coder-0.5b-instruct-q4
 
 step shellcheck shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
 step fmt cargo fmt --all --check
+step clippy cargo clippy --release --workspace --all-targets -- -D warnings
+step clippy-wasm32 cargo clippy --release --target wasm32-unknown-unknown -p wisp-core -p wisp-web -- -D warnings
 step build cargo build --release --workspace
 step fetch "$WISP" fetch "${MODELS[@]}"
 step test cargo test --release --workspace "${TEST_ARGS[@]}"
@@ -67,12 +66,5 @@ step test cargo test --release --workspace "${TEST_ARGS[@]}"
 step desktop xvfb-run -a -s "-screen 0 1280x800x24" \
     cargo test --release -p wisp-desktop --test window -- --ignored
 step browser "$ROOT/scripts/web.sh" --test --no-setup
-if [ "$RUN_CLIPPY" -eq 1 ]; then
-    if cargo clippy --version >/dev/null 2>&1; then
-        step clippy cargo clippy --release --workspace -- -D warnings
-    else
-        echo "==> [clippy] skipped: clippy is not installed (rustup component add clippy)"
-    fi
-fi
 echo
 echo "==> all steps passed in $((SECONDS - T0))s"

@@ -71,31 +71,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
             return Ok(());
         }
         let text = line.trim_end_matches(['\n', '\r']);
-        let turn = match text.trim() {
-            "" => continue,
-            "/exit" | "/quit" => return Ok(()),
-            "/help" => {
-                eprintln!("{HELP}");
-                continue;
-            }
-            "/clear" => {
-                session.clear();
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            "/regen" => match session.regenerate(&options) {
-                Ok(Some(turn)) => Ok(turn),
-                Ok(None) => {
-                    eprintln!("(nothing to regenerate: send a message first)");
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-            command if command.starts_with('/') => {
-                eprintln!("unknown command {command}; {HELP}");
-                continue;
-            }
-            _ => session.send(text, &options),
+        let turn = match handle_line(&mut session, text, &options) {
+            Line::Exit => return Ok(()),
+            Line::Done => continue,
+            Line::Turn(turn) => turn,
         };
         match turn {
             // A turn that cannot start (e.g. the conversation no longer fits) is reported and
@@ -122,6 +101,49 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 );
             }
         }
+    }
+}
+
+/// What a line of input led to.
+enum Line<'s> {
+    Exit,
+    /// A command that is done, or an empty line.
+    Done,
+    /// A reply to stream (or the reason it could not start).
+    Turn(Result<ChatTurn<'s>, wisp_core::Error>),
+}
+
+/// Runs a command (`/clear`, `/regen`, …) or sends `text` as the user's message.
+fn handle_line<'s>(
+    session: &'s mut ChatSession,
+    text: &str,
+    options: &GenerateOptions,
+) -> Line<'s> {
+    match text.trim() {
+        "" => Line::Done,
+        "/exit" | "/quit" => Line::Exit,
+        "/help" => {
+            eprintln!("{HELP}");
+            Line::Done
+        }
+        "/clear" => {
+            session.clear();
+            eprintln!("(conversation cleared)");
+            Line::Done
+        }
+        "/regen" => match session.regenerate(options) {
+            Ok(Some(turn)) => Line::Turn(Ok(turn)),
+            Ok(None) => {
+                eprintln!("(nothing to regenerate: send a message first)");
+                Line::Done
+            }
+            Err(e) => Line::Turn(Err(e)),
+        },
+        command if command.starts_with('/') => {
+            eprintln!("unknown command {command}; {HELP}");
+            Line::Done
+        }
+        _ => Line::Turn(session.send(text, options)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use wisp_core::generate::{GenerateOptions, Generator};
+use wisp_core::generate::{GenerateOptions, Generation, Generator};
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::scheduler::Scheduler;
 
@@ -78,53 +78,20 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .context("tokenizing the prompt")?;
     let t_load = Instant::now();
     let engine = common::engine_for(&model, &args.device)?;
-    // Weights upload plus pipeline creation; the latter is also reported alone.
-    let load_s = t_load.elapsed().as_secs_f64();
-    let pipeline_compile_s = engine.gpu.pipelines.compile_seconds();
-    let adapter = engine.gpu.adapter_name();
-    let variant = engine.variant.to_string();
+    let loaded = Loaded {
+        // Weights upload plus pipeline creation; the latter is also reported alone.
+        load_s: t_load.elapsed().as_secs_f64(),
+        pipeline_compile_s: engine.gpu.pipelines.compile_seconds(),
+        adapter: engine.gpu.adapter_name(),
+        variant: engine.variant.to_string(),
+    };
     if !args.json {
         eprintln!("{}", common::describe_sampling(&sampling, &defaults));
     }
     let mut generator = Generator::new(engine, tokenizer);
-    let options = GenerateOptions {
-        max_tokens: common::max_tokens(args.n_predict),
-        sampler,
-        stop: args.sampling.stop.clone(),
-        ignore_eos: args.ignore_eos,
-    };
-
-    let interrupt = Interrupt::install();
-    interrupt.begin();
-    let mut run = generator
-        .start(&prompt_ids, &options)?
-        .with_cancel(&interrupt.cancel);
-
-    let mut stdout = std::io::stdout().lock();
-    let mut write_error: Option<std::io::Error> = None;
-    let mut on_text = |piece: &str| {
-        if args.json || write_error.is_some() {
-            return;
-        }
-        if let Err(e) = stdout
-            .write_all(piece.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
-            // Stop generating for a reader that went away (e.g. `| head`).
-            write_error = Some(e);
-            interrupt
-                .cancel
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    };
-    while pollster::block_on(run.next_token(&mut on_text))?.is_some() {}
-    interrupt.end();
-    let generation = run.finish();
-    if let Some(e) = write_error {
-        return Err(e).context("writing to stdout");
-    }
+    let options = generate_options(&args, sampler);
+    let generation = stream_to_stdout(&mut generator, &prompt_ids, &options, args.json)?;
     let kv = generator.engine().kv_stats();
-
     let timing = generation.timing;
     let prefill_tok_s = timing.prefill_tokens_per_second(generation.n_prefilled);
     let decode_tok_s = timing.decode_tokens_per_second(generation.n_generated());
@@ -135,16 +102,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "text": generation.text,
             "prefill_tok_s": prefill_tok_s,
             "decode_tok_s": decode_tok_s,
-            "adapter": adapter,
+            "adapter": loaded.adapter,
             "stop_reason": generation.stop_reason,
-            "variant": variant,
+            "variant": loaded.variant,
             "seed": sampler.seed,
             "sampling": sampling,
-            "load_s": load_s,
-            "pipeline_compile_s": pipeline_compile_s,
+            "load_s": loaded.load_s,
+            "pipeline_compile_s": loaded.pipeline_compile_s,
             "kv": kv,
         });
-        writeln!(stdout, "{out}").context("writing to stdout")?;
+        writeln!(std::io::stdout(), "{out}").context("writing to stdout")?;
     } else {
         if !generation.text.is_empty() && !generation.text.ends_with('\n') {
             // End the streamed line on the terminal without adding to the text on stdout.
@@ -163,6 +130,70 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What loading the engine took and gave, for the report.
+struct Loaded {
+    load_s: f64,
+    pipeline_compile_s: f64,
+    adapter: String,
+    variant: String,
+}
+
+/// The options of a generation from the command line, with `sampler` resolved.
+fn generate_options(args: &GenerateArgs, sampler: SamplerConfig) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens: common::max_tokens(args.n_predict),
+        sampler,
+        stop: args.sampling.stop.clone(),
+        ignore_eos: args.ignore_eos,
+    }
+}
+
+/// Runs one generation, streaming its text to stdout (unless `quiet`, for `--json`).
+/// Ctrl-C ends it early; so does a reader that goes away (e.g. `| head`), reported as an
+/// error once the generation is finished.
+fn stream_to_stdout(
+    generator: &mut Generator,
+    prompt_ids: &[u32],
+    options: &GenerateOptions,
+    quiet: bool,
+) -> Result<Generation> {
+    let interrupt = Interrupt::install();
+    interrupt.begin();
+    let mut run = generator
+        .start(prompt_ids, options)?
+        .with_cancel(&interrupt.cancel);
+    let mut stdout = std::io::stdout().lock();
+    let mut write_error: Option<std::io::Error> = None;
+    let mut on_text = |piece: &str| {
+        if quiet || write_error.is_some() {
+            return;
+        }
+        if let Err(e) = stdout
+            .write_all(piece.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            write_error = Some(e);
+            interrupt
+                .cancel
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let stepped = loop {
+        match pollster::block_on(run.next_token(&mut on_text)) {
+            Ok(Some(_)) => {}
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    interrupt.end();
+    let generation = run.finish();
+    stepped?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing to stdout");
+    }
+    Ok(generation)
 }
 
 /// Several generations at once through the continuous-batching scheduler. Each one's
@@ -188,28 +219,15 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
     let variant = engine.variant.to_string();
     let mut scheduler = Scheduler::new(&mut engine, &tokenizer);
     for (i, prompt) in prompts.iter().enumerate() {
-        let options = GenerateOptions {
-            max_tokens: common::max_tokens(args.n_predict),
-            sampler: SamplerConfig {
-                seed: sampler.seed.wrapping_add(i as u64),
-                ..sampler
-            },
-            stop: args.sampling.stop.clone(),
-            ignore_eos: args.ignore_eos,
-        };
+        let seed = sampler.seed.wrapping_add(i as u64);
+        let options = generate_options(&args, SamplerConfig { seed, ..sampler });
         scheduler.submit(prompt.clone(), &options)?;
     }
-    let interrupt = Interrupt::install();
-    interrupt.begin();
-    let started = Instant::now();
-    let (mut steps, mut peak) = (0usize, 0usize);
-    while scheduler.active() > 0 && !interrupt.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        let report = pollster::block_on(scheduler.step(&mut |_, _| {}))?;
-        steps += 1;
-        peak = peak.max(report.sequences);
-    }
-    interrupt.end();
-    let seconds = started.elapsed().as_secs_f64();
+    let BatchRun {
+        steps,
+        peak,
+        seconds,
+    } = step_until_done(&mut scheduler)?;
     let generations = scheduler.finish();
     let kv = engine.kv_stats();
     let prompt_tokens: usize = generations.iter().map(|g| g.n_prompt()).sum();
@@ -255,4 +273,40 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How a batch of generations ran.
+struct BatchRun {
+    steps: usize,
+    /// The most generations in one step.
+    peak: usize,
+    seconds: f64,
+}
+
+/// Steps the scheduler until every generation has stopped, or Ctrl-C.
+fn step_until_done(scheduler: &mut Scheduler<'_>) -> Result<BatchRun> {
+    let interrupt = Interrupt::install();
+    interrupt.begin();
+    let started = Instant::now();
+    let (mut steps, mut peak) = (0usize, 0usize);
+    let mut stepped = Ok(());
+    while scheduler.active() > 0 && !interrupt.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        match pollster::block_on(scheduler.step(&mut |_, _| {})) {
+            Ok(report) => {
+                steps += 1;
+                peak = peak.max(report.sequences);
+            }
+            Err(e) => {
+                stepped = Err(e);
+                break;
+            }
+        }
+    }
+    interrupt.end();
+    stepped?;
+    Ok(BatchRun {
+        steps,
+        peak,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
