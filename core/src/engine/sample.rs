@@ -4,7 +4,7 @@
 
 use crate::Error;
 use crate::gpu::{Gpu, GpuError, Plan, StepShape, Variant};
-use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, Tuning};
+use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
 
 use super::activations::Activations;
@@ -47,16 +47,25 @@ impl SamplerTail {
     ) -> Result<SamplerTail, GpuError> {
         let k = Kernels::with_tuning(gpu, variant, tuning);
         let rows = max_rows as u64;
-        let penalty_params = gpu.uniform("penalty parameters", 16).await?;
+        let penalty_params = gpu
+            .uniform("penalty parameters", size_of::<PenaltyParams>() as u64)
+            .await?;
+        let entry = size_of::<PenaltyEntry>() as u64;
+        // One entry short of the binding limit, as room for the buffer's padding.
         let penalty_cap = MAX_PENALTY_ENTRIES
-            .min(((gpu.caps.max_storage_binding.saturating_sub(16)) / 16) as u32);
+            .min((gpu.caps.max_storage_binding.saturating_sub(entry) / entry) as u32);
         let penalty_entries = gpu
-            .storage("penalised tokens", 16 * penalty_cap as u64)
+            .storage("penalised tokens", entry * penalty_cap as u64)
             .await?;
         let row_params = gpu
-            .storage("sampling parameters per row", 16 * rows)
+            .storage(
+                "sampling parameters per row",
+                size_of::<RowParams>() as u64 * rows,
+            )
             .await?;
-        let candidate_params = gpu.uniform("candidate parameters", 16).await?;
+        let candidate_params = gpu
+            .uniform("candidate parameters", size_of::<CandidateParams>() as u64)
+            .await?;
         gpu.write(
             &candidate_params,
             0,

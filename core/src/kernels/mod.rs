@@ -1,10 +1,14 @@
 //! The Rust side of each GPU kernel: its parameter block (mirroring the WGSL struct),
 //! its bindings, the defines of the chosen variant, and its grid. Each function adds
-//! one kind of dispatch to a [`PlanBuilder`].
+//! one kind of dispatch to a [`PlanBuilder`]. Bind group layouts and workgroup sizes
+//! come from the composed WGSL (`gpu::Reflection`); [`interface`] says what each
+//! function binds and checks it against that reflection whenever a pipeline is fetched.
 //!
 //! To add an op: write `shaders/wgsl/<op>.wgsl`, register its axes in
-//! `shaders/src/kernels.rs`, add a function here, and a CPU-reference test in
-//! `tests/tests/kernels.rs`.
+//! `shaders/src/kernels.rs`, declare its parameter block with `gpu_struct!` in
+//! `params.rs`, add its bindings to [`interface::INTERFACES`] (the reflection test,
+//! `cargo test -p wisp-core kernels::interface`, then checks every variant), add a
+//! function here, and a CPU-reference test in `tests/tests/kernels.rs`.
 
 pub mod interface;
 mod layout;
