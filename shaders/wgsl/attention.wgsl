@@ -15,7 +15,6 @@
 @group(0) @binding(6) var<storage, read> step_meta: array<u32>;
 
 #include "common/paged.wgsl"
-#include "common/bits.wgsl"
 #include "common/kv_access.wgsl"
 
 const DPI: u32 = (HD + WG - 1u) / WG;

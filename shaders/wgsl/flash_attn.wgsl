@@ -24,7 +24,6 @@
 
 #include "common/paged.wgsl"
 #include "common/attention_work.wgsl"
-#include "common/bits.wgsl"
 #include "common/kv_access.wgsl"
 
 const WG: u32 = BQ * L;

@@ -40,6 +40,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
 
 #include "common/paged.wgsl"
+#include "common/kv_access.wgsl"
 
 // Cosine and sine of a possibly large angle: reduce it to [-pi, pi] first, where GPU
 // trigonometry is accurate.
@@ -91,29 +92,22 @@ fn pair_of(dim: u32) -> vec2<u32> {
 }
 
 #if KV == q8_0
-// Quantizes 32 values into a slot's quants and scale (common/kv_access.wgsl): d is
-// amax / 127 as in GGML's Q8_0, stored rounded to f16; values round half away from zero.
+// Quantizes 32 values into a slot's quants and scale (packed by common/kv_access.wgsl).
 fn store_q8(values: ptr<function, array<f32, 32>>, slot: u32, first: u32, is_k: bool) {
     var amax = 0.0;
     for (var i = 0u; i < 32u; i++) {
         amax = max(amax, abs((*values)[i]));
     }
-    let d = amax / 127.0;
-    let id = select(0.0, 1.0 / d, d > 0.0);
-    let words = p.kv_stride / 4u + p.kv_stride / 32u;
-    let b = slot * words;
+    let d = q8_scale(amax);
     for (var w4 = 0u; w4 < 8u; w4++) {
-        var packed = 0u;
-        for (var k = 0u; k < 4u; k++) {
-            let x = (*values)[4u * w4 + k] * id;
-            let q = i32(trunc(x + 0.5 * sign(x)));
-            packed |= (bitcast<u32>(q) & 0xffu) << (8u * k);
-        }
-        let at = b + first / 4u + w4;
+        let e = 4u * w4;
+        let four = vec4<f32>((*values)[e], (*values)[e + 1u], (*values)[e + 2u], (*values)[e + 3u]);
+        let packed = q8_pack4(four, d);
+        let at = kv_quant_word(slot, first + e);
         if (is_k) { k_pool[at] = packed; } else { v_pool[at] = packed; }
     }
-    let scale = bitcast<u32>(unpack2x16float(pack2x16float(vec2<f32>(d, 0.0))).x);
-    let at = b + p.kv_stride / 4u + first / 32u;
+    let scale = q8_scale_bits(d);
+    let at = kv_scale_word(slot, first);
     if (is_k) { k_pool[at] = scale; } else { v_pool[at] = scale; }
 }
 #endif
@@ -168,18 +162,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     // One invocation per key pair (rotated), then per two values.
     let n_k = p.n_kv_head * half;
     let j = i - n_q;
-    let cache_b = slot * p.kv_stride;
     if (j < n_k) {
         let head = (j / half) * p.head_dim;
         let r = rotate_pair(tb, p.n_head * p.head_dim + head, j % half, pos);
         let d = pair_dims(j % half);
-        k_pool[cache_b + head + d.x] = kv_t(r.x);
-        k_pool[cache_b + head + d.y] = kv_t(r.y);
+        k_pool[kv_index(slot, head + d.x)] = kv_t(r.x);
+        k_pool[kv_index(slot, head + d.y)] = kv_t(r.y);
     } else if (j < 2u * n_k) {
         let e = 2u * (j - n_k);
         let v_col = (p.n_head + p.n_kv_head) * p.head_dim;
-        v_pool[cache_b + e] = kv_t(qkv_at(tb, v_col + e));
-        v_pool[cache_b + e + 1u] = kv_t(qkv_at(tb, v_col + e + 1u));
+        v_pool[kv_index(slot, e)] = kv_t(qkv_at(tb, v_col + e));
+        v_pool[kv_index(slot, e + 1u)] = kv_t(qkv_at(tb, v_col + e + 1u));
     }
 #endif
 }
