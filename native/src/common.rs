@@ -13,7 +13,7 @@ use memmap2::Mmap;
 use wisp_core::defaults::{ModelDefaults, SamplingDefaults, SamplingOverrides};
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType, VariantOverrides};
+use wisp_core::gpu::{AdapterChoice, DeviceOptions, Gpu, KvType};
 use wisp_core::hf::LoadOptions;
 use wisp_core::model::{FileBytes, ModelConfig, TensorBytes, TensorSource};
 use wisp_core::quant::GgmlType;
@@ -21,6 +21,7 @@ use wisp_core::sampling::SamplerConfig;
 use wisp_core::tokenizer::Tokenizer;
 
 use crate::hf_folder::HfFolder;
+use crate::settings::EnvSettings;
 use crate::{model_cache, pipeline_store};
 
 /// `-m MODEL` and `--quantize`.
@@ -321,18 +322,21 @@ pub fn open_gpu(args: &DeviceArgs) -> Result<Arc<Gpu>> {
             choice
         }
     };
+    let env = EnvSettings::from_env()?;
     let options = DeviceOptions {
         adapter,
+        loop_bounding: env.loop_bounding,
         ..Default::default()
     };
     let gpu = pollster::block_on(Gpu::new(&options)).context("opening the device")?;
-    pipeline_store::attach(&gpu);
+    pipeline_store::attach(&gpu, env.pipeline_cache);
     Ok(Arc::new(gpu))
 }
 
 /// Uploads the model, with kernel variants from `WISP_ACT` / `WISP_REDUCE` / `WISP_TIER`
-/// when set, and says on stderr which adapter runs it and why. `parallel` sequences may
-/// run at once (the KV pool and the step limits are sized for them).
+/// and tuning overrides from `WISP_TUNE` when set, and says on stderr which adapter runs
+/// it and why. `parallel` sequences may run at once (the KV pool and the step limits are
+/// sized for them).
 pub fn load_engine(
     model: &Model,
     gpu: Arc<Gpu>,
@@ -360,7 +364,7 @@ pub fn load_engine_from(
     device: &DeviceArgs,
     parallel: u32,
 ) -> Result<Engine> {
-    let variant = VariantOverrides::from_env()?;
+    let env = EnvSettings::from_env()?;
     let kv_type = device
         .kv_type
         .as_deref()
@@ -385,7 +389,8 @@ pub fn load_engine_from(
         kv_block: device.kv_block,
         max_rows: defaults.max_rows.max(parallel),
         max_entries: defaults.max_entries.max(parallel),
-        variant,
+        variant: env.variant,
+        tuning: env.tuning,
         ..defaults
     };
     let engine = pollster::block_on(Engine::load(gpu, file, source, &options))
@@ -402,7 +407,7 @@ pub fn load_engine_from(
         kv.pool_bytes as f64 / 1048576.0
     );
     // Every pipeline the engine uses is built by now: keep them for the next run.
-    pipeline_store::save(&engine.gpu);
+    pipeline_store::save(&engine.gpu, env.pipeline_cache);
     Ok(engine)
 }
 

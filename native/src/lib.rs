@@ -15,3 +15,4 @@ pub mod common;
 pub mod hf_folder;
 pub mod model_cache;
 pub mod pipeline_store;
+pub mod settings;

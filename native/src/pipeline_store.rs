@@ -1,6 +1,7 @@
 //! The driver's pipeline cache on disk: `<cache>/pipelines/<adapter key>` holds what the
 //! driver compiled last time (Vulkan only; wgpu names the file after the adapter), so a
-//! later run skips most shader compilation. `WISP_PIPELINE_CACHE=off` disables it.
+//! later run skips most shader compilation. `WISP_PIPELINE_CACHE=off` disables it (read
+//! with the other variables in `settings.rs`).
 //!
 //! The cache is an optimisation: a missing, unreadable or stale file only costs the
 //! compilation it would have saved, and a failure to write it is a warning.
@@ -10,14 +11,11 @@ use std::path::PathBuf;
 use wisp_core::gpu::Gpu;
 
 use crate::model_cache;
-
-fn enabled() -> bool {
-    std::env::var("WISP_PIPELINE_CACHE").map_or(true, |v| v != "off" && v != "0")
-}
+use crate::settings::PipelineCacheFile;
 
 /// Where this adapter's pipeline cache lives, if it has one and caching is on.
-pub fn path(gpu: &Gpu) -> Option<PathBuf> {
-    if !enabled() {
+pub fn path(gpu: &Gpu, file: PipelineCacheFile) -> Option<PathBuf> {
+    if file == PipelineCacheFile::Off {
         return None;
     }
     let key = gpu.pipeline_cache_key()?;
@@ -26,8 +24,8 @@ pub fn path(gpu: &Gpu) -> Option<PathBuf> {
 
 /// Starts the device's pipeline cache from the file of an earlier run, if any. Call
 /// before any pipeline is built.
-pub fn attach(gpu: &Gpu) {
-    let Some(path) = path(gpu) else { return };
+pub fn attach(gpu: &Gpu, file: PipelineCacheFile) {
+    let Some(path) = path(gpu, file) else { return };
     let data = std::fs::read(&path).ok();
     tracing::debug!(
         "pipeline cache {}: {} bytes",
@@ -40,8 +38,8 @@ pub fn attach(gpu: &Gpu) {
 
 /// Writes the device's pipeline cache for the next run (atomically: a temporary file
 /// renamed into place, so a concurrent reader never sees half a file).
-pub fn save(gpu: &Gpu) {
-    let (Some(path), Some(data)) = (path(gpu), gpu.pipelines.driver_data()) else {
+pub fn save(gpu: &Gpu, file: PipelineCacheFile) {
+    let (Some(path), Some(data)) = (path(gpu, file), gpu.pipelines.driver_data()) else {
         return;
     };
     let write = || -> std::io::Result<()> {

@@ -1,17 +1,22 @@
 //! Micro-benchmark: matvec effective bandwidth against a streaming read, per variant
-//! and tuning (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE).
-use wisp_core::gpu::{Count, Profiler, QMatrix, StepShape, VariantOverrides, gpu_weight_type};
-use wisp_core::kernels::{Kernels, MatArgs, Out};
+//! and tuning (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE / WISP_LOOP_BOUNDING).
+use std::sync::Arc;
+use wisp::settings::EnvSettings;
+use wisp_core::gpu::{Count, DeviceOptions, Gpu, Profiler, QMatrix, StepShape, gpu_weight_type};
+use wisp_core::kernels::{Kernels, MatArgs, Out, Tuning};
 use wisp_core::quant::{GgmlType, can_quantize, quantize};
 use wisp_tests::kernel_harness::*;
 
 fn main() {
-    let gpu = wisp_tests::gpu::gpu();
-    let v = VariantOverrides::from_env()
-        .unwrap()
-        .resolve(&gpu.caps, "")
-        .unwrap();
-    let k = Kernels::new(&gpu, v);
+    let env = EnvSettings::from_env().unwrap();
+    let options = DeviceOptions {
+        loop_bounding: env.loop_bounding,
+        ..Default::default()
+    };
+    let gpu = Arc::new(pollster::block_on(Gpu::new(&options)).unwrap());
+    let v = env.variant.resolve(&gpu.caps, "").unwrap();
+    let tuning = Tuning::new(v, &gpu.caps).with_overrides(&env.tuning);
+    let k = Kernels::with_tuning(&gpu, v, tuning);
     println!("variant {v} tuning {:?}", k.tuning);
     let reps = 6;
     let probe = pollster::block_on(wisp_core::kernels::streaming_read(&gpu, v)).unwrap();

@@ -4,12 +4,15 @@
 //! decode steps of B sequences at once (the scheduler's steady state).
 //!
 //! Usage: `cargo run --release -p wisp-tests --example step_profile -- [B ...]`
-//! (default 1 4 16 64; the kernel variant follows WISP_ACT/WISP_REDUCE/WISP_TIER/WISP_TUNE).
+//! (default 1 4 16 64; the kernel variant follows WISP_ACT/WISP_REDUCE/WISP_TIER/WISP_TUNE/
+//! WISP_LOOP_BOUNDING).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
+use wisp::settings::EnvSettings;
 use wisp_core::engine::{BatchEntry, Engine, EngineOptions, Logits};
 use wisp_core::gguf::GgufFile;
-use wisp_core::gpu::{KernelTime, VariantOverrides};
+use wisp_core::gpu::{DeviceOptions, Gpu, KernelTime};
 use wisp_core::model::FileBytes;
 use wisp_core::sampling::{Sampler, SamplerConfig};
 
@@ -41,7 +44,12 @@ fn main() {
     } else {
         batches
     };
-    let gpu = wisp_tests::gpu::gpu();
+    let env = EnvSettings::from_env().unwrap();
+    let device = DeviceOptions {
+        loop_bounding: env.loop_bounding,
+        ..Default::default()
+    };
+    let gpu = Arc::new(pollster::block_on(Gpu::new(&device)).unwrap());
     let file_name =
         std::env::var("WISP_MODEL").unwrap_or_else(|_| "SmolLM2-135M-Instruct.Q4_1.gguf".into());
     let bytes = std::fs::read(wisp_tests::model_path(&file_name)).unwrap();
@@ -52,7 +60,8 @@ fn main() {
         kv_pool_tokens: 512 * max_b.max(1),
         max_rows: max_b.max(32),
         max_entries: max_b.max(64),
-        variant: VariantOverrides::from_env().unwrap(),
+        variant: env.variant,
+        tuning: env.tuning,
         ..Default::default()
     };
     let mut e = pollster::block_on(Engine::load(

@@ -459,3 +459,53 @@ fn the_pipeline_cache_is_kept_on_disk_and_a_damaged_one_is_replaced() {
         file.display()
     );
 }
+
+/// A `WISP_*` setting that is set but not valid stops the command before the device
+/// opens, with one error naming the variable and the values it accepts (the parsing
+/// itself is unit-tested in `native/src/settings.rs`).
+#[test]
+fn an_invalid_setting_in_the_environment_is_an_error() {
+    // A tiny random model: no download, and little to run should the setting be ignored.
+    let bench = [
+        "bench",
+        "--synthetic",
+        "layers=1,embd=64,ff=128,heads=2,vocab=256:q8_0",
+        "-p",
+        "0",
+        "-n",
+        "1",
+        "-r",
+        "1",
+    ];
+    let cases = [
+        ("WISP_TUNE", "fast", "WISP_TUNE=fast is not valid: expected"),
+        (
+            "WISP_TIER",
+            "fast",
+            "WISP_TIER=fast is not valid: expected one of cpu, gpu",
+        ),
+        (
+            "WISP_LOOP_BOUNDING",
+            "yes",
+            "WISP_LOOP_BOUNDING=yes is not valid: expected one of 0, 1",
+        ),
+        (
+            "WISP_PIPELINE_CACHE",
+            "no",
+            "WISP_PIPELINE_CACHE=no is not valid: expected one of on, off, 1, 0",
+        ),
+    ];
+    for (name, value, message) in cases {
+        let out = std::process::Command::new(wisp_tests::wisp_cli::wisp_bin())
+            .args(bench)
+            .env(name, value)
+            .output()
+            .expect("run wisp");
+        wisp_tests::wisp_cli::Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+        .fails_with(message);
+    }
+}

@@ -266,7 +266,7 @@ impl WispEngine {
         let options = EngineOptions {
             n_ctx: request.context_size.min(config.n_ctx_train.max(1)),
             variant: request.variant()?,
-            tuning: request.tune.clone(),
+            tuning: request.tuning()?,
             ..EngineOptions::default()
         };
         let engine = Engine::load(self.gpu.clone(), &file, &tensors, &options).await?;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use wisp_core::defaults::{ModelDefaults, SamplingOverrides};
 use wisp_core::generate::GenerateOptions;
 use wisp_core::gpu::{GpuError, VariantOverrides};
+use wisp_core::kernels::TuningOverrides;
 use wisp_core::sampling::SamplingError;
 
 /// Options of [`WispEngine::create`](crate::WispEngine::create).
@@ -51,6 +52,14 @@ impl LoadRequest {
             self.reduce.as_deref(),
             self.tier.as_deref(),
         )
+    }
+
+    /// `tune` parsed; an invalid one is an error naming `tune` and the fields it may set.
+    pub fn tuning(&self) -> Result<TuningOverrides, GpuError> {
+        match self.tune.as_deref() {
+            Some(spec) => spec.parse(),
+            None => Ok(TuningOverrides::default()),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, VariantOverrides};
-use crate::kernels::{FlashTiles, Tuning};
+use crate::kernels::{FlashTiles, Tuning, TuningOverrides};
 use crate::kv::{BlockCopy, BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
@@ -78,9 +78,9 @@ pub struct EngineOptions {
     /// The most entries (sequences) in one step.
     pub max_entries: u32,
     pub variant: VariantOverrides,
-    /// Tuning overrides (`name=value,…`, as `WISP_TUNE` natively), for tuning experiments
-    /// where there is no environment (the browser). An invalid one is an error here.
-    pub tuning: Option<String>,
+    /// Tuning overrides, for tuning experiments (natively from `WISP_TUNE`, on the web
+    /// page from its load request's `tune`).
+    pub tuning: TuningOverrides,
 }
 
 impl Default for EngineOptions {
@@ -94,7 +94,7 @@ impl Default for EngineOptions {
             max_rows: 32,
             max_entries: 64,
             variant: VariantOverrides::default(),
-            tuning: None,
+            tuning: TuningOverrides::default(),
         }
     }
 }
@@ -204,10 +204,7 @@ impl Engine {
             .uniform("step", std::mem::size_of::<StepParams>() as u64)
             .await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
-        let tuning = match &options.tuning {
-            Some(spec) => Tuning::new(variant, &gpu.caps).with_overrides(spec)?,
-            None => Tuning::for_adapter(variant, &gpu.caps),
-        };
+        let tuning = Tuning::new(variant, &gpu.caps).with_overrides(&options.tuning);
         // Split-K partial results take (max, sum, output) per split, head and decoded
         // entry; fewer splits where that would not fit one binding.
         let partial_bytes =

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{GpuError, LostSignal, PipelineCache};
+use super::{GpuError, LoopBounding, LostSignal, PipelineCache};
 
 /// How to pick the adapter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct DeviceOptions {
     /// Pretend the storage-binding limit is this small (tests use it to force tensors
     /// to be split across buffers).
     pub max_binding_override: Option<u64>,
+    /// Compile shaders with naga's loop counters (natively `WISP_LOOP_BOUNDING=1`).
+    pub loop_bounding: LoopBounding,
 }
 
 /// What the device can do, as far as kernel choice is concerned.
@@ -301,7 +303,7 @@ impl Gpu {
         });
         let caps = capabilities(&adapter, options.max_binding_override);
         Ok(Gpu {
-            pipelines: PipelineCache::new(),
+            pipelines: PipelineCache::new(options.loop_bounding),
             device,
             queue,
             info,

@@ -40,11 +40,14 @@ pub enum GpuError {
         feature: &'static str,
         variant: String,
     },
-    #[error("invalid kernel variant setting {name}={value:?} (expected {expected})")]
-    InvalidVariant {
+    /// A setting's value (a kernel variant, tuning override, KV type…) that Wisp does
+    /// not accept. `name` is what the caller called it (`WISP_TUNE` natively, `tune` on
+    /// the web page), so the message points at what to change.
+    #[error("{name}={value} is not valid: expected {expected}")]
+    InvalidSetting {
         name: String,
         value: String,
-        expected: &'static str,
+        expected: String,
     },
     #[error("shader {kernel} failed to compile: {message}")]
     Shader { kernel: String, message: String },

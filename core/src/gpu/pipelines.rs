@@ -6,6 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use super::{GpuError, Reflection};
 
+/// Whether shader modules get naga's hidden loop counters (a guard against infinite
+/// loops in untrusted shaders). Off by default: with them drivers cannot unroll
+/// fixed-count loops (see [`PipelineCache::get`]); on only to measure what they cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoopBounding {
+    #[default]
+    Off,
+    On,
+}
+
 /// A pipeline with its bind group layout, both made from what the composed WGSL
 /// declares.
 pub struct Pipeline {
@@ -51,6 +61,7 @@ pub struct PipelineCache {
     /// Time spent creating pipelines (shader translation and driver compilation), so
     /// benchmarks can report it apart from steady-state speed.
     compile_time: Mutex<std::time::Duration>,
+    loop_bounding: LoopBounding,
 }
 
 fn key(kernel: &str, defines: &[(&str, String)]) -> String {
@@ -62,8 +73,11 @@ fn key(kernel: &str, defines: &[(&str, String)]) -> String {
 }
 
 impl PipelineCache {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(loop_bounding: LoopBounding) -> Self {
+        PipelineCache {
+            loop_bounding,
+            ..Self::default()
+        }
     }
 
     /// Pipelines built so far.
@@ -144,7 +158,7 @@ impl PipelineCache {
         // dequantized chunks) in local memory instead of registers: on an H100 the
         // tiled matmul ran about 10x slower for it. Bounds checks stay on.
         let checks = wgpu::ShaderRuntimeChecks {
-            force_loop_bounding: std::env::var_os("WISP_LOOP_BOUNDING").is_some(),
+            force_loop_bounding: self.loop_bounding == LoopBounding::On,
             ..wgpu::ShaderRuntimeChecks::checked()
         };
         // SAFETY: the shaders are this crate's own kernels (shaders/wgsl), not user input,

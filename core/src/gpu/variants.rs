@@ -1,6 +1,7 @@
 //! Kernel variants: which activation type, reduction kind and kernel shapes run on an
 //! adapter. Chosen from its capabilities, each part forcible for tests and debugging
-//! (engine options, or the `WISP_ACT`, `WISP_REDUCE` and `WISP_TIER` variables).
+//! through the engine options (which the native crate fills from the `WISP_ACT`,
+//! `WISP_REDUCE` and `WISP_TIER` variables, and the web page from its load request).
 
 use super::{Capabilities, GpuError};
 
@@ -58,10 +59,10 @@ impl std::str::FromStr for KvType {
             "f32" => Ok(KvType::F32),
             "f16" => Ok(KvType::F16),
             "q8_0" => Ok(KvType::Q8_0),
-            _ => Err(GpuError::InvalidVariant {
-                name: "kv type".into(),
+            _ => Err(GpuError::InvalidSetting {
+                name: "KV type".into(),
                 value: s.into(),
-                expected: "f32, f16 or q8_0",
+                expected: "one of f32, f16, q8_0".into(),
             }),
         }
     }
@@ -137,60 +138,36 @@ impl std::fmt::Display for Variant {
 }
 
 impl VariantOverrides {
-    /// Reads `WISP_ACT` (f32|f16), `WISP_REDUCE` (subgroup|workgroup) and `WISP_TIER`
-    /// (cpu|gpu). Unset or empty variables choose automatically.
-    pub fn from_env() -> Result<Self, GpuError> {
-        fn var(name: &str) -> Option<String> {
-            std::env::var(name).ok().filter(|v| !v.is_empty())
-        }
-        Self::parse(
-            var("WISP_ACT").as_deref(),
-            var("WISP_REDUCE").as_deref(),
-            var("WISP_TIER").as_deref(),
-        )
-        .map_err(|e| match e {
-            GpuError::InvalidVariant {
-                name,
-                value,
-                expected,
-            } => GpuError::InvalidVariant {
-                name: format!("WISP_{}", name.to_uppercase()),
-                value,
-                expected,
-            },
-            other => other,
-        })
-    }
-
     /// The overrides from their names (`f32|f16`, `subgroup|workgroup`, `cpu|gpu`), as
-    /// the environment or a web page gives them; `None` chooses automatically.
+    /// the environment or a web page gives them; `None` chooses automatically. An error
+    /// names the setting `act`, `reduce` or `tier`; callers rename it to what they read.
     pub fn parse(
         act: Option<&str>,
         reduce: Option<&str>,
         tier: Option<&str>,
     ) -> Result<Self, GpuError> {
-        let bad = |name: &str, value: &str, expected: &'static str| GpuError::InvalidVariant {
+        let bad = |name: &str, value: &str, expected: &str| GpuError::InvalidSetting {
             name: name.to_string(),
             value: value.to_string(),
-            expected,
+            expected: expected.to_string(),
         };
         let act = match act {
             None => None,
             Some("f32") => Some(Act::F32),
             Some("f16") => Some(Act::F16),
-            Some(v) => return Err(bad("act", v, "f32 or f16")),
+            Some(v) => return Err(bad("act", v, "one of f32, f16")),
         };
         let reduce = match reduce {
             None => None,
             Some("subgroup") => Some(Reduce::Subgroup),
             Some("workgroup") => Some(Reduce::Workgroup),
-            Some(v) => return Err(bad("reduce", v, "subgroup or workgroup")),
+            Some(v) => return Err(bad("reduce", v, "one of subgroup, workgroup")),
         };
         let tier = match tier {
             None => None,
             Some("cpu") => Some(Tier::CpuLike),
             Some("gpu") => Some(Tier::Gpu),
-            Some(v) => return Err(bad("tier", v, "cpu or gpu")),
+            Some(v) => return Err(bad("tier", v, "one of cpu, gpu")),
         };
         Ok(VariantOverrides { act, reduce, tier })
     }

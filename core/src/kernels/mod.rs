@@ -21,7 +21,7 @@ pub use layout::{Field, GpuStruct, LayoutMismatch, RustLayout, compare};
 pub use params::*;
 pub use probe::{Bandwidth, streaming_read};
 pub use step::*;
-pub use tuning::{FlashTiles, Tuning};
+pub use tuning::{FlashTiles, TUNING_FIELDS, Tuning, TuningOverrides};
 
 use crate::gpu::{
     Act, Count, Gpu, GpuError, Grid, KvType, Pipeline, PlanBuilder, QMatrix, Variant,
@@ -138,11 +138,12 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
 }
 
 impl<'g> Kernels<'g> {
+    /// With the tier's tuning for the adapter.
     pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
         Kernels {
             gpu,
             variant,
-            tuning: Tuning::for_adapter(variant, &gpu.caps),
+            tuning: Tuning::new(variant, &gpu.caps),
             placeholder: placeholder(gpu),
         }
     }

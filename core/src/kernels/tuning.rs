@@ -112,63 +112,113 @@ impl Tuning {
 }
 
 impl Tuning {
-    /// The tier's tuning with the `WISP_TUNE` overrides (tuning experiments only: an
-    /// invalid setting is reported and ignored).
-    pub fn for_adapter(variant: Variant, caps: &Capabilities) -> Tuning {
-        let tuning = Tuning::new(variant, caps);
-        match std::env::var("WISP_TUNE") {
-            Ok(spec) => tuning.with_overrides(&spec).unwrap_or_else(|e| {
-                tracing::warn!("{e}");
-                tuning
-            }),
-            Err(_) => tuning,
+    /// This tuning with `overrides` applied.
+    pub fn with_overrides(mut self, overrides: &TuningOverrides) -> Tuning {
+        for &(name, value) in &overrides.items {
+            // Names were checked against the same list when parsed.
+            if let Some(field) = tuning_field(&mut self, name) {
+                field.set(value);
+            }
         }
+        self
     }
+}
 
-    /// Applies `name=value` overrides separated by commas (`WISP_TUNE`, for tuning
-    /// experiments), e.g. `matvec_split=8,matvec_rows=1`.
-    pub fn with_overrides(mut self, spec: &str) -> Result<Tuning, GpuError> {
+/// A field that overrides may set: numbers as given, switches from 0 or 1.
+trait TuningValue {
+    fn set(&mut self, value: u32);
+}
+
+impl TuningValue for u32 {
+    fn set(&mut self, value: u32) {
+        *self = value;
+    }
+}
+
+impl TuningValue for bool {
+    fn set(&mut self, value: u32) {
+        *self = value != 0;
+    }
+}
+
+/// One list of the fields overrides may name, so that parsing, applying and the error
+/// message cannot disagree.
+macro_rules! tuning_fields {
+    ($first:ident $(, $field:ident)* $(,)?) => {
+        /// The names of [`Tuning`]'s fields that overrides may set.
+        pub const TUNING_FIELDS: &[&str] = &[stringify!($first) $(, stringify!($field))*];
+        const TUNING_FIELD_LIST: &str = concat!(stringify!($first) $(, ", ", stringify!($field))*);
+
+        fn tuning_field<'t>(t: &'t mut Tuning, name: &str) -> Option<&'t mut dyn TuningValue> {
+            match name {
+                stringify!($first) => Some(&mut t.$first),
+                $(stringify!($field) => Some(&mut t.$field),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+tuning_fields!(
+    matvec_split,
+    matvec_rows,
+    matvec_wg,
+    matmul_tokens,
+    tile_bm,
+    tile_bn,
+    tile_tm,
+    tile_tn,
+    tokens_rn,
+    tokens_wg,
+    norm_wg,
+    attn_flash,
+    attn_lanes,
+    attn_lanes_wg,
+    attn_wg,
+    attn_split_keys,
+    attn_max_splits,
+    argmax_wg,
+);
+
+/// Overrides of [`Tuning`]'s fields by name, for tuning experiments: `name=value` items
+/// separated by commas (`matvec_split=8,matvec_rows=1`). The native crate reads them
+/// from `WISP_TUNE`, the web page passes them as `tune`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TuningOverrides {
+    items: Vec<(&'static str, u32)>,
+}
+
+impl TuningOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl std::str::FromStr for TuningOverrides {
+    type Err = GpuError;
+
+    /// Parses `name=value,…`; an error names the setting `tune` (callers rename it to
+    /// what they read) and the item it could not take.
+    fn from_str(spec: &str) -> Result<Self, GpuError> {
+        let mut items = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = || GpuError::InvalidVariant {
-                name: "WISP_TUNE".into(),
-                value: item.to_string(),
-                expected: "name=number with a name of Tuning's fields",
+            let bad = || GpuError::InvalidSetting {
+                name: "tune".into(),
+                value: spec.to_string(),
+                expected: format!(
+                    "name=number items separated by commas, with names among \
+                     {TUNING_FIELD_LIST} ({item:?} is not one)"
+                ),
             };
             let (name, value) = item.split_once('=').ok_or_else(bad)?;
+            let name = TUNING_FIELDS
+                .iter()
+                .find(|&&f| f == name.trim())
+                .ok_or_else(bad)?;
             let value: u32 = value.trim().parse().map_err(|_| bad())?;
-            let field = match name.trim() {
-                "matvec_split" => &mut self.matvec_split,
-                "matvec_rows" => &mut self.matvec_rows,
-                "matvec_wg" => &mut self.matvec_wg,
-                "matmul_tokens" => {
-                    self.matmul_tokens = value != 0;
-                    continue;
-                }
-                "attn_lanes" => {
-                    self.attn_lanes = value != 0;
-                    continue;
-                }
-                "attn_flash" => {
-                    self.attn_flash = value != 0;
-                    continue;
-                }
-                "tokens_rn" => &mut self.tokens_rn,
-                "tokens_wg" => &mut self.tokens_wg,
-                "tile_bm" => &mut self.tile_bm,
-                "tile_bn" => &mut self.tile_bn,
-                "tile_tm" => &mut self.tile_tm,
-                "tile_tn" => &mut self.tile_tn,
-                "norm_wg" => &mut self.norm_wg,
-                "attn_wg" => &mut self.attn_wg,
-                "attn_lanes_wg" => &mut self.attn_lanes_wg,
-                "argmax_wg" => &mut self.argmax_wg,
-                "attn_split_keys" => &mut self.attn_split_keys,
-                "attn_max_splits" => &mut self.attn_max_splits,
-                _ => return Err(bad()),
-            };
-            *field = value;
+            items.push((*name, value));
         }
-        Ok(self)
+        Ok(TuningOverrides { items })
     }
 }
 
@@ -198,5 +248,92 @@ impl FlashTiles {
             }
         }
         FlashTiles { bq, bk, lanes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{Act, Capabilities};
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            shader_f16: true,
+            subgroups: true,
+            subgroup_min_size: 32,
+            subgroup_max_size: 32,
+            cpu_like: false,
+            timestamp_queries: false,
+            max_storage_binding: 1 << 30,
+            max_buffer_size: 1 << 30,
+            max_invocations_per_workgroup: 1024,
+            max_workgroup_storage: 49152,
+            max_workgroups_per_dimension: 65535,
+            min_uniform_offset_alignment: 256,
+            max_storage_buffers_per_stage: 16,
+        }
+    }
+
+    fn gpu_tuning() -> Tuning {
+        let variant = Variant {
+            act: Act::F16,
+            reduce: Reduce::Subgroup,
+            tier: Tier::Gpu,
+        };
+        Tuning::new(variant, &caps())
+    }
+
+    #[test]
+    fn every_field_can_be_overridden_by_name() {
+        let json = serde_json::to_value(gpu_tuning()).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut named = TUNING_FIELDS.to_vec();
+        fields.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(fields, named);
+    }
+
+    #[test]
+    fn overrides_set_numbers_and_switches() {
+        let base = gpu_tuning();
+        let o: TuningOverrides = " matvec_wg=64, attn_flash=0,,tile_bm = 16 "
+            .parse()
+            .unwrap();
+        let t = base.with_overrides(&o);
+        assert_eq!((t.matvec_wg, t.attn_flash, t.tile_bm), (64, false, 16));
+        assert_eq!(
+            Tuning {
+                matvec_wg: base.matvec_wg,
+                attn_flash: true,
+                tile_bm: base.tile_bm,
+                ..t
+            },
+            base
+        );
+        let none: TuningOverrides = "".parse().unwrap();
+        assert!(none.is_empty());
+        assert_eq!(base.with_overrides(&none), base);
+    }
+
+    #[test]
+    fn a_bad_override_names_the_setting_and_what_it_accepts() {
+        for spec in [
+            "fast",
+            "matvec_wg=64,no_such_field=3",
+            "matvec_wg=-1",
+            "matvec_wg",
+        ] {
+            let e = spec.parse::<TuningOverrides>().unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("tune={spec} is not valid: expected ")),
+                "{e}"
+            );
+            assert!(e.contains("matvec_split, matvec_rows"), "{e}");
+        }
     }
 }

@@ -14,9 +14,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use wisp::common::{self, DeviceArgs, Model};
 use wisp::model_cache;
+use wisp::settings::EnvSettings;
 use wisp_core::defaults::ModelDefaults;
 use wisp_core::generate::{ChatSession, GenerateOptions, Generator, StopReason};
-use wisp_core::gpu::{Gpu, VariantOverrides};
+use wisp_core::gpu::Gpu;
 use wisp_core::model::Counted;
 use wisp_core::tokenizer::ChatMessage;
 
@@ -338,7 +339,9 @@ impl Worker {
 }
 
 fn describe_adapter(gpu: &Gpu) -> Result<AdapterSummary> {
-    let variant = VariantOverrides::from_env()?.resolve(&gpu.caps, &gpu.adapter_name())?;
+    let variant = EnvSettings::from_env()?
+        .variant
+        .resolve(&gpu.caps, &gpu.adapter_name())?;
     Ok(AdapterSummary {
         name: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
