@@ -86,6 +86,8 @@ fn err(file: &str, line: u32, message: impl Into<String>) -> ShaderError {
     }
 }
 
+/// Appends `path`, composed, to `state.out` (nothing if it was already included); `from`
+/// is the `#include` that asked for it.
 fn process_file(
     state: &mut State<'_>,
     path: &str,
@@ -94,103 +96,18 @@ fn process_file(
     if !state.included.insert(path.to_string()) {
         return Ok(());
     }
-    let text = state
-        .sources
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| match from {
-            Some((f, l)) => err(f, l, format!("included file {path:?} does not exist")),
-            None => err(path, 0, "shader file does not exist"),
-        })?;
-    let mut stack: Vec<Frame> = Vec::new();
+    let text = find_source(state.sources, path, from)?;
+    let mut conditionals = Conditionals::default();
     for (idx, raw) in text.lines().enumerate() {
         let line_no = idx as u32 + 1;
-        let active = stack.last().is_none_or(|f| f.active);
-        let trimmed = raw.trim_start();
-        if let Some(directive) = trimmed.strip_prefix('#') {
-            let directive = directive.trim();
-            let (word, rest) = match directive.find(char::is_whitespace) {
-                Some(i) => (&directive[..i], directive[i..].trim()),
-                None => (directive, ""),
-            };
-            match word {
-                "if" | "ifdef" | "ifndef" => {
-                    let cond = if !active {
-                        false
-                    } else {
-                        match word {
-                            "if" => {
-                                eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?
-                            }
-                            "ifdef" => state.defines.contains_key(rest),
-                            _ => !state.defines.contains_key(rest),
-                        }
-                    };
-                    stack.push(Frame {
-                        parent_active: active,
-                        taken: cond,
-                        active: cond,
-                        seen_else: false,
-                        line: line_no,
-                    });
-                }
-                "elif" => {
-                    let frame = stack
-                        .last_mut()
-                        .ok_or_else(|| err(path, line_no, "#elif without #if"))?;
-                    if frame.seen_else {
-                        return Err(err(path, line_no, "#elif after #else"));
-                    }
-                    if frame.parent_active && !frame.taken {
-                        let cond = eval(rest, &state.defines).map_err(|m| err(path, line_no, m))?;
-                        frame.active = cond;
-                        frame.taken = cond;
-                    } else {
-                        frame.active = false;
-                    }
-                }
-                "else" => {
-                    let frame = stack
-                        .last_mut()
-                        .ok_or_else(|| err(path, line_no, "#else without #if"))?;
-                    if frame.seen_else {
-                        return Err(err(path, line_no, "second #else"));
-                    }
-                    frame.seen_else = true;
-                    frame.active = frame.parent_active && !frame.taken;
-                    frame.taken = true;
-                }
-                "endif" => {
-                    stack
-                        .pop()
-                        .ok_or_else(|| err(path, line_no, "#endif without #if"))?;
-                }
-                _ if !active => {}
-                "include" => {
-                    let target = rest
-                        .strip_prefix('"')
-                        .and_then(|r| r.strip_suffix('"'))
-                        .ok_or_else(|| err(path, line_no, "expected #include \"file.wgsl\""))?;
-                    let target = substitute_path(target, &state.defines)
-                        .map_err(|m| err(path, line_no, m))?;
-                    process_file(state, &target, Some((path, line_no)))?;
-                }
-                "define" => {
-                    let (name, value) = match rest.find(char::is_whitespace) {
-                        Some(i) => (&rest[..i], rest[i..].trim()),
-                        None => (rest, ""),
-                    };
-                    if !is_ident(name) {
-                        return Err(err(path, line_no, format!("bad define name {name:?}")));
-                    }
-                    let value = substitute(value, &state.defines);
-                    state.defines.insert(name.to_string(), value);
-                }
-                "error" => return Err(err(path, line_no, format!("#error {rest}"))),
-                other => {
-                    return Err(err(path, line_no, format!("unknown directive #{other}")));
-                }
+        let active = conditionals.active();
+        if let Some(directive) = raw.trim_start().strip_prefix('#') {
+            let (word, rest) = split_first_word(directive.trim());
+            let at = (path, line_no);
+            // Conditionals are tracked even inside an inactive region; the other
+            // directives (unknown ones included) only count where the region emits.
+            if !conditionals.apply(word, rest, &state.defines, at)? && active {
+                apply_directive(state, word, rest, at)?;
             }
             continue;
         }
@@ -200,10 +117,147 @@ fn process_file(
             state.out.line_map.push((path.to_string(), line_no));
         }
     }
-    if let Some(frame) = stack.last() {
-        return Err(err(path, frame.line, "#if without #endif"));
+    conditionals.check_closed(path)
+}
+
+/// The text of `path`; the error names the `#include` that asked for it, if any.
+fn find_source<'a>(
+    sources: Sources<'a>,
+    path: &str,
+    from: Option<(&str, u32)>,
+) -> Result<&'a str, ShaderError> {
+    sources
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| match from {
+            Some((f, l)) => err(f, l, format!("included file {path:?} does not exist")),
+            None => err(path, 0, "shader file does not exist"),
+        })
+}
+
+/// `word rest`: the text up to the first whitespace, and the rest trimmed.
+fn split_first_word(text: &str) -> (&str, &str) {
+    match text.find(char::is_whitespace) {
+        Some(i) => (&text[..i], text[i..].trim()),
+        None => (text, ""),
     }
-    Ok(())
+}
+
+/// The open `#if` chains of one file, innermost last.
+#[derive(Default)]
+struct Conditionals {
+    frames: Vec<Frame>,
+}
+
+impl Conditionals {
+    /// Whether lines here are emitted.
+    fn active(&self) -> bool {
+        self.frames.last().is_none_or(|f| f.active)
+    }
+
+    /// Applies `#word rest` if it is `#if`, `#ifdef`, `#ifndef`, `#elif`, `#else` or
+    /// `#endif`, found at `(path, line_no)`; returns whether it was one of them.
+    fn apply(
+        &mut self,
+        word: &str,
+        rest: &str,
+        defines: &BTreeMap<String, String>,
+        (path, line_no): (&str, u32),
+    ) -> Result<bool, ShaderError> {
+        let at = |m: &str| err(path, line_no, m);
+        let eval_here = |expr| eval(expr, defines).map_err(|m| err(path, line_no, m));
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                let active = self.active();
+                let cond = active
+                    && match word {
+                        "if" => eval_here(rest)?,
+                        "ifdef" => defines.contains_key(rest),
+                        _ => !defines.contains_key(rest),
+                    };
+                self.frames.push(Frame {
+                    parent_active: active,
+                    taken: cond,
+                    active: cond,
+                    seen_else: false,
+                    line: line_no,
+                });
+            }
+            "elif" => {
+                let frame = self
+                    .frames
+                    .last_mut()
+                    .ok_or_else(|| at("#elif without #if"))?;
+                if frame.seen_else {
+                    return Err(at("#elif after #else"));
+                }
+                if frame.parent_active && !frame.taken {
+                    let cond = eval_here(rest)?;
+                    frame.active = cond;
+                    frame.taken = cond;
+                } else {
+                    frame.active = false;
+                }
+            }
+            "else" => {
+                let frame = self
+                    .frames
+                    .last_mut()
+                    .ok_or_else(|| at("#else without #if"))?;
+                if frame.seen_else {
+                    return Err(at("second #else"));
+                }
+                frame.seen_else = true;
+                frame.active = frame.parent_active && !frame.taken;
+                frame.taken = true;
+            }
+            "endif" => {
+                self.frames.pop().ok_or_else(|| at("#endif without #if"))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// An error at the innermost `#if` left open at the end of `path`.
+    fn check_closed(&self, path: &str) -> Result<(), ShaderError> {
+        match self.frames.last() {
+            Some(frame) => Err(err(path, frame.line, "#if without #endif")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Applies a directive other than a conditional, in a region that emits.
+fn apply_directive(
+    state: &mut State<'_>,
+    word: &str,
+    rest: &str,
+    (path, line_no): (&str, u32),
+) -> Result<(), ShaderError> {
+    match word {
+        "include" => {
+            let target = rest
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix('"'))
+                .ok_or_else(|| err(path, line_no, "expected #include \"file.wgsl\""))?;
+            let target =
+                substitute_path(target, &state.defines).map_err(|m| err(path, line_no, m))?;
+            process_file(state, &target, Some((path, line_no)))
+        }
+        "define" => {
+            let (name, value) = split_first_word(rest);
+            if !is_ident(name) {
+                return Err(err(path, line_no, format!("bad define name {name:?}")));
+            }
+            let value = substitute(value, &state.defines);
+            state.defines.insert(name.to_string(), value);
+            Ok(())
+        }
+        "error" => Err(err(path, line_no, format!("#error {rest}"))),
+        other => Err(err(path, line_no, format!("unknown directive #{other}"))),
+    }
 }
 
 fn is_ident_char(c: char) -> bool {
