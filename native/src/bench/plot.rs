@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
-use super::measure::Kind;
+use super::measure::{Kind, TestResult};
 use super::report::BenchReport;
 
 /// A kernel's pipeline key without its tuning defines: the name, the weight type and
@@ -23,14 +25,35 @@ fn short_kernel(key: &str) -> String {
     short
 }
 
-pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
-    let plotting = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (1280, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plotting(&e))?;
-    let (left, right) = root.split_horizontally(660);
+/// Every drawing call's error: the SVG backend's, which is an I/O error.
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
 
-    // One series per adapter and test (kind, length, batch), over the depths.
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+/// One side of the figure.
+type Panel<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A line on the rate chart: its legend and its `(depth, tokens/s)` points.
+type Series = (String, Vec<(f64, f64)>);
+
+pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
+    draw_figure(reports, path).map_err(|e| anyhow!("drawing {}: {e}", path.display()))
+}
+
+/// The rate chart on the left, the first step's kernel breakdown (when there is a test) on
+/// the right.
+fn draw_figure(reports: &[BenchReport], path: &Path) -> Result<(), DrawError> {
+    let root = SVGBackend::new(path, (1280, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(660);
+    draw_rates(&left, &rate_series(reports))?;
+    if let Some(test) = breakdown_test(reports) {
+        draw_breakdown(&right, test)?;
+    }
+    root.present()
+}
+
+/// One series per adapter and test (kind, length, batch), over the depths.
+fn rate_series(reports: &[BenchReport]) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
     for r in reports {
         for t in &r.tests {
             let s = &t.shape;
@@ -52,6 +75,11 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
             }
         }
     }
+    series
+}
+
+/// Tokens/s against depth, a line and dots per series, with a legend.
+fn draw_rates(panel: &Panel<'_>, series: &[Series]) -> Result<(), DrawError> {
     let max_depth = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
@@ -62,49 +90,47 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .fold(0.0, f64::max)
         .max(1e-3);
-    let mut chart = ChartBuilder::on(&left)
+    let mut chart = ChartBuilder::on(panel)
         .caption("tokens/s against context depth", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_depth * 1.05, 0.0..max_rate * 1.15)
-        .map_err(|e| plotting(&e))?;
+        .build_cartesian_2d(0.0..max_depth * 1.05, 0.0..max_rate * 1.15)?;
     chart
         .configure_mesh()
         .x_desc("depth (tokens in the cache)")
         .y_desc("tokens/s")
-        .draw()
-        .map_err(|e| plotting(&e))?;
+        .draw()?;
     for (i, (name, points)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| plotting(&e))?
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(|e| plotting(&e))?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| plotting(&e))?;
+}
 
-    // The first generation test's step (else the first test's), kernel by kernel.
-    let first = reports.first().and_then(|r| {
+/// The test whose step the breakdown shows: the first report's first generation test, else
+/// its first test.
+fn breakdown_test(reports: &[BenchReport]) -> Option<&TestResult> {
+    reports.first().and_then(|r| {
         r.tests
             .iter()
             .find(|t| t.shape.kind == Kind::Generate)
             .or(r.tests.first())
-    });
-    let Some(test) = first else {
-        return root.present().map_err(|e| plotting(&e));
-    };
+    })
+}
+
+/// One step's GPU time, kernel by kernel (the ten largest), as bars of percent.
+fn draw_breakdown(panel: &Panel<'_>, test: &TestResult) -> Result<(), DrawError> {
     let kernels: Vec<(String, f64)> = test
         .breakdown
         .kernels
@@ -121,34 +147,30 @@ pub fn draw(reports: &[BenchReport], path: &Path) -> Result<()> {
         )
     };
     let rows = kernels.len().max(1) as f64;
-    let mut bars = ChartBuilder::on(&right)
+    let mut bars = ChartBuilder::on(panel)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(10)
-        .build_cartesian_2d(0.0..100.0, 0.0..rows)
-        .map_err(|e| plotting(&e))?;
+        .build_cartesian_2d(0.0..100.0, 0.0..rows)?;
     bars.configure_mesh()
         .x_desc("% of the step")
         .y_labels(0)
         .disable_y_mesh()
-        .draw()
-        .map_err(|e| plotting(&e))?;
+        .draw()?;
     for (i, (name, pct)) in kernels.iter().enumerate() {
         let y = rows - i as f64;
         bars.draw_series([Rectangle::new(
             [(0.0, y - 0.85), (*pct, y - 0.15)],
             Palette99::pick(i).filled(),
-        )])
-        .map_err(|e| plotting(&e))?;
+        )])?;
         bars.draw_series([Text::new(
             format!("{name} {pct:.1}%"),
             (pct.min(55.0) + 1.0, y - 0.4),
             ("sans-serif", 14),
-        )])
-        .map_err(|e| plotting(&e))?;
+        )])?;
     }
-    root.present().map_err(|e| plotting(&e))
+    Ok(())
 }
 
 #[cfg(test)]
