@@ -87,6 +87,28 @@ struct Frames {
     last: Option<Instant>,
 }
 
+impl Frames {
+    /// Counts this frame if the engine is loading or replying, and widens the longest gap
+    /// between such frames.
+    fn count(&mut self, app: &DesktopApp) {
+        let loading = matches!(app.model_state(), ModelState::Loading { .. });
+        if !(loading || app.busy()) {
+            self.last = None;
+            return;
+        }
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            self.longest_gap_ms = self.longest_gap_ms.max((now - last).as_secs_f64() * 1000.0);
+        }
+        self.last = Some(now);
+        if loading {
+            self.while_loading += 1;
+        } else {
+            self.while_replying += 1;
+        }
+    }
+}
+
 /// A step's reply, as the report gives it.
 #[derive(Serialize)]
 struct StepReply {
@@ -156,24 +178,7 @@ impl Script {
         }
         // Keep frames coming: nothing else wakes an idle window under Xvfb.
         ctx.request_repaint_after(Duration::from_millis(50));
-        let loading = matches!(app.model_state(), ModelState::Loading { .. });
-        if loading || app.busy() {
-            let now = Instant::now();
-            if let Some(last) = self.frames.last {
-                self.frames.longest_gap_ms = self
-                    .frames
-                    .longest_gap_ms
-                    .max((now - last).as_secs_f64() * 1000.0);
-            }
-            self.frames.last = Some(now);
-            if loading {
-                self.frames.while_loading += 1;
-            } else {
-                self.frames.while_replying += 1;
-            }
-        } else {
-            self.frames.last = None;
-        }
+        self.frames.count(app);
         if self.listed_at_start.is_none() {
             self.listed_at_start = Some(
                 app.conversations()
@@ -183,89 +188,106 @@ impl Script {
             );
         }
         match self.stage {
-            Stage::WaitModel => match app.model_state() {
-                ModelState::Ready(_) => self.stage = Stage::Next(0),
-                ModelState::Failed(e) => {
-                    let why = format!("the model did not load: {e}");
-                    self.fail(ctx, why);
-                }
-                ModelState::None | ModelState::Loading { .. } => {}
-            },
+            Stage::WaitModel => self.wait_for_model(ctx, app),
             Stage::Next(n) if n == self.steps.len() => self.stage = Stage::Settle(SETTLE_FRAMES),
-            Stage::Next(n) => {
-                match &self.steps[n] {
-                    Step::Send(text) | Step::SendStop(text) => {
-                        app.set_input(text);
-                        app.submit();
-                    }
-                    Step::Regenerate => app.regenerate(),
-                }
-                if !app.busy() {
-                    let why = format!(
-                        "step {:?} started no reply: {:?}",
-                        self.steps[n],
-                        app.notices()
-                    );
-                    return self.fail(ctx, why);
-                }
-                self.stage = Stage::WaitReply(n);
-            }
-            Stage::WaitReply(n) => {
-                if matches!(self.steps[n], Step::SendStop(_))
-                    && app.streamed_text().is_some_and(|t| !t.is_empty())
-                {
-                    app.stop();
-                }
-                if !app.busy() {
-                    let last = app
-                        .selected_conversation()
-                        .and_then(|c| c.messages.last())
-                        .filter(|m| m.role == "assistant" && !m.content.is_empty());
-                    let Some(reply) = last else {
-                        let why = format!(
-                            "no reply appeared after step {:?}: {:?}",
-                            self.steps[n],
-                            app.notices()
-                        );
-                        return self.fail(ctx, why);
-                    };
-                    self.replies.push(StepReply {
-                        step: format!("{:?}", self.steps[n]),
-                        text: reply.content.clone(),
-                        stats: app.last_stats().cloned(),
-                    });
-                    self.stage = Stage::Next(n + 1);
-                }
-            }
-            Stage::Settle(0) => match &self.screenshot {
-                Some(path) => {
-                    let (path, shot, repaint) = (path.clone(), self.shot.clone(), ctx.clone());
-                    ctx.request_screenshot(move |image| {
-                        let result = screenshot::save_png(&image, &path)
-                            .map(|()| path)
-                            .map_err(|e| format!("{e:#}"));
-                        *shot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                        repaint.request_repaint();
-                    });
-                    self.stage = Stage::Shooting;
-                }
+            Stage::Next(n) => self.carry_out(ctx, app, n),
+            Stage::WaitReply(n) => self.wait_for_reply(ctx, app, n),
+            Stage::Settle(0) => match self.screenshot.clone() {
+                Some(path) => self.request_screenshot(ctx, path),
                 None => self.finish(ctx, app, None),
             },
             Stage::Settle(n) => self.stage = Stage::Settle(n - 1),
-            Stage::Shooting => {
-                let taken = self.shot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                match taken {
-                    Some(Ok(path)) => {
-                        eprintln!("wisp-desktop: screenshot saved to {}", path.display());
-                        self.finish(ctx, app, Some(path));
-                    }
-                    Some(Err(e)) => {
-                        self.fail(ctx, format!("the screenshot could not be saved: {e}"))
-                    }
-                    None => {}
-                }
-            }
+            Stage::Shooting => self.collect_screenshot(ctx, app),
             Stage::Done => {}
+        }
+    }
+
+    fn wait_for_model(&mut self, ctx: &egui::Context, app: &DesktopApp) {
+        match app.model_state() {
+            ModelState::Ready(_) => self.stage = Stage::Next(0),
+            ModelState::Failed(e) => {
+                let why = format!("the model did not load: {e}");
+                self.fail(ctx, why);
+            }
+            ModelState::None | ModelState::Loading { .. } => {}
+        }
+    }
+
+    /// Does step `n` as the user would; a step that starts no reply fails the script.
+    fn carry_out(&mut self, ctx: &egui::Context, app: &mut DesktopApp, n: usize) {
+        match &self.steps[n] {
+            Step::Send(text) | Step::SendStop(text) => {
+                app.set_input(text);
+                app.submit();
+            }
+            Step::Regenerate => app.regenerate(),
+        }
+        if !app.busy() {
+            let why = format!(
+                "step {:?} started no reply: {:?}",
+                self.steps[n],
+                app.notices()
+            );
+            return self.fail(ctx, why);
+        }
+        self.stage = Stage::WaitReply(n);
+    }
+
+    /// Presses Stop for a `send-stop` step once text shows; when the reply has ended,
+    /// records it and moves on to the next step.
+    fn wait_for_reply(&mut self, ctx: &egui::Context, app: &DesktopApp, n: usize) {
+        if matches!(self.steps[n], Step::SendStop(_))
+            && app.streamed_text().is_some_and(|t| !t.is_empty())
+        {
+            app.stop();
+        }
+        if app.busy() {
+            return;
+        }
+        let last = app
+            .selected_conversation()
+            .and_then(|c| c.messages.last())
+            .filter(|m| m.role == "assistant" && !m.content.is_empty());
+        let Some(reply) = last else {
+            let why = format!(
+                "no reply appeared after step {:?}: {:?}",
+                self.steps[n],
+                app.notices()
+            );
+            return self.fail(ctx, why);
+        };
+        self.replies.push(StepReply {
+            step: format!("{:?}", self.steps[n]),
+            text: reply.content.clone(),
+            stats: app.last_stats().cloned(),
+        });
+        self.stage = Stage::Next(n + 1);
+    }
+
+    /// Asks for the window's image; the render thread saves it to `path` and reports
+    /// through `self.shot`.
+    fn request_screenshot(&mut self, ctx: &egui::Context, path: PathBuf) {
+        let (shot, repaint) = (self.shot.clone(), ctx.clone());
+        ctx.request_screenshot(move |image| {
+            let result = screenshot::save_png(&image, &path)
+                .map(|()| path)
+                .map_err(|e| format!("{e:#}"));
+            *shot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            repaint.request_repaint();
+        });
+        self.stage = Stage::Shooting;
+    }
+
+    /// Finishes once the screenshot is saved, fails if it could not be.
+    fn collect_screenshot(&mut self, ctx: &egui::Context, app: &DesktopApp) {
+        let taken = self.shot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            Some(Ok(path)) => {
+                eprintln!("wisp-desktop: screenshot saved to {}", path.display());
+                self.finish(ctx, app, Some(path));
+            }
+            Some(Err(e)) => self.fail(ctx, format!("the screenshot could not be saved: {e}")),
+            None => {}
         }
     }
 
