@@ -202,40 +202,74 @@ pub(crate) fn distribution(
         candidates.truncate(1);
         return Ok(vec![(best_token, 1.0)]);
     }
-    let n = candidates.len();
+    let missing_mass = missing_top_k_mass(candidates.len(), best_logit, config, coverage)?;
+    if config.top_k > 0 {
+        candidates.truncate(config.top_k);
+    }
+    let later_keep = min_p_and_negligible_keep(candidates, best_logit, config);
+    let mut keep = later_keep;
+    if config.top_p < 1.0 {
+        keep = keep.min(top_p_keep(
+            candidates,
+            best_logit,
+            config.top_p,
+            missing_mass,
+            later_keep,
+        )?);
+    }
+    candidates.truncate(keep);
+    Ok(softmax_at_temperature(
+        candidates,
+        best_logit,
+        config.temperature,
+    ))
+}
+
+/// An upper bound on the softmax weight (at temperature 1, relative to the best token) of
+/// the top-k set's tokens missing from `n` sorted candidates of the given coverage; `0` when
+/// none can be missing.
+///
+/// An upper set of the logit order holds the whole top-k set exactly when it has at least
+/// k tokens. Otherwise, the unmasked tokens it lacks all lie below the threshold, each
+/// weighing < e^-(max - threshold) at temperature 1; the top-k set lacks at most k - n of
+/// them (without top-k: any number, since the vocabulary size is not known here).
+fn missing_top_k_mass(
+    n: usize,
+    best_logit: f32,
+    config: &SamplerConfig,
+    coverage: Coverage,
+) -> Result<f64, SamplingError> {
     let top_k = config.top_k;
     let cutoff = cutoff(config);
-
-    // An upper set of the logit order holds the whole top-k set exactly when it has at least
-    // k tokens. Otherwise, the unmasked tokens it lacks all lie below the threshold, each
-    // weighing < e^-(max - threshold) at temperature 1; the top-k set lacks at most k - n of
-    // them (without top-k: any number, since the vocabulary size is not known here).
     let threshold = match coverage {
         Coverage::Full => f32::NEG_INFINITY,
         Coverage::Cutoff => best_logit - cutoff,
         Coverage::Above(t) => t,
     };
     let covers_top_k = threshold == f32::NEG_INFINITY || (top_k > 0 && n >= top_k);
-    let missing_mass = if covers_top_k {
-        0.0
-    } else {
-        // A threshold above `max - cutoff` may have left out tokens the later stages keep;
-        // so may a NaN one. Neither can be repaired from here.
-        if threshold.is_nan() || threshold > best_logit - cutoff {
-            return Err(SamplingError::CandidatesInsufficient);
-        }
-        if top_k > 0 {
-            (top_k - n) as f64 * (f64::from(threshold) - f64::from(best_logit)).exp()
-        } else {
-            f64::INFINITY
-        }
-    };
-
-    if top_k > 0 {
-        candidates.truncate(top_k);
+    if covers_top_k {
+        return Ok(0.0);
     }
-    let max = f64::from(best_logit);
+    // A threshold above `max - cutoff` may have left out tokens the later stages keep;
+    // so may a NaN one. Neither can be repaired from here.
+    if threshold.is_nan() || threshold > best_logit - cutoff {
+        return Err(SamplingError::CandidatesInsufficient);
+    }
+    Ok(if top_k > 0 {
+        (top_k - n) as f64 * (f64::from(threshold) - f64::from(best_logit)).exp()
+    } else {
+        f64::INFINITY
+    })
+}
 
+/// How many leading candidates (sorted, after top-k) both min-p and the negligible-weight
+/// cut keep.
+fn min_p_and_negligible_keep(
+    candidates: &[(u32, f32)],
+    best_logit: f32,
+    config: &SamplerConfig,
+) -> usize {
+    let max = f64::from(best_logit);
     // min-p keeps a prefix of the sorted list: logit - max >= ln(min_p), i.e. p >= min_p·p_max.
     let min_p_keep = if config.min_p > 0.0 {
         let log_min_p = f64::from(config.min_p).ln();
@@ -250,38 +284,54 @@ pub(crate) fn distribution(
     let negligible_from = best_logit - negligible_gap(config);
     let negligible_keep = candidates.partition_point(|&(_, logit)| logit >= negligible_from);
     // Both prefixes lie within any valid candidate set (see `cutoff`).
-    let later_keep = min_p_keep.min(negligible_keep);
+    min_p_keep.min(negligible_keep)
+}
 
-    let mut keep = later_keep;
-    if config.top_p < 1.0 {
-        // Softmax at temperature 1 over the top-k survivors, as in llama.cpp (temperature
-        // comes last in the chain).
-        let weights: Vec<f64> = candidates
-            .iter()
-            .map(|&(_, logit)| (f64::from(logit) - max).exp())
-            .collect();
-        let z: f64 = weights.iter().sum();
-        let p = f64::from(config.top_p);
-        let cut = top_p_cut(&weights, z, p);
-        if missing_mass > 0.0 {
-            // The cut only grows with the normaliser, so checking both ends of the possible
-            // range [z, z + missing_mass] decides whether the tail can matter. What is kept
-            // in the end is the intersection with the later stages' prefix, so compare after it.
-            let cut_at_most = if missing_mass.is_finite() {
-                top_p_cut(&weights, z + missing_mass, p)
-            } else {
-                weights.len()
-            };
-            if cut.min(later_keep) != cut_at_most.min(later_keep) {
-                return Err(SamplingError::CandidatesInsufficient);
-            }
+/// How many leading candidates (sorted, after top-k) top-p keeps, or
+/// [`SamplingError::CandidatesInsufficient`] when up to `missing_mass` of absent tokens could
+/// change what is kept in the end (the intersection with the later stages' `later_keep`).
+fn top_p_keep(
+    candidates: &[(u32, f32)],
+    best_logit: f32,
+    top_p: f32,
+    missing_mass: f64,
+    later_keep: usize,
+) -> Result<usize, SamplingError> {
+    let max = f64::from(best_logit);
+    // Softmax at temperature 1 over the top-k survivors, as in llama.cpp (temperature
+    // comes last in the chain).
+    let weights: Vec<f64> = candidates
+        .iter()
+        .map(|&(_, logit)| (f64::from(logit) - max).exp())
+        .collect();
+    let z: f64 = weights.iter().sum();
+    let p = f64::from(top_p);
+    let cut = top_p_cut(&weights, z, p);
+    if missing_mass > 0.0 {
+        // The cut only grows with the normaliser, so checking both ends of the possible
+        // range [z, z + missing_mass] decides whether the tail can matter. What is kept
+        // in the end is the intersection with the later stages' prefix, so compare after it.
+        let cut_at_most = if missing_mass.is_finite() {
+            top_p_cut(&weights, z + missing_mass, p)
+        } else {
+            weights.len()
+        };
+        if cut.min(later_keep) != cut_at_most.min(later_keep) {
+            return Err(SamplingError::CandidatesInsufficient);
         }
-        keep = keep.min(cut);
     }
-    candidates.truncate(keep);
+    Ok(cut)
+}
 
-    // Temperature, then softmax. `validate` guarantees temperature > 0 and finite here.
-    let temperature = f64::from(config.temperature);
+/// Temperature, then softmax: `(token, probability)` in the candidates' order.
+fn softmax_at_temperature(
+    candidates: &[(u32, f32)],
+    best_logit: f32,
+    temperature: f32,
+) -> Vec<(u32, f64)> {
+    let max = f64::from(best_logit);
+    // `validate` guarantees temperature > 0 and finite here.
+    let temperature = f64::from(temperature);
     let mut probabilities: Vec<(u32, f64)> = candidates
         .iter()
         .map(|&(token, logit)| (token, ((f64::from(logit) - max) / temperature).exp()))
@@ -291,7 +341,7 @@ pub(crate) fn distribution(
     for entry in &mut probabilities {
         entry.1 /= total;
     }
-    Ok(probabilities)
+    probabilities
 }
 
 #[cfg(test)]
