@@ -4,7 +4,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::HfError;
-use crate::gguf::{GgufFile, Value};
+use crate::gguf::{GgufFile, Metadata, Value};
 
 const CONFIG: &str = "config.json";
 
@@ -205,51 +205,165 @@ fn json_f32(x: f32) -> Json {
     x.to_string().parse::<f64>().map_or(Json::Null, Json::from)
 }
 
+/// The top-level object of `config.json`.
+fn json_object(bytes: &[u8]) -> Result<Map<String, Json>, HfError> {
+    let root: Json = serde_json::from_slice(bytes).map_err(|e| HfError::BadJson {
+        file: CONFIG.into(),
+        reason: e.to_string(),
+    })?;
+    match root {
+        Json::Object(map) => Ok(map),
+        _ => Err(HfError::BadJson {
+            file: CONFIG.into(),
+            reason: "not a JSON object".into(),
+        }),
+    }
+}
+
+/// `model_type`, else the first of `architectures`.
+fn json_architecture(k: &Keys<'_>) -> Result<Architecture, HfError> {
+    let class = k
+        .map
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Json::as_str);
+    let arch_name = k
+        .str("model_type")?
+        .or(class)
+        .ok_or_else(|| HfError::MissingKey {
+            file: CONFIG.into(),
+            key: "model_type".into(),
+        })?;
+    Architecture::from_name(arch_name)
+        .ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))
+}
+
+/// Refuses an activation other than silu, and biases in a llama model.
+fn refuse_unsupported_options(k: &Keys<'_>, arch: Architecture) -> Result<(), HfError> {
+    if let Some(act) = k.str("hidden_act")?
+        && act != "silu"
+    {
+        return Err(HfError::bad_key(
+            CONFIG,
+            "hidden_act",
+            format!("{act:?} is not supported (Wisp runs silu)"),
+        ));
+    }
+    for key in ["attention_bias", "mlp_bias"] {
+        if arch == Architecture::Llama && k.bool(key)? == Some(true) {
+            return Err(HfError::bad_key(
+                CONFIG,
+                key,
+                "llama models with biases are not supported",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A llama model's window (`0` means none); a qwen2 model must not use its own.
+fn json_sliding_window(k: &Keys<'_>, arch: Architecture) -> Result<Option<u32>, HfError> {
+    match arch {
+        Architecture::Llama => Ok(k.u32("sliding_window")?.filter(|&w| w > 0)),
+        // Qwen2 applies its window only to some layers (max_window_layers).
+        Architecture::Qwen2 if k.bool("use_sliding_window")? == Some(true) => {
+            Err(HfError::bad_key(
+                CONFIG,
+                "use_sliding_window",
+                "qwen2's per-layer sliding window is not supported",
+            ))
+        }
+        Architecture::Qwen2 => Ok(None),
+    }
+}
+
+/// `rms_norm_eps`, 1e-6 when absent; it must lie in (0, 1).
+fn json_rms_eps(k: &Keys<'_>) -> Result<f32, HfError> {
+    let rms_eps = k.f32("rms_norm_eps")?.unwrap_or(1e-6);
+    if !(rms_eps > 0.0 && rms_eps < 1.0) {
+        return Err(HfError::bad_key(
+            CONFIG,
+            "rms_norm_eps",
+            format!("{rms_eps} is out of range"),
+        ));
+    }
+    Ok(rms_eps)
+}
+
+/// `rope_theta`, 10000 when absent; it must be positive.
+fn json_rope_theta(k: &Keys<'_>) -> Result<f32, HfError> {
+    let rope_theta = k.f32("rope_theta")?.unwrap_or(10000.0);
+    if rope_theta <= 0.0 {
+        return Err(HfError::bad_key(
+            CONFIG,
+            "rope_theta",
+            format!("{rope_theta} must be positive"),
+        ));
+    }
+    Ok(rope_theta)
+}
+
+const GGUF_METADATA: &str = "GGUF metadata";
+
+/// Typed access to a model's `{arch}.*` GGUF keys, with errors that name the full key.
+struct GgufKeys<'a> {
+    arch_name: &'a str,
+    md: &'a Metadata,
+}
+
+impl GgufKeys<'_> {
+    /// The full key of `name`: `{arch}.{name}`.
+    fn key(&self, name: &str) -> String {
+        format!("{}.{name}", self.arch_name)
+    }
+
+    fn u32(&self, name: &str) -> Result<Option<u32>, HfError> {
+        let k = self.key(name);
+        self.md
+            .opt_u64(&k)?
+            .map(|v| {
+                u32::try_from(v)
+                    .map_err(|_| HfError::bad_key(GGUF_METADATA, &k, format!("{v} is too large")))
+            })
+            .transpose()
+    }
+
+    fn require_u32(&self, name: &str) -> Result<u32, HfError> {
+        self.u32(name)?.ok_or_else(|| HfError::MissingKey {
+            file: GGUF_METADATA.into(),
+            key: self.key(name),
+        })
+    }
+
+    /// `rope.scaling.type` and `rope.scaling.factor`: a linear factor other than 1, or none.
+    fn rope_linear_factor(&self) -> Result<Option<f32>, HfError> {
+        match self.md.opt_str(&self.key("rope.scaling.type"))? {
+            None | Some("none") => Ok(None),
+            Some("linear") => Ok(self
+                .md
+                .opt_f64(&self.key("rope.scaling.factor"))?
+                .map(|f| f as f32)
+                .filter(|&f| f != 1.0)),
+            Some(other) => Err(HfError::bad_key(
+                GGUF_METADATA,
+                &self.key("rope.scaling.type"),
+                format!("{other:?} is not supported"),
+            )),
+        }
+    }
+}
+
 impl HfConfig {
     /// Reads `config.json`, refusing architectures and options Wisp cannot run and values
     /// that do not fit together.
     pub fn from_json(bytes: &[u8]) -> Result<HfConfig, HfError> {
-        let root: Json = serde_json::from_slice(bytes).map_err(|e| HfError::BadJson {
-            file: CONFIG.into(),
-            reason: e.to_string(),
-        })?;
-        let map = root.as_object().ok_or_else(|| HfError::BadJson {
-            file: CONFIG.into(),
-            reason: "not a JSON object".into(),
-        })?;
-        let k = Keys { file: CONFIG, map };
-        let class = map
-            .get("architectures")
-            .and_then(|a| a.get(0))
-            .and_then(Json::as_str);
-        let arch_name = k
-            .str("model_type")?
-            .or(class)
-            .ok_or_else(|| HfError::MissingKey {
-                file: CONFIG.into(),
-                key: "model_type".into(),
-            })?;
-        let arch = Architecture::from_name(arch_name)
-            .ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
-
-        if let Some(act) = k.str("hidden_act")?
-            && act != "silu"
-        {
-            return Err(HfError::bad_key(
-                CONFIG,
-                "hidden_act",
-                format!("{act:?} is not supported (Wisp runs silu)"),
-            ));
-        }
-        for key in ["attention_bias", "mlp_bias"] {
-            if arch == Architecture::Llama && k.bool(key)? == Some(true) {
-                return Err(HfError::bad_key(
-                    CONFIG,
-                    key,
-                    "llama models with biases are not supported",
-                ));
-            }
-        }
+        let map = json_object(bytes)?;
+        let k = Keys {
+            file: CONFIG,
+            map: &map,
+        };
+        let arch = json_architecture(&k)?;
+        refuse_unsupported_options(&k, arch)?;
         let n_embd = k.require_u32("hidden_size")?;
         let n_head = k.require_u32("num_attention_heads")?;
         let n_kv_head = k.u32("num_key_value_heads")?.unwrap_or(n_head);
@@ -262,34 +376,9 @@ impl HfConfig {
             k.u32("head_dim")?,
         )?;
         let rope_linear_factor = rope_scaling(map.get("rope_scaling"))?;
-        let sliding_window = match arch {
-            Architecture::Llama => k.u32("sliding_window")?.filter(|&w| w > 0),
-            // Qwen2 applies its window only to some layers (max_window_layers).
-            Architecture::Qwen2 if k.bool("use_sliding_window")? == Some(true) => {
-                return Err(HfError::bad_key(
-                    CONFIG,
-                    "use_sliding_window",
-                    "qwen2's per-layer sliding window is not supported",
-                ));
-            }
-            Architecture::Qwen2 => None,
-        };
-        let rms_eps = k.f32("rms_norm_eps")?.unwrap_or(1e-6);
-        if !(rms_eps > 0.0 && rms_eps < 1.0) {
-            return Err(HfError::bad_key(
-                CONFIG,
-                "rms_norm_eps",
-                format!("{rms_eps} is out of range"),
-            ));
-        }
-        let rope_theta = k.f32("rope_theta")?.unwrap_or(10000.0);
-        if rope_theta <= 0.0 {
-            return Err(HfError::bad_key(
-                CONFIG,
-                "rope_theta",
-                format!("{rope_theta} must be positive"),
-            ));
-        }
+        let sliding_window = json_sliding_window(&k, arch)?;
+        let rms_eps = json_rms_eps(&k)?;
+        let rope_theta = json_rope_theta(&k)?;
         Ok(HfConfig {
             arch,
             n_layer: k.require_u32("num_hidden_layers")?,
@@ -355,40 +444,24 @@ impl HfConfig {
         let arch = Architecture::from_name(arch_name)
             .ok_or_else(|| HfError::UnsupportedArchitecture(arch_name.to_string()))?;
         let md = &file.metadata;
-        let key = |name: &str| format!("{arch_name}.{name}");
-        let u32_of = |name: &str| -> Result<Option<u32>, HfError> {
-            let k = key(name);
-            md.opt_u64(&k)?
-                .map(|v| {
-                    u32::try_from(v).map_err(|_| {
-                        HfError::bad_key("GGUF metadata", &k, format!("{v} is too large"))
-                    })
-                })
-                .transpose()
-        };
-        let require = |name: &str| -> Result<u32, HfError> {
-            u32_of(name)?.ok_or_else(|| HfError::MissingKey {
-                file: "GGUF metadata".into(),
-                key: key(name),
-            })
-        };
-        let n_embd = require("embedding_length")?;
-        let n_head = require("attention.head_count")?;
-        let n_kv_head = u32_of("attention.head_count_kv")?.unwrap_or(n_head);
+        let k = GgufKeys { arch_name, md };
+        let n_embd = k.require_u32("embedding_length")?;
+        let n_head = k.require_u32("attention.head_count")?;
+        let n_kv_head = k.u32("attention.head_count_kv")?.unwrap_or(n_head);
         let names = [
-            key("attention.head_count"),
-            key("attention.head_count_kv"),
-            key("embedding_length"),
+            k.key("attention.head_count"),
+            k.key("attention.head_count_kv"),
+            k.key("embedding_length"),
         ];
         let head_dim = check_heads(
-            "GGUF metadata",
+            GGUF_METADATA,
             [&names[0], &names[1], &names[2]],
             n_head,
             n_kv_head,
             n_embd,
-            u32_of("attention.key_length")?,
+            k.u32("attention.key_length")?,
         )?;
-        let vocab_size = match u32_of("vocab_size")? {
+        let vocab_size = match k.u32("vocab_size")? {
             Some(v) => v,
             None => file
                 .tensor("token_embd.weight")
@@ -396,37 +469,24 @@ impl HfConfig {
                 .map(|&v| v as u32)
                 .ok_or_else(|| HfError::MissingTensor("token_embd.weight".into()))?,
         };
-        let rope_linear_factor = match md.opt_str(&key("rope.scaling.type"))? {
-            None | Some("none") => None,
-            Some("linear") => md
-                .opt_f64(&key("rope.scaling.factor"))?
-                .map(|f| f as f32)
-                .filter(|&f| f != 1.0),
-            Some(other) => {
-                return Err(HfError::bad_key(
-                    "GGUF metadata",
-                    &key("rope.scaling.type"),
-                    format!("{other:?} is not supported"),
-                ));
-            }
-        };
-        let token_id = |k: &str| -> Result<Option<u32>, HfError> {
-            Ok(md.opt_u64(k)?.and_then(|v| u32::try_from(v).ok()))
+        let rope_linear_factor = k.rope_linear_factor()?;
+        let token_id = |key: &str| -> Result<Option<u32>, HfError> {
+            Ok(md.opt_u64(key)?.and_then(|v| u32::try_from(v).ok()))
         };
         Ok(HfConfig {
             arch,
-            n_layer: require("block_count")?,
+            n_layer: k.require_u32("block_count")?,
             n_embd,
-            n_ff: require("feed_forward_length")?,
+            n_ff: k.require_u32("feed_forward_length")?,
             n_head,
             n_kv_head,
             head_dim,
             vocab_size,
-            n_ctx: require("context_length")?,
-            rope_theta: md.opt_f64(&key("rope.freq_base"))?.unwrap_or(10000.0) as f32,
-            rms_eps: md.require_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            n_ctx: k.require_u32("context_length")?,
+            rope_theta: md.opt_f64(&k.key("rope.freq_base"))?.unwrap_or(10000.0) as f32,
+            rms_eps: md.require_f64(&k.key("attention.layer_norm_rms_epsilon"))? as f32,
             rope_linear_factor,
-            sliding_window: u32_of("attention.sliding_window")?.filter(|&w| w > 0),
+            sliding_window: k.u32("attention.sliding_window")?.filter(|&w| w > 0),
             tied_embeddings: file.tensor("output.weight").is_none(),
             bos_token_id: token_id("tokenizer.ggml.bos_token_id")?,
             eos_token_id: token_id("tokenizer.ggml.eos_token_id")?,
