@@ -26,9 +26,36 @@ pub(crate) fn from_json(
         Some(DecoderWrapper::ByteLevel(_)) => Pieces::ByteLevel,
         _ => Pieces::Library,
     };
+    let mut special = configured_special_tokens(&inner, &config)?;
+    let (add_bos, add_eos) = bos_eos_rule(&inner, &config, &kinds, &mut special)?;
+    let added = inner.get_added_tokens_decoder();
+    special.collect_end_of_generation(
+        added
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, t)| (*id, t.content.as_str())),
+    );
+    let chat_template = chat_template(&inner, &config, &special)?;
 
+    Ok(Tokenizer {
+        inner,
+        kinds,
+        special,
+        add_bos,
+        add_eos,
+        pieces,
+        chat_template,
+    })
+}
+
+/// The BOS, EOS, UNK and PAD tokens that tokenizer_config.json names; each must be in the
+/// vocabulary.
+fn configured_special_tokens(
+    inner: &tokenizers::Tokenizer,
+    config: &Json,
+) -> Result<SpecialTokens, TokenizerError> {
     let token_id = |key: &str| -> Result<Option<u32>, TokenizerError> {
-        let Some(text) = config_token(&config, key) else {
+        let Some(text) = config_token(config, key) else {
             return Ok(None);
         };
         inner.token_to_id(text).map(Some).ok_or_else(|| {
@@ -37,16 +64,24 @@ pub(crate) fn from_json(
             ))
         })
     };
-    let mut special = SpecialTokens {
+    Ok(SpecialTokens {
         bos: token_id("bos_token")?,
         eos: token_id("eos_token")?,
         unk: token_id("unk_token")?,
         pad: token_id("pad_token")?,
         ..SpecialTokens::default()
-    };
+    })
+}
 
-    // What the post-processor adds around a text tells the BOS/EOS rule when the config does
-    // not (Llama 3's tokenizer.json adds <|begin_of_text|>, its config says nothing).
+/// Whether to add BOS and EOS around a text: as tokenizer_config.json says, else as the
+/// post-processor does (Llama 3's tokenizer.json adds <|begin_of_text|>, its config says
+/// nothing). A BOS the config does not name is taken from the post-processor too.
+fn bos_eos_rule(
+    inner: &tokenizers::Tokenizer,
+    config: &Json,
+    kinds: &[TokenKind],
+    special: &mut SpecialTokens,
+) -> Result<(bool, bool), TokenizerError> {
     let probe = inner
         .encode_fast("", true)
         .map_err(|e| TokenizerError::library("probing the post-processor", e))?
@@ -56,7 +91,7 @@ pub(crate) fn from_json(
         special.bos = probe
             .first()
             .copied()
-            .filter(|&id| Some(id) != special.eos && is_special(&kinds, id));
+            .filter(|&id| Some(id) != special.eos && is_special(kinds, id));
     }
     let add_bos = match config.get("add_bos_token").and_then(Json::as_bool) {
         Some(add) => add,
@@ -80,29 +115,19 @@ pub(crate) fn from_json(
             "add_eos_token is true, but there is no eos_token".into(),
         ));
     }
+    Ok((add_bos, add_eos))
+}
 
-    let added = inner.get_added_tokens_decoder();
-    special.collect_end_of_generation(
-        added
-            .iter()
-            .filter(|(_, t)| t.special)
-            .map(|(id, t)| (*id, t.content.as_str())),
-    );
-
+/// The config's chat template, given the text of the BOS and EOS tokens.
+fn chat_template(
+    inner: &tokenizers::Tokenizer,
+    config: &Json,
+    special: &SpecialTokens,
+) -> Result<Option<ChatTemplate>, TokenizerError> {
     let text_of = |id: Option<u32>| id.and_then(|id| inner.id_to_token(id)).unwrap_or_default();
-    let chat_template = chat_template_source(&config)?
+    chat_template_source(config)?
         .map(|source| ChatTemplate::new(source, text_of(special.bos), text_of(special.eos)))
-        .transpose()?;
-
-    Ok(Tokenizer {
-        inner,
-        kinds,
-        special,
-        add_bos,
-        add_eos,
-        pieces,
-        chat_template,
-    })
+        .transpose()
 }
 
 /// The kind of every id: added tokens are control (special) or user-defined, the rest normal.
