@@ -269,6 +269,79 @@ fn alignment_of(metadata: &Metadata) -> Result<u64, GgufError> {
     }
 }
 
+/// Checks the magic and returns the version, which must be 2 or 3.
+fn read_magic_and_version(cur: &mut Cursor<'_>) -> Result<u32, GgufError> {
+    let header = || "the header".to_string();
+    let magic = cur.u32(&header)?;
+    if magic != GGUF_MAGIC {
+        return Err(GgufError::BadMagic { found: magic });
+    }
+    let version = cur.u32(&header)?;
+    if version != 2 && version != 3 {
+        // A big-endian GGUF (written for s390x and the like) has its version byte-swapped;
+        // saying so beats reporting "version 50331648".
+        if matches!(version.swap_bytes(), 1..=3) {
+            return Err(GgufError::Malformed(format!(
+                "this is a big-endian GGUF file (version {} byte-swapped); Wisp reads \
+                 little-endian files only",
+                version.swap_bytes()
+            )));
+        }
+        return Err(GgufError::UnsupportedVersion(version));
+    }
+    Ok(version)
+}
+
+/// The `kv_count` metadata entries; a key may appear only once.
+fn read_metadata(cur: &mut Cursor<'_>, kv_count: u64) -> Result<Metadata, GgufError> {
+    let mut metadata = Metadata::new();
+    for i in 0..kv_count {
+        let what = || format!("metadata entry {i} of {kv_count}");
+        let key = cur.string_bytes(&what)?;
+        let key = std::str::from_utf8(key).map_err(|e| {
+            GgufError::Malformed(format!(
+                "metadata entry {i} of {kv_count}: the key is not valid UTF-8 ({e})"
+            ))
+        })?;
+        let type_id = cur.u32(&|| format!("metadata key {key}"))?;
+        let ty = ValueType::from_id(type_id).ok_or_else(|| {
+            GgufError::Malformed(format!("metadata key {key}: unknown value type {type_id}"))
+        })?;
+        let value = read_value(cur, ty, key, 0)?;
+        if metadata.insert(key, value).is_some() {
+            return Err(GgufError::Malformed(format!(
+                "metadata key {key} appears twice"
+            )));
+        }
+    }
+    Ok(metadata)
+}
+
+/// The `tensor_count` tensor infos; a name may appear only once.
+fn read_tensor_infos(
+    cur: &mut Cursor<'_>,
+    tensor_count: u64,
+    alignment: u64,
+) -> Result<Vec<TensorInfo>, GgufError> {
+    // Reserve for at most as many infos as the remaining bytes could hold.
+    let cap = usize::try_from(tensor_count)
+        .unwrap_or(usize::MAX)
+        .min(cur.remaining() / MIN_TENSOR_INFO_BYTES);
+    let mut tensors = Vec::with_capacity(cap);
+    let mut names = HashSet::with_capacity(cap);
+    for i in 0..tensor_count {
+        let info = read_tensor_info(cur, i, tensor_count, alignment)?;
+        if !names.insert(info.name.clone()) {
+            return Err(GgufError::Malformed(format!(
+                "tensor {} appears twice",
+                info.name
+            )));
+        }
+        tensors.push(info);
+    }
+    Ok(tensors)
+}
+
 impl GgufFile {
     /// Parses a whole GGUF file held in memory, checking that every tensor's data lies
     /// inside it.
@@ -297,65 +370,12 @@ impl GgufFile {
             file_len,
         };
         let header = || "the header".to_string();
-
-        let magic = cur.u32(&header)?;
-        if magic != GGUF_MAGIC {
-            return Err(GgufError::BadMagic { found: magic });
-        }
-        let version = cur.u32(&header)?;
-        if version != 2 && version != 3 {
-            // A big-endian GGUF (written for s390x and the like) has its version byte-swapped;
-            // saying so beats reporting "version 50331648".
-            if matches!(version.swap_bytes(), 1..=3) {
-                return Err(GgufError::Malformed(format!(
-                    "this is a big-endian GGUF file (version {} byte-swapped); Wisp reads \
-                     little-endian files only",
-                    version.swap_bytes()
-                )));
-            }
-            return Err(GgufError::UnsupportedVersion(version));
-        }
+        let version = read_magic_and_version(&mut cur)?;
         let tensor_count = cur.u64(&header)?;
         let kv_count = cur.u64(&header)?;
-
-        let mut metadata = Metadata::new();
-        for i in 0..kv_count {
-            let what = || format!("metadata entry {i} of {kv_count}");
-            let key = cur.string_bytes(&what)?;
-            let key = std::str::from_utf8(key).map_err(|e| {
-                GgufError::Malformed(format!(
-                    "metadata entry {i} of {kv_count}: the key is not valid UTF-8 ({e})"
-                ))
-            })?;
-            let type_id = cur.u32(&|| format!("metadata key {key}"))?;
-            let ty = ValueType::from_id(type_id).ok_or_else(|| {
-                GgufError::Malformed(format!("metadata key {key}: unknown value type {type_id}"))
-            })?;
-            let value = read_value(&mut cur, ty, key, 0)?;
-            if metadata.insert(key, value).is_some() {
-                return Err(GgufError::Malformed(format!(
-                    "metadata key {key} appears twice"
-                )));
-            }
-        }
+        let metadata = read_metadata(&mut cur, kv_count)?;
         let alignment = alignment_of(&metadata)?;
-
-        // Reserve for at most as many infos as the remaining bytes could hold.
-        let cap = usize::try_from(tensor_count)
-            .unwrap_or(usize::MAX)
-            .min(cur.remaining() / MIN_TENSOR_INFO_BYTES);
-        let mut tensors = Vec::with_capacity(cap);
-        let mut names = HashSet::with_capacity(cap);
-        for i in 0..tensor_count {
-            let info = read_tensor_info(&mut cur, i, tensor_count, alignment)?;
-            if !names.insert(info.name.clone()) {
-                return Err(GgufError::Malformed(format!(
-                    "tensor {} appears twice",
-                    info.name
-                )));
-            }
-            tensors.push(info);
-        }
+        let tensors = read_tensor_infos(&mut cur, tensor_count, alignment)?;
 
         let data_offset = (cur.pos as u64).next_multiple_of(alignment);
         let file = GgufFile {
@@ -366,14 +386,20 @@ impl GgufFile {
             data_offset,
         };
         if let Some(len) = file_len {
-            for info in &file.tensors {
-                let range = file.tensor_range(info)?;
-                if range.end > len {
-                    return Err(out_of_bounds(info, range, len));
-                }
-            }
+            file.check_tensors_within(len)?;
         }
         Ok(file)
+    }
+
+    /// Every tensor's data ends within a file of `len` bytes.
+    fn check_tensors_within(&self, len: u64) -> Result<(), GgufError> {
+        for info in &self.tensors {
+            let range = self.tensor_range(info)?;
+            if range.end > len {
+                return Err(out_of_bounds(info, range, len));
+            }
+        }
+        Ok(())
     }
 
     /// The tensor with this name.
