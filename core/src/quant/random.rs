@@ -43,48 +43,53 @@ pub enum RandomBlocksError {
 
 /// How a type's random bits are made into weights.
 enum Layout {
-    Scaled {
-        /// Byte offset of each block's f16 scale `d`.
-        d_at: usize,
-        /// Byte offset of the f16 minimum and its value as a multiple of `d`: minus the
-        /// mean of the rest of the formula, so that the weights average zero.
-        min: Option<(usize, f32)>,
-        /// The weights' root mean square for a scale of root mean square 1, over random
-        /// quants and sub-block scales (exact sums over the formats' value ranges).
-        rms_per_scale: f32,
-    },
-    /// Float bits with this exponent bias and mantissa width.
-    Float {
-        bits: u32,
-        exponent_bias: i32,
-        mantissa_bits: u32,
-    },
+    Scaled(ScaledLayout),
+    Float(FloatLayout),
+}
+
+/// A block format with an f16 scale (and maybe an f16 minimum) in each block.
+struct ScaledLayout {
+    /// Byte offset of each block's f16 scale `d`.
+    d_at: usize,
+    /// Byte offset of the f16 minimum and its value as a multiple of `d`: minus the
+    /// mean of the rest of the formula, so that the weights average zero.
+    min: Option<(usize, f32)>,
+    /// The weights' root mean square for a scale of root mean square 1, over random
+    /// quants and sub-block scales (exact sums over the formats' value ranges).
+    rms_per_scale: f32,
+}
+
+/// Float bits with this exponent bias and mantissa width.
+struct FloatLayout {
+    bits: u32,
+    exponent_bias: i32,
+    mantissa_bits: u32,
 }
 
 fn layout(ty: GgmlType) -> Option<Layout> {
     let scaled = |d_at, min, rms_per_scale| {
-        Some(Layout::Scaled {
+        Some(Layout::Scaled(ScaledLayout {
             d_at,
             min,
             rms_per_scale,
-        })
+        }))
     };
     match ty {
-        GgmlType::F32 => Some(Layout::Float {
+        GgmlType::F32 => Some(Layout::Float(FloatLayout {
             bits: 32,
             exponent_bias: 127,
             mantissa_bits: 23,
-        }),
-        GgmlType::F16 => Some(Layout::Float {
+        })),
+        GgmlType::F16 => Some(Layout::Float(FloatLayout {
             bits: 16,
             exponent_bias: 15,
             mantissa_bits: 10,
-        }),
-        GgmlType::BF16 => Some(Layout::Float {
+        })),
+        GgmlType::BF16 => Some(Layout::Float(FloatLayout {
             bits: 16,
             exponent_bias: 127,
             mantissa_bits: 7,
-        }),
+        })),
         // (q - 8)·d and (q - 16)·d average -d/2: the random sign of d cancels it.
         GgmlType::Q4_0 => scaled(0, None, 4.637),
         GgmlType::Q5_0 => scaled(0, None, 9.247),
@@ -136,69 +141,88 @@ pub fn fill_random_blocks(
         return Err(out_of_range);
     }
     match layout {
-        Layout::Scaled {
-            d_at,
-            min,
-            rms_per_scale,
-        } => {
-            let size = rms / (rms_per_scale * SCALE_SPREAD_RMS);
-            let scales: Vec<(f16, f16)> = (0..256)
-                .map(|i| {
-                    let d = f16::from_f32(size * (0.5 + i as f32 / 256.0));
-                    (d, f16::from_f32(d.to_f32() * min.map_or(0.0, |(_, m)| m)))
-                })
-                .collect();
-            // Subnormal scales are fine (trained Q6_K files have them); zero ones are not.
-            if !scales
-                .iter()
-                .all(|&(d, m)| d.is_finite() && d.to_f32() > 0.0 && m.is_finite())
-            {
-                return Err(out_of_range);
-            }
-            ChaCha8Rng::seed_from_u64(seed).fill_bytes(out);
-            for block in out.chunks_exact_mut(block_bytes) {
-                let (d, m) = scales[block[d_at] as usize];
-                let negate = block[d_at + 1] & 0x80 != 0;
-                let (d, m) = if negate { (-d, -m) } else { (d, m) };
-                block[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
-                if let Some((at, _)) = min {
-                    block[at..at + 2].copy_from_slice(&m.to_le_bytes());
-                }
-            }
+        Layout::Scaled(scaled) => {
+            let scales = scaled.scales(rms).ok_or(out_of_range)?;
+            scaled.fill(out, block_bytes, seed, &scales);
         }
-        Layout::Float {
-            bits,
-            exponent_bias,
-            mantissa_bits,
-        } => {
-            let lowest = (rms / FLOAT_RMS_PER_EXPONENT).log2().round() as i32 + exponent_bias;
-            let highest = lowest + 3;
-            let max_field = (1 << (bits - 1 - mantissa_bits)) - 2;
-            if lowest < 1 || highest > max_field {
-                return Err(out_of_range);
-            }
-            ChaCha8Rng::seed_from_u64(seed).fill_bytes(out);
-            // Eight bytes at a time, every lane alike (the exponent sums stay in their
-            // lanes: they are at most `max_field`).
-            let lanes = |v: u32| (0..64 / bits).fold(0u64, |acc, i| acc | (v as u64) << (i * bits));
-            let keep = lanes((1 << (bits - 1)) | ((1 << mantissa_bits) - 1));
-            let (exponent_choice, lowest) = (lanes(3), lanes(lowest as u32));
-            let with_exponent = |r: u64| {
-                (r & keep) | ((lowest + ((r >> mantissa_bits) & exponent_choice)) << mantissa_bits)
-            };
-            let mut words = out.chunks_exact_mut(8);
-            for w in &mut words {
-                let r = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-                w.copy_from_slice(&with_exponent(r).to_le_bytes());
-            }
-            let tail = words.into_remainder();
-            let mut last = [0; 8];
-            last[..tail.len()].copy_from_slice(tail);
-            let patched = with_exponent(u64::from_le_bytes(last)).to_le_bytes();
-            tail.copy_from_slice(&patched[..tail.len()]);
+        Layout::Float(float) => {
+            let lowest = float.lowest_exponent(rms).ok_or(out_of_range)?;
+            float.fill(out, seed, lowest);
         }
     }
     Ok(())
+}
+
+impl ScaledLayout {
+    /// The `(d, min)` pairs a block can get, indexed by a random byte, for weights of root
+    /// mean square `rms`; `None` when the f16 scales cannot hold them.
+    fn scales(&self, rms: f32) -> Option<Vec<(f16, f16)>> {
+        let size = rms / (self.rms_per_scale * SCALE_SPREAD_RMS);
+        let scales: Vec<(f16, f16)> = (0..256)
+            .map(|i| {
+                let d = f16::from_f32(size * (0.5 + i as f32 / 256.0));
+                (
+                    d,
+                    f16::from_f32(d.to_f32() * self.min.map_or(0.0, |(_, m)| m)),
+                )
+            })
+            .collect();
+        // Subnormal scales are fine (trained Q6_K files have them); zero ones are not.
+        scales
+            .iter()
+            .all(|&(d, m)| d.is_finite() && d.to_f32() > 0.0 && m.is_finite())
+            .then_some(scales)
+    }
+
+    /// Random blocks whose scale (and minimum) is one of `scales` with a random sign.
+    fn fill(&self, out: &mut [u8], block_bytes: usize, seed: u64, scales: &[(f16, f16)]) {
+        let d_at = self.d_at;
+        ChaCha8Rng::seed_from_u64(seed).fill_bytes(out);
+        for block in out.chunks_exact_mut(block_bytes) {
+            let (d, m) = scales[block[d_at] as usize];
+            let negate = block[d_at + 1] & 0x80 != 0;
+            let (d, m) = if negate { (-d, -m) } else { (d, m) };
+            block[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
+            if let Some((at, _)) = self.min {
+                block[at..at + 2].copy_from_slice(&m.to_le_bytes());
+            }
+        }
+    }
+}
+
+impl FloatLayout {
+    /// The lowest of the four exponent fields that give weights of root mean square about
+    /// `rms`; `None` when the four do not all fit the format's normal exponents.
+    fn lowest_exponent(&self, rms: f32) -> Option<i32> {
+        let lowest = (rms / FLOAT_RMS_PER_EXPONENT).log2().round() as i32 + self.exponent_bias;
+        let highest = lowest + 3;
+        let max_field = (1 << (self.bits - 1 - self.mantissa_bits)) - 2;
+        (lowest >= 1 && highest <= max_field).then_some(lowest)
+    }
+
+    /// Random floats: random sign and mantissa, exponent `lowest` plus two random bits.
+    fn fill(&self, out: &mut [u8], seed: u64, lowest: i32) {
+        let (bits, mantissa_bits) = (self.bits, self.mantissa_bits);
+        ChaCha8Rng::seed_from_u64(seed).fill_bytes(out);
+        // Eight bytes at a time, every lane alike (the exponent sums stay in their
+        // lanes: `lowest_exponent` keeps them at most the largest exponent field).
+        let lanes = |v: u32| (0..64 / bits).fold(0u64, |acc, i| acc | (v as u64) << (i * bits));
+        let keep = lanes((1 << (bits - 1)) | ((1 << mantissa_bits) - 1));
+        let (exponent_choice, lowest) = (lanes(3), lanes(lowest as u32));
+        let with_exponent = |r: u64| {
+            (r & keep) | ((lowest + ((r >> mantissa_bits) & exponent_choice)) << mantissa_bits)
+        };
+        let mut words = out.chunks_exact_mut(8);
+        for w in &mut words {
+            let r = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+            w.copy_from_slice(&with_exponent(r).to_le_bytes());
+        }
+        let tail = words.into_remainder();
+        let mut last = [0; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        let patched = with_exponent(u64::from_le_bytes(last)).to_le_bytes();
+        tail.copy_from_slice(&patched[..tail.len()]);
+    }
 }
 
 /// `n_elems` random weights of type `ty`, as [`fill_random_blocks`] makes them.
