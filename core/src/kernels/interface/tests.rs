@@ -159,3 +159,23 @@ fn reflection_reads_kinds_workgroup_and_records() {
     let step = wgsl.find_struct("Step").unwrap();
     assert_eq!(step.size as usize, std::mem::size_of::<StepParams>());
 }
+
+#[test]
+fn a_swapped_wgsl_member_is_caught() {
+    // The same slip on the WGSL side: `k` moved after `n` in the composed source.
+    let composed = wisp_shaders::compose("matvec", MATVEC).unwrap();
+    let swapped = composed.code.replacen("    k: u32,\n", "", 1).replacen(
+        "    n: u32,\n",
+        "    n: u32,\n    k: u32,\n",
+        1,
+    );
+    assert_ne!(swapped, composed.code);
+    let wgsl = Reflection::of(&swapped, "main").unwrap();
+    let err = check("matvec", MATVEC, &wgsl).unwrap_err();
+    // WGSL members are compared in their order: `n`, now first, is the first one out of
+    // place.
+    assert!(
+        matches!(&err, InterfaceMismatch::Layout { source: LayoutMismatch::Field { field, .. }, .. } if field == "n"),
+        "{err}"
+    );
+}
