@@ -111,6 +111,142 @@ pub struct KvStats {
     pub kv_type: KvType,
 }
 
+/// The sizes an engine's options ask for, checked against each other, the adapter and
+/// the model before anything is allocated.
+struct Sizes {
+    n_ctx: u32,
+    kv_type: KvType,
+    /// Blocks of the KV pool.
+    n_blocks: u32,
+}
+
+impl Sizes {
+    fn check(options: &EngineOptions, gpu: &Gpu, config: &ModelConfig) -> Result<Sizes, Error> {
+        let n_ctx = match options.n_ctx {
+            0 => config.n_ctx_train.min(4096),
+            n => n,
+        };
+        let bad = |m: String| -> Error { EngineError::InvalidOption(m).into() };
+        if options.max_batch == 0
+            || options.max_rows == 0
+            || options.max_rows > options.max_batch
+            || options.max_entries == 0
+        {
+            return Err(bad(format!(
+                "max_batch ({}), max_rows ({}) and max_entries ({}) must be positive with max_rows <= max_batch",
+                options.max_batch, options.max_rows, options.max_entries
+            )));
+        }
+        if ![16, 32].contains(&options.kv_block) {
+            return Err(bad(format!(
+                "KV block size {} (it must be 16 or 32)",
+                options.kv_block
+            )));
+        }
+        let kv_type = options.kv_type.unwrap_or(KvType::default_for(&gpu.caps));
+        if kv_type == KvType::F16 && !gpu.caps.shader_f16 {
+            return Err(crate::gpu::GpuError::MissingFeature {
+                adapter: gpu.adapter_name(),
+                feature: "shader-f16",
+                variant: "an f16 KV cache".into(),
+            }
+            .into());
+        }
+        if kv_type == KvType::Q8_0 && !config.kv_dim().is_multiple_of(32) {
+            return Err(bad(format!(
+                "a Q8_0 KV cache needs a key width that is a multiple of 32 (this model's is {})",
+                config.kv_dim()
+            )));
+        }
+        let pool_tokens = if options.kv_pool_tokens == 0 {
+            n_ctx
+        } else {
+            options.kv_pool_tokens
+        };
+        Ok(Sizes {
+            n_ctx,
+            kv_type,
+            n_blocks: pool_tokens.div_ceil(options.kv_block),
+        })
+    }
+}
+
+/// How attention splits its work, and the bytes of split-K partial results one split
+/// takes: (max, sum, output) per head and decoded entry. Fewer splits than tuning asks for
+/// where they would not fit one binding.
+fn attention_tiling(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    options: &EngineOptions,
+    tuning: &Tuning,
+    query_tile: u32,
+) -> (AttnTiling, u64) {
+    let partial_bytes =
+        4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
+    let fitting_splits =
+        (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
+    let tiling = AttnTiling {
+        bq: query_tile,
+        // Work items skip old keys only when no layer needs them.
+        window: config.window_on_every_layer().unwrap_or(0),
+        keys_per_split: tuning.attn_split_keys.max(1),
+        max_splits: tuning.attn_max_splits.clamp(1, fitting_splits),
+    };
+    (tiling, partial_bytes)
+}
+
+/// The buffers every step writes before its pass: the `Step` uniform, the metadata
+/// records, and the split-K scratch (only when attention splits).
+struct StepBuffers {
+    step: wgpu::Buffer,
+    meta: wgpu::Buffer,
+    meta_words: u64,
+    partials: Option<wgpu::Buffer>,
+}
+
+impl StepBuffers {
+    async fn new(
+        gpu: &Gpu,
+        options: &EngineOptions,
+        n_ctx: u32,
+        tiling: &AttnTiling,
+        partial_bytes: u64,
+    ) -> Result<StepBuffers, Error> {
+        let step = gpu
+            .uniform("step", std::mem::size_of::<StepParams>() as u64)
+            .await?;
+        let meta_words = crate::kernels::max_meta_words(
+            options.max_batch,
+            options.max_entries,
+            n_ctx.div_ceil(options.kv_block),
+            options.max_rows,
+            // Attention work items: a tile per token at worst, plus every entry's splits.
+            options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64,
+        );
+        let meta = gpu
+            .storage(
+                "step metadata",
+                meta_words * std::mem::size_of::<u32>() as u64,
+            )
+            .await?;
+        let partials = if tiling.max_splits > 1 {
+            let bytes = partial_bytes * tiling.max_splits as u64;
+            Some(
+                gpu.storage("split attention partial results", bytes)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(StepBuffers {
+            step,
+            meta,
+            meta_words,
+            partials,
+        })
+    }
+}
+
 /// A model loaded on a device with a paged KV cache.
 pub struct Engine {
     pub gpu: Arc<Gpu>,
@@ -146,48 +282,11 @@ impl Engine {
     ) -> Result<Engine, Error> {
         let config = ModelConfig::from_gguf(file)?;
         let variant = options.variant.resolve(&gpu.caps, &gpu.adapter_name())?;
-        let n_ctx = match options.n_ctx {
-            0 => config.n_ctx_train.min(4096),
-            n => n,
-        };
-        let bad = |m: String| -> Error { EngineError::InvalidOption(m).into() };
-        if options.max_batch == 0
-            || options.max_rows == 0
-            || options.max_rows > options.max_batch
-            || options.max_entries == 0
-        {
-            return Err(bad(format!(
-                "max_batch ({}), max_rows ({}) and max_entries ({}) must be positive with max_rows <= max_batch",
-                options.max_batch, options.max_rows, options.max_entries
-            )));
-        }
-        if ![16, 32].contains(&options.kv_block) {
-            return Err(bad(format!(
-                "KV block size {} (it must be 16 or 32)",
-                options.kv_block
-            )));
-        }
-        let kv_type = options.kv_type.unwrap_or(KvType::default_for(&gpu.caps));
-        if kv_type == KvType::F16 && !gpu.caps.shader_f16 {
-            return Err(crate::gpu::GpuError::MissingFeature {
-                adapter: gpu.adapter_name(),
-                feature: "shader-f16",
-                variant: "an f16 KV cache".into(),
-            }
-            .into());
-        }
-        if kv_type == KvType::Q8_0 && config.kv_dim() % 32 != 0 {
-            return Err(bad(format!(
-                "a Q8_0 KV cache needs a key width that is a multiple of 32 (this model's is {})",
-                config.kv_dim()
-            )));
-        }
-        let pool_tokens = if options.kv_pool_tokens == 0 {
-            n_ctx
-        } else {
-            options.kv_pool_tokens
-        };
-        let n_blocks = pool_tokens.div_ceil(options.kv_block);
+        let Sizes {
+            n_ctx,
+            kv_type,
+            n_blocks,
+        } = Sizes::check(options, &gpu, &config)?;
         let weights = ModelWeights::upload(&gpu, file, &config, src).await?;
         let pool = KvPool::new(&gpu, &config, kv_type, options.kv_block, n_blocks).await?;
         let mut blocks = BlockManager::new(n_blocks, options.kv_block, n_ctx);
@@ -200,50 +299,15 @@ impl Engine {
             options.max_rows,
         )
         .await?;
-        let step = gpu
-            .uniform("step", std::mem::size_of::<StepParams>() as u64)
-            .await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
         let tuning = Tuning::new(variant, &gpu.caps).with_overrides(&options.tuning);
-        // Split-K partial results take (max, sum, output) per split, head and decoded
-        // entry; fewer splits where that would not fit one binding.
-        let partial_bytes =
-            4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
-        let fitting_splits =
-            (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
-        let tiling = AttnTiling {
-            bq: tiles.bq,
-            // Work items skip old keys only when no layer needs them.
-            window: config.window_on_every_layer().unwrap_or(0),
-            keys_per_split: tuning.attn_split_keys.max(1),
-            max_splits: tuning.attn_max_splits.clamp(1, fitting_splits),
-        };
-        // Token info, entries, every entry's whole block table, logits rows, attention
-        // work items (a tile per token at worst, plus splits) and reduce items.
-        let max_work =
-            options.max_batch as u64 + options.max_entries as u64 * tiling.max_splits as u64;
-        let meta_words = crate::kernels::max_meta_words(
-            options.max_batch,
-            options.max_entries,
-            n_ctx.div_ceil(options.kv_block),
-            options.max_rows,
-            max_work,
-        );
-        let meta = gpu
-            .storage(
-                "step metadata",
-                meta_words * std::mem::size_of::<u32>() as u64,
-            )
-            .await?;
-        let partials = if tiling.max_splits > 1 {
-            let bytes = partial_bytes * tiling.max_splits as u64;
-            Some(
-                gpu.storage("split attention partial results", bytes)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let (tiling, partial_bytes) = attention_tiling(&gpu, &config, options, &tuning, tiles.bq);
+        let StepBuffers {
+            step,
+            meta,
+            meta_words,
+            partials,
+        } = StepBuffers::new(&gpu, options, n_ctx, &tiling, partial_bytes).await?;
         let plans = ForwardPlans::build(
             &gpu,
             variant,
