@@ -2,8 +2,9 @@
 // written into the paged KV cache.
 //
 // qkv holds, per token, the query heads, then the key heads, then the value heads
-// (what the fused QKV projection writes). With `has_bias`, bias[c] is added to column c
-// first (qwen2's QKV bias). Each head rotates pair j by pos * inv_freq[j]; which two
+// (what the fused QKV projection writes). bias[c] is added to every column c from
+// `bias_start` on first (qwen2's QKV bias; from the values on when head_norm has added
+// the query and key parts before normalising them). Each head rotates pair j by pos * inv_freq[j]; which two
 // dimensions form pair j depends on the style (`neox`):
 // - 0, llama.cpp's "normal" RoPE: (2j, 2j+1) (GGUF llama files store Q and K rows
 //   permuted for it);
@@ -26,8 +27,8 @@ struct Params {
     kv_stride: u32,
     // 1: pairs (j, j + n_rot/2); 0: pairs (2j, 2j+1).
     neox: u32,
-    // 1: add bias[] to q, k and v.
-    has_bias: u32,
+    // The first column bias[] is added to (qkv_stride: none).
+    bias_start: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,7 +54,7 @@ fn rotation(theta: f32) -> vec2<f32> {
 // Column `col` of token row `row` (the start of its qkv row), with the bias.
 fn qkv_at(row: u32, col: u32) -> f32 {
     var v = f32(qkv[row + col]);
-    if (p.has_bias != 0u) {
+    if (col >= p.bias_start) {
         v += bias[col];
     }
     return v;

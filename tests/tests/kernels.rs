@@ -509,7 +509,7 @@ fn rope_and_cache_write_match_reference() {
                     qkv_stride: qkv_w as u32,
                     kv_stride: stride as u32,
                     neox: u32::from(style == RopeStyle::HalfSplit),
-                    has_bias: u32::from(with_bias),
+                    bias_start: 0,
                 };
                 let bindings = KvBindings {
                     k: &kb,
@@ -779,10 +779,11 @@ fn head_norm_normalises_every_query_and_key_head() {
                 head_dim: d as u32,
                 qkv_stride: qkv_w as u32,
                 eps: 1e-6,
-                _pad: [0; 3],
+                has_bias: 0,
+                _pad: [0; 2],
             };
             let mut b = builder(gpu, step(t as u32));
-            pollster::block_on(Kernels::new(gpu, v).head_norm(&mut b, &p, &qb, &wb)).unwrap();
+            pollster::block_on(Kernels::new(gpu, v).head_norm(&mut b, &p, &qb, &wb, None)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, t as u32);
             let mut expected = qkv.clone();
@@ -800,6 +801,169 @@ fn head_norm_normalises_every_query_and_key_head() {
                 &got,
                 &expected,
                 atol,
+                rtol,
+            );
+        }
+    });
+}
+
+/// What a layer with a QKV bias and QK-norm leaves for attention, on the CPU: the bias
+/// added to the whole row, the query and key heads normalised, then rotated, as Hugging
+/// Face's models with both do it. Returns the qkv rows as the kernels leave them (queries
+/// rotated, keys normalised but not rotated, values as they were) and the rotated keys and
+/// biased values of each token.
+struct BiasNormRope<'a> {
+    shape: (usize, usize, usize),
+    bias: &'a [f32],
+    norm: &'a [f32],
+    inv_freq: &'a [f32],
+    act: Act,
+}
+
+impl BiasNormRope<'_> {
+    fn run(&self, qkv: &[f32], positions: &[u32]) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let (nh, nkv, d) = self.shape;
+        let w = (nh + 2 * nkv) * d;
+        let (mut rows, mut keys, mut values) = (qkv.to_vec(), Vec::new(), Vec::new());
+        for (row, &pos) in rows.chunks_mut(w).zip(positions) {
+            let biased: Vec<f32> = row.iter().zip(self.bias).map(|(x, b)| x + b).collect();
+            let mut heads = biased[..(nh + nkv) * d].to_vec();
+            for (h, head) in heads.chunks_mut(d).enumerate() {
+                let weight = if h < nh {
+                    &self.norm[..d]
+                } else {
+                    &self.norm[d..]
+                };
+                let normed = round_act(self.act, &cpu_ref::rmsnorm(head, weight, 1e-6));
+                head.copy_from_slice(&normed);
+            }
+            row[..(nh + nkv) * d].copy_from_slice(&heads);
+            for head in heads.chunks_mut(d) {
+                cpu_ref::rope_head(head, pos, self.inv_freq, d, RopeStyle::HalfSplit);
+            }
+            row[..nh * d].copy_from_slice(&heads[..nh * d]);
+            keys.push(heads[nh * d..].to_vec());
+            values.push(biased[(nh + nkv) * d..].to_vec());
+        }
+        (rows, keys, values)
+    }
+
+    /// The same on the GPU (`head_norm` with the bias, then `rope_kv` adding the values'
+    /// part): qkv, the key pool and the value pool after the step.
+    fn on_gpu(
+        &self,
+        gpu: &Gpu,
+        v: Variant,
+        kv: KvType,
+        step: &PagedStep,
+        qkv: &[f32],
+    ) -> [Vec<f32>; 3] {
+        let (nh, nkv, d) = self.shape;
+        let (qkv_w, stride) = ((nh + 2 * nkv) * d, nkv * d);
+        let pool_len = (step.n_blocks * 16) as usize * stride;
+        let qb = upload_act(gpu, v.act, qkv);
+        let kb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
+        let vb = upload_kv(gpu, kv, &vec![0.0; pool_len], stride);
+        let (mb, fb) = (upload_u32(gpu, &step.meta), upload_f32(gpu, self.inv_freq));
+        let (bb, nb) = (upload_f32(gpu, self.bias), upload_f32(gpu, self.norm));
+        let norm_p = HeadNormParams {
+            n_head: nh as u32,
+            n_kv_head: nkv as u32,
+            head_dim: d as u32,
+            qkv_stride: qkv_w as u32,
+            eps: 1e-6,
+            has_bias: 0,
+            _pad: [0; 2],
+        };
+        let rope_p = RopeParams {
+            n_head: nh as u32,
+            n_kv_head: nkv as u32,
+            head_dim: d as u32,
+            n_rot: d as u32,
+            qkv_stride: qkv_w as u32,
+            kv_stride: stride as u32,
+            neox: 1,
+            bias_start: ((nh + nkv) * d) as u32,
+        };
+        let bindings = KvBindings {
+            k: &kb,
+            v: &vb,
+            meta: &mb,
+            kv,
+            block: 16,
+        };
+        let k = Kernels::new(gpu, v);
+        let mut b = builder(gpu, step.params);
+        pollster::block_on(k.head_norm(&mut b, &norm_p, &qb, &nb, Some(&bb))).unwrap();
+        pollster::block_on(k.rope_kv(&mut b, &rope_p, &qb, &bindings, &fb, Some(&bb))).unwrap();
+        let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
+        let t = qkv.len() / qkv_w;
+        run(gpu, &plan, t as u32);
+        [
+            read_act(gpu, v.act, &qb, t * qkv_w),
+            read_kv(gpu, kv, &kb, pool_len, stride),
+            read_kv(gpu, kv, &vb, pool_len, stride),
+        ]
+    }
+}
+
+/// A QKV bias with QK-norm: `head_norm` adds the query and key parts of the bias before
+/// normalising, `rope_kv` the values' part, and RoPE rotates the normalised heads.
+#[test]
+fn qkv_bias_then_qk_norm_then_rope_match_reference() {
+    for_each_variant(|gpu, v| {
+        let (nh, nkv, d) = (4usize, 2usize, 64usize);
+        let seqs: &[(u32, u32)] = &[(5, 2), (60, 1)];
+        let step_meta = PagedStep::new(seqs, 16, 3);
+        let (t, qkv_w, stride) = (3usize, (nh + 2 * nkv) * d, nkv * d);
+        let qkv = round_act(v.act, &random(31, t * qkv_w, 1.0));
+        let bias = random(32, qkv_w, 2.0);
+        let norm = random(33, 2 * d, 1.0);
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| (10000f64.powf(-2.0 * i as f64 / d as f64)) as f32)
+            .collect();
+        let cpu = BiasNormRope {
+            shape: (nh, nkv, d),
+            bias: &bias,
+            norm: &norm,
+            inv_freq: &inv_freq,
+            act: v.act,
+        };
+        let positions: Vec<u32> = seqs.iter().flat_map(|&(p, n)| p..p + n).collect();
+        let (exp_rows, keys, values) = cpu.run(&qkv, &positions);
+        for kv in KV_TYPES {
+            let pool_len = (step_meta.n_blocks * 16) as usize * stride;
+            let [got, got_k, got_v] = cpu.on_gpu(gpu, v, kv, &step_meta, &qkv);
+            let (mut exp_k, mut exp_v) = (vec![0.0; pool_len], vec![0.0; pool_len]);
+            let tokens = seqs
+                .iter()
+                .enumerate()
+                .flat_map(|(s, &(p, n))| (p..p + n).map(move |pos| (s, pos)));
+            for (ti, (s, pos)) in tokens.enumerate() {
+                let slot = step_meta.slot(s, pos) as usize;
+                exp_k[slot * stride..(slot + 1) * stride].copy_from_slice(&keys[ti]);
+                exp_v[slot * stride..(slot + 1) * stride].copy_from_slice(&values[ti]);
+            }
+            let (atol, rtol) = tol_kv(v.act, kv);
+            // Q8_0 may round a value one quantization step the other way (as in the RoPE test).
+            let step_tol = if kv == KvType::Q8_0 { 0.05 } else { 0.0 };
+            let what = format!("bias, QK-norm, RoPE kv={kv:?} {v}");
+            let exp = round_act(v.act, &exp_rows);
+            assert_close(&format!("{what}: qkv"), &got, &exp, atol + 1e-3, rtol);
+            let exp_k = round_kv(kv, &exp_k);
+            assert_close(
+                &format!("{what}: keys"),
+                &got_k,
+                &exp_k,
+                atol + 1e-3 + step_tol,
+                rtol,
+            );
+            let exp_v = round_kv(kv, &exp_v);
+            assert_close(
+                &format!("{what}: values"),
+                &got_v,
+                &exp_v,
+                atol + 1e-3 + step_tol,
                 rtol,
             );
         }

@@ -130,9 +130,14 @@ impl Ctx<'_> {
                     head_dim: cfg.head_dim,
                     qkv_stride: qkv_w,
                     eps: cfg.rms_eps,
-                    _pad: [0; 3],
+                    has_bias: 0,
+                    _pad: [0; 2],
                 };
-                self.k.head_norm(&mut b, &p, &a.qkv, weight).await?;
+                // A QKV bias comes before the norm: head_norm adds its query and key
+                // parts, rope_kv the rest.
+                self.k
+                    .head_norm(&mut b, &p, &a.qkv, weight, l.qkv_bias.as_ref())
+                    .await?;
             }
             let rope = RopeParams {
                 n_head: cfg.n_head,
@@ -142,7 +147,11 @@ impl Ctx<'_> {
                 qkv_stride: qkv_w,
                 kv_stride: self.pool.stride,
                 neox: u32::from(o.rope_style == RopeStyle::HalfSplit),
-                has_bias: u32::from(l.qkv_bias.is_some()),
+                bias_start: if l.qk_norm.is_some() {
+                    (cfg.n_head + cfg.n_kv_head) * cfg.head_dim
+                } else {
+                    0
+                },
             };
             let inv_freq = &self.inv_freq[self.layer_freq[i]];
             self.k

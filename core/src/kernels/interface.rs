@@ -180,6 +180,7 @@ pub static INTERFACES: &[Interface] = &[
             STEP,
             bind("qkv", RW),
             bind("weight", R),
+            bind("bias", R),
         ],
         lanes: Lanes::Wg,
     },

@@ -374,13 +374,22 @@ impl<'g> Kernels<'g> {
 
     /// QK-norm: RMSNorm of each query and key head in place, with `weight` holding the
     /// query norm then the key norm.
+    /// QK-norm of the step's query and key heads, in place. With `bias` (a QKV bias, which
+    /// comes before the norm) its query and key parts are added first; `p.has_bias` is set
+    /// from it.
     pub async fn head_norm(
         &self,
         b: &mut PlanBuilder,
         p: &HeadNormParams,
         qkv: &wgpu::Buffer,
         weight: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
     ) -> Result<(), GpuError> {
+        let p = &HeadNormParams {
+            has_bias: u32::from(bias.is_some()),
+            ..*p
+        };
+        let bias = bias.unwrap_or(&self.placeholder);
         let wg = if p.head_dim >= 64 { 64 } else { 32 };
         let defines = [
             ("ACT", self.act()),
@@ -393,14 +402,15 @@ impl<'g> Kernels<'g> {
             pipe,
             Some(bytemuck::bytes_of(p)),
             true,
-            &[qkv, weight],
+            &[qkv, weight, bias],
             grid,
         );
         Ok(())
     }
 
-    /// RoPE on the step's queries and keys (after adding `bias` if there is one); keys
-    /// and values into the paged cache. `p.has_bias` is set from `bias`.
+    /// RoPE on the step's queries and keys (after adding `bias` if there is one, from
+    /// column `p.bias_start` on); keys and values into the paged cache. Without `bias`
+    /// nothing is added, whatever `p.bias_start` says.
     pub async fn rope_kv(
         &self,
         b: &mut PlanBuilder,
@@ -411,7 +421,11 @@ impl<'g> Kernels<'g> {
         bias: Option<&wgpu::Buffer>,
     ) -> Result<(), GpuError> {
         let p = &RopeParams {
-            has_bias: u32::from(bias.is_some()),
+            bias_start: if bias.is_some() {
+                p.bias_start
+            } else {
+                p.qkv_stride
+            },
             ..*p
         };
         let bias = bias.unwrap_or(&self.placeholder);

@@ -52,8 +52,10 @@ gpu_struct! {
         pub kv_stride: u32,
         /// 1: NEOX pairs (j, j + n_rot/2); 0: interleaved pairs (2j, 2j+1).
         pub neox: u32,
-        /// 1: add the bias buffer to q, k and v.
-        pub has_bias: u32,
+        /// The first column of a token's qkv row that the bias buffer is added to: 0 for
+        /// q, k and v, the values' first column when `head_norm` added the rest, and
+        /// `qkv_stride` (nothing) without a bias.
+        pub bias_start: u32,
     }
 }
 
@@ -65,7 +67,9 @@ gpu_struct! {
         pub head_dim: u32,
         pub qkv_stride: u32,
         pub eps: f32,
-        pub _pad: [u32; 3],
+        /// 1: add the bias buffer to the query and key heads before normalising them.
+        pub has_bias: u32,
+        pub _pad: [u32; 2],
     }
 }
 

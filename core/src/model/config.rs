@@ -141,12 +141,6 @@ impl ModelConfig {
         let Some(options) = arch_options(&arch) else {
             return Err(ModelError::UnsupportedArchitecture(arch));
         };
-        // rope_kv adds the QKV bias after head_norm would have run.
-        if options.qkv_bias && options.qk_norm {
-            return Err(ModelError::InvalidConfig(format!(
-                "{arch}: a QKV bias together with QK-norm is not supported"
-            )));
-        }
         let k = |name: &str| format!("{arch}.{name}");
         let n_layer = u32_key(file, &k("block_count"))?;
         let n_embd = u32_key(file, &k("embedding_length"))?;
