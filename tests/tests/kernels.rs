@@ -5,7 +5,7 @@
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
 use wisp_core::kernels::{
     AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out,
-    RopeParams, Tuning,
+    PlanTokens, RopeParams, Tuning,
 };
 use wisp_core::model::{ExpertGating, Experts, FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
@@ -363,7 +363,7 @@ fn attention_matches_reference() {
             ((&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0), 16),
         ];
         for kv in KV_TYPES {
-            for batched in [false, true] {
+            for tokens in [PlanTokens::One, PlanTokens::Many] {
                 for &(case, block) in &cases {
                     let step_meta = PagedStep::new(case.0, block, 7);
                     let s = attention_setup(gpu, v, kv, case, &step_meta);
@@ -377,15 +377,14 @@ fn attention_matches_reference() {
                     let mut b = builder(gpu, step_meta.params);
                     pollster::block_on(
                         Kernels::new(gpu, v)
-                            .attention(&mut b, &s.params, batched, &s.qb, &bindings, &s.ob),
+                            .attention(&mut b, &s.params, tokens, &s.qb, &bindings, &s.ob),
                     )
                     .expect("attention");
                     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
                     run(gpu, &plan, s.t as u32);
                     let got = read_act(gpu, v.act, &s.ob, s.expected.len());
                     let (atol, rtol) = tol_kv(v.act, kv);
-                    let what =
-                        format!("attention {case:?} block={block} kv={kv:?} batched={batched} {v}");
+                    let what = format!("attention {case:?} block={block} kv={kv:?} {tokens:?} {v}");
                     assert_close(&what, &got, &s.expected, atol, rtol);
                 }
             }

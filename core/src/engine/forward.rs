@@ -16,7 +16,7 @@
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
 use crate::kernels::{
     AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out,
-    RopeParams, Tuning,
+    PlanTokens, RopeParams, Tuning,
 };
 use crate::kv::KvPool;
 use crate::model::{FeedForward, ModelConfig, ModelWeights, RopeStyle};
@@ -183,8 +183,13 @@ impl Ctx<'_> {
                         .await?;
                 }
             } else {
+                let tokens = if batched {
+                    PlanTokens::Many
+                } else {
+                    PlanTokens::One
+                };
                 self.k
-                    .attention(&mut b, &attn, batched, &a.qkv, &kv, &a.attn)
+                    .attention(&mut b, &attn, tokens, &a.qkv, &kv, &a.attn)
                     .await?;
             }
             let args = MatArgs {

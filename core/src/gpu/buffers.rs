@@ -12,12 +12,11 @@ fn padded(len: u64) -> u64 {
 }
 
 impl Gpu {
-    fn check_size(&self, what: &str, bytes: u64, binding: bool) -> Result<(), GpuError> {
-        let limit = if binding {
-            self.caps.max_storage_binding
-        } else {
-            self.caps.max_buffer_size
-        };
+    /// Refuses a storage buffer larger than one binding may be: every storage buffer is
+    /// bound whole, and the binding limit is the smaller of the two (no caller ever asked
+    /// for the plain buffer-size limit this took a `bool` for).
+    fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.caps.max_storage_binding;
         if bytes > limit {
             return Err(GpuError::BufferTooLarge {
                 what: what.to_string(),
@@ -59,7 +58,7 @@ impl Gpu {
     /// A zero-filled storage buffer of at least `bytes` bytes that will be bound whole.
     pub async fn storage(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         let size = padded(bytes);
-        self.check_size(what, size, true)?;
+        self.check_binding_size(what, size)?;
         self.checked(what, size, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),

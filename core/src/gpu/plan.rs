@@ -123,6 +123,14 @@ impl Grid {
     }
 }
 
+/// Whether a dispatch binds the step uniform (`common/step.wgsl`'s `Step`), right after
+/// its parameter block: kernels whose grid or work depends on the step's counts do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepUniform {
+    Bound,
+    NotBound,
+}
+
 /// One recorded dispatch.
 pub struct Dispatch {
     pub pipeline: Arc<Pipeline>,
@@ -133,7 +141,7 @@ pub struct Dispatch {
 struct Pending {
     pipeline: Arc<Pipeline>,
     params: Option<ArenaSlot>,
-    uses_step: bool,
+    step: StepUniform,
     buffers: Vec<wgpu::Buffer>,
     grid: Grid,
 }
@@ -163,12 +171,12 @@ impl PlanBuilder {
     }
 
     /// Adds a dispatch. Bindings are, in order: the parameter block (if any), the step
-    /// uniform (if `uses_step`), then `buffers`, matching the kernel's WGSL.
+    /// uniform (if `step` says so), then `buffers`, matching the kernel's WGSL.
     pub fn add(
         &mut self,
         pipeline: Arc<Pipeline>,
         params: Option<&[u8]>,
-        uses_step: bool,
+        step: StepUniform,
         buffers: &[&wgpu::Buffer],
         grid: Grid,
     ) {
@@ -176,7 +184,7 @@ impl PlanBuilder {
         self.pending.push(Pending {
             pipeline,
             params,
-            uses_step,
+            step,
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
             grid,
         });
@@ -203,7 +211,7 @@ impl PlanBuilder {
                     size: wgpu::BufferSize::new(slot.size),
                 }));
             }
-            if p.uses_step {
+            if p.step == StepUniform::Bound {
                 resources.push(self.step.as_entire_binding());
             }
             for b in &p.buffers {

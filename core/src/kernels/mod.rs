@@ -24,7 +24,7 @@ pub use step::*;
 pub use tuning::{FlashTiles, TUNING_FIELDS, Tuning, TuningOverrides};
 
 use crate::gpu::{
-    Act, Count, Gpu, GpuError, Grid, KvType, Pipeline, PlanBuilder, QMatrix, Variant,
+    Act, Count, Gpu, GpuError, Grid, KvType, Pipeline, PlanBuilder, QMatrix, StepUniform, Variant,
     gpu_weight_type,
 };
 use crate::model::{ExpertGating, Experts, FfnActivation};
@@ -137,6 +137,16 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
     })
 }
 
+/// How many tokens the steps of a plan usually hold, for kernels whose best shape depends
+/// on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanTokens {
+    /// One decoded token per sequence (`layers_single`).
+    One,
+    /// Many: prefill chunks and batched decoding (`layers_batched`).
+    Many,
+}
+
 impl<'g> Kernels<'g> {
     /// With the tier's tuning for the adapter.
     pub fn new(gpu: &'g Gpu, variant: Variant) -> Self {
@@ -234,7 +244,7 @@ impl<'g> Kernels<'g> {
             b.add(
                 pipe.clone(),
                 Some(bytemuck::bytes_of(&params)),
-                true,
+                StepUniform::Bound,
                 &[&chunk.buffer, a.x, a.y],
                 grid,
             );
@@ -292,7 +302,7 @@ impl<'g> Kernels<'g> {
             b.add(
                 pipe.clone(),
                 Some(bytemuck::bytes_of(&params)),
-                true,
+                StepUniform::Bound,
                 &[&chunk.buffer, a.x, a.y],
                 grid,
             );
@@ -327,7 +337,7 @@ impl<'g> Kernels<'g> {
             b.add(
                 pipe.clone(),
                 Some(bytemuck::bytes_of(&params)),
-                true,
+                StepUniform::Bound,
                 &[&chunk.buffer, tokens, x],
                 grid,
             );
@@ -365,7 +375,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[x, weight, y, meta],
             Grid::scaled([1, 1, 1], 0, count, 1),
         );
@@ -401,7 +411,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[qkv, weight, bias],
             grid,
         );
@@ -441,22 +451,22 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[qkv, kv.k, kv.v, inv_freq, kv.meta, bias],
             grid,
         );
         Ok(())
     }
 
-    /// Causal attention of the step's queries over the paged cache. `batched` says
-    /// the step usually has many tokens (prefill): on CPU-like adapters that takes the
-    /// query-per-lane kernel; a single decoded token is better served by spreading its
-    /// keys over the lanes.
+    /// Causal attention of the step's queries over the paged cache. `tokens` says what
+    /// the step usually holds: many tokens (prefill) take the query-per-lane kernel on
+    /// CPU-like adapters; a single decoded token is better served by spreading its keys
+    /// over the lanes.
     pub async fn attention(
         &self,
         b: &mut PlanBuilder,
         p: &AttnParams,
-        batched: bool,
+        tokens: PlanTokens,
         qkv: &wgpu::Buffer,
         kv: &KvBindings<'_>,
         out: &wgpu::Buffer,
@@ -467,7 +477,7 @@ impl<'g> Kernels<'g> {
             ("BLOCK", kv.block.to_string()),
         ];
         let hd = ("HD", p.head_dim.to_string());
-        let (pipe, grid) = if self.tuning.attn_lanes && batched {
+        let (pipe, grid) = if self.tuning.attn_lanes && tokens == PlanTokens::Many {
             let wg = self.tuning.attn_lanes_wg.to_string();
             let defines = [storage.as_slice(), &[hd, ("WG", wg)]].concat();
             let pipe = self.pipeline("attention_lanes", &defines).await?;
@@ -492,7 +502,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[qkv, kv.k, kv.v, out, kv.meta],
             grid,
         );
@@ -525,7 +535,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[qkv, kv.k, kv.v, out, kv.meta, partials],
             grid,
         );
@@ -551,7 +561,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(p)),
-            true,
+            StepUniform::Bound,
             &[partials, out, meta],
             grid,
         );
@@ -604,7 +614,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
-            true,
+            StepUniform::Bound,
             &[gu, h],
             grid,
         );
@@ -637,7 +647,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
-            true,
+            StepUniform::Bound,
             &[scores, routes],
             grid,
         );
@@ -674,7 +684,7 @@ impl<'g> Kernels<'g> {
             b.add(
                 pipe.clone(),
                 Some(bytemuck::bytes_of(&params)),
-                true,
+                StepUniform::Bound,
                 &[&chunk.buffer, a.x, a.y, route, routes],
                 grid,
             );
@@ -704,7 +714,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
-            true,
+            StepUniform::Bound,
             &[y, routes, x],
             grid,
         );
@@ -728,7 +738,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
-            false,
+            StepUniform::NotBound,
             &[logits, result],
             Grid::scaled([1, 1, 1], 0, Count::Rows, 1),
         );
@@ -752,7 +762,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             None,
-            false,
+            StepUniform::NotBound,
             &[params, entries, row_params, logits],
             grid,
         );
@@ -777,7 +787,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             None,
-            false,
+            StepUniform::NotBound,
             &[params, row_params, logits, out],
             Grid::scaled([1, 1, 1], 0, Count::Rows, 1),
         );
@@ -806,7 +816,7 @@ impl<'g> Kernels<'g> {
         b.add(
             pipe,
             Some(bytemuck::bytes_of(&params)),
-            false,
+            StepUniform::NotBound,
             &[data, sink],
             Grid::rows(groups, self.max_dim(), None),
         );
