@@ -171,9 +171,21 @@ impl Sizes {
     }
 }
 
+/// The softmax's running maximum and sum that a split stores ahead of each head's outputs.
+const PARTIAL_MAX_AND_SUM: u64 = 2;
+
+/// Bytes of split-K partial results one split takes. For each decoded entry and head,
+/// `flash_attn.wgsl` writes `HD + 2` `f32`s to `partials`: the running maximum and sum of
+/// its online softmax, then its `head_dim` outputs, which `flash_reduce.wgsl` merges. The
+/// length depends on `head_dim`, so no fixed-size Rust type describes it.
+fn split_partial_bytes(max_entries: u32, n_head: u32, head_dim: u32) -> u64 {
+    let floats_per_head = head_dim as u64 + PARTIAL_MAX_AND_SUM;
+    size_of::<f32>() as u64 * max_entries as u64 * n_head as u64 * floats_per_head
+}
+
 /// How attention splits its work, and the bytes of split-K partial results one split
-/// takes: (max, sum, output) per head and decoded entry. Fewer splits than tuning asks for
-/// where they would not fit one binding.
+/// takes ([`split_partial_bytes`]). Fewer splits than tuning asks for where they would not
+/// fit one binding.
 fn attention_tiling(
     gpu: &Gpu,
     config: &ModelConfig,
@@ -181,8 +193,7 @@ fn attention_tiling(
     tuning: &Tuning,
     query_tile: u32,
 ) -> (AttnTiling, u64) {
-    let partial_bytes =
-        4 * options.max_entries as u64 * config.n_head as u64 * (config.head_dim as u64 + 2);
+    let partial_bytes = split_partial_bytes(options.max_entries, config.n_head, config.head_dim);
     let fitting_splits =
         (gpu.caps.max_storage_binding / partial_bytes.max(1)).clamp(1, u32::MAX as u64) as u32;
     let tiling = AttnTiling {

@@ -3,7 +3,7 @@
 //! 8 bytes (greedy) or a few kilobytes (sampling), not the whole vocabulary.
 
 use crate::Error;
-use crate::gpu::{Gpu, GpuError, Plan, StepShape, Variant};
+use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
 use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
 
@@ -18,12 +18,7 @@ pub const MAX_PENALTY_ENTRIES: u32 = 4096;
 pub struct SamplerTail {
     greedy: Plan,
     candidates: Plan,
-    penalty_params: wgpu::Buffer,
-    penalty_entries: wgpu::Buffer,
-    /// Entries `penalty_entries` holds (fewer than MAX_PENALTY_ENTRIES only when the
-    /// binding limit is tiny).
-    penalty_cap: u32,
-    row_params: wgpu::Buffer,
+    inputs: TailInputs,
     result: wgpu::Buffer,
     candidates_out: wgpu::Buffer,
     staging_result: wgpu::Buffer,
@@ -32,21 +27,35 @@ pub struct SamplerTail {
     max_rows: u32,
 }
 
+/// Words of one row of `candidates.wgsl`'s output: its count, the bits of its largest
+/// logit, then (token, bits of logit) pairs up to the cap.
 fn row_words() -> u64 {
     2 + 2 * CANDIDATE_CAP as u64
 }
 
-impl SamplerTail {
-    pub async fn new(
-        gpu: &Gpu,
-        variant: Variant,
-        tuning: Tuning,
-        acts: &Activations,
-        vocab: u32,
-        max_rows: u32,
-    ) -> Result<SamplerTail, GpuError> {
-        let k = Kernels::with_tuning(gpu, variant, tuning);
-        let rows = max_rows as u64;
+/// Bytes of `candidates.wgsl`'s output for `rows` rows.
+fn candidate_bytes(rows: u64) -> u64 {
+    4 * row_words() * rows
+}
+
+/// Bytes of `argmax.wgsl`'s output for `rows` rows: (token, bits of its logit) per row.
+fn argmax_bytes(rows: u64) -> u64 {
+    8 * rows
+}
+
+/// The buffers the CPU writes before each sampling pass, read by both plans: the penalty
+/// parameters, the penalised (row, token) entries and each row's sampler parameters.
+struct TailInputs {
+    penalty_params: wgpu::Buffer,
+    penalty_entries: wgpu::Buffer,
+    /// Entries `penalty_entries` holds (fewer than MAX_PENALTY_ENTRIES only when the
+    /// binding limit is tiny).
+    penalty_cap: u32,
+    row_params: wgpu::Buffer,
+}
+
+impl TailInputs {
+    async fn new(gpu: &Gpu, rows: u64) -> Result<TailInputs, GpuError> {
         let penalty_params = gpu
             .uniform("penalty parameters", size_of::<PenaltyParams>() as u64)
             .await?;
@@ -63,65 +72,152 @@ impl SamplerTail {
                 size_of::<RowParams>() as u64 * rows,
             )
             .await?;
-        let candidate_params = gpu
-            .uniform("candidate parameters", size_of::<CandidateParams>() as u64)
-            .await?;
-        gpu.write(
-            &candidate_params,
-            0,
-            bytemuck::bytes_of(&CandidateParams {
-                n: vocab,
-                cap: CANDIDATE_CAP,
-                _pad: [0; 2],
-            }),
-        );
-        let result = gpu.storage("argmax results", 8 * rows).await?;
-        let candidates_out = gpu
-            .storage("sampling candidates", 4 * row_words() * rows)
-            .await?;
-        let mut b = k.stepless_plan();
-        k.penalties(
-            &mut b,
-            &penalty_params,
-            &penalty_entries,
-            &row_params,
-            &acts.logits,
-            penalty_cap,
-        )
-        .await?;
-        k.argmax(&mut b, &acts.logits, &result, vocab).await?;
-        let greedy = b.finish(gpu, "greedy sampling").await?;
-
-        let mut b = k.stepless_plan();
-        k.penalties(
-            &mut b,
-            &penalty_params,
-            &penalty_entries,
-            &row_params,
-            &acts.logits,
-            penalty_cap,
-        )
-        .await?;
-        k.candidates(
-            &mut b,
-            &candidate_params,
-            &row_params,
-            &acts.logits,
-            &candidates_out,
-        )
-        .await?;
-        let candidates = b.finish(gpu, "candidate selection").await?;
-
-        Ok(SamplerTail {
-            greedy,
-            candidates,
+        Ok(TailInputs {
             penalty_params,
             penalty_entries,
             penalty_cap,
             row_params,
-            staging_result: gpu.staging("argmax readback", 8 * rows).await?,
+        })
+    }
+
+    /// Records the penalties pass over `logits`, which both plans start with.
+    async fn record_penalties(
+        &self,
+        k: &Kernels<'_>,
+        b: &mut PlanBuilder,
+        logits: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        k.penalties(
+            b,
+            &self.penalty_params,
+            &self.penalty_entries,
+            &self.row_params,
+            logits,
+            self.penalty_cap,
+        )
+        .await
+    }
+
+    /// Writes the step's inputs; the entries only when there are any, since the pass reads
+    /// no more than `n_entries` of them.
+    fn write(&self, gpu: &Gpu, vocab: u32, row_params: &[RowParams], entries: &[PenaltyEntry]) {
+        let params = PenaltyParams {
+            n_entries: entries.len() as u32,
+            n: vocab,
+            _pad: [0; 2],
+        };
+        gpu.write(&self.penalty_params, 0, bytemuck::bytes_of(&params));
+        gpu.write(&self.row_params, 0, bytemuck::cast_slice(row_params));
+        if !entries.is_empty() {
+            gpu.write(&self.penalty_entries, 0, bytemuck::cast_slice(entries));
+        }
+    }
+
+    /// Keeps at most `penalty_cap` entries. Over the cap only with thousands of recent
+    /// tokens per row: keep the first ones, which the sampler lists by token id, and say so.
+    fn cap_entries(&self, entries: &mut Vec<PenaltyEntry>) {
+        if entries.len() > self.penalty_cap as usize {
+            tracing::warn!(
+                "{} penalised tokens in one step; only {} are applied",
+                entries.len(),
+                self.penalty_cap
+            );
+            entries.truncate(self.penalty_cap as usize);
+        }
+    }
+}
+
+/// The candidate kernel's fixed parameters: the vocabulary and the cap never change after
+/// load, so the uniform is written once.
+async fn candidate_params(gpu: &Gpu, vocab: u32) -> Result<wgpu::Buffer, GpuError> {
+    let buffer = gpu
+        .uniform("candidate parameters", size_of::<CandidateParams>() as u64)
+        .await?;
+    gpu.write(
+        &buffer,
+        0,
+        bytemuck::bytes_of(&CandidateParams {
+            n: vocab,
+            cap: CANDIDATE_CAP,
+            _pad: [0; 2],
+        }),
+    );
+    Ok(buffer)
+}
+
+/// Each row's sampler parameters and its penalised tokens tagged with the row, asked of
+/// each sampler in turn.
+fn collect_inputs(samplers: &[&mut Sampler]) -> (Vec<RowParams>, Vec<PenaltyEntry>) {
+    let mut entries = Vec::new();
+    let mut row_params = Vec::with_capacity(samplers.len());
+    for (row, s) in samplers.iter().enumerate() {
+        row_params.push(s.row_params());
+        if !s.config().penalties_are_neutral() {
+            entries.extend(s.penalty_list().into_iter().map(|e| PenaltyEntry {
+                row: row as u32,
+                ..e
+            }));
+        }
+    }
+    (row_params, entries)
+}
+
+/// Samples from one row of `candidates.wgsl`'s output (`words`), or `None` where the row
+/// needs its full logits: more candidates than the cap, or too few for the sampler's
+/// cutoffs.
+fn sample_from_candidates(sampler: &mut Sampler, words: &[u32]) -> Result<Option<u32>, Error> {
+    let count = words[0];
+    if count > CANDIDATE_CAP {
+        return Ok(None);
+    }
+    let mut cands: Vec<(u32, f32)> = words[2..2 + 2 * count as usize]
+        .chunks_exact(2)
+        .map(|p| (p[0], f32::from_bits(p[1])))
+        .collect();
+    match sampler.sample(&mut cands) {
+        Ok(t) => Ok(Some(t)),
+        Err(SamplingError::CandidatesInsufficient) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl SamplerTail {
+    /// The buffers and the two plans (greedy, candidates) for up to `max_rows` logits rows
+    /// of `vocab` entries in `acts.logits`.
+    pub async fn new(
+        gpu: &Gpu,
+        variant: Variant,
+        tuning: Tuning,
+        acts: &Activations,
+        vocab: u32,
+        max_rows: u32,
+    ) -> Result<SamplerTail, GpuError> {
+        let k = Kernels::with_tuning(gpu, variant, tuning);
+        let rows = max_rows as u64;
+        let inputs = TailInputs::new(gpu, rows).await?;
+        let candidate_params = candidate_params(gpu, vocab).await?;
+        let result = gpu.storage("argmax results", argmax_bytes(rows)).await?;
+        let candidates_out = gpu
+            .storage("sampling candidates", candidate_bytes(rows))
+            .await?;
+        let greedy = Self::greedy_plan(gpu, &k, &inputs, &acts.logits, &result, vocab).await?;
+        let candidates = Self::candidate_plan(
+            gpu,
+            &k,
+            &inputs,
+            &acts.logits,
+            &candidate_params,
+            &candidates_out,
+        )
+        .await?;
+
+        Ok(SamplerTail {
+            greedy,
+            candidates,
+            inputs,
+            staging_result: gpu.staging("argmax readback", argmax_bytes(rows)).await?,
             staging_candidates: gpu
-                .staging("candidates readback", 4 * row_words() * rows)
+                .staging("candidates readback", candidate_bytes(rows))
                 .await?,
             result,
             candidates_out,
@@ -130,6 +226,39 @@ impl SamplerTail {
         })
     }
 
+    /// Penalties, then each row's argmax into `result`.
+    async fn greedy_plan(
+        gpu: &Gpu,
+        k: &Kernels<'_>,
+        inputs: &TailInputs,
+        logits: &wgpu::Buffer,
+        result: &wgpu::Buffer,
+        vocab: u32,
+    ) -> Result<Plan, GpuError> {
+        let mut b = k.stepless_plan();
+        inputs.record_penalties(k, &mut b, logits).await?;
+        k.argmax(&mut b, logits, result, vocab).await?;
+        b.finish(gpu, "greedy sampling").await
+    }
+
+    /// Penalties, then each row's candidates into `out`.
+    async fn candidate_plan(
+        gpu: &Gpu,
+        k: &Kernels<'_>,
+        inputs: &TailInputs,
+        logits: &wgpu::Buffer,
+        params: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<Plan, GpuError> {
+        let mut b = k.stepless_plan();
+        inputs.record_penalties(k, &mut b, logits).await?;
+        k.candidates(&mut b, params, &inputs.row_params, logits, out)
+            .await?;
+        b.finish(gpu, "candidate selection").await
+    }
+
+    /// Encodes `plan` over `rows` rows and the copy of `bytes` of `src` into `staging` in
+    /// one submission, so the readback that follows waits for both.
     fn run(
         &self,
         gpu: &Gpu,
@@ -175,102 +304,93 @@ impl SamplerTail {
         if rows == 0 || rows > self.max_rows {
             return Err(SamplingError::NoCandidates.into());
         }
-        let mut entries = Vec::new();
-        let mut row_params = Vec::with_capacity(samplers.len());
-        for (row, s) in samplers.iter().enumerate() {
-            row_params.push(s.row_params());
-            if !s.config().penalties_are_neutral() {
-                entries.extend(s.penalty_list().into_iter().map(|e| PenaltyEntry {
-                    row: row as u32,
-                    ..e
-                }));
-            }
-        }
-        // Over the cap only with thousands of recent tokens per row: keep the first ones,
-        // which the sampler lists by token id, and say so.
-        if entries.len() > self.penalty_cap as usize {
-            tracing::warn!(
-                "{} penalised tokens in one step; only {} are applied",
-                entries.len(),
-                self.penalty_cap
-            );
-            entries.truncate(self.penalty_cap as usize);
-        }
-        let params = PenaltyParams {
-            n_entries: entries.len() as u32,
-            n: self.vocab,
-            _pad: [0; 2],
-        };
-        gpu.write(&self.penalty_params, 0, bytemuck::bytes_of(&params));
-        gpu.write(&self.row_params, 0, bytemuck::cast_slice(&row_params));
-        if !entries.is_empty() {
-            gpu.write(&self.penalty_entries, 0, bytemuck::cast_slice(&entries));
-        }
+        let (row_params, mut entries) = collect_inputs(samplers);
+        self.inputs.cap_entries(&mut entries);
+        self.inputs.write(gpu, self.vocab, &row_params, &entries);
 
-        let mut tokens = Vec::with_capacity(samplers.len());
-        if samplers.iter().all(|s| s.config().is_greedy()) {
-            let bytes = 8 * rows as u64;
-            self.run(
-                gpu,
-                &self.greedy,
-                rows,
-                &self.result,
-                &self.staging_result,
-                bytes,
-            );
-            let read = gpu.read_staging(&self.staging_result, bytes).await?;
-            let r: &[u32] = bytemuck::cast_slice(&read);
-            for row in 0..rows as usize {
-                if r[2 * row] >= self.vocab {
-                    return Err(SamplingError::NoCandidates.into());
-                }
-                tokens.push(r[2 * row]);
-            }
+        // Greedy rows need only the argmax; one sampling row makes every row read back
+        // its candidates, since one pass serves the whole step.
+        let tokens = if samplers.iter().all(|s| s.config().is_greedy()) {
+            self.sample_greedy(gpu, rows).await?
         } else {
-            let bytes = 4 * row_words() * rows as u64;
-            self.run(
-                gpu,
-                &self.candidates,
-                rows,
-                &self.candidates_out,
-                &self.staging_candidates,
-                bytes,
-            );
-            let read = gpu.read_staging(&self.staging_candidates, bytes).await?;
-            let words: &[u32] = bytemuck::cast_slice(&read);
-            for (row, sampler) in samplers.iter_mut().enumerate() {
-                let w = &words[row * row_words() as usize..(row + 1) * row_words() as usize];
-                let count = w[0];
-                let chosen = if count <= CANDIDATE_CAP {
-                    let mut cands: Vec<(u32, f32)> = w[2..2 + 2 * count as usize]
-                        .chunks_exact(2)
-                        .map(|p| (p[0], f32::from_bits(p[1])))
-                        .collect();
-                    match sampler.sample(&mut cands) {
-                        Ok(t) => Some(t),
-                        Err(SamplingError::CandidatesInsufficient) => None,
-                        Err(e) => return Err(e.into()),
-                    }
-                } else {
-                    None
-                };
-                let token = match chosen {
-                    Some(t) => t,
-                    None => {
-                        // Too many tokens are in play: read this row's (penalised) logits whole.
-                        let offset = row as u64 * self.vocab as u64 * 4;
-                        let bytes = gpu
-                            .read_buffer(&acts.logits, offset, self.vocab as u64 * 4)
-                            .await?;
-                        sampler.sample_logits(bytemuck::cast_slice(&bytes))?
-                    }
-                };
-                tokens.push(token);
-            }
-        }
+            self.sample_candidates(gpu, acts, samplers).await?
+        };
         for (s, &t) in samplers.iter_mut().zip(&tokens) {
             s.accept(t);
         }
         Ok(tokens)
+    }
+
+    /// Runs the greedy plan and reads back each row's argmax.
+    async fn sample_greedy(&self, gpu: &Gpu, rows: u32) -> Result<Vec<u32>, Error> {
+        let bytes = argmax_bytes(rows as u64);
+        self.run(
+            gpu,
+            &self.greedy,
+            rows,
+            &self.result,
+            &self.staging_result,
+            bytes,
+        );
+        let read = gpu.read_staging(&self.staging_result, bytes).await?;
+        let r: &[u32] = bytemuck::cast_slice(&read);
+        let mut tokens = Vec::with_capacity(rows as usize);
+        for row in 0..rows as usize {
+            // A row with no logit above -3.4e38 (all -inf or NaN) keeps argmax.wgsl's
+            // out-of-vocabulary initial index.
+            if r[2 * row] >= self.vocab {
+                return Err(SamplingError::NoCandidates.into());
+            }
+            tokens.push(r[2 * row]);
+        }
+        Ok(tokens)
+    }
+
+    /// Runs the candidate plan, reads back each row's candidates and samples each row
+    /// with its sampler, from its full logits where the candidates do not suffice.
+    async fn sample_candidates(
+        &self,
+        gpu: &Gpu,
+        acts: &Activations,
+        samplers: &mut [&mut Sampler],
+    ) -> Result<Vec<u32>, Error> {
+        let rows = samplers.len() as u32;
+        let bytes = candidate_bytes(rows as u64);
+        self.run(
+            gpu,
+            &self.candidates,
+            rows,
+            &self.candidates_out,
+            &self.staging_candidates,
+            bytes,
+        );
+        let read = gpu.read_staging(&self.staging_candidates, bytes).await?;
+        let words: &[u32] = bytemuck::cast_slice(&read);
+        let mut tokens = Vec::with_capacity(samplers.len());
+        for (row, sampler) in samplers.iter_mut().enumerate() {
+            let w = &words[row * row_words() as usize..(row + 1) * row_words() as usize];
+            let token = match sample_from_candidates(sampler, w)? {
+                Some(t) => t,
+                None => self.sample_full_row(gpu, acts, row, sampler).await?,
+            };
+            tokens.push(token);
+        }
+        Ok(tokens)
+    }
+
+    /// Too many tokens are in play: reads this row's (penalised) logits whole and samples
+    /// from them.
+    async fn sample_full_row(
+        &self,
+        gpu: &Gpu,
+        acts: &Activations,
+        row: usize,
+        sampler: &mut Sampler,
+    ) -> Result<u32, Error> {
+        let offset = row as u64 * self.vocab as u64 * 4;
+        let bytes = gpu
+            .read_buffer(&acts.logits, offset, self.vocab as u64 * 4)
+            .await?;
+        Ok(sampler.sample_logits(bytemuck::cast_slice(&bytes))?)
     }
 }
