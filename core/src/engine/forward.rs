@@ -19,7 +19,7 @@ use crate::kernels::{
     PlanTokens, RopeParams, Tuning,
 };
 use crate::kv::KvPool;
-use crate::model::{FeedForward, ModelConfig, ModelWeights, RopeStyle};
+use crate::model::{FeedForward, Fused, ModelConfig, ModelWeights, RopeStyle};
 
 use super::activations::Activations;
 
@@ -50,236 +50,275 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A matrix product over the step's tokens: matrix-vector kernels for plans of one
+    /// token per sequence, matrix-matrix kernels for many.
     async fn product(
         &self,
         b: &mut PlanBuilder,
         m: &QMatrix,
         args: &MatArgs<'_>,
-        batched: bool,
+        tokens: PlanTokens,
     ) -> Result<(), GpuError> {
-        if batched {
-            self.k.matmul(b, m, args).await
-        } else {
-            self.k.matvec(b, m, args).await
+        match tokens {
+            PlanTokens::Many => self.k.matmul(b, m, args).await,
+            PlanTokens::One => self.k.matvec(b, m, args).await,
         }
     }
 
-    async fn layers(&self, batched: bool) -> Result<Plan, GpuError> {
+    /// The width of the fused Q/K/V activations.
+    fn qkv_width(&self) -> u32 {
+        self.cfg.q_dim() + 2 * self.cfg.kv_dim()
+    }
+
+    fn norm_params(&self) -> NormParams {
+        NormParams {
+            n: self.cfg.n_embd,
+            eps: self.cfg.rms_eps,
+            listed: 0,
+            _pad: 0,
+        }
+    }
+
+    /// Where a block's output goes: straight into the residual stream, or through its
+    /// post-norm first (into `branch`, which the post-norm adds to `x`).
+    fn block_output(&self) -> (&wgpu::Buffer, Out) {
+        match &self.acts.branch {
+            Some(branch) => (branch, Out::F32),
+            None => (&self.acts.x, Out::AddF32),
+        }
+    }
+
+    /// Every layer of the model, from the token embedding to the last residual stream.
+    async fn layers(&self, tokens: PlanTokens) -> Result<Plan, GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
-        let d = cfg.n_embd;
-        let qkv_w = cfg.q_dim() + 2 * cfg.kv_dim();
-        let tokens = Count::Tokens;
-        let o = &cfg.arch;
-        let embed_scale = if o.scale_embedding {
-            (d as f32).sqrt()
+        let embed_scale = if cfg.arch.scale_embedding {
+            (cfg.n_embd as f32).sqrt()
         } else {
             1.0
         };
         self.k
             .embed(&mut b, &self.w.token_embd, &a.tokens, &a.x, embed_scale)
             .await?;
-        let norm = NormParams {
-            n: d,
-            eps: cfg.rms_eps,
-            listed: 0,
-            _pad: 0,
-        };
-        // A block's output goes straight into the residual stream, or through its
-        // post-norm first.
-        let out_to = match &a.branch {
-            Some(branch) => (branch, Out::F32),
-            None => (&a.x, Out::AddF32),
-        };
-        for (i, l) in self.w.layers.iter().enumerate() {
-            let kv = KvBindings {
-                k: &self.pool.k[i],
-                v: &self.pool.v[i],
-                meta: self.meta,
-                kv: self.pool.kv,
-                block: self.pool.block,
-            };
-            self.k
-                .rmsnorm(
-                    &mut b,
-                    &norm,
-                    &a.x,
-                    &l.attn_norm,
-                    &a.xn,
-                    self.meta,
-                    Out::Act,
-                )
-                .await?;
-            for (m, offset) in &l.qkv.parts {
-                let args = MatArgs {
-                    x: &a.xn,
-                    x_stride: d,
-                    y: &a.qkv,
-                    y_stride: qkv_w,
-                    y_offset: *offset,
-                    out: Out::Act,
-                    rows: tokens,
-                };
-                self.product(&mut b, m, &args, batched).await?;
-            }
-            if let Some(weight) = &l.qk_norm {
-                let p = HeadNormParams {
-                    n_head: cfg.n_head,
-                    n_kv_head: cfg.n_kv_head,
-                    head_dim: cfg.head_dim,
-                    qkv_stride: qkv_w,
-                    eps: cfg.rms_eps,
-                    has_bias: 0,
-                    _pad: [0; 2],
-                };
-                // A QKV bias comes before the norm: head_norm adds its query and key
-                // parts, rope_kv the rest.
-                self.k
-                    .head_norm(&mut b, &p, &a.qkv, weight, l.qkv_bias.as_ref())
-                    .await?;
-            }
-            let rope = RopeParams {
-                n_head: cfg.n_head,
-                n_kv_head: cfg.n_kv_head,
-                head_dim: cfg.head_dim,
-                n_rot: cfg.n_rot,
-                qkv_stride: qkv_w,
-                kv_stride: self.pool.stride,
-                neox: u32::from(o.rope_style == RopeStyle::HalfSplit),
-                bias_start: if l.qk_norm.is_some() {
-                    (cfg.n_head + cfg.n_kv_head) * cfg.head_dim
-                } else {
-                    0
-                },
-            };
-            let inv_freq = &self.inv_freq[self.layer_freq[i]];
-            self.k
-                .rope_kv(&mut b, &rope, &a.qkv, &kv, inv_freq, l.qkv_bias.as_ref())
-                .await?;
-            let attn = AttnParams {
-                n_head: cfg.n_head,
-                n_kv_head: cfg.n_kv_head,
-                qkv_stride: qkv_w,
-                kv_stride: self.pool.stride,
-                out_stride: cfg.q_dim(),
-                window: cfg.layer_windows[i],
-                scale: 1.0 / (cfg.head_dim as f32).sqrt(),
-                head_dim: cfg.head_dim,
-            };
-            if self.k.tuning.attn_flash {
-                let io = AttnIo {
-                    qkv: &a.qkv,
-                    out: &a.attn,
-                    partials: self.partials,
-                };
-                self.k
-                    .flash_attention(&mut b, &attn, self.tiles, &io, &kv)
-                    .await?;
-                // Without splits there is nothing to merge.
-                if let Some(partials) = self.partials {
-                    self.k
-                        .flash_reduce(&mut b, &attn, partials, &a.attn, self.meta)
-                        .await?;
-                }
-            } else {
-                let tokens = if batched {
-                    PlanTokens::Many
-                } else {
-                    PlanTokens::One
-                };
-                self.k
-                    .attention(&mut b, &attn, tokens, &a.qkv, &kv, &a.attn)
-                    .await?;
-            }
-            let args = MatArgs {
-                x: &a.attn,
-                x_stride: cfg.q_dim(),
-                y: out_to.0,
-                y_stride: d,
-                y_offset: 0,
-                out: out_to.1,
-                rows: tokens,
-            };
-            self.product(&mut b, &l.attn_out, &args, batched).await?;
-            if let Some((attn_post, _)) = &l.post_norms {
-                self.k
-                    .rmsnorm(
-                        &mut b,
-                        &norm,
-                        out_to.0,
-                        attn_post,
-                        &a.x,
-                        self.meta,
-                        Out::AddF32,
-                    )
-                    .await?;
-            }
-
-            self.k
-                .rmsnorm(&mut b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act)
-                .await?;
-            match &l.ffn {
-                FeedForward::Dense { gate_up, down } => {
-                    for (m, offset) in &gate_up.parts {
-                        let args = MatArgs {
-                            x: &a.xn,
-                            x_stride: d,
-                            y: &a.gate_up,
-                            y_stride: 2 * cfg.n_ff,
-                            y_offset: *offset,
-                            out: Out::Act,
-                            rows: tokens,
-                        };
-                        self.product(&mut b, m, &args, batched).await?;
-                    }
-                    self.k
-                        .glu(&mut b, o.ffn_activation, &a.gate_up, &a.h, cfg.n_ff)
-                        .await?;
-                    let args = MatArgs {
-                        x: &a.h,
-                        x_stride: cfg.n_ff,
-                        y: out_to.0,
-                        y_stride: d,
-                        y_offset: 0,
-                        out: out_to.1,
-                        rows: tokens,
-                    };
-                    self.product(&mut b, down, &args, batched).await?;
-                }
-                FeedForward::Experts {
-                    router,
-                    gate,
-                    up,
-                    down,
-                } => {
-                    self.experts(&mut b, batched, (router, gate, up, down))
-                        .await?
-                }
-            }
-            if let Some((_, ffn_post)) = &l.post_norms {
-                self.k
-                    .rmsnorm(
-                        &mut b,
-                        &norm,
-                        out_to.0,
-                        ffn_post,
-                        &a.x,
-                        self.meta,
-                        Out::AddF32,
-                    )
-                    .await?;
-            }
+        for i in 0..self.w.layers.len() {
+            self.attention_block(&mut b, i, tokens).await?;
+            self.feed_forward_block(&mut b, i, tokens).await?;
         }
-        b.finish(
-            gpu,
-            if batched {
-                "layers (batched)"
+        let name = match tokens {
+            PlanTokens::Many => "layers (batched)",
+            PlanTokens::One => "layers (single token)",
+        };
+        b.finish(gpu, name).await
+    }
+
+    /// Layer `i`'s attention half: norm, Q/K/V product, QK-norm, RoPE and the KV write,
+    /// attention, output product and post-norm, added into the residual stream.
+    async fn attention_block(
+        &self,
+        b: &mut PlanBuilder,
+        i: usize,
+        tokens: PlanTokens,
+    ) -> Result<(), GpuError> {
+        let (cfg, a, l) = (self.cfg, self.acts, &self.w.layers[i]);
+        let (d, qkv_w) = (cfg.n_embd, self.qkv_width());
+        let norm = self.norm_params();
+        let kv = KvBindings {
+            k: &self.pool.k[i],
+            v: &self.pool.v[i],
+            meta: self.meta,
+            kv: self.pool.kv,
+            block: self.pool.block,
+        };
+        self.k
+            .rmsnorm(b, &norm, &a.x, &l.attn_norm, &a.xn, self.meta, Out::Act)
+            .await?;
+        for (m, offset) in &l.qkv.parts {
+            let args = MatArgs {
+                x: &a.xn,
+                x_stride: d,
+                y: &a.qkv,
+                y_stride: qkv_w,
+                y_offset: *offset,
+                out: Out::Act,
+                rows: Count::Tokens,
+            };
+            self.product(b, m, &args, tokens).await?;
+        }
+        if let Some(weight) = &l.qk_norm {
+            let p = HeadNormParams {
+                n_head: cfg.n_head,
+                n_kv_head: cfg.n_kv_head,
+                head_dim: cfg.head_dim,
+                qkv_stride: qkv_w,
+                eps: cfg.rms_eps,
+                has_bias: 0,
+                _pad: [0; 2],
+            };
+            // A QKV bias comes before the norm: head_norm adds its query and key
+            // parts, rope_kv the rest.
+            self.k
+                .head_norm(b, &p, &a.qkv, weight, l.qkv_bias.as_ref())
+                .await?;
+        }
+        let rope = self.rope_params(l.qk_norm.is_some());
+        let inv_freq = &self.inv_freq[self.layer_freq[i]];
+        self.k
+            .rope_kv(b, &rope, &a.qkv, &kv, inv_freq, l.qkv_bias.as_ref())
+            .await?;
+        self.attention(b, i, &kv, tokens).await?;
+        let (out, out_kind) = self.block_output();
+        let args = MatArgs {
+            x: &a.attn,
+            x_stride: cfg.q_dim(),
+            y: out,
+            y_stride: d,
+            y_offset: 0,
+            out: out_kind,
+            rows: Count::Tokens,
+        };
+        self.product(b, &l.attn_out, &args, tokens).await?;
+        if let Some((attn_post, _)) = &l.post_norms {
+            self.k
+                .rmsnorm(b, &norm, out, attn_post, &a.x, self.meta, Out::AddF32)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// RoPE (and the KV write) for a layer. With QK-norm, head_norm has added the query
+    /// and key parts of a QKV bias already, and rope_kv adds only the values' part.
+    fn rope_params(&self, has_qk_norm: bool) -> RopeParams {
+        let cfg = self.cfg;
+        RopeParams {
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_kv_head,
+            head_dim: cfg.head_dim,
+            n_rot: cfg.n_rot,
+            qkv_stride: self.qkv_width(),
+            kv_stride: self.pool.stride,
+            neox: u32::from(cfg.arch.rope_style == RopeStyle::HalfSplit),
+            bias_start: if has_qk_norm {
+                (cfg.n_head + cfg.n_kv_head) * cfg.head_dim
             } else {
-                "layers (single token)"
+                0
             },
-        )
-        .await
+        }
+    }
+
+    /// Layer `i`'s attention over the cached keys and values into `attn`: flash
+    /// attention (with the split-K merge when items are split) on GPUs, the lane kernels
+    /// on CPU adapters.
+    async fn attention(
+        &self,
+        b: &mut PlanBuilder,
+        i: usize,
+        kv: &KvBindings<'_>,
+        tokens: PlanTokens,
+    ) -> Result<(), GpuError> {
+        let (cfg, a) = (self.cfg, self.acts);
+        let attn = AttnParams {
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_kv_head,
+            qkv_stride: self.qkv_width(),
+            kv_stride: self.pool.stride,
+            out_stride: cfg.q_dim(),
+            window: cfg.layer_windows[i],
+            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+            head_dim: cfg.head_dim,
+        };
+        if !self.k.tuning.attn_flash {
+            return self
+                .k
+                .attention(b, &attn, tokens, &a.qkv, kv, &a.attn)
+                .await;
+        }
+        let io = AttnIo {
+            qkv: &a.qkv,
+            out: &a.attn,
+            partials: self.partials,
+        };
+        self.k
+            .flash_attention(b, &attn, self.tiles, &io, kv)
+            .await?;
+        // Without splits there is nothing to merge.
+        if let Some(partials) = self.partials {
+            self.k
+                .flash_reduce(b, &attn, partials, &a.attn, self.meta)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Layer `i`'s feed-forward half: norm, then the dense GLU or the mixture of experts,
+    /// and the post-norm, added into the residual stream.
+    async fn feed_forward_block(
+        &self,
+        b: &mut PlanBuilder,
+        i: usize,
+        tokens: PlanTokens,
+    ) -> Result<(), GpuError> {
+        let (a, l) = (self.acts, &self.w.layers[i]);
+        let norm = self.norm_params();
+        self.k
+            .rmsnorm(b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act)
+            .await?;
+        match &l.ffn {
+            FeedForward::Dense { gate_up, down } => {
+                self.dense_feed_forward(b, gate_up, down, tokens).await?
+            }
+            FeedForward::Experts {
+                router,
+                gate,
+                up,
+                down,
+            } => self.experts(b, tokens, (router, gate, up, down)).await?,
+        }
+        if let Some((_, ffn_post)) = &l.post_norms {
+            let (out, _) = self.block_output();
+            self.k
+                .rmsnorm(b, &norm, out, ffn_post, &a.x, self.meta, Out::AddF32)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The fused gate/up product, the gated activation, and the down product into the
+    /// block's output.
+    async fn dense_feed_forward(
+        &self,
+        b: &mut PlanBuilder,
+        gate_up: &Fused,
+        down: &QMatrix,
+        tokens: PlanTokens,
+    ) -> Result<(), GpuError> {
+        let (cfg, a) = (self.cfg, self.acts);
+        for (m, offset) in &gate_up.parts {
+            let args = MatArgs {
+                x: &a.xn,
+                x_stride: cfg.n_embd,
+                y: &a.gate_up,
+                y_stride: 2 * cfg.n_ff,
+                y_offset: *offset,
+                out: Out::Act,
+                rows: Count::Tokens,
+            };
+            self.product(b, m, &args, tokens).await?;
+        }
+        self.k
+            .glu(b, cfg.arch.ffn_activation, &a.gate_up, &a.h, cfg.n_ff)
+            .await?;
+        let (out, out_kind) = self.block_output();
+        let args = MatArgs {
+            x: &a.h,
+            x_stride: cfg.n_ff,
+            y: out,
+            y_stride: cfg.n_embd,
+            y_offset: 0,
+            out: out_kind,
+            rows: Count::Tokens,
+        };
+        self.product(b, down, &args, tokens).await
     }
 
     /// A mixture of experts on the normalised activations `xn`: router scores, routing,
@@ -288,7 +327,7 @@ impl Ctx<'_> {
     async fn experts(
         &self,
         b: &mut PlanBuilder,
-        batched: bool,
+        tokens: PlanTokens,
         (router, gate, up, down): (&QMatrix, &[QMatrix], &[QMatrix], &[QMatrix]),
     ) -> Result<(), GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
@@ -308,7 +347,7 @@ impl Ctx<'_> {
             out: Out::F32,
             rows: Count::Tokens,
         };
-        self.product(b, router, &args, batched).await?;
+        self.product(b, router, &args, tokens).await?;
         self.k.moe_route(b, &x, &m.scores, &m.routes).await?;
         for e in 0..x.n_expert as usize {
             for (w, offset) in [(&gate[e], 0), (&up[e], ff)] {
@@ -350,8 +389,9 @@ impl Ctx<'_> {
             .await
     }
 
-    /// Final norm of the wanted rows (into consecutive rows of `xn`) and the LM head.
-    async fn head(&self, many: bool) -> Result<Plan, GpuError> {
+    /// Final norm of the wanted rows (into consecutive rows of `xn`) and the LM head, for
+    /// one row (`head_one`) or several (`head_many`).
+    async fn head(&self, rows: PlanTokens) -> Result<Plan, GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
@@ -381,16 +421,12 @@ impl Ctx<'_> {
             out: Out::F32,
             rows: Count::Rows,
         };
-        self.product(&mut b, self.w.lm_head(), &args, many).await?;
-        b.finish(
-            gpu,
-            if many {
-                "head (several rows)"
-            } else {
-                "head (one row)"
-            },
-        )
-        .await
+        self.product(&mut b, self.w.lm_head(), &args, rows).await?;
+        let name = match rows {
+            PlanTokens::Many => "head (several rows)",
+            PlanTokens::One => "head (one row)",
+        };
+        b.finish(gpu, name).await
     }
 }
 
@@ -441,10 +477,10 @@ impl ForwardPlans {
             inv_freq: &inv_freq,
         };
         Ok(ForwardPlans {
-            layers_single: ctx.layers(false).await?,
-            layers_batched: ctx.layers(true).await?,
-            head_one: ctx.head(false).await?,
-            head_many: ctx.head(true).await?,
+            layers_single: ctx.layers(PlanTokens::One).await?,
+            layers_batched: ctx.layers(PlanTokens::Many).await?,
+            head_one: ctx.head(PlanTokens::One).await?,
+            head_many: ctx.head(PlanTokens::Many).await?,
             _inv_freq: inv_freq,
         })
     }

@@ -133,18 +133,16 @@ fn experts(file: &GgufFile, k: &dyn Fn(&str) -> String) -> Result<Option<Experts
     }))
 }
 
-impl ModelConfig {
-    /// Reads the configuration of a GGUF model, refusing architectures Wisp cannot run
-    /// and values that make no sense.
-    pub fn from_gguf(file: &GgufFile) -> Result<ModelConfig, ModelError> {
-        let arch = file.architecture()?.to_string();
-        let Some(options) = arch_options(&arch) else {
-            return Err(ModelError::UnsupportedArchitecture(arch));
-        };
-        let k = |name: &str| format!("{arch}.{name}");
-        let n_layer = u32_key(file, &k("block_count"))?;
-        let n_embd = u32_key(file, &k("embedding_length"))?;
-        let n_ff = u32_key(file, &k("feed_forward_length"))?;
+/// The attention heads' shape, as the metadata gives it.
+struct Heads {
+    n_head: u32,
+    n_kv_head: u32,
+    head_dim: u32,
+    n_rot: u32,
+}
+
+impl Heads {
+    fn read(file: &GgufFile, k: &dyn Fn(&str) -> String, n_embd: u32) -> Result<Heads, ModelError> {
         let n_head = u32_key(file, &k("attention.head_count"))?;
         let n_kv_head = opt_u32_key(file, &k("attention.head_count_kv"))?.unwrap_or(n_head);
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
@@ -156,7 +154,7 @@ impl ModelConfig {
         }
         let head_dim = match opt_u32_key(file, &k("attention.key_length"))? {
             Some(d) => d,
-            None if n_embd % n_head == 0 => n_embd / n_head,
+            None if n_embd.is_multiple_of(n_head) => n_embd / n_head,
             None => {
                 return Err(ModelError::InvalidConfig(format!(
                     "embedding_length {n_embd} is not a multiple of head_count {n_head}"
@@ -181,46 +179,58 @@ impl ModelConfig {
                 "rope.dimension_count {n_rot} must be even and at most the head dimension {head_dim}"
             )));
         }
-        let rope_freq_base = file
-            .metadata
-            .opt_f64(&k("rope.freq_base"))?
-            .unwrap_or(10000.0) as f32;
-        let rope_scaling = match file.metadata.opt_str(&k("rope.scaling.type"))? {
-            None | Some("none") => RopeScaling::None,
-            Some("linear") => {
-                let f = file
-                    .metadata
-                    .opt_f64(&k("rope.scaling.factor"))?
-                    .unwrap_or(1.0) as f32;
-                if f > 0.0 && f != 1.0 {
-                    RopeScaling::Linear(f)
-                } else {
-                    RopeScaling::None
-                }
+        Ok(Heads {
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot,
+        })
+    }
+}
+
+/// The RoPE base frequency and scaling.
+fn rope(file: &GgufFile, k: &dyn Fn(&str) -> String) -> Result<(f32, RopeScaling), ModelError> {
+    let base = file
+        .metadata
+        .opt_f64(&k("rope.freq_base"))?
+        .unwrap_or(10000.0) as f32;
+    let scaling = match file.metadata.opt_str(&k("rope.scaling.type"))? {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => {
+            let f = file
+                .metadata
+                .opt_f64(&k("rope.scaling.factor"))?
+                .unwrap_or(1.0) as f32;
+            if f > 0.0 && f != 1.0 {
+                RopeScaling::Linear(f)
+            } else {
+                RopeScaling::None
             }
-            Some(other) => {
-                return Err(ModelError::InvalidConfig(format!(
-                    "unsupported RoPE scaling {other:?}"
-                )));
-            }
-        };
-        let rms_eps = file
-            .metadata
-            .require_f64(&k("attention.layer_norm_rms_epsilon"))? as f32;
-        if !(rms_eps > 0.0 && rms_eps < 1.0) {
+        }
+        Some(other) => {
             return Err(ModelError::InvalidConfig(format!(
-                "RMS epsilon {rms_eps} is out of range"
+                "unsupported RoPE scaling {other:?}"
             )));
         }
-        let n_ctx_train = u32_key(file, &k("context_length"))?;
-        let embd = file
-            .tensor("token_embd.weight")
-            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
-        let vocab_size = match opt_u32_key(file, &k("vocab_size"))? {
-            Some(v) => v,
-            None => embd.dims.get(1).copied().unwrap_or(0) as u32,
-        };
-        let tied_embeddings = file.tensor("output.weight").is_none();
+    };
+    Ok((base, scaling))
+}
+
+/// Sliding-window attention: the window, each layer's window (0: global) and the RoPE
+/// base of windowed layers.
+struct Windows {
+    sliding_window: Option<u32>,
+    layer_windows: Vec<u32>,
+    window_rope_base: Option<f32>,
+}
+
+impl Windows {
+    fn read(
+        file: &GgufFile,
+        k: &dyn Fn(&str) -> String,
+        n_layer: u32,
+        options: &ArchOptions,
+    ) -> Result<Windows, ModelError> {
         let sliding_window = opt_u32_key(file, &k("attention.sliding_window"))?.filter(|&w| w > 0);
         let pattern = match opt_u32_key(file, &k("attention.sliding_window_pattern"))? {
             Some(0) => None,
@@ -245,6 +255,55 @@ impl ModelConfig {
             Some(b) => Some(b as f32),
             None => options.window_rope_base,
         };
+        Ok(Windows {
+            sliding_window,
+            layer_windows,
+            window_rope_base,
+        })
+    }
+}
+
+impl ModelConfig {
+    /// Reads the configuration of a GGUF model, refusing architectures Wisp cannot run
+    /// and values that make no sense.
+    pub fn from_gguf(file: &GgufFile) -> Result<ModelConfig, ModelError> {
+        let arch = file.architecture()?.to_string();
+        let Some(options) = arch_options(&arch) else {
+            return Err(ModelError::UnsupportedArchitecture(arch));
+        };
+        let k = |name: &str| format!("{arch}.{name}");
+        let n_layer = u32_key(file, &k("block_count"))?;
+        let n_embd = u32_key(file, &k("embedding_length"))?;
+        let n_ff = u32_key(file, &k("feed_forward_length"))?;
+        let Heads {
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot,
+        } = Heads::read(file, &k, n_embd)?;
+        let (rope_freq_base, rope_scaling) = rope(file, &k)?;
+        let rms_eps = file
+            .metadata
+            .require_f64(&k("attention.layer_norm_rms_epsilon"))? as f32;
+        if !(rms_eps > 0.0 && rms_eps < 1.0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "RMS epsilon {rms_eps} is out of range"
+            )));
+        }
+        let n_ctx_train = u32_key(file, &k("context_length"))?;
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let vocab_size = match opt_u32_key(file, &k("vocab_size"))? {
+            Some(v) => v,
+            None => embd.dims.get(1).copied().unwrap_or(0) as u32,
+        };
+        let tied_embeddings = file.tensor("output.weight").is_none();
+        let Windows {
+            sliding_window,
+            layer_windows,
+            window_rope_base,
+        } = Windows::read(file, &k, n_layer, &options)?;
         let experts = experts(file, &k)?;
         if experts.is_some() && options.post_norms {
             return Err(ModelError::InvalidConfig(format!(
@@ -272,24 +331,34 @@ impl ModelConfig {
             window_rope_base,
             experts,
         };
+        cfg.check_widths()?;
+        Ok(cfg)
+    }
+
+    /// Refuses sizes of zero and widths the kernels cannot tile (multiples of 32).
+    fn check_widths(&self) -> Result<(), ModelError> {
         for (what, v) in [
-            ("block_count", n_layer),
-            ("embedding_length", n_embd),
-            ("feed_forward_length", n_ff),
-            ("vocab_size", vocab_size),
-            ("context_length", n_ctx_train),
+            ("block_count", self.n_layer),
+            ("embedding_length", self.n_embd),
+            ("feed_forward_length", self.n_ff),
+            ("vocab_size", self.vocab_size),
+            ("context_length", self.n_ctx_train),
         ] {
             if v == 0 {
                 return Err(ModelError::InvalidConfig(format!("{what} is 0")));
             }
         }
-        if n_embd % 32 != 0 || n_ff % 32 != 0 || (n_head * head_dim) % 32 != 0 {
+        let attention = self.n_head * self.head_dim;
+        if ![self.n_embd, self.n_ff, attention]
+            .iter()
+            .all(|w| w.is_multiple_of(32))
+        {
             return Err(ModelError::InvalidConfig(format!(
-                "embedding ({n_embd}), feed-forward ({n_ff}) and attention ({}) widths must be multiples of 32",
-                n_head * head_dim
+                "embedding ({}), feed-forward ({}) and attention ({attention}) widths must be multiples of 32",
+                self.n_embd, self.n_ff
             )));
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// Query width (`n_head * head_dim`).
