@@ -1,7 +1,8 @@
 //! wisp-core: the engine of Wisp, a portable LLM inference runtime on wgpu.
 //!
 //! The crate stays portable to `wasm32-unknown-unknown`: no filesystem, no threads and no
-//! blocking waits on the engine path. Callers hand in bytes; GPU work is awaited.
+//! environment variables. Callers hand in bytes and settings; GPU work is awaited (in the
+//! browser nothing blocks; natively a readback blocks its thread while the device works).
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and the path of
 //! one token through the engine.
 
