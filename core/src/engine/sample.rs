@@ -257,6 +257,20 @@ impl SamplerTail {
         b.finish(gpu, "candidate selection").await
     }
 
+    /// Runs `plan` over `rows` rows and reads back the first `bytes` of `src` (through
+    /// `staging`).
+    async fn run_and_read(
+        &self,
+        gpu: &Gpu,
+        plan: &Plan,
+        rows: u32,
+        (src, staging): (&wgpu::Buffer, &wgpu::Buffer),
+        bytes: u64,
+    ) -> Result<Vec<u8>, Error> {
+        self.run(gpu, plan, rows, src, staging, bytes);
+        Ok(gpu.read_staging(staging, bytes).await?)
+    }
+
     /// Encodes `plan` over `rows` rows and the copy of `bytes` of `src` into `staging` in
     /// one submission, so the readback that follows waits for both.
     fn run(
@@ -324,15 +338,10 @@ impl SamplerTail {
     /// Runs the greedy plan and reads back each row's argmax.
     async fn sample_greedy(&self, gpu: &Gpu, rows: u32) -> Result<Vec<u32>, Error> {
         let bytes = argmax_bytes(rows as u64);
-        self.run(
-            gpu,
-            &self.greedy,
-            rows,
-            &self.result,
-            &self.staging_result,
-            bytes,
-        );
-        let read = gpu.read_staging(&self.staging_result, bytes).await?;
+        let buffers = (&self.result, &self.staging_result);
+        let read = self
+            .run_and_read(gpu, &self.greedy, rows, buffers, bytes)
+            .await?;
         let r: &[u32] = bytemuck::cast_slice(&read);
         let mut tokens = Vec::with_capacity(rows as usize);
         for row in 0..rows as usize {
@@ -356,15 +365,10 @@ impl SamplerTail {
     ) -> Result<Vec<u32>, Error> {
         let rows = samplers.len() as u32;
         let bytes = candidate_bytes(rows as u64);
-        self.run(
-            gpu,
-            &self.candidates,
-            rows,
-            &self.candidates_out,
-            &self.staging_candidates,
-            bytes,
-        );
-        let read = gpu.read_staging(&self.staging_candidates, bytes).await?;
+        let buffers = (&self.candidates_out, &self.staging_candidates);
+        let read = self
+            .run_and_read(gpu, &self.candidates, rows, buffers, bytes)
+            .await?;
         let words: &[u32] = bytemuck::cast_slice(&read);
         let mut tokens = Vec::with_capacity(samplers.len());
         for (row, sampler) in samplers.iter_mut().enumerate() {
