@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wisp_core::engine::{AttnEntry, AttnTiling, attention_work};
 use wisp_core::gpu::{Act, Gpu, KvType, Plan, PlanBuilder, StepParams, StepShape};
-use wisp_core::kernels::{EntryInfo, TokenInfo, WorkItem, words};
+use wisp_core::kernels::{EntryInfo, Q8KvBlock, TokenInfo, WorkItem, words};
 use wisp_core::quant::GgmlType;
 
 /// Deterministic pseudo-random values in [-scale, scale).
@@ -151,17 +151,15 @@ pub fn upload_kv(gpu: &Gpu, kv: KvType, v: &[f32], stride: usize) -> wgpu::Buffe
         KvType::F32 => upload_act(gpu, Act::F32, v),
         KvType::F16 => upload_act(gpu, Act::F16, v),
         KvType::Q8_0 => {
-            let mut words = Vec::new();
-            for slot in v.chunks(stride) {
-                let blocks: Vec<([i8; 32], f32)> = slot.chunks(32).map(q8_block).collect();
-                for (q, _) in &blocks {
-                    words.extend(q.chunks(4).map(|b| {
-                        u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
-                    }));
-                }
-                words.extend(blocks.iter().map(|(_, d)| d.to_bits()));
-            }
-            upload_u32(gpu, &words)
+            assert_eq!(stride % 32, 0, "a Q8_0 slot holds whole blocks");
+            let blocks: Vec<Q8KvBlock> = v
+                .chunks(32)
+                .map(|c| {
+                    let (q, d) = q8_block(c);
+                    Q8KvBlock::new(&q, d)
+                })
+                .collect();
+            upload_u32(gpu, bytemuck::cast_slice(&blocks))
         }
     }
 }
@@ -172,18 +170,10 @@ pub fn read_kv(gpu: &Gpu, kv: KvType, b: &wgpu::Buffer, n: usize, stride: usize)
         KvType::F32 => read_act(gpu, Act::F32, b, n),
         KvType::F16 => read_act(gpu, Act::F16, b, n),
         KvType::Q8_0 => {
-            let slot_words = stride / 4 + stride / 32;
-            let words = read_u32(gpu, b, n / stride * slot_words);
-            words
-                .chunks(slot_words)
-                .flat_map(|w| {
-                    let (quants, scales) = w.split_at(stride / 4);
-                    quants.iter().enumerate().flat_map(move |(i, q)| {
-                        let d = f32::from_bits(scales[i / 8]);
-                        q.to_le_bytes().map(|b| b as i8 as f32 * d)
-                    })
-                })
-                .collect()
+            assert_eq!(stride % 32, 0, "a Q8_0 slot holds whole blocks");
+            let words = read_u32(gpu, b, n / 32 * std::mem::size_of::<Q8KvBlock>() / 4);
+            let blocks: &[Q8KvBlock] = bytemuck::cast_slice(&words);
+            blocks.iter().flat_map(Q8KvBlock::values).collect()
         }
     }
 }

@@ -38,7 +38,7 @@ impl KvType {
         match self {
             KvType::F32 => 4 * n,
             KvType::F16 => 2 * n,
-            KvType::Q8_0 => n + n / 8,
+            KvType::Q8_0 => crate::kernels::q8_slot_bytes(stride),
         }
     }
 

@@ -44,15 +44,17 @@ pub struct Interface {
     pub lanes: Lanes,
 }
 
-/// A struct of the step metadata: the WGSL struct name, its Rust layout and the WGSL
-/// constant that holds its size in words (what readers of `array<u32>` step by).
+/// A struct of the step metadata or of a KV pool slot: the WGSL struct name, its Rust
+/// layout and the WGSL constant that holds its size in words (what readers of
+/// `array<u32>` step by).
 pub struct Record {
     pub wgsl: &'static str,
     pub layout: fn() -> RustLayout,
     pub words: Option<&'static str>,
 }
 
-/// Every struct the step metadata holds, wherever a kernel includes its WGSL.
+/// Every struct the step metadata and the KV pools hold, wherever a kernel includes its
+/// WGSL.
 pub static RECORDS: &[Record] = &[
     Record {
         wgsl: "Step",
@@ -78,6 +80,12 @@ pub static RECORDS: &[Record] = &[
         wgsl: "ReduceItem",
         layout: RustLayout::of::<ReduceItem>,
         words: Some("REDUCE_ITEM_WORDS"),
+    },
+    // Not step metadata, but read the same way (a Q8_0 KV slot is an array<u32>).
+    Record {
+        wgsl: "Q8KvBlock",
+        layout: RustLayout::of::<Q8KvBlock>,
+        words: Some("Q8_KV_BLOCK_WORDS"),
     },
 ];
 

@@ -11,12 +11,14 @@
 //! function here, and a CPU-reference test in `tests/tests/kernels.rs`.
 
 pub mod interface;
+mod kv_slot;
 mod layout;
 mod params;
 mod probe;
 mod step;
 mod tuning;
 
+pub use kv_slot::{Q8_KV_BLOCK_VALUES, Q8KvBlock, q8_slot_bytes};
 pub use layout::{Field, GpuStruct, LayoutMismatch, RustLayout, compare};
 pub use params::*;
 pub use probe::{Bandwidth, streaming_read};

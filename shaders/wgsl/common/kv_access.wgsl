@@ -5,25 +5,38 @@
 // Positions are pool slots; `d` counts values within a slot (a multiple of 4 for the
 // vec4 readers).
 //
-// KV = q8_0 stores a slot as its kv_stride values quantized to signed bytes, four to a
-// word, followed by one f32 scale per 32 values holding an f16-rounded amax / 127 (the
-// arithmetic of GGML's Q8_0, laid out so every access is a whole word).
+// KV = q8_0 stores a slot as kv_stride / 32 blocks in a row, each 32 values quantized to
+// signed bytes with one scale (the arithmetic of GGML's Q8_0), laid out so every access is
+// a whole word. The Rust side is `kernels::Q8KvBlock`; the reflection test compares the two.
+struct Q8KvBlock {
+    // Signed bytes, four to a word, the first value in the low byte.
+    quants: array<u32, 8>,
+    // The block's f16-rounded amax / 127, stored as an f32.
+    scale: f32,
+}
+const Q8_KV_BLOCK_WORDS: u32 = 9u;
 
 #if KV == q8_0
 #include "common/bits.wgsl"
 
 fn kv_slot_words() -> u32 {
-    return p.kv_stride / 4u + p.kv_stride / 32u;
+    return p.kv_stride / 32u * Q8_KV_BLOCK_WORDS;
 }
 
-// The pool word holding values d - d % 4 .. d - d % 4 + 3 of a slot.
+// The first pool word of the block holding value d of a slot.
+fn kv_block_word(slot: u32, d: u32) -> u32 {
+    return slot * kv_slot_words() + d / 32u * Q8_KV_BLOCK_WORDS;
+}
+
+// The pool word holding values d - d % 4 .. d - d % 4 + 3 of a slot (Q8KvBlock.quants).
 fn kv_quant_word(slot: u32, d: u32) -> u32 {
-    return slot * kv_slot_words() + d / 4u;
+    return kv_block_word(slot, d) + (d % 32u) / 4u;
 }
 
-// The pool word holding the scale of the 32 values that value d belongs to.
+// The pool word holding the scale of the 32 values that value d belongs to
+// (Q8KvBlock.scale).
 fn kv_scale_word(slot: u32, d: u32) -> u32 {
-    return slot * kv_slot_words() + p.kv_stride / 4u + d / 32u;
+    return kv_block_word(slot, d) + 8u;
 }
 
 // Four values from their quant word and their block's scale word.
