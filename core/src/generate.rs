@@ -522,7 +522,7 @@ impl<'s> ChatTurn<'s> {
         self
     }
 
-    /// The generation underneath (ids so far, `wait_idle` for timing).
+    /// The generation underneath (its prompt, the ids and text so far, why it stopped).
     pub fn run(&self) -> &Run<'s> {
         &self.run
     }
