@@ -6,8 +6,10 @@
 #                               and lavapipe (Mesa's software Vulkan) only when no
 #                               Vulkan device exists
 #   scripts/setup.sh --test     also what scripts/test.sh needs: lavapipe from
-#                               Mesa >= 25 (the adapter CI tests on), shellcheck
-#                               and the wasm32-unknown-unknown Rust target
+#                               Mesa >= 25 (the adapter CI tests on), shellcheck,
+#                               the wasm32-unknown-unknown Rust target, and a Python
+#                               virtual environment in the cache folder with the
+#                               `openai` client (tests/python/requirements.txt)
 #   scripts/setup.sh --browser  also what the web demo and its test need: Chromium,
 #                               Node.js and npm, wasm-bindgen-cli, playwright-core
 #   scripts/setup.sh --desktop  also what the desktop app needs to open a window (the
@@ -185,7 +187,7 @@ setup_vulkan() {
 # --------------------------------------------------------------- packages
 setup_system() {
     if [ "$HAVE_APT" -eq 0 ]; then
-        warn "no apt-get: install yourself a C toolchain, pkg-config, python3 with pip, and a Vulkan driver"
+        warn "no apt-get: install yourself a C toolchain, pkg-config, python3 with pip (and venv for --test), and a Vulkan driver"
         return 0
     fi
     local pkgs=()
@@ -199,8 +201,13 @@ setup_system() {
     if ! have rustup && ! rust_ok; then
         have curl || pkgs+=(curl)
     fi
-    # The test suite lints the shell scripts.
-    if [ "$WANT_TEST" -eq 1 ]; then have shellcheck || pkgs+=(shellcheck); fi
+    # The test suite lints the shell scripts, and runs the server's Python tests in a
+    # virtual environment (Debian keeps venv's ensurepip in python3-venv; the probe also
+    # fails when python3 itself is missing, which python3-venv brings).
+    if [ "$WANT_TEST" -eq 1 ]; then
+        have shellcheck || pkgs+=(shellcheck)
+        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
+    fi
     if [ "${#pkgs[@]}" -gt 0 ]; then apt_install "${pkgs[@]}"; fi
     setup_vulkan
 }
@@ -332,6 +339,40 @@ setup_desktop() {
     ensure_pkgs "${pkgs[@]}"
 }
 
+# ------------------------------------------------------------ Python tests
+# `wisp serve`'s tests (tests/python/, run by tests/tests/serve_openai.rs) use the
+# official `openai` client, from a virtual environment in the cache folder (the same
+# folder rule as wisp's: README "Models and the cache folder"), installed with the exact
+# versions and sha256 sums of tests/python/requirements.txt. The environment is complete
+# when its stamp holds that file's sha256, written last: an interrupted install, or
+# changed requirements, make a new environment on the next run instead of patching one.
+CACHE_DIR=${WISP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wisp}
+TEST_VENV=$CACHE_DIR/test-venv
+
+setup_python_tests() {
+    local req=$ROOT/tests/python/requirements.txt
+    local stamp=$TEST_VENV/requirements.sha256 want
+    want=$(sha256sum "$req" | awk '{print $1}')
+    if [ -x "$TEST_VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    if [ -e "$TEST_VENV" ]; then
+        step_is "removing the old test environment" "rm -rf $TEST_VENV"
+        log "test environment $TEST_VENV is incomplete or out of date: making it anew"
+        rm -rf "$TEST_VENV"
+    fi
+    step_is "Python test environment" "python3 -m venv $TEST_VENV"
+    log "python3 -m venv $TEST_VENV"
+    python3 -m venv "$TEST_VENV"
+    step_is "Python test packages" \
+        "$TEST_VENV/bin/python -m pip install --require-hashes -r tests/python/requirements.txt"
+    log "pip install --require-hashes -r tests/python/requirements.txt (openai and its dependencies)"
+    "$TEST_VENV/bin/python" -m pip install --quiet --no-input --disable-pip-version-check \
+        --require-hashes -r "$req"
+    echo "$want" >"$stamp"
+    INSTALLED+=("python:$(grep -o '^openai==[^ ]*' "$req")")
+}
+
 # --------------------------------------------------------------------- main
 start=$SECONDS
 # A rustup install from an earlier run may not be on this shell's PATH yet.
@@ -341,6 +382,7 @@ step_is "system packages"; setup_system
 step_is "Rust"; setup_rust
 if [ "$WANT_BROWSER" -eq 1 ]; then step_is "browser tools"; setup_browser; fi
 if [ "$WANT_DESKTOP" -eq 1 ]; then step_is "desktop libraries"; setup_desktop; fi
+if [ "$WANT_TEST" -eq 1 ]; then step_is "Python test environment"; setup_python_tests; fi
 if python3 -m pip --version >/dev/null 2>&1 || have pip3 || have pip; then :; else
     warn "pip not found; \`wisp fetch\` needs it (apt-get install python3-pip)"
 fi
