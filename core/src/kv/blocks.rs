@@ -1,9 +1,13 @@
 //! The block manager of the paged KV cache: fixed-size blocks of positions, a free list,
-//! reference counts so forked sequences share their common prefix, and per-sequence
-//! block tables. It is pure bookkeeping: the engine turns its decisions (which block a
-//! position lives in, which blocks to copy before a write) into GPU work.
+//! reference counts so forked sequences share their common prefix, per-sequence block
+//! tables, and the prefix cache: full blocks named by [`BlockHash`] outlive their
+//! sequences and are shared by later sequences that start with the same tokens. It is
+//! pure bookkeeping: the engine turns its decisions (which block a position lives in,
+//! which blocks to copy before a write) into GPU work.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::prefix::BlockHash;
 
 /// A sequence's handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,7 +59,19 @@ pub struct BlockManager {
     block_size: u32,
     n_ctx: u32,
     refs: Vec<u32>,
+    /// Unused blocks that hold nothing worth keeping.
     free: Vec<u32>,
+    /// The prefix cache: the block holding each named prefix.
+    cached: HashMap<BlockHash, u32>,
+    /// The name of each block that holds a named prefix.
+    names: Vec<Option<BlockHash>>,
+    /// Named blocks no sequence uses, least recently released first: they are handed out
+    /// (forgetting their name) only when `free` is empty, so a prefix stays reusable
+    /// until its room is needed.
+    idle: BTreeSet<(u64, u32)>,
+    /// When each idle block was released (its key in `idle`).
+    idle_since: Vec<u64>,
+    clock: u64,
     seqs: BTreeMap<SeqId, Sequence>,
     next_id: u32,
 }
@@ -69,6 +85,11 @@ impl BlockManager {
             refs: vec![0; n_blocks as usize],
             // Popped from the end: hand out low block ids first.
             free: (0..n_blocks).rev().collect(),
+            cached: HashMap::new(),
+            names: vec![None; n_blocks as usize],
+            idle: BTreeSet::new(),
+            idle_since: vec![0; n_blocks as usize],
+            clock: 0,
             seqs: BTreeMap::new(),
             next_id: 0,
         }
@@ -82,8 +103,15 @@ impl BlockManager {
         self.refs.len() as u32
     }
 
+    /// Blocks a sequence can be given: the free ones and the idle cached ones.
     pub fn free_blocks(&self) -> u32 {
-        self.free.len() as u32
+        (self.free.len() + self.idle.len()) as u32
+    }
+
+    /// Blocks no sequence uses that are kept for the prefix cache (counted in
+    /// [`free_blocks`](Self::free_blocks) too: they are given away when needed).
+    pub fn cached_blocks(&self) -> u32 {
+        self.idle.len() as u32
     }
 
     pub fn used_blocks(&self) -> u32 {
@@ -137,11 +165,93 @@ impl BlockManager {
         if block == NO_BLOCK {
             return;
         }
-        let r = &mut self.refs[block as usize];
-        *r -= 1;
-        if *r == 0 {
-            self.free.push(block);
+        let b = block as usize;
+        self.refs[b] -= 1;
+        if self.refs[b] == 0 {
+            if self.names[b].is_some() {
+                self.idle.insert((self.clock, block));
+                self.idle_since[b] = self.clock;
+                self.clock += 1;
+            } else {
+                self.free.push(block);
+            }
         }
+    }
+
+    /// A block for a sequence to write into: a free one, else the least recently used
+    /// idle cached one, whose name is forgotten. The caller has checked there is one.
+    fn take_block(&mut self) -> u32 {
+        let block = match self.free.pop() {
+            Some(b) => b,
+            None => {
+                let (_, b) = self.idle.pop_first().expect("counted by the caller");
+                self.forget_name(b);
+                b
+            }
+        };
+        self.refs[block as usize] = 1;
+        block
+    }
+
+    /// One more user of `block` (a cached block handed to a new sequence).
+    fn acquire(&mut self, block: u32) {
+        let b = block as usize;
+        if self.refs[b] == 0 {
+            self.idle.remove(&(self.idle_since[b], block));
+        }
+        self.refs[b] += 1;
+    }
+
+    /// The block no longer holds the prefix it was named for.
+    fn forget_name(&mut self, block: u32) {
+        if let Some(name) = self.names[block as usize].take() {
+            self.cached.remove(&name);
+        }
+    }
+
+    /// Names the full blocks of `id` after `hashes` (the hashes of its first tokens'
+    /// blocks, as [`BlockHasher`](super::BlockHasher) computes them), so later
+    /// sequences can share them. Only blocks whose positions are all written are named;
+    /// a name already held by another block is left to that block.
+    pub fn name_blocks(&mut self, id: SeqId, hashes: &[BlockHash]) -> Result<(), KvError> {
+        let s = self.seq(id)?;
+        let full = (s.len / self.block_size) as usize;
+        let blocks: Vec<u32> = s.table.iter().copied().take(full.min(hashes.len())).collect();
+        for (block, hash) in blocks.into_iter().zip(hashes) {
+            if block == NO_BLOCK
+                || self.names[block as usize].is_some()
+                || self.cached.contains_key(hash)
+            {
+                continue;
+            }
+            self.names[block as usize] = Some(*hash);
+            self.cached.insert(*hash, block);
+        }
+        Ok(())
+    }
+
+    /// How many of `hashes`' blocks, from the first on, the prefix cache holds.
+    pub fn cached_prefix(&self, hashes: &[BlockHash]) -> usize {
+        hashes
+            .iter()
+            .take_while(|h| self.cached.contains_key(*h))
+            .count()
+    }
+
+    /// A new sequence holding the first `n_blocks` cached blocks of `hashes` (at most
+    /// [`cached_prefix`](Self::cached_prefix) of them): its first
+    /// `n_blocks × block_size` positions are already written.
+    pub fn create_from_prefix(&mut self, hashes: &[BlockHash], n_blocks: usize) -> SeqId {
+        let n = n_blocks.min(self.cached_prefix(hashes));
+        let table: Vec<u32> = hashes[..n].iter().map(|h| self.cached[h]).collect();
+        for &b in &table {
+            self.acquire(b);
+        }
+        let id = self.create();
+        let s = self.seqs.get_mut(&id).expect("just created");
+        s.len = n as u32 * self.block_size;
+        s.table = table;
+        id
     }
 
     /// Drops a sequence and releases its blocks.
@@ -163,8 +273,16 @@ impl BlockManager {
         }
         s.len = len;
         let dropped: Vec<u32> = s.table.drain(keep.min(s.table.len())..).collect();
+        let partial = (!len.is_multiple_of(bs))
+            .then(|| s.table.last().copied())
+            .flatten();
         for b in dropped {
             self.release(b);
+        }
+        // The sequence will write into its now partial last block: if it alone holds it,
+        // it is no longer the full block its name says (shared ones are copied first).
+        if let Some(b) = partial.filter(|&b| b != NO_BLOCK && self.refs[b as usize] == 1) {
+            self.forget_name(b);
         }
         Ok(())
     }
@@ -196,10 +314,11 @@ impl BlockManager {
             });
         }
         let needed = self.blocks_needed(id, n)?;
-        if needed > self.free.len() {
+        let free = self.free_blocks() as usize;
+        if needed > free {
             return Err(KvError::PoolFull {
                 needed,
-                free: self.free.len(),
+                free,
                 block_size: self.block_size,
             });
         }
@@ -213,8 +332,7 @@ impl BlockManager {
                 .filter(|&b| b != NO_BLOCK && self.refs[b as usize] > 1)
         };
         if let Some(from) = last_shared {
-            let to = self.free.pop().expect("counted above");
-            self.refs[to as usize] = 1;
+            let to = self.take_block();
             self.refs[from as usize] -= 1;
             copies.push(BlockCopy { from, to });
             let s = self.seqs.get_mut(&id).expect("checked");
@@ -222,8 +340,7 @@ impl BlockManager {
         }
         let target = (len + n).div_ceil(bs) as usize;
         while self.seqs[&id].table.len() < target {
-            let b = self.free.pop().expect("counted above");
-            self.refs[b as usize] = 1;
+            let b = self.take_block();
             self.seqs.get_mut(&id).expect("checked").table.push(b);
         }
         self.seqs.get_mut(&id).expect("checked").len = len + n;
@@ -365,5 +482,89 @@ mod tests {
         assert_eq!(m.free_blocks(), 4);
         m.remove(a).unwrap();
         assert_eq!(m.free_blocks(), 6);
+    }
+
+    fn named(tokens: &[u32]) -> Vec<BlockHash> {
+        let mut h = super::super::BlockHasher::new(4, None);
+        h.extend(tokens);
+        h.hashes().to_vec()
+    }
+
+    #[test]
+    fn named_blocks_outlive_their_sequence_and_are_shared() {
+        let mut m = BlockManager::new(6, 4, 1000);
+        let prompt: Vec<u32> = (0..10).collect();
+        let hashes = named(&prompt);
+        let a = m.create();
+        m.append(a, 10).unwrap();
+        m.name_blocks(a, &hashes).unwrap();
+        assert_eq!(m.cached_prefix(&hashes), 2);
+        m.remove(a).unwrap();
+        // Blocks 0 and 1 stay as cached; the partial block 2 is free.
+        assert_eq!((m.used_blocks(), m.cached_blocks(), m.free_blocks()), (0, 2, 6));
+        let b = m.create_from_prefix(&hashes, 2);
+        assert_eq!((m.len(b).unwrap(), m.table(b).unwrap()), (8, &[0, 1][..]));
+        assert_eq!((m.used_blocks(), m.cached_blocks()), (2, 0));
+        // Writing on from a block boundary copies nothing.
+        assert!(m.append(b, 3).unwrap().is_empty());
+        // A second user of the same prefix shares the blocks.
+        let c = m.create_from_prefix(&hashes, 1);
+        assert_eq!(m.table(c).unwrap(), &[0]);
+        assert_eq!(m.used_blocks(), 3);
+    }
+
+    #[test]
+    fn idle_cached_blocks_are_given_away_least_recently_used_first() {
+        let mut m = BlockManager::new(4, 4, 1000);
+        let (x, y): (Vec<u32>, Vec<u32>) = ((0..8).collect(), (100..108).collect());
+        for tokens in [&x, &y] {
+            let s = m.create();
+            m.append(s, 8).unwrap();
+            m.name_blocks(s, &named(tokens)).unwrap();
+            m.remove(s).unwrap();
+        }
+        assert_eq!((m.cached_blocks(), m.free_blocks()), (4, 4));
+        // Three new blocks: x's two (released first) and then y's first go.
+        let s = m.create();
+        m.append(s, 12).unwrap();
+        assert_eq!(m.cached_prefix(&named(&x)), 0);
+        // y's first block was given away, so y's second is unreachable.
+        assert_eq!(m.cached_prefix(&named(&y)), 0);
+        assert_eq!(m.cached_blocks(), 1);
+    }
+
+    #[test]
+    fn a_block_written_again_loses_its_name() {
+        let mut m = BlockManager::new(4, 4, 1000);
+        let tokens: Vec<u32> = (0..8).collect();
+        let a = m.create();
+        m.append(a, 8).unwrap();
+        m.name_blocks(a, &named(&tokens)).unwrap();
+        // Cut back into block 1: a alone holds it, and will overwrite positions 6 and 7.
+        m.truncate(a, 6).unwrap();
+        assert_eq!(m.cached_prefix(&named(&tokens)), 1);
+        // A shared named block keeps its name; the writer gets a copy.
+        let b = m.create_from_prefix(&named(&tokens), 1);
+        m.append(b, 4).unwrap();
+        m.name_blocks(b, &named(&[0, 1, 2, 3, 9, 9, 9, 9])).unwrap();
+        m.truncate(b, 2).unwrap();
+        assert_eq!(m.append(b, 1).unwrap(), vec![BlockCopy { from: 0, to: 3 }]);
+        assert_eq!(m.cached_prefix(&named(&tokens)), 1);
+    }
+
+    #[test]
+    fn a_name_held_by_one_block_is_not_given_to_another() {
+        let mut m = BlockManager::new(4, 4, 1000);
+        let hashes = named(&[1, 2, 3, 4]);
+        let (a, b) = (m.create(), m.create());
+        m.append(a, 4).unwrap();
+        m.append(b, 4).unwrap();
+        m.name_blocks(a, &hashes).unwrap();
+        m.name_blocks(b, &hashes).unwrap();
+        m.remove(b).unwrap();
+        // b's block held no name: it is free, not cached.
+        assert_eq!((m.cached_blocks(), m.used_blocks()), (0, 1));
+        let c = m.create_from_prefix(&hashes, 1);
+        assert_eq!(m.table(c).unwrap(), m.table(a).unwrap());
     }
 }
