@@ -23,7 +23,7 @@ use crate::sampling::SamplerConfig;
 use crate::scheduler::Scheduler;
 pub use crate::sequence::GenerationTiming;
 use crate::sequence::Sequence;
-use crate::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+use crate::tokenizer::{ChatMessage, ChatTemplate, Tokenizer, chat_prompt_ids};
 
 /// What to generate and when to stop.
 #[derive(Clone, Debug, PartialEq)]
@@ -372,14 +372,7 @@ impl ChatSession {
     /// A conversation with an optional system message. Uses the model's chat template,
     /// or a built-in one that fits its vocabulary when the model ships none.
     pub fn new(generator: Generator, system: Option<String>) -> Self {
-        let tok = generator.tokenizer();
-        let template = tok.chat_template().cloned().unwrap_or_else(|| {
-            let bos = tok
-                .bos_id()
-                .and_then(|id| tok.token_text(id))
-                .unwrap_or_default();
-            ChatTemplate::builtin_for(|text| tok.token_to_id(text).is_some(), bos)
-        });
+        let template = generator.tokenizer().chat_template_or_builtin();
         let mut session = ChatSession {
             generator,
             template,
@@ -427,19 +420,16 @@ impl ChatSession {
         self.messages = messages;
     }
 
-    /// The token ids of the conversation so far, ready for the assistant's reply.
+    /// The token ids of the conversation so far, ready for the assistant's reply: the
+    /// template's markup as control tokens, the messages' text as text
+    /// ([`chat_prompt_ids`]).
     pub fn prompt_ids(&self) -> Result<Vec<u32>, Error> {
-        let text = self.template.render(&self.messages, true)?;
-        let mut ids = self.generator.tokenizer().encode(&text, true)?;
-        // Templates that write `bos_token` themselves and a tokenizer that adds BOS would
-        // give two; llama.cpp warns about that, here the duplicate is dropped.
-        if let (Some(bos), [a, b, ..]) = (self.generator.tokenizer().bos_id(), ids.as_slice())
-            && *a == bos
-            && *b == bos
-        {
-            ids.remove(0);
-        }
-        Ok(ids)
+        Ok(chat_prompt_ids(
+            self.generator.tokenizer(),
+            &self.template,
+            &self.messages,
+            true,
+        )?)
     }
 
     /// Adds a user message and starts the assistant's reply. On error the message is taken

@@ -6,6 +6,7 @@ use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, Merges, Vocab as BpeVocab};
 
 use super::TokenizerError;
+use super::control_texts;
 use super::gguf::Vocab;
 use super::pretokenizers;
 use super::special::TokenKind;
@@ -67,11 +68,20 @@ pub(crate) fn token_texts(md: &Metadata) -> Result<BpeVocab, TokenizerError> {
     Ok(vocab)
 }
 
-/// Token kinds from `tokenizer.ggml.token_type` (all normal when absent).
+/// Token kinds from `tokenizer.ggml.token_type` (all normal when absent), with llama.cpp's
+/// rules for tokens it knows by their text (`control_texts.rs`).
 pub(crate) fn token_kinds(
     md: &Metadata,
     n_tokens: usize,
 ) -> Result<Vec<TokenKind>, TokenizerError> {
+    let mut kinds = stored_token_kinds(md, n_tokens)?;
+    let texts = md.require_str_array("tokenizer.ggml.tokens")?;
+    control_texts::apply(md, &texts, &mut kinds);
+    Ok(kinds)
+}
+
+/// Token kinds as `tokenizer.ggml.token_type` stores them (all normal when absent).
+fn stored_token_kinds(md: &Metadata, n_tokens: usize) -> Result<Vec<TokenKind>, TokenizerError> {
     let Some(types) = md.opt_array("tokenizer.ggml.token_type")? else {
         return Ok(vec![TokenKind::Normal; n_tokens]);
     };

@@ -95,6 +95,7 @@ fn finish(md: &Metadata, vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
         add_eos,
         pieces,
         chat_template,
+        plain_text: Default::default(),
     })
 }
 

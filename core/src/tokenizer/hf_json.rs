@@ -45,6 +45,7 @@ pub(crate) fn from_json(
         add_eos,
         pieces,
         chat_template,
+        plain_text: Default::default(),
     })
 }
 

@@ -8,10 +8,13 @@
 
 mod bpe;
 mod byte_level;
+mod chat_prompt;
 mod chat_template;
+mod control_texts;
 mod error;
 mod gguf;
 mod hf_json;
+mod plain_text;
 mod pretokenizers;
 mod special;
 mod spm;
@@ -21,8 +24,11 @@ mod to_hf;
 mod tokenize;
 
 #[cfg(test)]
+mod model_cache_tests;
+#[cfg(test)]
 mod tests;
 
+pub use chat_prompt::chat_prompt_ids;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;

@@ -5,6 +5,7 @@ use std::fmt;
 use super::TokenizerError;
 use super::byte_level;
 use super::chat_template::ChatTemplate;
+use super::plain_text::PlainTextVocabulary;
 use super::special::{SpecialTokens, TokenKind};
 use super::stream::StreamDecoder;
 use crate::gguf::Metadata;
@@ -32,6 +33,8 @@ pub struct Tokenizer {
     pub(crate) add_eos: bool,
     pub(crate) pieces: Pieces,
     pub(crate) chat_template: Option<ChatTemplate>,
+    /// For [`encode_plain_text`](Self::encode_plain_text).
+    pub(crate) plain_text: PlainTextVocabulary,
 }
 
 impl fmt::Debug for Tokenizer {
