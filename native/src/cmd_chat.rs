@@ -50,6 +50,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         sampler,
         stop: args.sampling.stop.clone(),
         ignore_eos: false,
+        ..GenerateOptions::default()
     };
     let interrupt = Interrupt::install();
     eprintln!("{HELP}");

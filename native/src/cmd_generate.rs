@@ -147,6 +147,7 @@ fn generate_options(args: &GenerateArgs, sampler: SamplerConfig) -> GenerateOpti
         sampler,
         stop: args.sampling.stop.clone(),
         ignore_eos: args.ignore_eos,
+        ..GenerateOptions::default()
     }
 }
 

@@ -364,6 +364,20 @@ pub fn load_engine_from(
     device: &DeviceArgs,
     parallel: u32,
 ) -> Result<Engine> {
+    load_engine_batched(file, source, what, gpu, device, parallel, None)
+}
+
+/// [`load_engine_from`] with the most tokens one step processes (`None`: the engine's
+/// default), for `wisp serve --batch-tokens`.
+pub fn load_engine_batched(
+    file: &GgufFile,
+    source: &dyn TensorSource,
+    what: &str,
+    gpu: Arc<Gpu>,
+    device: &DeviceArgs,
+    parallel: u32,
+    max_batch: Option<u32>,
+) -> Result<Engine> {
     let env = EnvSettings::from_env()?;
     let kv_type = device
         .kv_type
@@ -387,6 +401,7 @@ pub fn load_engine_from(
             n_ctx.saturating_mul(parallel.max(1))
         },
         kv_block: device.kv_block,
+        max_batch: max_batch.unwrap_or(defaults.max_batch),
         max_rows: defaults.max_rows.max(parallel),
         max_entries: defaults.max_entries.max(parallel),
         variant: env.variant,

@@ -15,4 +15,5 @@ pub mod common;
 pub mod hf_folder;
 pub mod model_cache;
 pub mod pipeline_store;
+pub mod serve;
 pub mod settings;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wisp::{
     bench, cmd_chat, cmd_convert, cmd_fetch, cmd_generate, cmd_info, cmd_logits, cmd_perplexity,
+    serve,
 };
 
 #[derive(Debug, Parser)]
@@ -34,6 +35,9 @@ enum Cmd {
     /// Benchmark prompt processing and generation (llama-bench's tests), with per-kernel
     /// GPU time and decoding's share of the adapter's bandwidth.
     Bench(bench::BenchArgs),
+    /// Serve the model over HTTP with OpenAI's API (chat and text completions, streamed or
+    /// whole), continuous batching of concurrent requests, /health and /metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Fetch(args) => cmd_fetch::run(args),
         Cmd::Convert(args) => cmd_convert::run(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
