@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::engine::Engine;
-use crate::sampling::SamplerConfig;
+use crate::sampling::{SamplerConfig, TokenLogprobs};
 use crate::scheduler::Scheduler;
 pub use crate::sequence::GenerationTiming;
 use crate::sequence::Sequence;
@@ -37,6 +37,12 @@ pub struct GenerateOptions {
     /// Keep going past end-of-generation tokens (benchmarks want a fixed length, as with
     /// llama.cpp's `--ignore-eos`); only `max_tokens`, stop strings or the context end it.
     pub ignore_eos: bool,
+    /// Mixed into the prefix cache's block names: generations with different salts never
+    /// share cached blocks (a server gives each tenant its own).
+    pub cache_salt: Option<String>,
+    /// `Some(k)`: record each sampled token's log-probability and the `k` most likely
+    /// tokens at its position (`k` at most [`MAX_TOP_LOGPROBS`](crate::sampling::MAX_TOP_LOGPROBS)).
+    pub top_logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -46,6 +52,8 @@ impl Default for GenerateOptions {
             sampler: SamplerConfig::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            cache_salt: None,
+            top_logprobs: None,
         }
     }
 }
@@ -92,6 +100,9 @@ pub struct Generation {
     pub prompt_ids: Vec<u32>,
     /// Every sampled token, an end-of-generation token included.
     pub ids: Vec<u32>,
+    /// Each sampled token's log-probabilities, when [`GenerateOptions::top_logprobs`]
+    /// asked for them (else empty).
+    pub logprobs: Vec<TokenLogprobs>,
     /// The text streamed to the callback: up to (not including) a stop string, without the
     /// text of an end-of-generation token.
     pub text: String,

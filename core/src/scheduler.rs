@@ -1,15 +1,23 @@
 //! Continuous batching, and the only generation loop: several generations share one
 //! engine, and every step is one forward pass mixing their prompt chunks and decoded
-//! tokens. A generation joins whenever it is submitted and leaves (freeing its KV blocks)
-//! as soon as it stops, so the batch changes from step to step. A single run
-//! ([`Generator`](crate::generate::Generator)) is a scheduler with one generation;
+//! tokens, up to the engine's token budget per step. A generation joins whenever it is
+//! submitted (and a place is free: [`Scheduler::set_max_running`]) and leaves, freeing
+//! its KV blocks, as soon as it stops, so the batch changes from step to step. A single
+//! run ([`Generator`](crate::generate::Generator)) is a scheduler with one generation;
 //! `wisp generate --parallel N` and the server submit several.
+//!
+//! Generations the scheduler owns share the prefix cache: a new one starts with the
+//! cached blocks of its longest cached prefix, and its own full blocks are offered to the
+//! cache as they are written. When the KV pool cannot hold a step, the newest running
+//! generation is preempted: its blocks are freed and it waits, to compute its tokens
+//! again (mostly from the prefix cache) when room returns; it then goes on with exactly
+//! the tokens it would have produced.
 
 use crate::Error;
-use crate::engine::{BatchEntry, Engine, EngineError, Logits};
+use crate::engine::{BatchEntry, Engine, KvStats, Logits};
 use crate::generate::{GenerateOptions, Generation, StopReason};
-use crate::kv::{KvError, SeqId};
-use crate::sampling::Sampler;
+use crate::kv::SeqId;
+use crate::sampling::{RowLogprobs, Sampler};
 use crate::sequence::{Ownership, Sequence};
 use crate::tokenizer::Tokenizer;
 
@@ -22,20 +30,49 @@ pub struct StepReport {
     pub sampled: usize,
     /// Generations in the step.
     pub sequences: usize,
+    /// Tokens processed in all.
+    pub tokens: usize,
+    /// Generations preempted to make room for the step.
+    pub preempted: usize,
+}
+
+/// How the scheduler's generations and the KV pool stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Generations holding an engine sequence.
+    pub running: usize,
+    /// Generations waiting for one (new, or preempted).
+    pub waiting: usize,
+    /// Preemptions since the scheduler was made.
+    pub preemptions: u64,
+    pub kv: KvStats,
 }
 
 /// One generation's part of a step.
 struct Planned {
     slot: usize,
+    seq: SeqId,
     tokens: Vec<u32>,
     wants_logits: bool,
+}
+
+/// A generation and its place in the order of service.
+struct Slot<'a> {
+    sequence: Sequence<'a>,
+    /// Submission order: older generations are served, and kept, first (a preempted one
+    /// keeps its place).
+    arrival: u64,
 }
 
 /// Generations sharing one engine.
 pub struct Scheduler<'a> {
     engine: &'a mut Engine,
     tokenizer: &'a Tokenizer,
-    slots: Vec<Sequence<'a>>,
+    /// Indexed by what [`Scheduler::submit`] returned; `None` once taken.
+    slots: Vec<Option<Slot<'a>>>,
+    next_arrival: u64,
+    max_running: usize,
+    preemptions: u64,
 }
 
 impl<'a> Scheduler<'a> {
@@ -44,6 +81,9 @@ impl<'a> Scheduler<'a> {
             engine,
             tokenizer,
             slots: Vec::new(),
+            next_arrival: 0,
+            max_running: usize::MAX,
+            preemptions: 0,
         }
     }
 
@@ -55,33 +95,35 @@ impl<'a> Scheduler<'a> {
         self.engine
     }
 
-    /// Adds a generation on a new sequence; it starts at the next step. Returns its index
-    /// (the first argument of the text callback, and its place in
+    /// At most `n` generations (at least one) hold engine sequences at once; the others
+    /// wait in submission order.
+    pub fn set_max_running(&mut self, n: usize) {
+        self.max_running = n.max(1);
+    }
+
+    /// Adds a generation; it starts at a step when a place and KV blocks are free.
+    /// Returns its index (the first argument of the text callback, and its place in
     /// [`Scheduler::finish`]). Refuses, changing nothing, a prompt the engine refuses
     /// ([`Engine::check_prompt`]) or invalid sampling options.
     pub fn submit(&mut self, prompt: Vec<u32>, options: &GenerateOptions) -> Result<usize, Error> {
         self.engine.check_prompt(0, &prompt)?;
-        let seq = self.engine.create_sequence();
-        match Sequence::new(
-            seq,
+        let block = self.engine.kv_stats().block_size;
+        let s = Sequence::new(
+            None,
             Ownership::Scheduler,
             prompt,
             0,
             options,
             self.tokenizer,
-        ) {
-            Ok(s) => Ok(self.push(s)),
-            Err(e) => {
-                let _ = self.engine.remove_sequence(seq);
-                Err(e)
-            }
-        }
+            block,
+        )?;
+        Ok(self.push(s))
     }
 
     /// Adds a generation that continues the caller's sequence `seq`, whose first `reused`
     /// tokens are `prompt[..reused]`: the sequence is cut back to them and only the rest
-    /// of the prompt is processed. The sequence stays when the generation ends. Refuses,
-    /// changing nothing, what [`Scheduler::submit`] refuses.
+    /// of the prompt is processed. The sequence stays when the generation ends, and is
+    /// never preempted. Refuses, changing nothing, what [`Scheduler::submit`] refuses.
     pub(crate) fn resume(
         &mut self,
         seq: SeqId,
@@ -91,36 +133,96 @@ impl<'a> Scheduler<'a> {
     ) -> Result<usize, Error> {
         let reused = reused.min(prompt.len());
         self.engine.check_prompt(reused, &prompt[reused..])?;
+        let block = self.engine.kv_stats().block_size;
         let s = Sequence::new(
-            seq,
+            Some(seq),
             Ownership::Caller,
             prompt,
             reused,
             options,
             self.tokenizer,
+            block,
         )?;
         self.engine.truncate_sequence(seq, reused as u32)?;
         Ok(self.push(s))
     }
 
-    fn push(&mut self, s: Sequence<'a>) -> usize {
-        self.slots.push(s);
-        self.slots.len() - 1
+    fn push(&mut self, sequence: Sequence<'a>) -> usize {
+        let slot = Slot {
+            sequence,
+            arrival: self.next_arrival,
+        };
+        self.next_arrival += 1;
+        match self.slots.iter().position(Option::is_none) {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        }
     }
 
-    /// The generation at `index` (as [`Scheduler::submit`] returned it).
+    /// The generation at `index` (as [`Scheduler::submit`] returned it), until taken.
     pub fn sequence(&self, index: usize) -> Option<&Sequence<'a>> {
-        self.slots.get(index)
+        self.slots.get(index)?.as_ref().map(|s| &s.sequence)
+    }
+
+    fn seq_mut(&mut self, index: usize) -> &mut Sequence<'a> {
+        &mut self.slots[index].as_mut().expect("a live slot").sequence
+    }
+
+    /// Removes the ended generation at `index` and returns it; its index may be given to
+    /// a later submission. `None` if it has not ended (or was taken).
+    pub fn take(&mut self, index: usize) -> Option<Generation> {
+        match self.slots.get(index)? {
+            Some(s) if s.sequence.is_done() => {}
+            _ => return None,
+        }
+        let slot = self.slots[index].take().expect("checked");
+        Some(slot.sequence.into_generation())
     }
 
     /// Generations not yet stopped.
     pub fn active(&self) -> usize {
-        self.slots.iter().filter(|s| !s.is_done()).count()
+        self.live().filter(|(_, s)| !s.sequence.is_done()).count()
     }
 
-    /// Stops the generation at `index` now, flushing its held-back text to `on_text`.
+    pub fn stats(&self) -> SchedulerStats {
+        let count =
+            |f: fn(&Sequence<'a>) -> bool| self.live().filter(|(_, s)| f(&s.sequence)).count();
+        SchedulerStats {
+            running: count(Sequence::is_running),
+            waiting: count(Sequence::is_waiting),
+            preemptions: self.preemptions,
+            kv: self.engine.kv_stats(),
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Slot<'a>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+    }
+
+    /// Indices of the generations for which `keep` holds, oldest first.
+    fn by_arrival(&self, keep: impl Fn(&Sequence<'a>) -> bool) -> Vec<usize> {
+        let mut v: Vec<(u64, usize)> = self
+            .live()
+            .filter(|(_, s)| keep(&s.sequence))
+            .map(|(i, s)| (s.arrival, i))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Stops the generation at `index` now, flushing its held-back text to `on_text`; its
+    /// blocks go back to the pool at once.
     pub fn cancel(&mut self, index: usize, on_text: &mut dyn FnMut(&str)) -> Result<(), Error> {
-        match self.slots.get(index) {
+        match self.sequence(index) {
             Some(s) if !s.is_done() => self.stop(index, StopReason::Cancelled, on_text),
             _ => Ok(()),
         }
@@ -133,37 +235,52 @@ impl<'a> Scheduler<'a> {
         reason: StopReason,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
-        let s = &mut self.slots[index];
-        let ended = s.end(reason, on_text);
-        if s.ownership() == Ownership::Scheduler {
-            // Its blocks go back to the pool for the others.
-            self.engine.remove_sequence(s.seq())?;
-        }
+        let ended = self.seq_mut(index).end(reason, on_text);
+        self.release(index)?;
         ended
     }
 
-    /// Runs one step over every active generation (as many as the step's limits take,
-    /// oldest first) and samples their next tokens. Text goes to `on_text(index, text)`.
+    /// Gives an ended generation's blocks back to the pool if the scheduler owns them
+    /// (its full blocks stay in the prefix cache).
+    fn release(&mut self, index: usize) -> Result<(), Error> {
+        let s = self.seq_mut(index);
+        if s.ownership() == Ownership::Scheduler
+            && let Some(seq) = s.preempt()
+        {
+            self.engine.remove_sequence(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step over the running generations (as many as the step's limits take,
+    /// oldest first; new ones join while places and blocks are free) and samples their
+    /// next tokens. Text goes to `on_text(index, text)`.
     pub async fn step(
         &mut self,
         on_text: &mut dyn FnMut(usize, &str),
     ) -> Result<StepReport, Error> {
-        for i in 0..self.slots.len() {
-            if !self.slots[i].is_done() && self.slots[i].out_of_tokens() {
-                self.stop(i, StopReason::MaxTokens, &mut |t| on_text(i, t))?;
-            }
+        for i in self.by_arrival(|s| !s.is_done() && s.out_of_tokens()) {
+            self.stop(i, StopReason::MaxTokens, &mut |t| on_text(i, t))?;
         }
+        self.admit()?;
         let mut plan = self.plan();
-        if plan.is_empty() {
-            return Ok(StepReport::default());
-        }
-        self.submit_step(&mut plan)?;
         let mut report = StepReport {
-            sequences: plan.len(),
+            preempted: self.make_room(&mut plan, on_text)?,
             ..Default::default()
         };
+        if plan.is_empty() {
+            return Ok(report);
+        }
+        self.submit_step(&plan)?;
+        report.sequences = plan.len();
         for p in &plan {
-            report.prefilled += self.slots[p.slot].processed(p.tokens.len());
+            report.tokens += p.tokens.len();
+            let s = self.seq_mut(p.slot);
+            report.prefilled += s.processed(p.tokens.len());
+            if s.ownership() == Ownership::Scheduler {
+                let hashes = s.block_hashes().to_vec();
+                self.engine.name_blocks(p.seq, &hashes)?;
+            }
         }
         let sampled: Vec<usize> = plan
             .iter()
@@ -176,98 +293,198 @@ impl<'a> Scheduler<'a> {
         Ok(report)
     }
 
-    /// The step's entries: every generation with something to feed, oldest first, while
-    /// the engine's limits on tokens, entries and logits rows allow.
+    /// Gives waiting generations, oldest first, an engine sequence (with their longest
+    /// cached prefix) while places are free and the pool holds their next chunk.
+    fn admit(&mut self) -> Result<(), Error> {
+        let block = self.engine.kv_stats().block_size;
+        let budget = self.engine.max_batch() as usize;
+        let places = self.max_running.saturating_sub(self.stats().running);
+        for i in self
+            .by_arrival(Sequence::is_waiting)
+            .into_iter()
+            .take(places)
+        {
+            let s = &self.slots[i].as_ref().expect("live").sequence;
+            let hashes = s.block_hashes().to_vec();
+            let reusable = s.reusable_blocks(block);
+            let seq = self.engine.create_sequence_from_prefix(&hashes, reusable);
+            let cached = self.engine.sequence_len(seq)? as usize;
+            self.seq_mut(i).start(seq, cached);
+            let chunk = self
+                .seq_mut(i)
+                .step_input(budget)
+                .map_or(0, |c| c.tokens.len());
+            if self.engine.blocks_needed(seq, chunk as u32)?
+                > self.engine.kv_stats().free_blocks as usize
+            {
+                // No room yet: wait (the prefix blocks go back to the cache).
+                self.seq_mut(i).preempt();
+                self.engine.remove_sequence(seq)?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The step's entries: every running generation with something to feed, oldest
+    /// first, while the engine's limits on tokens, entries and logits rows allow.
     fn plan(&self) -> Vec<Planned> {
         let mut budget = self.engine.max_batch() as usize;
         let max_rows = self.engine.max_rows() as usize;
         let max_entries = self.engine.max_entries() as usize;
         let mut plan = Vec::new();
         let mut rows = 0;
-        for (slot, s) in self.slots.iter().enumerate() {
+        for slot in self.by_arrival(Sequence::is_running) {
             if plan.len() == max_entries || rows == max_rows {
                 break;
             }
-            let Some(input) = s.step_input(budget) else {
+            let s = &self.slots[slot].as_ref().expect("live").sequence;
+            let (Some(seq), Some(input)) = (s.seq(), s.step_input(budget)) else {
                 continue;
             };
             budget -= input.tokens.len();
             rows += usize::from(input.wants_logits);
             plan.push(Planned {
                 slot,
-                tokens: input.tokens.to_vec(),
+                seq,
+                tokens: input.tokens,
                 wants_logits: input.wants_logits,
             });
         }
         plan
     }
 
-    /// Submits the step; a full KV pool makes the newest entries wait for a later step.
-    fn submit_step(&mut self, plan: &mut Vec<Planned>) -> Result<(), Error> {
+    /// Frees KV blocks until the plan fits in the pool: preempts the newest running
+    /// generation the scheduler owns (dropping it from the plan), and if the oldest
+    /// entry cannot fit even alone, ends it as out of context (the pool is its limit).
+    /// Returns how many generations were preempted.
+    fn make_room(
+        &mut self,
+        plan: &mut Vec<Planned>,
+        on_text: &mut dyn FnMut(usize, &str),
+    ) -> Result<usize, Error> {
+        let mut preempted = 0;
         loop {
-            let batch: Vec<BatchEntry<'_>> = plan
-                .iter()
-                .map(|p| BatchEntry {
-                    seq: self.slots[p.slot].seq(),
-                    tokens: &p.tokens,
-                    logits: if p.wants_logits {
-                        Logits::Last
-                    } else {
-                        Logits::None
-                    },
-                })
-                .collect();
-            match self.engine.step(&batch) {
-                Ok(_) => return Ok(()),
-                Err(Error::Engine(EngineError::Kv(KvError::PoolFull { .. }))) if plan.len() > 1 => {
-                    plan.pop();
+            let mut needed = 0;
+            for p in plan.iter() {
+                needed += self.engine.blocks_needed(p.seq, p.tokens.len() as u32)?;
+            }
+            if needed <= self.engine.kv_stats().free_blocks as usize {
+                return Ok(preempted);
+            }
+            let oldest = plan[0].slot;
+            let victim = self
+                .by_arrival(|s| s.is_running() && s.ownership() == Ownership::Scheduler)
+                .into_iter()
+                .rev()
+                .find(|&i| i != oldest);
+            match victim {
+                Some(i) => {
+                    if !self.seq_mut(i).is_starting() {
+                        preempted += 1;
+                        self.preemptions += 1;
+                    }
+                    let seq = self.seq_mut(i).preempt().expect("running");
+                    self.engine.remove_sequence(seq)?;
+                    plan.retain(|p| p.slot != i);
                 }
-                Err(e) => return Err(e),
+                None => {
+                    self.stop(oldest, StopReason::ContextFull, &mut |t| on_text(oldest, t))?;
+                    plan.remove(0);
+                    if plan.is_empty() {
+                        return Ok(preempted);
+                    }
+                }
             }
         }
     }
 
-    /// Samples the next token of each generation in `sampled` (ascending slot indices, in
-    /// the order of the step's logits rows) and hands each to its generation. Returns how
-    /// many were sampled.
+    /// Submits the step (the plan fits: [`make_room`](Self::make_room)).
+    fn submit_step(&mut self, plan: &[Planned]) -> Result<(), Error> {
+        let batch: Vec<BatchEntry<'_>> = plan
+            .iter()
+            .map(|p| BatchEntry {
+                seq: p.seq,
+                tokens: &p.tokens,
+                logits: if p.wants_logits {
+                    Logits::Last
+                } else {
+                    Logits::None
+                },
+            })
+            .collect();
+        self.engine.step(&batch)?;
+        Ok(())
+    }
+
+    /// Samples the next token of each generation in `sampled` (in the order of the
+    /// step's logits rows) and hands each to its generation. Returns how many were
+    /// sampled.
     async fn sample(
         &mut self,
         sampled: &[usize],
         on_text: &mut dyn FnMut(usize, &str),
     ) -> Result<usize, Error> {
+        let distributions = self.read_logprob_rows(sampled).await?;
         let tokens = {
-            let mut samplers: Vec<&mut Sampler> = self
-                .slots
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| sampled.binary_search(i).is_ok())
-                .map(|(_, s)| s.sampler_mut())
-                .collect();
+            let mut samplers: Vec<&mut Sampler> = Vec::with_capacity(sampled.len());
+            let mut rest: Vec<Option<&mut Slot<'a>>> =
+                self.slots.iter_mut().map(Option::as_mut).collect();
+            for &i in sampled {
+                let slot = rest[i].take().expect("each generation once");
+                samplers.push(slot.sequence.sampler_mut());
+            }
             self.engine.sample_rows(&mut samplers).await?
         };
         let n_ctx = self.engine.context_size();
-        for (&i, &token) in sampled.iter().zip(&tokens) {
-            let cache_len = self.engine.sequence_len(self.slots[i].seq())?;
-            let stop = self.slots[i].accept(token, self.tokenizer, cache_len, n_ctx, &mut |t| {
-                on_text(i, t)
-            })?;
-            if stop.is_some() && self.slots[i].ownership() == Ownership::Scheduler {
-                self.engine.remove_sequence(self.slots[i].seq())?;
+        for ((&i, &token), row) in sampled.iter().zip(&tokens).zip(distributions) {
+            let s = &self.slots[i].as_ref().expect("live").sequence;
+            let cache_len = self.engine.sequence_len(s.seq().expect("running"))?;
+            let logprobs = row.zip(s.top_logprobs()).map(|(r, k)| r.token(token, k));
+            let tokenizer = self.tokenizer;
+            let stop =
+                self.seq_mut(i)
+                    .accept(token, logprobs, tokenizer, cache_len, n_ctx, &mut |t| {
+                        on_text(i, t)
+                    })?;
+            if stop.is_some() {
+                self.release(i)?;
             }
         }
         Ok(tokens.len())
     }
 
-    /// Stops every generation still running and returns all of them, in submission order.
+    /// The log-softmax of each sampled row whose generation asked for log-probabilities
+    /// (read before sampling, which applies penalties to the rows in place).
+    async fn read_logprob_rows(
+        &self,
+        sampled: &[usize],
+    ) -> Result<Vec<Option<RowLogprobs>>, Error> {
+        let mut rows = Vec::with_capacity(sampled.len());
+        for (row, &i) in sampled.iter().enumerate() {
+            let wants = self.sequence(i).and_then(Sequence::top_logprobs).is_some();
+            rows.push(if wants {
+                let r = row as u32;
+                let logits = self.engine.read_logits(r..r + 1).await?;
+                logits.into_iter().next().map(RowLogprobs::new)
+            } else {
+                None
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Stops every generation still running and returns all not taken, in index order.
     pub fn finish(mut self) -> Vec<Generation> {
         for i in 0..self.slots.len() {
-            if !self.slots[i].is_done() {
+            if self.sequence(i).is_some_and(|s| !s.is_done()) {
                 let _ = self.stop(i, StopReason::Cancelled, &mut |_| {});
             }
         }
         self.slots
             .into_iter()
-            .map(Sequence::into_generation)
+            .flatten()
+            .map(|s| s.sequence.into_generation())
             .collect()
     }
 }

@@ -8,8 +8,8 @@ use web_time::Instant;
 
 use crate::Error;
 use crate::generate::{GenerateOptions, Generation, StopReason};
-use crate::kv::SeqId;
-use crate::sampling::{Sampler, StopMatcher};
+use crate::kv::{BlockHash, BlockHasher, SeqId};
+use crate::sampling::{Sampler, StopMatcher, TokenLogprobs};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// Who frees a sequence's KV blocks once its generation ends.
@@ -90,29 +90,40 @@ impl Clock {
 }
 
 /// What a sequence feeds the engine in a step.
-pub(crate) struct StepInput<'s> {
-    pub tokens: &'s [u32],
-    /// The step ends the prompt (or is a decoded token): its logits are sampled.
+pub(crate) struct StepInput {
+    pub tokens: Vec<u32>,
+    /// The step reaches the last token known (the end of the prompt, or the token just
+    /// sampled): its logits are sampled.
     pub wants_logits: bool,
 }
 
 /// One generation in progress.
+///
+/// Its tokens are the prompt followed by every sampled token; the KV cache holds the
+/// first `cached` of them. Each step feeds the next ones (a prompt chunk, the token just
+/// sampled, or after a preemption everything again), and the step that reaches the last
+/// token samples the next.
 pub struct Sequence<'t> {
-    seq: SeqId,
+    /// The engine's sequence, while the generation holds one (not while it waits to
+    /// start, or again after a preemption).
+    seq: Option<SeqId>,
     ownership: Ownership,
     prompt: Vec<u32>,
+    ids: Vec<u32>,
+    /// Tokens (prompt, then sampled) whose KV is in the cache.
+    cached: usize,
     /// Prompt tokens that were already in the cache when the generation started.
     reused: usize,
-    /// Prompt tokens in the cache (reused or processed).
-    fed: usize,
-    /// The last sampled token, still to be processed.
-    pending: Option<u32>,
-    ids: Vec<u32>,
-    /// Sampled tokens processed (in the cache): all but a pending one, and all but the
-    /// last once the generation has stopped.
-    decoded: usize,
+    /// Prompt tokens this generation processed (again, after a preemption).
+    prefilled: usize,
+    /// Names of the full blocks of the tokens, for the prefix cache (sequences the
+    /// scheduler owns only).
+    hasher: Option<BlockHasher>,
     text: String,
     sampler: Sampler,
+    /// `Some(k)`: record each sampled token's log-probability and the `k` best.
+    top_logprobs: Option<usize>,
+    logprobs: Vec<TokenLogprobs>,
     stops: StopMatcher,
     decoder: StreamDecoder<'t>,
     max_tokens: usize,
@@ -122,15 +133,18 @@ pub struct Sequence<'t> {
 }
 
 impl<'t> Sequence<'t> {
-    /// A generation of `prompt` on `seq`, whose first `reused` prompt tokens are already
-    /// in the cache. Fails on invalid sampling options.
+    /// A generation of `prompt`. A caller's sequence comes with `seq` and the number of
+    /// prompt tokens its cache already holds (`reused`); one the scheduler owns starts
+    /// without (`None`, 0) and names its blocks for the prefix cache in blocks of
+    /// `block_size`. Fails on invalid sampling options.
     pub(crate) fn new(
-        seq: SeqId,
+        seq: Option<SeqId>,
         ownership: Ownership,
         prompt: Vec<u32>,
         reused: usize,
         options: &GenerateOptions,
         tokenizer: &'t Tokenizer,
+        block_size: u32,
     ) -> Result<Self, Error> {
         let mut sampler = Sampler::new(options.sampler)?;
         // Prompt tokens count for the penalties, as in llama.cpp's CLI and server.
@@ -138,17 +152,24 @@ impl<'t> Sequence<'t> {
         for &id in &prompt[prompt.len() - window..] {
             sampler.accept(id);
         }
+        let hasher = (ownership == Ownership::Scheduler).then(|| {
+            let mut h = BlockHasher::new(block_size, options.cache_salt.as_deref());
+            h.push(&prompt);
+            h
+        });
         Ok(Sequence {
             seq,
             ownership,
             reused,
-            fed: reused,
+            cached: reused,
+            prefilled: 0,
             prompt,
-            pending: None,
             ids: Vec::new(),
-            decoded: 0,
+            hasher,
             text: String::new(),
             sampler,
+            top_logprobs: options.top_logprobs,
+            logprobs: Vec::new(),
             stops: StopMatcher::new(options.stop.iter().cloned()),
             decoder: tokenizer.stream_decoder(),
             max_tokens: options.max_tokens,
@@ -158,7 +179,8 @@ impl<'t> Sequence<'t> {
         })
     }
 
-    pub(crate) fn seq(&self) -> SeqId {
+    /// The engine's sequence, while the generation holds one.
+    pub(crate) fn seq(&self) -> Option<SeqId> {
         self.seq
     }
 
@@ -184,8 +206,22 @@ impl<'t> Sequence<'t> {
         &self.text
     }
 
+    /// Prompt tokens that came from the cache (a caller's cache or the prefix cache)
+    /// when the generation started.
     pub fn n_reused(&self) -> usize {
         self.reused
+    }
+
+    /// Log-probabilities of the sampled tokens, one per token, when they were asked for
+    /// ([`GenerateOptions::top_logprobs`]); empty otherwise.
+    pub fn logprobs(&self) -> &[TokenLogprobs] {
+        &self.logprobs
+    }
+
+    /// How many alternatives each sampled token's log-probability record lists, when
+    /// log-probabilities are asked for.
+    pub(crate) fn top_logprobs(&self) -> Option<usize> {
+        self.top_logprobs
     }
 
     /// Why the generation ended, once it has.
@@ -197,47 +233,92 @@ impl<'t> Sequence<'t> {
         self.done.is_some()
     }
 
-    /// The tokens in the cache, in order: the prompt, then every sampled token that was
-    /// processed (all but a pending one).
-    pub fn cached_tokens(&self) -> impl Iterator<Item = u32> + '_ {
-        self.prompt[..self.fed]
-            .iter()
-            .chain(&self.ids[..self.decoded])
-            .copied()
+    /// Not ended, and holding an engine sequence.
+    pub fn is_running(&self) -> bool {
+        self.done.is_none() && self.seq.is_some()
     }
 
-    /// What to feed in the next step with room for `budget` tokens: the next chunk of
-    /// the prompt, or the pending sampled token. `None` when there is nothing to feed.
-    pub(crate) fn step_input(&self, budget: usize) -> Option<StepInput<'_>> {
-        if self.done.is_some() || budget == 0 {
+    /// Not ended, and waiting for an engine sequence (to start, or to go on after a
+    /// preemption).
+    pub fn is_waiting(&self) -> bool {
+        self.done.is_none() && self.seq.is_none()
+    }
+
+    /// Whether the generation processed nothing since it was given its sequence (a
+    /// preemption then costs nothing but the wait).
+    pub(crate) fn is_starting(&self) -> bool {
+        self.prefilled == 0 && self.ids.is_empty()
+    }
+
+    /// The prompt and the sampled tokens.
+    fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.prompt.iter().chain(&self.ids).copied()
+    }
+
+    fn n_tokens(&self) -> usize {
+        self.prompt.len() + self.ids.len()
+    }
+
+    /// The tokens in the cache, in order: the prompt, then every sampled token that was
+    /// processed (all but the last, until the next step).
+    pub fn cached_tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.tokens().take(self.cached)
+    }
+
+    /// The names of the full blocks of the tokens (empty for a caller's sequence).
+    pub(crate) fn block_hashes(&self) -> &[BlockHash] {
+        self.hasher.as_ref().map_or(&[], |h| h.hashes())
+    }
+
+    /// The cached blocks worth taking when the generation (re)starts: all full blocks
+    /// but the one holding the last token, whose logits the next step must compute.
+    pub(crate) fn reusable_blocks(&self, block_size: u32) -> usize {
+        (self.n_tokens().saturating_sub(1) / block_size as usize).min(self.block_hashes().len())
+    }
+
+    /// Gives the generation the engine sequence `seq`, which holds its first `cached`
+    /// tokens.
+    pub(crate) fn start(&mut self, seq: SeqId, cached: usize) {
+        if self.is_starting() && self.seq.is_none() {
+            self.reused = cached.min(self.prompt.len());
+        }
+        self.seq = Some(seq);
+        self.cached = cached;
+    }
+
+    /// Takes the engine sequence away (the scheduler frees its blocks); the generation
+    /// waits, and computes its tokens' KV again when it goes on.
+    pub(crate) fn preempt(&mut self) -> Option<SeqId> {
+        self.cached = 0;
+        self.seq.take()
+    }
+
+    /// What to feed in the next step with room for `budget` tokens: the next tokens not
+    /// in the cache. `None` when there is nothing to feed.
+    pub(crate) fn step_input(&self, budget: usize) -> Option<StepInput> {
+        if self.done.is_some() || self.seq.is_none() || budget == 0 {
             return None;
         }
-        if self.fed < self.prompt.len() {
-            let n = (self.prompt.len() - self.fed).min(budget);
-            let tokens = &self.prompt[self.fed..self.fed + n];
-            let wants_logits = self.fed + n == self.prompt.len();
-            return Some(StepInput {
-                tokens,
-                wants_logits,
-            });
+        let left = self.n_tokens().saturating_sub(self.cached);
+        if left == 0 {
+            return None;
         }
-        self.pending.as_ref().map(|t| StepInput {
-            tokens: std::slice::from_ref(t),
-            wants_logits: true,
+        let n = left.min(budget);
+        Some(StepInput {
+            tokens: self.tokens().skip(self.cached).take(n).collect(),
+            wants_logits: n == left,
         })
     }
 
-    /// Records that `n` tokens of [`step_input`](Self::step_input) were processed.
-    /// Returns how many of them were prompt tokens.
+    /// Records that the first `n` tokens of [`step_input`](Self::step_input) were
+    /// processed. Returns how many of them were prompt tokens.
     pub(crate) fn processed(&mut self, n: usize) -> usize {
-        if self.fed < self.prompt.len() {
-            self.fed += n;
-            n
-        } else {
-            self.pending = None;
-            self.decoded += 1;
-            0
-        }
+        let prompt = (self.cached + n)
+            .min(self.prompt.len())
+            .saturating_sub(self.cached);
+        self.cached += n;
+        self.prefilled += prompt;
+        prompt
     }
 
     /// Whether the sampling budget is spent before another token is sampled (only a
@@ -246,13 +327,14 @@ impl<'t> Sequence<'t> {
         self.ids.len() >= self.max_tokens
     }
 
-    /// Takes a sampled token: streams its text and decides whether the generation stops.
-    /// `cache_len` is the sequence's length in the cache and `n_ctx` the context size.
-    /// Returns the reason it stopped, or `None` (the token is then pending, to be
-    /// processed in the next step).
+    /// Takes a sampled token (with its log-probabilities when they were asked for):
+    /// streams its text and decides whether the generation stops. `cache_len` is the
+    /// sequence's length in the cache and `n_ctx` the context size. Returns the reason
+    /// it stopped, or `None` (the token is then fed in the next step).
     pub(crate) fn accept(
         &mut self,
         token: u32,
+        logprobs: Option<TokenLogprobs>,
         tokenizer: &Tokenizer,
         cache_len: u32,
         n_ctx: u32,
@@ -260,6 +342,10 @@ impl<'t> Sequence<'t> {
     ) -> Result<Option<StopReason>, Error> {
         self.clock.token();
         self.ids.push(token);
+        self.logprobs.extend(logprobs);
+        if let Some(h) = &mut self.hasher {
+            h.push(&[token]);
+        }
         let stop = if !self.ignore_eos && tokenizer.is_end_of_generation(token) {
             Some(StopReason::EndOfGeneration)
         } else if self.stream(token, on_text)? {
@@ -273,9 +359,8 @@ impl<'t> Sequence<'t> {
         } else {
             None
         };
-        match stop {
-            Some(reason) => self.end(reason, on_text)?,
-            None => self.pending = Some(token),
+        if let Some(reason) = stop {
+            self.end(reason, on_text)?;
         }
         Ok(stop)
     }
@@ -311,7 +396,6 @@ impl<'t> Sequence<'t> {
         }
         // Set first, so the generation counts as ended even if flushing fails.
         self.done = Some(reason);
-        self.pending = None;
         if reason != StopReason::StopString {
             if let Some(rest) = self.decoder.flush()? {
                 let out = self.stops.push(&rest);
@@ -335,10 +419,11 @@ impl<'t> Sequence<'t> {
         let _ = self.end(StopReason::Cancelled, &mut |_| {});
         Generation {
             timing: self.clock.timing(),
-            n_prefilled: self.fed - self.reused,
+            n_prefilled: self.prefilled,
             n_reused: self.reused,
             prompt_ids: self.prompt,
             ids: self.ids,
+            logprobs: self.logprobs,
             text: self.text,
             stop_reason: self.done.unwrap_or(StopReason::Cancelled),
         }

@@ -27,7 +27,7 @@ use crate::Error;
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, VariantOverrides};
 use crate::kernels::{FlashTiles, Tuning, TuningOverrides};
-use crate::kv::{BlockCopy, BlockManager, KvError, KvPool, SeqId};
+use crate::kv::{BlockCopy, BlockHash, BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
 use crate::sampling::Sampler;
 
@@ -47,6 +47,10 @@ pub enum EngineError {
         used: usize,
         n_ctx: usize,
     },
+    #[error(
+        "{needed} tokens can never fit in the KV pool of {capacity} positions; use a shorter prompt or a larger --kv-pool"
+    )]
+    PoolTooSmall { needed: usize, capacity: usize },
     #[error("token id {token} is outside the vocabulary of {vocab} tokens")]
     InvalidToken { token: u32, vocab: u32 },
     #[error("there are no logits yet: process a prompt first")]
@@ -105,7 +109,10 @@ pub struct KvStats {
     pub block_size: u32,
     pub blocks: u32,
     pub used_blocks: u32,
+    /// Blocks a sequence can be given (the idle cached ones included).
     pub free_blocks: u32,
+    /// Blocks no sequence uses that hold a cached prefix (given away when needed).
+    pub cached_blocks: u32,
     /// Bytes of every pool buffer together.
     pub pool_bytes: u64,
     pub kv_type: KvType,
@@ -391,6 +398,7 @@ impl Engine {
             blocks: self.blocks.n_blocks(),
             used_blocks: self.blocks.used_blocks(),
             free_blocks: self.blocks.free_blocks(),
+            cached_blocks: self.blocks.cached_blocks(),
             pool_bytes: self.pool.bytes(),
             kv_type: self.pool.kv,
         }
@@ -429,6 +437,40 @@ impl Engine {
     /// Positions the sequence has in the cache.
     pub fn sequence_len(&self, id: SeqId) -> Result<u32, Error> {
         Ok(self.blocks.len(id).map_err(EngineError::from)?)
+    }
+
+    /// Blocks that `n` more positions of `id` would take from the pool.
+    pub fn blocks_needed(&self, id: SeqId, n: u32) -> Result<usize, Error> {
+        Ok(self
+            .blocks
+            .blocks_needed(id, n)
+            .map_err(EngineError::from)?)
+    }
+
+    /// Positions the whole KV pool holds.
+    pub fn kv_capacity(&self) -> u32 {
+        self.blocks.n_blocks() * self.pool.block
+    }
+
+    /// How many blocks named by `hashes`, from the first on, the prefix cache holds.
+    pub fn cached_prefix(&self, hashes: &[BlockHash]) -> usize {
+        self.blocks.cached_prefix(hashes)
+    }
+
+    /// A new sequence starting with the first `n_blocks` cached blocks of `hashes` (at
+    /// most [`cached_prefix`](Self::cached_prefix)); its length is what it got.
+    pub fn create_sequence_from_prefix(&mut self, hashes: &[BlockHash], n_blocks: usize) -> SeqId {
+        self.blocks.create_from_prefix(hashes, n_blocks)
+    }
+
+    /// Offers the full, written blocks of `id` to the prefix cache under `hashes` (the
+    /// names of its tokens' blocks, from a [`BlockHasher`](crate::kv::BlockHasher) with
+    /// this engine's block size).
+    pub fn name_blocks(&mut self, id: SeqId, hashes: &[BlockHash]) -> Result<(), Error> {
+        self.blocks
+            .name_blocks(id, hashes)
+            .map_err(EngineError::from)?;
+        Ok(())
     }
 
     // ---- steps ------------------------------------------------------------------------
@@ -668,8 +710,9 @@ impl Engine {
 
     /// The one check of a prompt, before any of it runs: `tokens` are to follow `used`
     /// tokens already in a sequence. Refuses an empty prompt, one that does not fit in the
-    /// context, and ids outside the vocabulary. Whether the KV pool has room is decided
-    /// per step (a scheduler lets a generation wait for blocks).
+    /// context or could not fit in the whole KV pool, and ids outside the vocabulary.
+    /// Whether the pool has room now is decided per step (a scheduler lets a generation
+    /// wait for blocks).
     pub fn check_prompt(&self, used: usize, tokens: &[u32]) -> Result<(), EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -679,6 +722,15 @@ impl Engine {
                 needed: tokens.len(),
                 used,
                 n_ctx: self.n_ctx as usize,
+            });
+        }
+        // (With a sliding window on every layer, old blocks go back as a sequence grows.)
+        if used + tokens.len() > self.kv_capacity() as usize
+            && self.config.window_on_every_layer().is_none()
+        {
+            return Err(EngineError::PoolTooSmall {
+                needed: used + tokens.len(),
+                capacity: self.kv_capacity() as usize,
             });
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t >= self.config.vocab_size) {

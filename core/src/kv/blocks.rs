@@ -216,7 +216,12 @@ impl BlockManager {
     pub fn name_blocks(&mut self, id: SeqId, hashes: &[BlockHash]) -> Result<(), KvError> {
         let s = self.seq(id)?;
         let full = (s.len / self.block_size) as usize;
-        let blocks: Vec<u32> = s.table.iter().copied().take(full.min(hashes.len())).collect();
+        let blocks: Vec<u32> = s
+            .table
+            .iter()
+            .copied()
+            .take(full.min(hashes.len()))
+            .collect();
         for (block, hash) in blocks.into_iter().zip(hashes) {
             if block == NO_BLOCK
                 || self.names[block as usize].is_some()
@@ -486,7 +491,7 @@ mod tests {
 
     fn named(tokens: &[u32]) -> Vec<BlockHash> {
         let mut h = super::super::BlockHasher::new(4, None);
-        h.extend(tokens);
+        h.push(tokens);
         h.hashes().to_vec()
     }
 
@@ -501,7 +506,10 @@ mod tests {
         assert_eq!(m.cached_prefix(&hashes), 2);
         m.remove(a).unwrap();
         // Blocks 0 and 1 stay as cached; the partial block 2 is free.
-        assert_eq!((m.used_blocks(), m.cached_blocks(), m.free_blocks()), (0, 2, 6));
+        assert_eq!(
+            (m.used_blocks(), m.cached_blocks(), m.free_blocks()),
+            (0, 2, 6)
+        );
         let b = m.create_from_prefix(&hashes, 2);
         assert_eq!((m.len(b).unwrap(), m.table(b).unwrap()), (8, &[0, 1][..]));
         assert_eq!((m.used_blocks(), m.cached_blocks()), (2, 0));

@@ -13,13 +13,15 @@ use sha2::{Digest, Sha256};
 /// The identity of one full block: its tokens, everything before them, and the salt.
 pub type BlockHash = [u8; 32];
 
-/// Names the full blocks of a growing token sequence, incrementally.
+/// Names the full blocks of a growing token sequence, as its tokens arrive.
 #[derive(Clone, Debug)]
 pub struct BlockHasher {
     block_size: usize,
     /// The hash the first block chains from: the salt's.
     root: BlockHash,
     hashes: Vec<BlockHash>,
+    /// Tokens of the block being filled.
+    partial: Vec<u32>,
 }
 
 impl BlockHasher {
@@ -33,29 +35,29 @@ impl BlockHasher {
             root.update(salt.as_bytes());
         }
         BlockHasher {
-            block_size: block_size as usize,
+            block_size: block_size.max(1) as usize,
             root: root.finalize().into(),
             hashes: Vec::new(),
+            partial: Vec::with_capacity(block_size as usize),
         }
     }
 
-    /// Hashes the full blocks of `tokens` not hashed yet. `tokens` must begin with the
-    /// tokens hashed before (the sequence only grows, or starts again from the same start).
-    pub fn extend(&mut self, tokens: &[u32]) {
-        let full = tokens.len() / self.block_size;
-        while self.hashes.len() < full {
-            let i = self.hashes.len();
-            let parent = self.hashes.last().unwrap_or(&self.root);
-            let mut h = Sha256::new();
-            h.update(parent);
-            for t in &tokens[i * self.block_size..(i + 1) * self.block_size] {
-                h.update(t.to_le_bytes());
+    /// Appends tokens, naming each block they fill.
+    pub fn push(&mut self, tokens: &[u32]) {
+        for &t in tokens {
+            self.partial.push(t);
+            if self.partial.len() == self.block_size {
+                let mut h = Sha256::new();
+                h.update(self.hashes.last().unwrap_or(&self.root));
+                for t in self.partial.drain(..) {
+                    h.update(t.to_le_bytes());
+                }
+                self.hashes.push(h.finalize().into());
             }
-            self.hashes.push(h.finalize().into());
         }
     }
 
-    /// The hashes of the full blocks seen so far, first block first.
+    /// The names of the full blocks so far, first block first.
     pub fn hashes(&self) -> &[BlockHash] {
         &self.hashes
     }
@@ -67,18 +69,18 @@ mod tests {
 
     fn hashes(salt: Option<&str>, tokens: &[u32]) -> Vec<BlockHash> {
         let mut h = BlockHasher::new(4, salt);
-        h.extend(tokens);
+        h.push(tokens);
         h.hashes().to_vec()
     }
 
     #[test]
-    fn only_full_blocks_are_named_and_growth_is_incremental() {
+    fn only_full_blocks_are_named_however_the_tokens_arrive() {
         let tokens: Vec<u32> = (0..11).collect();
         assert_eq!(hashes(None, &tokens).len(), 2);
         let mut h = BlockHasher::new(4, None);
-        h.extend(&tokens[..5]);
+        h.push(&tokens[..5]);
         assert_eq!(h.hashes().len(), 1);
-        h.extend(&tokens);
+        h.push(&tokens[5..]);
         assert_eq!(h.hashes(), hashes(None, &tokens).as_slice());
     }
 

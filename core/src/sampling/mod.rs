@@ -85,12 +85,14 @@
 
 mod chain;
 mod config;
+mod logprobs;
 mod penalties;
 mod sampler;
 mod stop;
 
 pub use chain::{CandidateRule, select_candidates};
 pub use config::SamplerConfig;
+pub use logprobs::{MAX_TOP_LOGPROBS, RowLogprobs, TokenLogprobs};
 pub use penalties::{PenaltyEntry, RowParams, apply_penalties};
 pub use sampler::Sampler;
 pub use stop::{StopMatcher, StopOutcome};

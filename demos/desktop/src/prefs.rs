@@ -67,6 +67,7 @@ impl Sampling {
             sampler,
             stop: Vec::new(),
             ignore_eos: false,
+            ..GenerateOptions::default()
         })
     }
 
