@@ -16,9 +16,9 @@ use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::generate::{ChatSession, GenerateOptions, Generation, Generator};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::model::ModelConfig;
-use wisp_core::tokenizer::Tokenizer;
+use wisp_core::tokenizer::{ChatMessage, Tokenizer};
 
-use crate::request::{CreateRequest, GenerateRequest, LoadRequest};
+use crate::request::{CreateRequest, GenerateRequest, LoadRequest, conversation_to_answer};
 use crate::source::{ByteSource, JsTensors, read_header, report};
 
 /// The adapter, as [`WispEngine::adapter_info`] describes it.
@@ -384,6 +384,48 @@ impl WispEngine {
         let stats = self
             .on_model(async |m| {
                 let mut turn = m.chat.send(&message, &options)?.with_cancel(&self.cancel);
+                while turn
+                    .next_token(&mut |s| emit_text(&on_text, s))
+                    .await?
+                    .is_some()
+                {}
+                Ok(stats(turn.finish()))
+            })
+            .await?;
+        to_js(&stats)
+    }
+
+    /// Answers a whole conversation: `messages` (`[{ role, content }]`, the last one the
+    /// user's; the model's default system message goes first when there is none) replaces
+    /// the running one, and the reply streams to `on_text(piece)` as in `chat` (the KV cache
+    /// keeps whatever prefix the new conversation shares with the old). What OpenAI-style
+    /// chat completions run on; `options` as in `chat`.
+    #[wasm_bindgen(js_name = chatMessages)]
+    pub async fn chat_messages(
+        &self,
+        messages: JsValue,
+        options: JsValue,
+        on_text: Function,
+    ) -> Result<JsValue, JsError> {
+        let request: GenerateRequest = parse(options, "generation options")?;
+        let options = self.options(&request)?;
+        let messages: Vec<ChatMessage> = parse(messages, "messages")?;
+        let default_system = match &*self.slot.borrow() {
+            Slot::Ready(l) => l.defaults().system_prompt.value.clone(),
+            other => return Err(unavailable(other)),
+        };
+        let mut conversation = conversation_to_answer(messages, default_system.as_deref())
+            .map_err(|e| JsError::new(&e))?;
+        let Some(user) = conversation.pop() else {
+            return Err(JsError::new("messages is empty"));
+        };
+        let stats = self
+            .on_model(async |m| {
+                m.chat.set_messages(conversation);
+                let mut turn = m
+                    .chat
+                    .send(&user.content, &options)?
+                    .with_cancel(&self.cancel);
                 while turn
                     .next_token(&mut |s| emit_text(&on_text, s))
                     .await?

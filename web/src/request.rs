@@ -7,6 +7,7 @@ use wisp_core::generate::GenerateOptions;
 use wisp_core::gpu::{GpuError, VariantOverrides};
 use wisp_core::kernels::TuningOverrides;
 use wisp_core::sampling::SamplingError;
+use wisp_core::tokenizer::ChatMessage;
 
 /// Options of [`WispEngine::create`](crate::WispEngine::create).
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +91,33 @@ impl GenerateRequest {
     }
 }
 
+/// The conversation of [`WispEngine::chat_messages`](crate::WispEngine::chat_messages)
+/// (OpenAI's `messages`), ready to answer: its last message must be the user's, and the
+/// model's default system message goes first when it has none (as in `chat` and `wisp chat`).
+pub fn conversation_to_answer(
+    messages: Vec<ChatMessage>,
+    default_system: Option<&str>,
+) -> Result<Vec<ChatMessage>, String> {
+    match messages.last() {
+        None => return Err("messages is empty: give at least the user's message".into()),
+        Some(last) if last.role != "user" => {
+            return Err(format!(
+                "the last message is the {}'s: the conversation to answer must end with the user's",
+                last.role
+            ));
+        }
+        Some(_) => {}
+    }
+    let mut conversation = Vec::with_capacity(messages.len() + 1);
+    if messages[0].role != "system"
+        && let Some(system) = default_system
+    {
+        conversation.push(ChatMessage::new("system", system));
+    }
+    conversation.extend(messages);
+    Ok(conversation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +146,28 @@ mod tests {
         assert!(e.to_string().contains("temp"), "{e}");
         let e = serde_json::from_str::<LoadRequest>(r#"{"contextSize": "big"}"#).unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn a_conversation_to_answer_ends_with_the_user_and_gets_the_default_system() {
+        let user = ChatMessage::new("user", "Hi");
+        let system = ChatMessage::new("system", "Be brief.");
+        assert_eq!(
+            conversation_to_answer(vec![user.clone()], Some("Be brief.")).unwrap(),
+            [system.clone(), user.clone()]
+        );
+        let own = ChatMessage::new("system", "Be long.");
+        assert_eq!(
+            conversation_to_answer(vec![own.clone(), user.clone()], Some("Be brief.")).unwrap(),
+            [own, user.clone()]
+        );
+        assert_eq!(
+            conversation_to_answer(vec![user.clone()], None).unwrap(),
+            [user.clone()]
+        );
+        let e = conversation_to_answer(vec![user, ChatMessage::new("assistant", "Hello")], None)
+            .unwrap_err();
+        assert!(e.contains("assistant"), "{e}");
+        assert!(conversation_to_answer(Vec::new(), None).is_err());
     }
 }

@@ -4,6 +4,8 @@
 //   - the capital prompt's logits, read through the web API, at every position against
 //     llama.cpp (and the last against the f32 reference) within tests/reference's tolerances,
 //     and its greedy continuation;
+//   - OpenAI-style chat completions (`wisp.chat.completions.create`, WebLLM's shapes): a
+//     greedy reply, and the same request streamed in chunks that add up to it;
 //   - text streams into `output` before the generation ends; stop ends it early;
 //   - the page starts from the model's defaults, the very ones `wisp info` gives natively;
 //   - a reload takes the model from the browser cache (the server sends no model bytes);
@@ -207,6 +209,40 @@ async function main() {
       return { text, stats: await run.done };
     }, capital.text);
     check('the greedy continuation of the capital prompt names Paris', greedy.text.startsWith(' Paris'), JSON.stringify(greedy.text));
+
+    // OpenAI-style chat completions (as WebLLM offers them): a greedy reply, then the same
+    // request streamed, whose deltas add up to the same text.
+    const openai = await page.evaluate(async () => {
+      const request = { messages: [{ role: 'user', content: 'What is the capital of France?' }], temperature: 0, max_tokens: 12 };
+      const whole = await window.wisp.chat.completions.create(request);
+      const stream = await window.wisp.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+      const chunks = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      await window.wisp.resetChat();
+      return { whole, chunks };
+    });
+    const { whole, chunks } = openai;
+    const wholeText = whole.choices?.[0]?.message?.content;
+    check('a chat completion is a chat.completion with the assistant\'s message',
+      whole.object === 'chat.completion' && whole.choices.length === 1 && whole.choices[0].message.role === 'assistant' && typeof wholeText === 'string' && wholeText.length > 0,
+      JSON.stringify(whole));
+    check('a chat completion says why it ended and what it used',
+      ['stop', 'length'].includes(whole.choices[0].finish_reason) && whole.usage.prompt_tokens > 0 && whole.usage.completion_tokens > 0
+        && whole.usage.total_tokens === whole.usage.prompt_tokens + whole.usage.completion_tokens,
+      `${whole.choices[0].finish_reason}, ${JSON.stringify(whole.usage)}`);
+    const withChoice = chunks.filter((c) => c.choices.length > 0);
+    const streamedText = withChoice.map((c) => c.choices[0].delta.content ?? '').join('');
+    check('a streamed chat completion comes in several chat.completion.chunk objects',
+      chunks.length > 2 && chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id), `${chunks.length} chunks`);
+    check('the streamed deltas add up to the greedy reply', streamedText === wholeText, `${JSON.stringify(streamedText)} vs ${JSON.stringify(wholeText)}`);
+    const lastChoice = withChoice[withChoice.length - 1].choices[0];
+    check('only the last chunk with a choice has a finish_reason, the greedy reply\'s',
+      lastChoice.finish_reason === whole.choices[0].finish_reason && withChoice.slice(0, -1).every((c) => c.choices[0].finish_reason === null),
+      JSON.stringify(lastChoice));
+    const usageChunk = chunks[chunks.length - 1];
+    check('with include_usage the stream ends with the usage',
+      usageChunk.choices.length === 0 && JSON.stringify(usageChunk.usage?.completion_tokens) === JSON.stringify(whole.usage.completion_tokens),
+      JSON.stringify(usageChunk.usage));
 
     // Chat through the page: text streams into `output` before the generation ends.
     await page.fill('[data-testid=temperature]', '0');

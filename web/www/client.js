@@ -8,6 +8,14 @@
 //   for await (const piece of reply) show(piece);
 //   const stats = await reply.done;             // tokens/s, stop reason…
 //   wisp.stop();                                // ends the running generation
+//
+// OpenAI-style, as WebLLM's engine offers it (openai.js maps the shapes):
+//   const c = await wisp.chat.completions.create({ messages, temperature: 0, max_tokens: 64 });
+//   c.choices[0].message.content; c.choices[0].finish_reason; c.usage;
+//   for await (const chunk of await wisp.chat.completions.create({ messages, stream: true }))
+//     show(chunk.choices[0]?.delta.content ?? '');
+
+import * as openai from './openai.js';
 
 export class Wisp {
   #worker;
@@ -15,10 +23,29 @@ export class Wisp {
   #pending = new Map();
   #lostListeners = [];
   #options = {};
+  /** The loaded model's summary (its name and context size name completions). */
+  #model = null;
 
   constructor(worker) {
     this.#worker = worker;
     this.adapter = null;
+    /**
+     * `wisp.chat(message, options)`: a reply to `message` in the running conversation, as a
+     * stream (see #stream). `options`: `{ maxTokens, stop, sampling: { temperature, top_k,
+     * top_p, min_p, repeat_penalty, seed, … } }`; sampling values left out take the model's
+     * defaults.
+     *
+     * `wisp.chat.completions.create(request)`: OpenAI's chat completions as WebLLM offers
+     * them. `request`: `{ messages, stream, stream_options: { include_usage }, temperature,
+     * top_p, max_tokens, seed, stop, presence_penalty, frequency_penalty, repetition_penalty,
+     * model, n: 1 }` (values left out take the model's defaults; without max_tokens the reply
+     * may fill the context). The messages, whose last is the user's, replace the running
+     * conversation. Resolves with a ChatCompletion, or with `stream` an async iterable of
+     * chat.completion.chunk objects. `stop()` ends either (finish_reason 'abort').
+     */
+    const chat = (message, options = {}) => this.#stream('chat', { message, options });
+    chat.completions = { create: (request) => this.#createChatCompletion(request) };
+    this.chat = chat;
     worker.onmessage = ({ data }) => this.#receive(data);
     worker.onerror = (event) => {
       const error = new Error(`the engine's worker failed: ${event.message ?? 'unknown error'}`);
@@ -83,17 +110,19 @@ export class Wisp {
    * and `defaults`: the sampling values a request that leaves them out gets, each with its
    * `source`, and the conversation's system prompt).
    */
-  load(model, { onProgress, onNotice, ...options } = {}) {
-    return this.#call('load', { ...model, ...options }, { onProgress, onNotice });
+  async load(model, { onProgress, onNotice, ...options } = {}) {
+    this.#model = null;
+    this.#model = await this.#call('load', { ...model, ...options }, { onProgress, onNotice });
+    return this.#model;
   }
 
-  /**
-   * A reply to `message` in the running conversation, as a stream (see #stream). `options`:
-   * `{ maxTokens, stop, sampling: { temperature, top_k, top_p, min_p, repeat_penalty, seed, … } }`;
-   * sampling values left out take the model's defaults.
-   */
-  chat(message, options = {}) {
-    return this.#stream('chat', { message, options });
+  async #createChatCompletion(request) {
+    const { messages, options } = openai.workerRequest(request, this.#model);
+    const head = openai.header(request, this.#model);
+    const run = this.#stream('chatMessages', { messages, options });
+    if (request.stream) return openai.chunks(head, run, Boolean(request.stream_options?.include_usage));
+    for await (const piece of run) void piece;
+    return openai.completion(head, await run.done);
   }
 
   /** A continuation of raw `prompt` (no chat template), as a stream. */

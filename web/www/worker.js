@@ -63,6 +63,7 @@ const handlers = {
   create: (id, options) => create(options),
   load: (id, args) => load(id, args),
   chat: (id, { message, options }) => need().chat(message, options, (piece) => post({ id, type: 'text', piece })),
+  chatMessages: (id, { messages, options }) => need().chatMessages(messages, options, (piece) => post({ id, type: 'text', piece })),
   complete: (id, { prompt, options }) => need().complete(prompt, options, (piece) => post({ id, type: 'text', piece })),
   logits: (id, { prompt }) => need().logits(prompt),
   profile: (id, { prompt }) => need().profile(prompt),
