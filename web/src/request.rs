@@ -87,6 +87,7 @@ impl GenerateRequest {
             sampler,
             stop: self.stop.clone(),
             ignore_eos: false,
+            ..GenerateOptions::default()
         })
     }
 }
