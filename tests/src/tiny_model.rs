@@ -3,8 +3,14 @@
 //! options (qwen2's QKV bias and NEOX RoPE; gemma3's QK-norm, post-norms, GeGLU,
 //! embedding scaling and interleaved windows with their own RoPE base).
 
-use wisp_core::gguf::{GgufWriter, Value};
+use std::sync::Arc;
+
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::gguf::{GgufFile, GgufWriter, Metadata, Value};
+use wisp_core::gpu::Gpu;
+use wisp_core::model::FileBytes;
 use wisp_core::quant::GgmlType;
+use wisp_core::tokenizer::Tokenizer;
 
 use crate::kernel_harness::random;
 
@@ -198,4 +204,31 @@ pub fn tiny_writer(s: &TinySpec) -> GgufWriter {
 /// The model as GGUF bytes.
 pub fn tiny_model(s: &TinySpec) -> Vec<u8> {
     tiny_writer(s).to_bytes()
+}
+
+/// A tiny model loaded on `gpu`.
+pub fn tiny_engine(gpu: Arc<Gpu>, bytes: &[u8], options: &EngineOptions) -> Engine {
+    let file = GgufFile::parse(bytes).expect("a tiny model parses");
+    let source = FileBytes { file: &file, bytes };
+    pollster::block_on(Engine::load(gpu, &file, &source, options)).expect("load")
+}
+
+/// A byte-level tokenizer for a tiny model's `vocab` ids: id `i` is the text `t{i} `, and
+/// the last id is the end of generation. (Tiny models' outputs are ids; this only gives
+/// them text.)
+pub fn tiny_tokenizer(vocab: u32) -> Tokenizer {
+    let tokens: Vec<String> = (0..vocab).map(|i| format!("t{i} ")).collect();
+    let mut meta = Metadata::new();
+    meta.insert("tokenizer.ggml.model", "gpt2".into());
+    meta.insert("tokenizer.ggml.pre", "gpt2".into());
+    meta.insert(
+        "tokenizer.ggml.tokens",
+        Value::string_array(tokens.iter().map(String::as_str)),
+    );
+    meta.insert(
+        "tokenizer.ggml.merges",
+        Value::string_array(std::iter::empty::<&str>()),
+    );
+    meta.insert("tokenizer.ggml.eos_token_id", (vocab - 1).into());
+    Tokenizer::from_gguf(&meta).expect("tokenizer")
 }
