@@ -97,13 +97,24 @@ fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel)> {
         setup.batch_tokens,
     )
     .context("loading the engine")?;
-    let aliases = [model.path.file_name(), model.path.file_stem()]
-        .into_iter()
-        .flatten()
-        .map(|s| s.to_string_lossy().into_owned())
-        .collect();
+    let name = |s: Option<&std::ffi::OsStr>| s.map(|s| s.to_string_lossy().into_owned());
+    // A known model is listed by its name, a file by its stem; requests may use either,
+    // the file's name or the -m argument as given.
+    let id = if std::path::Path::new(&spec).exists() {
+        name(model.path.file_stem()).unwrap_or_else(|| spec.clone())
+    } else {
+        spec.clone()
+    };
+    let aliases = [
+        Some(spec),
+        name(model.path.file_name()),
+        name(model.path.file_stem()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let served = ServedModel {
-        id: spec,
+        id,
         aliases,
         created: unix_seconds(),
         template: tokenizer.chat_template_or_builtin(),

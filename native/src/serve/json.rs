@@ -4,10 +4,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
+use super::request::RequestBody;
 
 /// The largest body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -15,10 +17,19 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// A request body parsed as `T`.
 pub struct OpenAiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OpenAiJson<T> {
+impl<S: Send + Sync, T: RequestBody> FromRequest<S> for OpenAiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Refused from the announced length at once, not after reading up to the limit.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(MAX_BODY_BYTES)
@@ -26,24 +37,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OpenAiJson<T> {
                 ApiError::bad_request(format!("Could not read the request body: {rejection}"))
             }
         })?;
-        parse(&bytes).map(OpenAiJson)
+        parse_request(&bytes).map(OpenAiJson)
     }
 }
 
-/// Parses a body, naming the field at fault when the JSON is valid but a value is not.
+/// Parses a request body: its own fields, then the shared ones from the same object.
+pub fn parse_request<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object",
+        ));
+    }
+    let mut request: T = typed(&value)?;
+    *request.common_mut() = typed(&value)?;
+    Ok(request)
+}
+
+/// Parses a body as `T` (for parts of a request and tests).
+#[cfg(test)]
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
+    typed(&value)
+}
+
+/// `value` as `T`, naming the field at fault when a value does not fit.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(format!("The request body is not valid JSON: {inner}"));
-        }
         let param = field_of(&e.path().to_string(), &inner.to_string());
         ApiError::invalid(param, format!("Invalid request: {inner}"))
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 /// The field an error is about: its path, or for a missing field the field itself
@@ -66,7 +92,7 @@ mod tests {
     use super::*;
 
     fn chat_error(body: &str) -> ApiError {
-        parse::<ChatRequest>(body.as_bytes()).expect_err("should be refused")
+        parse_request::<ChatRequest>(body.as_bytes()).expect_err("should be refused")
     }
 
     #[test]
@@ -75,7 +101,8 @@ mod tests {
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.param, None);
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
-        assert!(parse::<ChatRequest>(b"{} {}").is_err());
+        assert!(parse_request::<ChatRequest>(b"{} {}").is_err());
+        assert!(parse_request::<ChatRequest>(b"[1]").is_err());
     }
 
     #[test]
@@ -83,7 +110,7 @@ mod tests {
         assert_eq!(chat_error("{}").param.as_deref(), Some("messages"));
         let e = chat_error(r#"{"messages": [{"content": "hi"}]}"#);
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = parse::<CompletionRequest>(b"{\"max_tokens\": 3}").unwrap_err();
+        let e = parse_request::<CompletionRequest>(b"{\"max_tokens\": 3}").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
     }
 
@@ -93,6 +120,8 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("temperature"), "{e:?}");
         let e = chat_error(r#"{"messages": [], "max_tokens": -1}"#);
         assert_eq!(e.param.as_deref(), Some("max_tokens"), "{e:?}");
+        let e = chat_error(r#"{"messages": [], "n": "two"}"#);
+        assert_eq!(e.param.as_deref(), Some("n"), "{e:?}");
         let e = chat_error(r#"{"messages": "hi"}"#);
         assert_eq!(e.param.as_deref(), Some("messages"), "{e:?}");
     }
@@ -100,11 +129,11 @@ mod tests {
     #[test]
     fn prompts_and_stops_take_both_forms() {
         let r: CompletionRequest =
-            parse(br#"{"prompt": ["a"], "stop": "x", "model": "m"}"#).unwrap();
+            parse_request(br#"{"prompt": ["a"], "stop": "x", "model": "m"}"#).unwrap();
         assert!(matches!(r.prompt, super::super::request::Prompt::Texts(ref v) if v == &["a"]));
         assert_eq!(r.common.stop.unwrap().into_vec(), ["x"]);
         let r: ChatRequest =
-            parse(br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "stop": ["a", "b"]}"#)
+            parse_request(br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "stop": ["a", "b"]}"#)
                 .unwrap();
         assert_eq!(r.common.stop.unwrap().into_vec(), ["a", "b"]);
     }

@@ -3,6 +3,7 @@
 //! we do not use (`user`, `tools`, …) are ignored, as OpenAI-compatible servers do.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// The fields both endpoints share.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -31,10 +32,16 @@ pub struct CommonFields {
     pub cache_salt: Option<String>,
 }
 
+/// A body's own fields and the shared ones, read from the same JSON object in two passes
+/// (serde's `flatten` would lose the path of a bad shared field, and with it `param`).
+pub trait RequestBody: DeserializeOwned {
+    fn common_mut(&mut self) -> &mut CommonFields;
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub common: CommonFields,
     /// Whether to return the chosen tokens' log probabilities.
     #[serde(default)]
@@ -46,11 +53,23 @@ pub struct ChatRequest {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CompletionRequest {
     pub prompt: Prompt,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub common: CommonFields,
     /// The legacy form: how many alternatives (the chosen token's log probability always
     /// comes along).
     pub logprobs: Option<u32>,
+}
+
+impl RequestBody for ChatRequest {
+    fn common_mut(&mut self) -> &mut CommonFields {
+        &mut self.common
+    }
+}
+
+impl RequestBody for CompletionRequest {
+    fn common_mut(&mut self) -> &mut CommonFields {
+        &mut self.common
+    }
 }
 
 /// One chat message.
