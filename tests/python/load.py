@@ -1,0 +1,123 @@
+"""Many clients at once: 16 concurrent streaming clients send 32 greedy requests with
+prompts of mixed lengths, some closing their stream after two chunks. Every request that
+is read to the end gets exactly the reply its prompt gets alone, and once all are done
+no KV block is in use (the prefix cache's idle blocks count as free)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from harness import (
+    KV_BLOCKS_CACHED,
+    async_client,
+    chat,
+    check,
+    client,
+    model_id,
+    parse_args,
+    stream_chat_async,
+    wait_until_no_blocks_leak,
+)
+
+CLIENTS = 16
+REQUESTS = 32
+# Short replies: lavapipe decodes SmolLM2 at tens of tokens per second for the whole batch.
+MAX_TOKENS = 12
+# One request in CANCEL_EVERY closes its stream after CANCEL_AFTER_CHUNKS chunks (the
+# first may be the role alone, so the second is past the prompt: mid-generation).
+CANCEL_EVERY = 5
+CANCEL_AFTER_CHUNKS = 2
+# The whole run must end within this (the test's own limit is larger).
+DEADLINE_S = 150
+
+CONTEXT = "The river runs past the old mill, where the miller keeps three grey cats and a brown dog. "
+QUESTIONS = [
+    "What colour are the cats?",
+    "Name a farm animal.",
+    "What is two plus three?",
+    "Write one word about the sea.",
+    "Who keeps the cats?",
+    "What does a mill grind?",
+    "Say something about rivers.",
+    "What is the capital of Italy?",
+]
+# Copies of CONTEXT before each question: prompts from about 20 to about 170 tokens.
+CONTEXT_REPEATS = [0, 1, 2, 4, 0, 6, 3, 8]
+
+
+def prompts() -> list[list[dict]]:
+    return [chat("Answer briefly.", CONTEXT * n + q) for q, n in zip(QUESTIONS, CONTEXT_REPEATS, strict=True)]
+
+
+async def solo_replies(api, model, all_prompts) -> list[str]:
+    """Each prompt's reply alone, one request at a time."""
+    replies = []
+    for messages in all_prompts:
+        reply = await stream_chat_async(api, model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=0)
+        check(bool(reply), f"an empty reply to {messages}")
+        replies.append(reply)
+    return replies
+
+
+async def run_load(api, model, all_prompts, solo) -> tuple[int, int]:
+    """REQUESTS requests from CLIENTS clients at once: (read to the end, cancelled)."""
+    jobs = asyncio.Queue()
+    for j in range(REQUESTS):
+        jobs.put_nowait(j)
+    done, cancelled = [], []
+
+    async def one_client():
+        while True:
+            try:
+                j = jobs.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            p = j % len(all_prompts)
+            cancel = j % CANCEL_EVERY == CANCEL_EVERY - 1
+            reply = await stream_chat_async(
+                api,
+                model=model,
+                messages=all_prompts[p],
+                max_tokens=MAX_TOKENS,
+                temperature=0,
+                cancel_after_chunks=CANCEL_AFTER_CHUNKS if cancel else None,
+            )
+            if cancel:
+                cancelled.append(j)
+                continue
+            check(
+                reply == solo[p],
+                f"request {j} (prompt {p}) under load: {reply!r}; alone: {solo[p]!r}",
+            )
+            done.append(j)
+
+    await asyncio.wait_for(asyncio.gather(*(one_client() for _ in range(CLIENTS))), DEADLINE_S)
+    return len(done), len(cancelled)
+
+
+async def main_async(args):
+    model = model_id(client(args))
+    all_prompts = prompts()
+    async with async_client(args) as api:
+        t = time.monotonic()
+        solo = await solo_replies(api, model, all_prompts)
+        t_solo = time.monotonic() - t
+        t = time.monotonic()
+        done, cancelled = await run_load(api, model, all_prompts, solo)
+        t_load = time.monotonic() - t
+    check(done + cancelled == REQUESTS, f"{done} done and {cancelled} cancelled of {REQUESTS}")
+    idle = wait_until_no_blocks_leak(args.base_url, args.api_key)
+    print(
+        f"load: ok ({len(all_prompts)} prompts alone in {t_solo:.1f} s; {done} requests read to the end and "
+        f"{cancelled} cancelled by {CLIENTS} clients in {t_load:.1f} s; then {idle[KV_BLOCKS_CACHED]:g} blocks "
+        f"in the prefix cache, none in use)"
+    )
+
+
+def main():
+    asyncio.run(main_async(parse_args(__doc__)))
+
+
+if __name__ == "__main__":
+    main()
