@@ -326,15 +326,25 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
-    /// The step's entries: every running generation with something to feed, oldest
-    /// first, while the engine's limits on tokens, entries and logits rows allow.
+    /// The step's entries while the engine's limits on tokens, entries and logits rows
+    /// allow: first every running generation with one token to feed (decoding), then
+    /// the others' next chunks (prompts, or tokens computed again after a preemption),
+    /// oldest first in each group. Decoding first means a long prompt arriving takes
+    /// only the budget the others leave, and never stalls them.
     fn plan(&self) -> Vec<Planned> {
         let mut budget = self.engine.max_batch() as usize;
         let max_rows = self.engine.max_rows() as usize;
         let max_entries = self.engine.max_entries() as usize;
         let mut plan = Vec::new();
         let mut rows = 0;
-        for slot in self.by_arrival(Sequence::is_running) {
+        let mut order = self.by_arrival(Sequence::is_running);
+        // Stable: arrival order stays within each group.
+        order.sort_by_key(|&i| {
+            self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.sequence.to_feed() > 1)
+        });
+        for slot in order {
             if plan.len() == max_entries || rows == max_rows {
                 break;
             }
@@ -355,8 +365,9 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Frees KV blocks until the plan fits in the pool: preempts the newest running
-    /// generation the scheduler owns (dropping it from the plan), and if the oldest
-    /// entry cannot fit even alone, ends it as out of context (the pool is its limit).
+    /// generation the scheduler owns (dropping it from the plan) but the oldest one in
+    /// the plan, and if that one cannot fit even alone, ends it as out of context (the
+    /// pool is its limit).
     /// Returns how many generations were preempted.
     fn make_room(
         &mut self,
@@ -372,7 +383,11 @@ impl<'a> Scheduler<'a> {
             if needed <= self.engine.kv_stats().free_blocks as usize {
                 return Ok(preempted);
             }
-            let oldest = plan[0].slot;
+            let oldest = plan
+                .iter()
+                .map(|p| p.slot)
+                .min_by_key(|&i| self.slots[i].as_ref().map(|s| s.arrival))
+                .expect("a plan that does not fit is not empty");
             let victim = self
                 .by_arrival(|s| s.is_running() && s.ownership() == Ownership::Scheduler)
                 .into_iter()
@@ -390,7 +405,7 @@ impl<'a> Scheduler<'a> {
                 }
                 None => {
                     self.stop(oldest, StopReason::ContextFull, &mut |t| on_text(oldest, t))?;
-                    plan.remove(0);
+                    plan.retain(|p| p.slot != oldest);
                     if plan.is_empty() {
                         return Ok(preempted);
                     }

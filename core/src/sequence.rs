@@ -293,13 +293,18 @@ impl<'t> Sequence<'t> {
         self.seq.take()
     }
 
+    /// Tokens not in the cache yet (1 while decoding).
+    pub(crate) fn to_feed(&self) -> usize {
+        self.n_tokens().saturating_sub(self.cached)
+    }
+
     /// What to feed in the next step with room for `budget` tokens: the next tokens not
     /// in the cache. `None` when there is nothing to feed.
     pub(crate) fn step_input(&self, budget: usize) -> Option<StepInput> {
         if self.done.is_some() || self.seq.is_none() || budget == 0 {
             return None;
         }
-        let left = self.n_tokens().saturating_sub(self.cached);
+        let left = self.to_feed();
         if left == 0 {
             return None;
         }

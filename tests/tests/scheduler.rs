@@ -295,3 +295,26 @@ fn log_probabilities_describe_the_chosen_token_and_the_best_ones() {
     }
     assert!(s.take(without).unwrap().logprobs.is_empty());
 }
+
+#[test]
+fn a_long_prompt_arriving_never_stalls_the_others_decoding() {
+    let f = Fixture::new();
+    let options = greedy(12);
+    let prompts = vec![prompt(11, 6), prompt(12, 80)];
+    let alone = f.alone(&prompts, &options);
+    // 20 tokens per step: the long prompt takes five steps to go through, beside the
+    // other's decoded token in each.
+    let mut e = f.engine(512, 20);
+    let mut s = Scheduler::new(&mut e, &f.tokenizer);
+    let decoding = s.submit(prompts[0].clone(), &options).unwrap();
+    step(&mut s);
+    let long = s.submit(prompts[1].clone(), &options).unwrap();
+    while s.sequence(long).unwrap().ids().is_empty() {
+        let before = s.sequence(decoding).unwrap().ids().len();
+        let report = step(&mut s);
+        assert!(report.tokens <= 20 && report.sequences == 2, "{report:?}");
+        assert_eq!(s.sequence(decoding).unwrap().ids().len(), before + 1);
+    }
+    run_to_end(&mut s);
+    assert_eq!(ids(s.finish()), alone);
+}
