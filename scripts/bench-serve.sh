@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# Serving benchmark (issue 16): total output tok/s, time to first token and
+# inter-token latency (p50/p99) at 1, 4, 16 and 64 concurrent streaming clients, for
+# `wisp serve` and, on the same machine in the same run, llama.cpp's llama-server on
+# Vulkan (the same adapter as Wisp when there is no GPU: lavapipe) and on its own CPU
+# backend. Each server is started here on loopback, loaded by scripts/bench_serve.py
+# (C clients, each sending its requests back to back, a fixed number of requests per
+# level so that every level ends by itself) and stopped again.
+#
+#   scripts/bench-serve.sh [options] [-- extra `wisp serve` flags]
+#
+#   --servers LIST       comma-separated, run in this order (default wisp,llama-cpu,llama-vulkan)
+#   --levels LIST        concurrent clients per level (default 1,4,16,64)
+#   --max-tokens N       tokens asked for per request (default 32)
+#   --requests-per-client N, --min-requests N
+#                        requests per level: max(N*C, MIN) (defaults 2 and 8)
+#   --level-timeout S    give up a level after S seconds (default 1800; what was
+#                        done by then is reported, marked as cut short)
+#   --parallel N         slots per server (default 64: the highest level)
+#   --ctx N              context per slot (default 512: the longest prompt + max-tokens, with room)
+#   -m MODEL             a wisp model name or GGUF path (default smollm2); llama-server
+#                        gets the very GGUF file wisp uses
+#   --out DIR            results folder (default target/bench-serve/DATE)
+#   --build-only         only build (or find) llama-server, then stop
+#   --no-build           do not run cargo build (use target/release/wisp as it is)
+#
+# llama-server comes from the llama.cpp sources that the llama-cpp-python sdist
+# carries (the version ../shared/reference/PERF.md measured), built twice with cmake
+# (CPU, Vulkan) under `nice -n 19` with -j2 and cached in
+# <cache>/llama.cpp-<version>/bin/, so later runs skip the build (delete that folder to
+# rebuild). The Vulkan backend asks for the debug-only instance setting
+# VK_EXT_layer_settings, which Debian 12's Vulkan headers (1.3.239) do not have; the
+# build removes it from instance creation (a sed on ggml-vulkan.cpp), as PERF.md did.
+#
+# Output: DIR/SERVER.json and DIR/SERVER.md per server, DIR/SERVER.log (its stderr),
+# and DIR/summary.md with all servers side by side (also printed).
+#
+# Environment: WISP_CACHE_DIR (cache folder, as for wisp), CARGO_TARGET_DIR,
+# LLAMA_CPP_PYTHON_VERSION (default 0.3.36), BENCH_THREADS (llama-server CPU
+# threads, default: the number of cores).
+# shellcheck source=lib/fail.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fail.sh"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit
+
+SERVERS=wisp,llama-cpu,llama-vulkan
+LEVELS=1,4,16,64
+MAX_TOKENS=32
+PER_CLIENT=2
+MIN_REQUESTS=8
+LEVEL_TIMEOUT=1800
+PARALLEL=64
+CTX=512
+MODEL=smollm2
+OUT=""
+BUILD_ONLY=0
+CARGO_BUILD=1
+WISP_EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --servers) SERVERS=$2; shift ;;
+        --levels) LEVELS=$2; shift ;;
+        --max-tokens) MAX_TOKENS=$2; shift ;;
+        --requests-per-client) PER_CLIENT=$2; shift ;;
+        --min-requests) MIN_REQUESTS=$2; shift ;;
+        --level-timeout) LEVEL_TIMEOUT=$2; shift ;;
+        --parallel) PARALLEL=$2; shift ;;
+        --ctx) CTX=$2; shift ;;
+        -m) MODEL=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --build-only) BUILD_ONLY=1 ;;
+        --no-build) CARGO_BUILD=0 ;;
+        --) shift; WISP_EXTRA=("$@"); break ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "bench-serve.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log()  { echo "bench-serve: $*" >&2; }
+die()  { echo "bench-serve: error: $*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+CACHE_DIR=${WISP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wisp}
+LLAMA_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+LLAMA_DIR=$CACHE_DIR/llama.cpp-$LLAMA_VERSION
+LLAMA_BIN=$LLAMA_DIR/bin
+VENV_PY=$CACHE_DIR/test-venv/bin/python
+WISP="${CARGO_TARGET_DIR:-$ROOT/target}/release/wisp"
+THREADS=${BENCH_THREADS:-$(nproc)}
+
+IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+for s in "${SERVER_LIST[@]}"; do
+    case "$s" in
+        wisp|llama-vulkan|llama-cpu) ;;
+        *) die "unknown server '$s' (wisp, llama-vulkan, llama-cpu)" ;;
+    esac
+done
+wants() { [[ ",$SERVERS," == *",$1,"* ]]; }
+WANT_LLAMA=0
+if wants llama-vulkan || wants llama-cpu; then WANT_LLAMA=1; fi
+
+# ------------------------------------------------------------- build tools
+# The same apt rule as setup.sh: install only what is missing, with sudo when not root.
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+ensure_build_tools() {
+    local want=(cmake g++ make)
+    # The Vulkan backend also needs SPIR-V's headers (find_package(SPIRV-Headers)).
+    if wants llama-vulkan; then want+=(libvulkan-dev glslc spirv-headers); fi
+    if ! have dpkg-query || ! have apt-get; then
+        log "no apt-get: make sure these are installed: ${want[*]}"
+        return 0
+    fi
+    local missing=() p
+    for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    step_is "installing ${missing[*]}" "${SUDO[*]:+${SUDO[*]} }apt-get install --no-install-recommends ${missing[*]}"
+    log "installing: ${missing[*]}"
+    "${SUDO[@]}" apt-get update -q >&2
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# ------------------------------------------------------------ llama-server
+llama_src() {   # prints the vendored llama.cpp folder, downloading and unpacking the sdist once
+    local sdist=$LLAMA_DIR/llama_cpp_python-$LLAMA_VERSION.tar.gz
+    local src=$LLAMA_DIR/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp
+    mkdir -p "$LLAMA_DIR"
+    if [ ! -f "$sdist" ]; then
+        step_is "downloading the llama-cpp-python $LLAMA_VERSION sdist" \
+            "python3 -m pip download --no-deps --no-binary :all: llama-cpp-python==$LLAMA_VERSION -d $LLAMA_DIR"
+        log "pip download llama-cpp-python==$LLAMA_VERSION (sdist, with llama.cpp's sources)"
+        # Into a temporary folder first: an interrupted download leaves no half file.
+        local tmp
+        tmp=$(mktemp -d "$LLAMA_DIR/download.XXXXXX")
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+            --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$tmp" >&2
+        mv "$tmp/llama_cpp_python-$LLAMA_VERSION.tar.gz" "$sdist"
+        rm -rf "$tmp"
+    fi
+    if [ ! -f "$src/CMakeLists.txt" ]; then
+        step_is "unpacking the sdist" "tar -xzf $sdist -C $LLAMA_DIR"
+        tar -xzf "$sdist" -C "$LLAMA_DIR"
+    fi
+    echo "$src"
+}
+
+# Drops VK_EXT_layer_settings (a validation-layer option, only ever enabled in
+# GGML_VULKAN_VALIDATE builds) from instance creation: its types are not in Debian 12's
+# Vulkan 1.3.239 headers. Idempotent: once removed, the patterns match nothing.
+patch_vulkan_headers() {    # $1: source folder
+    local f=$1/ggml/src/ggml-vulkan/ggml-vulkan.cpp
+    step_is "patching out VK_EXT_layer_settings" "edit $f: drop the LayerSettingEXT lines before vk::InstanceCreateInfo"
+    sed -i \
+        -e '/VkBool32 enable_best_practice = layer_settings;/,/vk::LayerSettingsCreateInfoEXT layer_setting_info(settings);/d' \
+        -e 's/layers, extensions, &layer_setting_info);/layers, extensions);/' \
+        "$f"
+    if grep -q 'LayerSettingsCreateInfoEXT' "$f"; then
+        die "ggml-vulkan.cpp changed: VK_EXT_layer_settings is still used in $f"
+    fi
+}
+
+# logged LOG COMMAND...: runs COMMAND with its output in LOG; on failure shows the end
+# of LOG and returns the command's exit code (for the ERR trap's report).
+logged() {
+    local file=$1 rc=0
+    shift
+    "$@" >"$file" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        tail -n 40 "$file" >&2
+        log "full log: $file"
+    fi
+    return "$rc"
+}
+
+build_llama_server() {      # $1: cpu|vulkan
+    local kind=$1 bin=$LLAMA_BIN/llama-server-$1
+    if [ -x "$bin" ]; then log "llama-server ($kind): $bin (cached)"; return 0; fi
+    ensure_build_tools
+    local src
+    src=$(llama_src)
+    local build=$LLAMA_DIR/build-$kind vk=OFF
+    if [ "$kind" = vulkan ]; then vk=ON; patch_vulkan_headers "$src"; fi
+    # Static, so the binary in bin/ runs alone; no web UI (it would be fetched from a
+    # model hub) and no HTTPS (the server only listens on loopback here).
+    step_is "configuring llama-server ($kind)" \
+        "cmake -S $src -B $build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_VULKAN=$vk -DLLAMA_BUILD_TESTS=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF"
+    log "cmake configure llama.cpp ($kind) in $build"
+    logged "$build.configure.log" nice -n 19 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF -DGGML_VULKAN="$vk" -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF
+    step_is "building llama-server ($kind)" "nice -n 19 cmake --build $build --target llama-server -j2 (log: $build.build.log)"
+    log "building llama-server ($kind) with -j2 under nice -n 19 (tens of minutes on 2 cores; log: $build.build.log)"
+    local t=$SECONDS
+    logged "$build.build.log" nice -n 19 cmake --build "$build" --target llama-server -j2
+    mkdir -p "$LLAMA_BIN"
+    # Copied last, under a temporary name: a cut-short build never looks cached.
+    cp "$build/bin/llama-server" "$bin.tmp"
+    mv "$bin.tmp" "$bin"
+    log "llama-server ($kind) built in $((SECONDS - t))s: $bin"
+}
+
+if [ "$WANT_LLAMA" -eq 1 ]; then
+    if wants llama-cpu; then build_llama_server cpu; fi
+    if wants llama-vulkan; then build_llama_server vulkan; fi
+fi
+if [ "$BUILD_ONLY" -eq 1 ]; then exit 0; fi
+
+# ------------------------------------------------------------ wisp, model, client
+if wants wisp && [ "$CARGO_BUILD" -eq 1 ]; then
+    # shellcheck disable=SC1091
+    if ! have cargo && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+    step_is "building wisp" "cargo build --release -p wisp"
+    log "cargo build --release -p wisp"
+    cargo build --release -p wisp >&2
+fi
+[ -x "$WISP" ] || die "no $WISP: build it with cargo build --release -p wisp"
+
+if ! "$VENV_PY" -c 'import openai' >/dev/null 2>&1; then
+    step_is "the Python test environment" "scripts/setup.sh --test"
+    log "no openai client in $CACHE_DIR/test-venv: scripts/setup.sh --test"
+    "$ROOT/scripts/setup.sh" --test >&2
+fi
+
+# Both servers load the very same GGUF file: wisp fetch resolves a known model's name
+# to its file in the cache (downloading it once) and prints the path.
+step_is "finding the model file" "$WISP fetch $MODEL"
+if [ -f "$MODEL" ]; then GGUF=$MODEL; else GGUF=$("$WISP" fetch "$MODEL" 2>/dev/null | tail -n 1); fi
+[ -f "$GGUF" ] || die "'$MODEL' is not a GGUF file here ($GGUF)"
+
+if [ -z "$OUT" ]; then OUT=$ROOT/target/bench-serve/$(date -u +%Y%m%dT%H%M%SZ); fi
+mkdir -p "$OUT"
+
+# ------------------------------------------------------------ running servers
+SERVER_PID=""
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    local pid=$SERVER_PID i
+    SERVER_PID=""
+    kill -TERM "$pid" 2>/dev/null || return 0
+    # wisp drains (--drain-s below), llama-server stops at once; either way, bounded.
+    for i in $(seq 60); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+        if [ "$i" -eq 60 ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+    wait "$pid" 2>/dev/null || true
+}
+# Whatever ends the script (an error, Ctrl-C), no server it started stays behind.
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# http_status PORT PATH: the status code of GET PATH on loopback, or 000 (bash's
+# /dev/tcp: no curl needed, and cheap enough to poll twice a second).
+http_status() {
+    local code=000
+    if exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null; then
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 || true
+        if IFS=' ' read -r -t 5 _ code _ <&3; then :; else code=000; fi
+        exec 3<&- 3>&-
+    fi
+    echo "${code:-000}"
+}
+
+# wait_ready NAME LOG [PORT]: until GET /health answers 200 (both servers answer 503
+# while loading). Without PORT, it is read from wisp's `listening on http://HOST:PORT`.
+wait_ready() {
+    local name=$1 file=$2 port=${3:-} t=$SECONDS
+    step_is "starting $name" "see $file"
+    while :; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            tail -n 20 "$file" >&2
+            die "$name exited while starting (log: $file)"
+        fi
+        if [ -z "$port" ]; then
+            port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$file" | head -n 1)
+        fi
+        if [ -n "$port" ] && [ "$(http_status "$port" /health)" = 200 ]; then break; fi
+        if [ $((SECONDS - t)) -gt 900 ]; then die "$name not ready after 900 s (log: $file)"; fi
+        sleep 0.5
+    done
+    log "$name ready on port $port after $((SECONDS - t)) s"
+    PORT=$port
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+LOAD_ARGS=(--levels "$LEVELS" --max-tokens "$MAX_TOKENS" --requests-per-client "$PER_CLIENT"
+           --min-requests "$MIN_REQUESTS" --level-timeout "$LEVEL_TIMEOUT")
+N_CTX_ALL=$((PARALLEL * CTX))
+
+bench_one() {   # $1: wisp|llama-vulkan|llama-cpu
+    local name=$1 file=$OUT/$1.log extra=()
+    local t=$SECONDS
+    log "== $name"
+    case "$name" in
+        wisp)
+            # One context of --ctx per slot, all in one paged pool, as llama-server's -c
+            # below: the same KV room for both.
+            "$WISP" serve -m "$GGUF" --host 127.0.0.1 --port 0 --parallel "$PARALLEL" \
+                --ctx "$CTX" --kv-pool "$N_CTX_ALL" --max-queue "$((PARALLEL * 2))" --drain-s 5 \
+                "${WISP_EXTRA[@]}" >"$file" 2>&1 &
+            SERVER_PID=$!
+            wait_ready "$name" "$file"
+            ;;
+        llama-vulkan|llama-cpu)
+            local port bin=$LLAMA_BIN/llama-server-${name#llama-} env=()
+            port=$(free_port)
+            # -c is the context of all slots together: -np slots of CTX each.
+            local cmd=("$bin" -m "$GGUF" --host 127.0.0.1 --port "$port" -np "$PARALLEL"
+                       -c "$N_CTX_ALL" --cont-batching -t "$THREADS" --metrics)
+            if [ "$name" = llama-vulkan ]; then
+                # llama.cpp skips CPU-type Vulkan devices (lavapipe) unless named here.
+                env=(GGML_VK_VISIBLE_DEVICES=0)
+                cmd+=(-ngl 999)
+            else
+                cmd+=(-ngl 0)
+            fi
+            env "${env[@]}" "${cmd[@]}" >"$file" 2>&1 &
+            SERVER_PID=$!
+            wait_ready "$name" "$file" "$port"
+            extra=(--ignore-eos)
+            ;;
+    esac
+    step_is "loading $name" "$VENV_PY scripts/bench_serve.py run --base-url http://127.0.0.1:$PORT/v1 --name $name ${LOAD_ARGS[*]} ${extra[*]}"
+    "$VENV_PY" "$ROOT/scripts/bench_serve.py" run --base-url "http://127.0.0.1:$PORT/v1" --name "$name" \
+        "${LOAD_ARGS[@]}" "${extra[@]}" --json "$OUT/$name.json" --md "$OUT/$name.md" >&2
+    stop_server
+    log "$name done in $((SECONDS - t)) s"
+}
+
+log "results in $OUT; model $GGUF; servers ${SERVER_LIST[*]}; levels $LEVELS"
+RAN=()
+for s in "${SERVER_LIST[@]}"; do
+    bench_one "$s"
+    RAN+=("$OUT/$s.json")
+done
+step_is "summary" "$VENV_PY scripts/bench_serve.py summary ${RAN[*]}"
+{
+    echo "Machine: $(nproc) cores, $(uname -r); model $(basename "$GGUF"); llama.cpp from llama-cpp-python $LLAMA_VERSION; $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    "$VENV_PY" "$ROOT/scripts/bench_serve.py" summary "${RAN[@]}"
+    for s in "${SERVER_LIST[@]}"; do echo; cat "$OUT/$s.md"; done
+} >"$OUT/summary.md"
+cat "$OUT/summary.md"
+log "written: $OUT/summary.md"
