@@ -392,7 +392,7 @@ pub fn load_engine_batched(
         n => n,
     };
     let defaults = EngineOptions::default();
-    let options = EngineOptions {
+    let mut options = EngineOptions {
         n_ctx,
         kv_type,
         kv_pool_tokens: if device.kv_pool > 0 {
@@ -401,13 +401,15 @@ pub fn load_engine_batched(
             n_ctx.saturating_mul(parallel.max(1))
         },
         kv_block: device.kv_block,
-        max_batch: max_batch.unwrap_or(defaults.max_batch),
         max_rows: defaults.max_rows.max(parallel),
         max_entries: defaults.max_entries.max(parallel),
         variant: env.variant,
         tuning: env.tuning,
         ..defaults
     };
+    if let Some(n) = max_batch {
+        options.max_batch = n;
+    }
     let engine = pollster::block_on(Engine::load(gpu, file, source, &options))
         .with_context(|| format!("loading {what} onto the device"))?;
     let kv = engine.kv_stats();
