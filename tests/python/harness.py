@@ -28,6 +28,8 @@ from openai import AsyncOpenAI, OpenAI
 # when needed). Once every request has ended, no block may be in use, or blocks leaked.
 KV_BLOCKS_USED = "wisp_kv_blocks_used"
 KV_BLOCKS_CACHED = "wisp_kv_blocks_cached"
+# Tokens sampled, in all.
+GENERATED_TOKENS = "wisp_generated_tokens_total"
 # Generations taken off the batch to free KV blocks (and run again later), in all.
 PREEMPTIONS = "wisp_preemptions_total"
 

@@ -9,11 +9,13 @@ import asyncio
 import time
 
 from harness import (
+    GENERATED_TOKENS,
     KV_BLOCKS_CACHED,
     async_client,
     chat,
     check,
     client,
+    metrics,
     model_id,
     parse_args,
     stream_chat_async,
@@ -50,18 +52,22 @@ def prompts() -> list[list[dict]]:
     return [chat("Answer briefly.", CONTEXT * n + q) for q, n in zip(QUESTIONS, CONTEXT_REPEATS, strict=True)]
 
 
-async def solo_replies(api, model, all_prompts) -> list[str]:
-    """Each prompt's reply alone, one request at a time."""
-    replies = []
+async def solo_replies(api, model, all_prompts) -> tuple[list[str], list[int]]:
+    """Each prompt's reply alone, one request at a time, not streamed (so the streams under
+    load are compared with the other path too), and its length in tokens."""
+    replies, lengths = [], []
     for messages in all_prompts:
-        reply = await stream_chat_async(api, model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=0)
-        check(bool(reply), f"an empty reply to {messages}")
-        replies.append(reply)
-    return replies
+        reply = await api.chat.completions.create(model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=0)
+        text = reply.choices[0].message.content
+        check(bool(text), f"an empty reply to {messages}")
+        replies.append(text)
+        lengths.append(reply.usage.completion_tokens)
+    return replies, lengths
 
 
-async def run_load(api, model, all_prompts, solo) -> tuple[int, int]:
-    """REQUESTS requests from CLIENTS clients at once: (read to the end, cancelled)."""
+async def run_load(api, model, all_prompts, solo) -> tuple[list[int], list[int]]:
+    """REQUESTS requests from CLIENTS clients at once: those read to the end, and those
+    cancelled (numbers j, whose prompt is j % len(all_prompts))."""
     jobs = asyncio.Queue()
     for j in range(REQUESTS):
         jobs.put_nowait(j)
@@ -93,7 +99,7 @@ async def run_load(api, model, all_prompts, solo) -> tuple[int, int]:
             done.append(j)
 
     await asyncio.wait_for(asyncio.gather(*(one_client() for _ in range(CLIENTS))), DEADLINE_S)
-    return len(done), len(cancelled)
+    return done, cancelled
 
 
 async def main_async(args):
@@ -101,17 +107,29 @@ async def main_async(args):
     all_prompts = prompts()
     async with async_client(args) as api:
         t = time.monotonic()
-        solo = await solo_replies(api, model, all_prompts)
+        solo, lengths = await solo_replies(api, model, all_prompts)
         t_solo = time.monotonic() - t
+        sampled_before = metrics(args.base_url, args.api_key)[GENERATED_TOKENS]
         t = time.monotonic()
         done, cancelled = await run_load(api, model, all_prompts, solo)
         t_load = time.monotonic() - t
-    check(done + cancelled == REQUESTS, f"{done} done and {cancelled} cancelled of {REQUESTS}")
+    check(len(done) + len(cancelled) == REQUESTS, f"{done} done and {cancelled} cancelled of {REQUESTS}")
     idle = wait_until_no_blocks_leak(args.base_url, args.api_key)
+
+    # A cancelled request stops generating: fewer tokens were sampled than all the
+    # requests' full replies hold (and no fewer than the ones read to the end hold).
+    sampled = idle[GENERATED_TOKENS] - sampled_before
+    length = [lengths[j % len(all_prompts)] for j in range(REQUESTS)]
+    read_to_the_end = sum(length[j] for j in done)
+    check(
+        read_to_the_end <= sampled < sum(length),
+        f"{sampled:g} tokens sampled under load: the replies read to the end hold {read_to_the_end}, all "
+        f"{REQUESTS} full replies {sum(length)}; cancelled requests should stop short",
+    )
     print(
-        f"load: ok ({len(all_prompts)} prompts alone in {t_solo:.1f} s; {done} requests read to the end and "
-        f"{cancelled} cancelled by {CLIENTS} clients in {t_load:.1f} s; then {idle[KV_BLOCKS_CACHED]:g} blocks "
-        f"in the prefix cache, none in use)"
+        f"load: ok ({len(all_prompts)} prompts alone in {t_solo:.1f} s; {len(done)} requests read to the end and "
+        f"{len(cancelled)} cancelled by {CLIENTS} clients in {t_load:.1f} s, {sampled:g} tokens sampled of "
+        f"{sum(length)} in full replies; then {idle[KV_BLOCKS_CACHED]:g} blocks in the prefix cache, none in use)"
     )
 
 

@@ -26,8 +26,8 @@ const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// The longest script (load.py) takes about two minutes on lavapipe.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(420);
-/// From SIGTERM to exit: in-flight requests are cut short, nothing is waited for.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// From SIGTERM to exit, for a server with no request left to drain.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Context of the servers and of `wisp chat` (the greedy comparison): more than any
 /// prompt and reply of the scripts.
 const CTX: &str = "1024";
