@@ -4,6 +4,7 @@ equal to `wisp chat`'s for the same messages (given by the test that runs this).
 
 from __future__ import annotations
 
+import math
 import urllib.error
 import urllib.request
 
@@ -126,6 +127,10 @@ def chat_logprobs(api, model, messages):
         check(all(v <= 0 for v in values + [entry.logprob]), f"token {i}: a logprob above 0: {entry}")
         check(values == sorted(values, reverse=True), f"token {i}: top_logprobs not most likely first: {values}")
         check(len({t.token for t in tops}) == 3, f"token {i}: top_logprobs repeat a token: {tops}")
+        check(
+            math.fsum(math.exp(v) for v in values) <= 1 + LOGPROB_TOLERANCE,
+            f"token {i}: top probabilities sum over 1: {values}",
+        )
         # Greedy chose the most likely token, so none listed beats it.
         check(
             entry.logprob >= values[0] - LOGPROB_TOLERANCE,
@@ -150,6 +155,7 @@ def completion_logprobs(api, model):
         # The API lists `logprobs` alternatives, plus the chosen token when it is not one of them.
         check(2 <= len(tops) <= 3, f"token {i}: {len(tops)} top_logprobs for logprobs=2: {tops}")
         check(logprob <= 0 and all(v <= 0 for v in tops.values()), f"token {i}: a logprob above 0: {tops}")
+        check(math.fsum(math.exp(v) for v in tops.values()) <= 1 + LOGPROB_TOLERANCE, f"token {i}: {tops} over 1")
         check(
             logprob >= max(tops.values()) - LOGPROB_TOLERANCE,
             f"token {i} {token!r} ({logprob}) is less likely than an alternative in {tops} though greedy chose it",
