@@ -155,7 +155,7 @@ mod tests {
         let system = ChatMessage::new("system", "Be brief.");
         assert_eq!(
             conversation_to_answer(vec![user.clone()], Some("Be brief.")).unwrap(),
-            [system.clone(), user.clone()]
+            [system, user.clone()]
         );
         let own = ChatMessage::new("system", "Be long.");
         assert_eq!(
@@ -164,7 +164,7 @@ mod tests {
         );
         assert_eq!(
             conversation_to_answer(vec![user.clone()], None).unwrap(),
-            [user.clone()]
+            std::slice::from_ref(&user)
         );
         let e = conversation_to_answer(vec![user, ChatMessage::new("assistant", "Hello")], None)
             .unwrap_err();

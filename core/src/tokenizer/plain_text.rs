@@ -63,7 +63,10 @@ impl Tokenizer {
     }
 
     /// `text` cut where [`encode`](Self::encode) matches a control token; the text between
-    /// two of them is one piece (byte ranges of `text`, none empty).
+    /// two of them is one piece (byte ranges of `text`, none empty). Only the control tokens
+    /// matched in the text as it is (not normalized) cut it: all of a GGUF vocabulary's.
+    /// Text with a control token that only matches once normalized is one text piece,
+    /// which `encode_plain_text` encodes as text.
     pub(crate) fn control_pieces(&self, text: &str) -> Vec<Piece> {
         // Added tokens are matched in the text before any normalizer: no normalizer here
         // keeps the offsets those of `text`.
@@ -94,10 +97,17 @@ impl Tokenizer {
         pieces
     }
 
-    /// Whether `text` holds the text of a control token (which `encode` would parse).
+    /// Whether `encode` would parse a control token in `text`. Unlike `control_pieces`
+    /// this runs the normalizer, as `encode` does, so that it also sees the control tokens
+    /// a `tokenizer.json` matches in normalized text (GGUF vocabularies have none).
     pub(crate) fn has_control_text(&self, text: &str) -> bool {
-        self.control_pieces(text)
-            .iter()
-            .any(|p| matches!(p, Piece::Control { .. }))
+        let added = self.inner.get_added_vocabulary();
+        added
+            .extract_and_normalize(self.inner.get_normalizer(), text)
+            .get_splits(OffsetReferential::Original, OffsetType::None)
+            .into_iter()
+            .any(|(_, _, tokens)| {
+                matches!(tokens.as_deref(), Some([token]) if added.is_special_token(&token.value))
+            })
     }
 }
