@@ -117,9 +117,17 @@ impl Server {
             agent,
             stderr,
         };
-        while server.get("/health").status != 200 {
+        loop {
+            let health = server.get("/health");
+            if health.status == 200 {
+                assert_eq!(health.json(), json!({"status": "ok"}));
+                break;
+            }
+            // Until the model is loaded.
+            assert_eq!(health.status, 503, "{}", health.body);
+            assert_eq!(health.json(), json!({"status": "loading"}));
             assert!(Instant::now() < deadline, "/health never said ready");
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
         server
     }

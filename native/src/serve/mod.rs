@@ -70,6 +70,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let address = listener.local_addr().context("reading the bound address")?;
+    if !address.ip().is_loopback() && args.api_key.is_none() {
+        eprintln!(
+            "warning: listening on {address} without --api-key: anyone who can reach it may use the model"
+        );
+    }
     let (commands, command_receiver) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         model: OnceLock::new(),
