@@ -23,9 +23,11 @@ from harness import (
 SHARED = (
     "Here is a list of countries and their capitals, which you know well: France has Paris, "
     "Germany has Berlin, Spain has Madrid, Italy has Rome, Japan has Tokyo and Egypt has Cairo. "
-    "Answer the question with the name of one city. "
+    "Answer the question with the name of one city only. "
 )
-# Each prompt ends with one of these, so they differ in their last block only.
+# Each prompt ends with one of these, so they differ in their last block only: with the
+# chat template, SmolLM2's prompts are 73 tokens, the country's name the 65th (measured;
+# the premise is checked against the server's cached_tokens below).
 ENDINGS = [
     "The capital of France is?",
     "The capital of Japan is?",
@@ -65,7 +67,7 @@ async def main_async(args):
         solo.append(reply.choices[0].message.content)
     check(len(set(solo)) >= 3, f"too few different replies for a mix-up to show: {solo}")
     # Alone again, now sharing the cache: the same replies, and the premise, as the server
-    # counts it: all but the last block or two (where the ending starts) came from the cache.
+    # counts it: all but the last block came from the cache (from the first prompt).
     for i, messages in enumerate(all_prompts):
         reply = api.chat.completions.create(messages=messages, **request)
         text = reply.choices[0].message.content
@@ -73,8 +75,9 @@ async def main_async(args):
         if i > 0:
             cached = cached_tokens(reply.usage)
             check(
-                cached >= reply.usage.prompt_tokens - 2 * KV_BLOCK,
-                f"prompt {i} shares only {cached} of its {reply.usage.prompt_tokens} tokens with the cache",
+                reply.usage.prompt_tokens - KV_BLOCK <= cached < reply.usage.prompt_tokens,
+                f"prompt {i}: {cached} of its {reply.usage.prompt_tokens} tokens came from the cache; the "
+                f"prompts should share all but their last block of {KV_BLOCK}",
             )
 
     async with async_client(args) as aapi:
