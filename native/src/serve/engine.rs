@@ -360,6 +360,8 @@ impl Worker<'_> {
                 Ok(slot) => request.choices[c].slot = Some(slot),
                 Err(e) => {
                     // Checked before queueing, so only the engine's own limits get here.
+                    // Its place was given back above: `remove` must not count it again.
+                    request.choices[c].ended = true;
                     request.send(Event::Failed(ApiError::bad_request(format!(
                         "The engine refused the request: {e}"
                     ))));
