@@ -105,6 +105,25 @@ def n_two(api, model, messages):
     )
     check(two.usage.total_tokens == two.usage.prompt_tokens + two.usage.completion_tokens, f"{two.usage}")
 
+    # Streamed, the two choices' chunks come tagged with their index; each spells the reply.
+    streamed = stream_chat(
+        api,
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=0,
+        n=2,
+        stream_options={"include_usage": True},
+    )
+    texts = {0: "", 1: ""}
+    for chunk in streamed.chunks:
+        for c in chunk.choices:
+            check(c.index in texts, f"a streamed chunk of choice {c.index} for n=2")
+            texts[c.index] += c.delta.content or ""
+    for index, text in texts.items():
+        check(text == one.choices[0].message.content, f"streamed n=2 choice {index}: {text!r}")
+    check(streamed.usage.completion_tokens == two.usage.completion_tokens, f"streamed n=2 {streamed.usage}")
+
 
 def chat_logprobs(api, model, messages):
     max_tokens = 8
@@ -138,6 +157,16 @@ def chat_logprobs(api, model, messages):
             f"though greedy chose it",
         )
 
+    # Streamed, the chunks carry the same entries, in order.
+    streamed = stream_chat(
+        api, model=model, messages=messages, max_tokens=max_tokens, temperature=0, logprobs=True, top_logprobs=3
+    )
+    entries = [e for chunk in streamed.chunks for c in chunk.choices if c.logprobs for e in (c.logprobs.content or [])]
+    check(
+        [(e.token, e.logprob) for e in entries] == [(e.token, e.logprob) for e in content],
+        f"streamed logprobs {[(e.token, e.logprob) for e in entries]}, not {[(e.token, e.logprob) for e in content]}",
+    )
+
 
 def completion_logprobs(api, model):
     max_tokens = 6
@@ -160,6 +189,18 @@ def completion_logprobs(api, model):
             logprob >= max(tops.values()) - LOGPROB_TOLERANCE,
             f"token {i} {token!r} ({logprob}) is less likely than an alternative in {tops} though greedy chose it",
         )
+
+    # Streamed, the chunks' lists joined are the same, text offsets included.
+    joined = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for chunk in api.completions.create(
+        model=model, prompt=CAPITAL, max_tokens=max_tokens, temperature=0, logprobs=2, stream=True
+    ):
+        for c in chunk.choices:
+            if c.logprobs is not None:
+                for key, values in joined.items():
+                    values.extend(getattr(c.logprobs, key) or [])
+    for key, values in joined.items():
+        check(values == getattr(lp, key), f"streamed logprobs' {key} {values}, not {getattr(lp, key)}")
 
 
 def completions(api, model):
