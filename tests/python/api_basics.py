@@ -238,6 +238,15 @@ def stop_strings(api, model, messages, completion_text):
     check(streamed.text == expected, f"streamed with stop {stop!r}: {streamed.text!r}, expected {expected!r}")
     check(streamed.finish_reason == "stop", f"streamed stop string: finish_reason {streamed.finish_reason!r}")
 
+    # A stop string whose beginning comes in the reply but not the rest: the stream holds
+    # that text back while it may still be the stop string, then must give it all.
+    start = base.index(words[1])
+    almost = base[start : start + len(words[1]) + 1] + "never in the reply"
+    streamed = stream_chat(api, model=model, messages=messages, max_tokens=16, temperature=0, stop=[almost])
+    check(streamed.text == base, f"with stop {almost!r} (never met): {streamed.text!r}, not {base!r}")
+    reply = api.chat.completions.create(model=model, messages=messages, max_tokens=16, temperature=0, stop=[almost])
+    check(reply.choices[0].message.content == base, f"with stop {almost!r}: {reply.choices[0].message.content!r}")
+
     # The same on /v1/completions, with a stop string that is not the first of the list.
     words = completion_text.split()
     check(len(words) >= 3, f"the completion is too short to pick a stop string from: {completion_text!r}")
