@@ -183,6 +183,22 @@ impl Server {
         }
     }
 
+    /// Starts a streamed POST with an API key; the lines of its body, read as they come.
+    /// Dropping the iterator hangs up.
+    fn stream_with_key(&self, path: &str, body: &str, key: &str) -> impl Iterator<Item = String> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {key}"))
+            .send(body)
+            .expect("an HTTP response");
+        assert_eq!(response.status().as_u16(), 200);
+        BufReader::new(response.into_body().into_reader())
+            .lines()
+            .map_while(Result::ok)
+    }
+
     fn chat(&self, body: Value) -> Reply {
         self.post("/v1/chat/completions", &body.to_string())
     }
@@ -482,16 +498,41 @@ fn the_api_key_guards_v1_and_a_full_queue_is_429() {
     server.post(chat, &body).assert_error(401, None);
     assert_eq!(server.post_with(chat, &body, Some("sekret")).status, 200);
 
-    // Two choices are two generations: they do not fit a queue of one, however idle the
-    // server is (a fixed answer, where filling the queue with slow requests would race).
-    let two = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "n": 2});
-    let refused = server.post_with(chat, &two.to_string(), Some("sekret"));
+    // One generation runs (--parallel 1), one waits (--max-queue 1): the next request is
+    // turned away with Retry-After. Both are long, and cancelled by hanging up once seen.
+    let long = json!({
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": 400,
+        "stream": true,
+    })
+    .to_string();
+    let mut running = server.stream_with_key(chat, &long, "sekret");
+    // Its first token: it runs, so the next one waits.
+    let first = running
+        .by_ref()
+        .find(|line| line.contains("\"content\":\"") && !line.contains("\"role\""));
+    assert!(first.is_some(), "the first request streamed no text");
+    let waiting = server.stream_with_key(chat, &long, "sekret");
+    let refused = server.post_with(chat, &greedy_chat(1).to_string(), Some("sekret"));
     let v = refused.assert_error(429, None);
     assert_eq!(refused.retry_after.as_deref(), Some("1"), "{v}");
-    // Nothing was left reserved: one choice still fits.
-    let one = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1});
-    let r = server.post_with(chat, &one.to_string(), Some("sekret"));
-    assert_eq!(r.status, 200, "{}", r.body);
+    drop((running, waiting));
+    // More choices than may ever wait is not a matter of waiting.
+    let two = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "n": 2});
+    server
+        .post_with(chat, &two.to_string(), Some("sekret"))
+        .assert_error(400, Some("n"));
+    // The hung-up requests were cancelled: their places came back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = server.post_with(chat, &greedy_chat(1).to_string(), Some("sekret"));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(Instant::now() < deadline, "the queue never emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -119,10 +119,7 @@ impl ApiError {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
-            format!(
-                "The server is busy: at most {max_queue} generations may wait, and this \
-                 request's would not fit; try again shortly"
-            ),
+            format!("The server is busy: {max_queue} generations are already waiting"),
         );
         e.code = Some("queue_full");
         e.retry_after = Some(1);

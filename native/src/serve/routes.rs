@@ -73,6 +73,16 @@ async fn completions(
 /// Queues a checked request and answers it, streamed or whole.
 async fn run(shared: &Shared, plan: Plan) -> Result<Response, ApiError> {
     let n = plan.choices.len();
+    if n > shared.admission.max() {
+        // It could never fit: waiting would not help, so this is not a 429.
+        return Err(ApiError::invalid(
+            "n",
+            format!(
+                "n = {n} is more generations than this server lets wait at once ({})",
+                shared.admission.max()
+            ),
+        ));
+    }
     if !shared.admission.try_reserve(n) {
         return Err(ApiError::queue_full(shared.admission.max()));
     }
