@@ -386,6 +386,32 @@ fn the_endpoints_answer_as_the_cli_does() {
         "{logprobs}"
     );
 
+    // A stop string ends the text before it, as `stop`.
+    let stopped = server.post(
+        "/v1/completions",
+        &json!({"prompt": CAPITAL, "temperature": 0, "max_tokens": 8, "stop": ["."]}).to_string(),
+    );
+    let stopped = stopped.json();
+    assert_eq!(stopped["choices"][0]["text"], " Paris", "{stopped}");
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop", "{stopped}");
+
+    // Choice i of a seeded request samples with seed + i.
+    let sampled = |seed: u64, n: u32| {
+        let body = json!({"prompt": CAPITAL, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                          "min_p": 0, "max_tokens": 8, "seed": seed, "n": n});
+        let r = server.post("/v1/completions", &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"]
+            .as_array()
+            .expect("choices")
+            .iter()
+            .map(|c| c["text"].as_str().expect("text").to_string())
+            .collect::<Vec<_>>()
+    };
+    let pair = sampled(7, 2);
+    assert_eq!(pair.len(), 2);
+    assert_eq!(sampled(8, 1), pair[1..]);
+
     refusals(&server, &id);
 
     let metrics = server.get("/metrics");
