@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot};
 use wisp_core::engine::Engine;
 use wisp_core::sampling::TokenLogprobs;
-use wisp_core::scheduler::Scheduler;
+use wisp_core::scheduler::{Scheduler, StepReport};
 use wisp_core::tokenizer::Tokenizer;
 
 use super::error::ApiError;
@@ -202,7 +202,11 @@ impl Worker<'_> {
             // bounds generations the scheduler takes back after preempting them.
             scheduler.set_max_running(self.parallel);
             let outcome = self.serve(&mut scheduler, tokenizer);
-            drop(scheduler.finish());
+            // After a failed (or panicked) step the scheduler may be in any state: ending
+            // it must not take the thread down with it.
+            let ended =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || scheduler.finish()));
+            drop(ended);
             match outcome {
                 Outcome::Exit => return,
                 // Whatever the failed step left in the cache is forgotten.
@@ -222,7 +226,7 @@ impl Worker<'_> {
             self.cut_at_deadline(scheduler);
             self.admit(scheduler);
             if scheduler.active() > 0 {
-                match pollster::block_on(scheduler.step(&mut |_, _| {})) {
+                match step(scheduler) {
                     Ok(report) => {
                         self.shared.metrics.step(report.sequences, report.sampled);
                         if report.sequences == 0 {
@@ -467,6 +471,19 @@ impl Worker<'_> {
             kv_blocks_free: stats.kv.free_blocks,
             kv_blocks_cached: stats.kv.cached_blocks,
         });
+    }
+}
+
+/// One scheduler step. A panic in it (a bug) fails the step like an error, so that the
+/// requests in it are answered 500 and the server goes on with a reset engine.
+fn step(scheduler: &mut Scheduler<'_>) -> Result<StepReport, String> {
+    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pollster::block_on(scheduler.step(&mut |_, _| {}))
+    }));
+    match stepped {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the engine panicked (a bug: see the server's log)".to_string()),
     }
 }
 
