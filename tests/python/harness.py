@@ -116,7 +116,9 @@ def metrics(base_url: str, api_key: str | None = None) -> dict[str, float]:
     return values
 
 
-def wait_until_no_blocks_leak(base_url: str, api_key: str | None, within_s: float = 5.0) -> dict[str, float]:
+def wait_until_no_blocks_leak(
+    base_url: str, api_key: str | None, within_s: float = 5.0, after: str = "the last request ended"
+) -> dict[str, float]:
     """Polls /metrics until no KV block is in use; the metrics then.
 
     A request that ended, finished or cancelled, gives back its blocks; the server may
@@ -131,7 +133,7 @@ def wait_until_no_blocks_leak(base_url: str, api_key: str | None, within_s: floa
             return m
         if time.monotonic() > deadline:
             raise Failed(
-                f"KV blocks leaked: {within_s:.0f} s after the last request ended, {KV_BLOCKS_USED} is "
+                f"KV blocks leaked: {within_s:.0f} s after {after}, {KV_BLOCKS_USED} is "
                 f"{m[KV_BLOCKS_USED]:g} ({KV_BLOCKS_CACHED}, the prefix cache's idle blocks: {m[KV_BLOCKS_CACHED]:g})"
             )
         time.sleep(0.2)

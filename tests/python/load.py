@@ -1,12 +1,15 @@
 """Many clients at once: 16 concurrent streaming clients send 32 greedy requests with
 prompts of mixed lengths, some closing their stream after two chunks. Every request that
-is read to the end gets exactly the reply its prompt gets alone, and once all are done
-no KV block is in use (the prefix cache's idle blocks count as free)."""
+is read to the end gets exactly the reply its prompt gets alone, the cancelled ones stop
+generating, and once all are done no KV block is in use (the prefix cache's idle blocks
+count as free). Then a client gives up on a request that is not streamed: it stops too."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+
+from openai import APITimeoutError, OpenAI
 
 from harness import (
     GENERATED_TOKENS,
@@ -30,6 +33,10 @@ MAX_TOKENS = 12
 # first may be the role alone, so the second is past the prompt: mid-generation).
 CANCEL_EVERY = 5
 CANCEL_AFTER_CHUNKS = 2
+# A client that gives up on an unstreamed request after ABANDON_AFTER_S, whose full reply
+# would take minutes on lavapipe.
+ABANDON_AFTER_S = 2.0
+ABANDONED_MAX_TOKENS = 900
 # The whole run must end within this (the test's own limit is larger).
 DEADLINE_S = 150
 
@@ -102,6 +109,27 @@ async def run_load(api, model, all_prompts, solo) -> tuple[list[int], list[int]]
     return done, cancelled
 
 
+def abandoned_unstreamed_request(args, model) -> float:
+    """A client that gives up on a request that is not streamed closes its connection with
+    nothing written to it yet: the server must notice and stop that generation too. The
+    request counts on (greedy continues "1, 2, 3," without end) for far longer than the
+    client waits, on lavapipe; its seconds from the client's leaving to the server's idling."""
+    impatient = OpenAI(base_url=args.base_url, api_key=args.api_key, timeout=ABANDON_AFTER_S, max_retries=0)
+    try:
+        impatient.completions.create(
+            model=model, prompt="1, 2, 3, 4, 5, 6,", max_tokens=ABANDONED_MAX_TOKENS, temperature=0
+        )
+        # A fast adapter may finish it in time: then there was nothing to abandon.
+        return 0.0
+    except APITimeoutError:
+        pass
+    left = time.monotonic()
+    wait_until_no_blocks_leak(
+        args.base_url, args.api_key, after=f"the client of an unstreamed request left it after {ABANDON_AFTER_S} s"
+    )
+    return time.monotonic() - left
+
+
 async def main_async(args):
     model = model_id(client(args))
     all_prompts = prompts()
@@ -127,10 +155,12 @@ async def main_async(args):
         f"{REQUESTS} full replies {sum(length)}; cancelled requests should stop short",
     )
     print(
-        f"load: ok ({len(all_prompts)} prompts alone in {t_solo:.1f} s; {len(done)} requests read to the end and "
+        f"load: ({len(all_prompts)} prompts alone in {t_solo:.1f} s; {len(done)} requests read to the end and "
         f"{len(cancelled)} cancelled by {CLIENTS} clients in {t_load:.1f} s, {sampled:g} tokens sampled of "
         f"{sum(length)} in full replies; then {idle[KV_BLOCKS_CACHED]:g} blocks in the prefix cache, none in use)"
     )
+    idle_after = abandoned_unstreamed_request(args, model)
+    print(f"load: ok (an unstreamed request its client left was stopped {idle_after:.1f} s later)")
 
 
 def main():
