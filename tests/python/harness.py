@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI, OpenAI
 
-# The server's Prometheus gauges the scripts read (native/src/serve/metrics.rs), named
-# here only. Blocks of the paged KV pool that generations hold, and blocks that only the
+# The server's Prometheus metrics the scripts read (native/src/serve/metrics.rs), named
+# here only. Gauges: blocks of the paged KV pool that generations hold, and blocks that only the
 # prefix cache keeps (no generation uses them; they count as free, as they are given away
 # when needed). Once every request has ended, no block may be in use, or blocks leaked.
 KV_BLOCKS_USED = "wisp_kv_blocks_used"
 KV_BLOCKS_CACHED = "wisp_kv_blocks_cached"
-# Tokens sampled, in all.
+# Counters: tokens sampled, in all.
 GENERATED_TOKENS = "wisp_generated_tokens_total"
 # Generations taken off the batch to free KV blocks (and run again later), in all.
 PREEMPTIONS = "wisp_preemptions_total"
