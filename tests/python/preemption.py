@@ -1,6 +1,6 @@
 """More requests than the KV pool holds: the server runs with a pool sized for two
 sequences (--kv-pool, given here too) and --parallel 6; six greedy requests at once all
-finish, each with the reply its prompt gets alone."""
+finish, each with the reply its prompt gets alone, and so do three requests of n=2."""
 
 from __future__ import annotations
 
@@ -70,9 +70,24 @@ async def main_async(args):
     preempted = metrics(args.base_url, args.api_key)[PREEMPTIONS]
     check(preempted > 0, f"{PREEMPTIONS} is 0: the six requests ran without a preemption")
     wait_until_no_blocks_leak(args.base_url, args.api_key)
+
+    # Again with three requests of n=2: the choices of one request share their prompt's
+    # blocks, and one may be preempted while the other runs on.
+    async with async_client(args) as aapi:
+        pairs = await asyncio.wait_for(
+            asyncio.gather(*(aapi.chat.completions.create(messages=m, n=2, **request) for m in all_prompts[:3])), 300
+        )
+    for i, pair in enumerate(pairs):
+        for c in pair.choices:
+            check(
+                c.message.content == solo[i],
+                f"request {i}, choice {c.index} of n=2 with the pool full: {c.message.content!r}; alone: {solo[i]!r}",
+            )
+    preempted_n2 = metrics(args.base_url, args.api_key)[PREEMPTIONS] - preempted
+    wait_until_no_blocks_leak(args.base_url, args.api_key)
     print(
-        f"preemption: ok (6 requests needing {sum(needs)} positions in a pool of {args.kv_pool}; "
-        f"{preempted:g} preemptions)"
+        f"preemption: ok (6 requests needing {sum(needs)} positions in a pool of {args.kv_pool}: {preempted:g} "
+        f"preemptions; 3 requests of n=2: {preempted_n2:g})"
     )
 
 
