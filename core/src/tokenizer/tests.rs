@@ -87,6 +87,12 @@ fn encodes_with_merges_and_special_tokens() {
     );
     assert_eq!(tok.token_text(id_of(&tok, "Ġw")).as_deref(), Some("Ġw"));
     assert_eq!(tok.token_piece(id_of(&tok, "Ġw")).unwrap(), " w");
+    assert_eq!(tok.piece_bytes(id_of(&tok, "Ġw")).unwrap(), b" w");
+    // GPT-2's character for the byte 0xC3, the first half of a two-byte character: its
+    // piece cannot show it, its bytes can.
+    let half = id_of(&tok, "Ã");
+    assert_eq!(tok.token_piece(half).unwrap(), "\u{FFFD}");
+    assert_eq!(tok.piece_bytes(half).unwrap(), vec![0xC3]);
     assert_eq!(tok.vocab_size(), 3 + 256 + 5);
 }
 

@@ -181,6 +181,16 @@ impl Tokenizer {
         self.decode(&[id])
     }
 
+    /// The bytes `id` stands for on its own: exact for byte-level vocabularies (a token
+    /// holding part of a UTF-8 character gives those bytes), else the UTF-8 of
+    /// [`token_piece`](Self::token_piece). (The OpenAI API's `logprobs[].bytes`.)
+    pub fn piece_bytes(&self, id: u32) -> Result<Vec<u8>, TokenizerError> {
+        match self.pieces {
+            Pieces::ByteLevel => self.token_bytes(id),
+            Pieces::Library => Ok(self.token_piece(id)?.into_bytes()),
+        }
+    }
+
     /// The id of a vocabulary entry or added token with exactly this text.
     pub fn token_to_id(&self, text: &str) -> Option<u32> {
         self.inner.token_to_id(text)

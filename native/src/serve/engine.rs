@@ -487,20 +487,25 @@ fn step(scheduler: &mut Scheduler<'_>) -> Result<StepReport, String> {
     }
 }
 
-/// A sampled token's log-probabilities with the tokens' texts.
+/// A sampled token's log-probabilities with the tokens' texts and bytes.
 fn token_logprob(tokenizer: &Tokenizer, t: &TokenLogprobs) -> TokenLogprob {
-    let piece = |id: u32| tokenizer.token_piece(id).unwrap_or_default();
-    let token = piece(t.id);
+    let piece = |id: u32| {
+        (
+            tokenizer.token_piece(id).unwrap_or_default(),
+            tokenizer.piece_bytes(id).unwrap_or_default(),
+        )
+    };
+    let (token, bytes) = piece(t.id);
     TokenLogprob {
-        bytes: token.as_bytes().to_vec(),
+        bytes,
         token,
         logprob: t.logprob,
         top: t
             .top
             .iter()
             .map(|&(id, logprob)| {
-                let text = piece(id);
-                (text.clone(), text.into_bytes(), logprob)
+                let (text, bytes) = piece(id);
+                (text, bytes, logprob)
             })
             .collect(),
     }
