@@ -1,5 +1,5 @@
-"""Many clients at once: 16 concurrent streaming clients send 32 greedy requests with
-prompts of mixed lengths, some closing their stream after two chunks. Every request that
+"""Many clients at once: 16 concurrent streaming clients send 32 requests (greedy, or
+sampled with a seed) with prompts of mixed lengths, some closing their stream after two chunks. Every request that
 is read to the end gets exactly the reply its prompt gets alone, the cancelled ones stop
 generating, and once all are done no KV block is in use (the prefix cache's idle blocks
 count as free). Then a client gives up on a request that is not streamed: it stops too."""
@@ -55,6 +55,14 @@ QUESTIONS = [
 CONTEXT_REPEATS = [0, 1, 2, 4, 0, 6, 3, 8]
 
 
+def sampling(p: int) -> dict:
+    """Prompt p's sampling: greedy for even p; for odd p, sampled with a seed of its own,
+    which fixes the reply as surely (a generation draws from its own random stream)."""
+    if p % 2 == 0:
+        return {"temperature": 0}
+    return {"temperature": 0.9, "top_p": 0.95, "seed": 100 + p}
+
+
 def prompts() -> list[list[dict]]:
     return [chat("Answer briefly.", CONTEXT * n + q) for q, n in zip(QUESTIONS, CONTEXT_REPEATS, strict=True)]
 
@@ -64,7 +72,9 @@ async def solo_replies(api, model, all_prompts) -> tuple[list[str], list[int]]:
     load are compared with the other path too), and its length in tokens."""
     replies, lengths = [], []
     for messages in all_prompts:
-        reply = await api.chat.completions.create(model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=0)
+        reply = await api.chat.completions.create(
+            model=model, messages=messages, max_tokens=MAX_TOKENS, **sampling(len(replies))
+        )
         text = reply.choices[0].message.content
         check(bool(text), f"an empty reply to {messages}")
         replies.append(text)
@@ -93,7 +103,7 @@ async def run_load(api, model, all_prompts, solo) -> tuple[list[int], list[int]]
                 model=model,
                 messages=all_prompts[p],
                 max_tokens=MAX_TOKENS,
-                temperature=0,
+                **sampling(p),
                 cancel_after_chunks=CANCEL_AFTER_CHUNKS if cancel else None,
             )
             if cancel:
