@@ -17,8 +17,9 @@ use super::special::TokenKind;
 use crate::gguf::Metadata;
 
 /// Texts of the tokens llama.cpp treats as ending generation, all made control tokens
-/// (its list of end-of-turn texts is part of this one).
-const END_OF_GENERATION: &[&str] = &[
+/// (its list of end-of-turn texts is part of this one); a control token with one of these
+/// texts ends generation ([`SpecialTokens`](super::special::SpecialTokens)).
+pub(crate) const END_OF_GENERATION: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",

@@ -200,8 +200,9 @@ fn qwen_raw_prompt_parses_end_of_sequence_text_as_llama_cpp() {
     assert!(!tok.encode_plain_text("</s>").unwrap().contains(&128247));
     // Qwen's user-defined `<tool_call>` is matched either way, as in llama.cpp.
     assert_eq!(tok.encode_plain_text("<tool_call>").unwrap(), [151657]);
-    // What the GGUF marks control stays so, and ends generation as before.
-    assert_eq!(tok.end_of_generation_ids(), &[151643, 151645]);
+    // Generation ends at it too, as in llama.cpp (whose end-of-generation texts include
+    // `</s>`), besides the GGUF's own control tokens.
+    assert_eq!(tok.end_of_generation_ids(), &[128247, 151643, 151645]);
 }
 
 #[test]
@@ -212,6 +213,7 @@ fn gemma_user_defined_end_of_sequence_text_becomes_control() {
     assert!(tok.is_special(212));
     assert_eq!(tok.encode("</s>", false).unwrap(), [212]);
     assert!(!tok.encode_plain_text("</s>").unwrap().contains(&212));
+    assert!(tok.is_end_of_generation(212));
     // User-defined `\n\n` still is one token in plain text.
     assert_eq!(
         tok.encode_plain_text("\n\n").unwrap(),

@@ -1,5 +1,7 @@
 //! Token kinds and the special token ids a model declares.
 
+use super::control_texts::END_OF_GENERATION;
+
 /// What a vocabulary entry is, as GGUF's `tokenizer.ggml.token_type` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TokenKind {
@@ -55,21 +57,6 @@ impl TokenKind {
     }
 }
 
-/// Texts of control tokens that end a turn or a document in the model families Wisp meets
-/// (llama.cpp detects end-of-generation tokens by these texts too, since GGUF files only
-/// name one EOS).
-const END_OF_GENERATION_TEXTS: &[&str] = &[
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|end_of_text|>",
-    "<EOT>",
-    "<eos>",
-];
-
 /// Special token ids; absent ones are `None`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SpecialTokens {
@@ -84,8 +71,9 @@ pub(crate) struct SpecialTokens {
 }
 
 impl SpecialTokens {
-    /// Fills `end_of_generation`: EOS, EOT, EOM, and every special token whose text is a known
-    /// end-of-turn text. `special_tokens` yields `(id, text)` of the special tokens.
+    /// Fills `end_of_generation`: EOS, EOT, EOM, and every special token whose text is one
+    /// llama.cpp ends generation at ([`END_OF_GENERATION`]: GGUF files only name one EOS).
+    /// `special_tokens` yields `(id, text)` of the special tokens.
     pub(crate) fn collect_end_of_generation<'a>(
         &mut self,
         special_tokens: impl Iterator<Item = (u32, &'a str)>,
@@ -96,7 +84,7 @@ impl SpecialTokens {
             .collect();
         ids.extend(
             special_tokens
-                .filter(|(_, text)| END_OF_GENERATION_TEXTS.contains(text))
+                .filter(|(_, text)| END_OF_GENERATION.contains(text))
                 .map(|(id, _)| id),
         );
         ids.sort_unstable();
