@@ -31,6 +31,8 @@
 # rebuild). The Vulkan backend asks for the debug-only instance setting
 # VK_EXT_layer_settings, which Debian 12's Vulkan headers (1.3.239) do not have; the
 # build removes it from instance creation (a sed on ggml-vulkan.cpp), as PERF.md did.
+# The CPU backend (in both builds) is compiled for this machine without Intel AMX,
+# whose kernels crashed llama-server here (see patch_no_amx).
 #
 # Output: DIR/SERVER.json and DIR/SERVER.md per server, DIR/SERVER.log (its stderr),
 # and DIR/summary.md with all servers side by side (also printed).
@@ -177,13 +179,38 @@ logged() {
     return "$rc"
 }
 
+# Builds the CPU backend for this machine (-march=native) but without Intel AMX: on the
+# AMX Xeons these machines can be, llama-server crashed (SIGSEGV in
+# ggml_backend_amx_mul_mat on the Q4_1 weights, in its warm-up run). Without AMX its
+# x86 path (AVX2/AVX-512) and weight repacking remain. Idempotent, like the patch above.
+patch_no_amx() {    # $1: source folder
+    local f=$1/ggml/src/ggml-cpu/CMakeLists.txt
+    step_is "building the CPU backend without AMX" "edit $f: add -mno-amx-tile -mno-amx-int8 -mno-amx-bf16 after -march=native"
+    sed -i 's/^\( *list(APPEND ARCH_FLAGS -march=native\))$/\1 -mno-amx-tile -mno-amx-int8 -mno-amx-bf16)/' "$f"
+    grep -q -- '-march=native -mno-amx-tile' "$f" || die "ggml-cpu's CMakeLists.txt changed: cannot turn AMX off in $f"
+}
+
 build_llama_server() {      # $1: cpu|vulkan
-    local kind=$1 bin=$LLAMA_BIN/llama-server-$1
+    local kind=$1 bin=$LLAMA_BIN/llama-server-$1 lock
     if [ -x "$bin" ]; then log "llama-server ($kind): $bin (cached)"; return 0; fi
+    # Two runs at once (two engineers, one cache) must not build in the same folder:
+    # the second waits for the first, then finds its binary.
+    mkdir -p "$LLAMA_DIR"
+    exec {lock}>"$LLAMA_DIR/build-$kind.lock"
+    if ! flock -n "$lock"; then
+        log "another run is building llama-server ($kind): waiting for it"
+        flock "$lock"
+    fi
+    if [ -x "$bin" ]; then
+        log "llama-server ($kind): $bin (built by the other run)"
+        exec {lock}>&-
+        return 0
+    fi
     ensure_build_tools
     local src
     src=$(llama_src)
     local build=$LLAMA_DIR/build-$kind vk=OFF
+    patch_no_amx "$src"
     if [ "$kind" = vulkan ]; then vk=ON; patch_vulkan_headers "$src"; fi
     # Static, so the binary in bin/ runs alone; no web UI (it would be fetched from a
     # model hub) and no HTTPS (the server only listens on loopback here).
@@ -202,6 +229,7 @@ build_llama_server() {      # $1: cpu|vulkan
     cp "$build/bin/llama-server" "$bin.tmp"
     mv "$bin.tmp" "$bin"
     log "llama-server ($kind) built in $((SECONDS - t))s: $bin"
+    exec {lock}>&-
 }
 
 if [ "$WANT_LLAMA" -eq 1 ]; then
@@ -258,7 +286,9 @@ trap 'exit 130' INT TERM
 # /dev/tcp: no curl needed, and cheap enough to poll twice a second).
 http_status() {
     local code=000
-    if exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null; then
+    # The braces carry the redirection of a failed connect's message (exec alone would
+    # print it before reading 2>/dev/null); fd 3 stays open in this shell.
+    if { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null; then
         printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 || true
         if IFS=' ' read -r -t 5 _ code _ <&3; then :; else code=000; fi
         exec 3<&- 3>&-
@@ -308,6 +338,7 @@ bench_one() {   # $1: wisp|llama-vulkan|llama-cpu
                 "${WISP_EXTRA[@]}" >"$file" 2>&1 &
             SERVER_PID=$!
             wait_ready "$name" "$file"
+            ADAPTERS+=("wisp: $(sed -n 's/^adapter: //p' "$file" | head -n 1 | sed 's/ — .*//; s/;.*//')")
             ;;
         llama-vulkan|llama-cpu)
             local port bin=$LLAMA_BIN/llama-server-${name#llama-} env=()
@@ -319,6 +350,13 @@ bench_one() {   # $1: wisp|llama-vulkan|llama-cpu
                 # llama.cpp skips CPU-type Vulkan devices (lavapipe) unless named here.
                 env=(GGML_VK_VISIBLE_DEVICES=0)
                 cmd+=(-ngl 999)
+                # Without a Vulkan device -ngl is ignored and it would run on its CPU
+                # backend under the wrong name: refuse that.
+                step_is "finding llama.cpp's Vulkan device" "GGML_VK_VISIBLE_DEVICES=0 $bin --list-devices"
+                local dev
+                dev=$(env "${env[@]}" "$bin" --list-devices 2>/dev/null | sed -n 's/^ *Vulkan0: //p')
+                [ -n "$dev" ] || die "llama-server (vulkan) sees no Vulkan device: GGML_VK_VISIBLE_DEVICES=0 $bin --list-devices"
+                ADAPTERS+=("llama-vulkan: $dev")
             else
                 cmd+=(-ngl 0)
             fi
@@ -337,13 +375,16 @@ bench_one() {   # $1: wisp|llama-vulkan|llama-cpu
 
 log "results in $OUT; model $GGUF; servers ${SERVER_LIST[*]}; levels $LEVELS"
 RAN=()
+ADAPTERS=()     # what each server ran on, for the summary
 for s in "${SERVER_LIST[@]}"; do
     bench_one "$s"
     RAN+=("$OUT/$s.json")
 done
 step_is "summary" "$VENV_PY scripts/bench_serve.py summary ${RAN[*]}"
 {
-    echo "Machine: $(nproc) cores, $(uname -r); model $(basename "$GGUF"); llama.cpp from llama-cpp-python $LLAMA_VERSION; $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "Machine: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)), load average at the end $(cut -d' ' -f1-3 /proc/loadavg);"
+    echo "model $(basename "$GGUF"); llama.cpp from llama-cpp-python $LLAMA_VERSION (llama-cpu: $THREADS threads); $(date -u '+%Y-%m-%d %H:%M UTC')."
+    for a in "${ADAPTERS[@]}"; do echo "- adapter of $a"; done
     echo
     "$VENV_PY" "$ROOT/scripts/bench_serve.py" summary "${RAN[@]}"
     for s in "${SERVER_LIST[@]}"; do echo; cat "$OUT/$s.md"; done

@@ -23,6 +23,8 @@ token (p50/p99) and inter-token latency (p50/p99), as a markdown table and JSON.
   `--ignore-eos` sends llama.cpp's `ignore_eos` (exactly max_tokens tokens); for servers
   without it the prompts ask for long answers, so replies run to max_tokens anyway (the
   finish reasons are reported, so a cut-short reply shows).
+- Before each level, C short requests (4 tokens) run at once, unmeasured, so that kernels
+  a server builds for a batch shape on first use are not timed (--no-level-warmup: not).
 - Where the server has Prometheus /metrics (wisp serve; llama-server with --metrics), the
   counters before and after each level give the engine's steps and generations per step.
 
@@ -79,6 +81,11 @@ PROMPTS = [
 ]
 
 
+# Given explicitly, so that every server renders the same prompt: left out, a server
+# picks its own default (SmolLM2's template has one, wisp gives SmolLM2 an empty one).
+SYSTEM = "You are a helpful assistant."
+
+
 def percentile(values, q):
     """Linear interpolation between closest ranks (numpy's default); None when empty."""
     if not values:
@@ -117,15 +124,16 @@ class Request:
         return self.usage_tokens if self.usage_tokens is not None else len(self.chunk_times)
 
 
-async def one_request(client, model, req, args, extra_body):
+async def one_request(client, model, req, args, extra_body, prompt=None, max_tokens=None):
     index = req.index
-    prompt = f"Request {index}. {PROMPTS[index % len(PROMPTS)]}"
+    if prompt is None:
+        prompt = f"Request {index}. {PROMPTS[index % len(PROMPTS)]}"
     req.sent = time.perf_counter()
     try:
         stream = await client.chat.completions.create(
             model=model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=args.max_tokens,
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+            max_tokens=max_tokens or args.max_tokens,
             temperature=0,
             stream=True,
             stream_options={"include_usage": True},
@@ -148,7 +156,8 @@ async def one_request(client, model, req, args, extra_body):
         req.error = CUT
         raise
     except Exception as e:  # recorded per request: one failure must not end the level
-        req.error = f"{type(e).__name__}: {e}"[:300]
+        cause = f" ({type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else ""
+        req.error = f"{type(e).__name__}: {e}{cause}"[:300]
     return req
 
 
@@ -335,7 +344,11 @@ async def cmd_run(args):
     root = base[: -len("/v1")] if base.endswith("/v1") else base
     levels = [int(x) for x in args.levels.split(",") if x]
     extra_body = {"ignore_eos": True} if args.ignore_eos else None
-    limits = httpx.Limits(max_connections=max(levels) + 8, max_keepalive_connections=max(levels) + 8)
+    # A new connection per request: llama-server (cpp-httplib) closes kept-alive
+    # connections after a while, and a request sent on one it is closing fails with a
+    # connection error (the client never retries). On loopback a connection costs well
+    # under a millisecond, the same for every server.
+    limits = httpx.Limits(max_connections=max(levels) + 8, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(None), limits=limits) as http:
         await wait_ready(http, root, args.ready_timeout)
         client = AsyncOpenAI(base_url=base, api_key=args.api_key, max_retries=0,
@@ -380,8 +393,20 @@ async def cmd_run(args):
                 out["levels"].append({"clients": c, "skipped": stop_reason})
                 continue
             n = max(args.requests_per_client * c, args.min_requests)
-            log(f"{args.name}: {c} clients, {n} requests")
+            warm_s = None
+            if not args.no_level_warmup:
+                # C short requests at once, not measured: a server that builds kernels for
+                # a batch shape on first use (llama.cpp's Vulkan pipelines, compiled by
+                # lavapipe) does it here rather than inside the level.
+                t = time.perf_counter()
+                warm = [Request(-1 - i) for i in range(c)]
+                await asyncio.gather(*(one_request(client, model, w, args, extra_body,
+                                                   prompt=f"Warm-up {c}.{i}. Say hello.", max_tokens=4)
+                                       for i, w in enumerate(warm)))
+                warm_s = round(time.perf_counter() - t, 2)
+            log(f"{args.name}: {c} clients, {n} requests" + (f" (level warm-up {warm_s} s)" if warm_s else ""))
             lv = await run_level(client, http, model, c, n, args, extra_body, metrics_url)
+            lv["warmup_s"] = warm_s
             out["levels"].append(lv)
             log(f"{args.name}: {c} clients: {lv['output_tokens']} tokens in {lv['wall_s']} s = "
                 f"{lv['output_tok_s']} tok/s, TTFT p50 {lv['ttft_p50_ms']} ms, ITL p50 {lv['itl_p50_ms']} ms"
@@ -459,18 +484,11 @@ def goal_lines(runs, baseline):
             out.append(f"- against {r['server']} at 16 clients: {sixteen:.2f} vs {theirs:.2f} tok/s "
                        f"({sixteen / theirs:.2f}×): {'ahead' if sixteen > theirs else 'behind'}.")
     # Where growth stops: the first level whose throughput is under 1.2× the previous
-    # level's although it has at least twice the clients.
+    # level's, though it has more clients.
     done = [lv for lv in me["levels"] if not lv.get("skipped") and lv.get("output_tok_s")]
     for prev, cur in zip(done, done[1:]):
         if cur["output_tok_s"] < 1.2 * prev["output_tok_s"]:
-            e = cur.get("engine", {})
-            why = ""
-            if e.get("mean_batch") is not None:
-                pe = prev.get("engine", {})
-                why = (f" Generations per engine step went {fmt(pe.get('mean_batch'), 2)} → "
-                       f"{fmt(e.get('mean_batch'), 2)} and each step took {fmt(pe.get('ms_per_step'))} → "
-                       f"{fmt(e.get('ms_per_step'))} ms: when the step time grows about as fast as the "
-                       f"batch, the adapter is saturated (compute-bound), not waiting on the scheduler.")
+            why = growth_reason(prev, cur)
             out.append(f"- {baseline}'s throughput stops growing between {prev['clients']} and "
                        f"{cur['clients']} clients ({prev['output_tok_s']:.2f} → {cur['output_tok_s']:.2f} tok/s)."
                        + why)
@@ -479,6 +497,26 @@ def goal_lines(runs, baseline):
         if len(done) > 1:
             out.append(f"- {baseline}'s throughput still grows at {done[-1]['clients']} clients.")
     return out
+
+
+def growth_reason(prev, cur):
+    """What the figures say about a level that gained little on the one before."""
+    pb, cb = prev.get("engine", {}).get("mean_batch"), cur.get("engine", {}).get("mean_batch")
+    pi, ci = prev.get("itl_p50_ms"), cur.get("itl_p50_ms")
+    if not (pb and cb and pi and ci):
+        return ""
+    # A decode step's time is about the inter-token latency while generations run
+    # together: compare how it grew with how many generations each step carried.
+    step, batch = ci / pi, cb / pb
+    text = (f" A decode step (ITL p50) went {pi:.0f} → {ci:.0f} ms ({step:.1f}×) while carrying "
+            f"{pb:.2f} → {cb:.2f} generations ({batch:.1f}×)")
+    if step >= 0.8 * batch:
+        return text + (": each generation costs a step about as much batched as alone (or more), so "
+                       "batching adds no throughput; the adapter is saturated by work that grows with "
+                       "the batch (compute), not held back by weight reads that batching would share.")
+    return text + (f": the steps batch well, so the time goes elsewhere: prefill (TTFT p50 "
+                   f"{fmt(prev.get('ttft_p50_ms'), 0)} → {fmt(cur.get('ttft_p50_ms'), 0)} ms) or gaps "
+                   f"between steps.")
 
 
 def log(msg):
@@ -502,6 +540,8 @@ def main():
                    help="seconds before a level is cut short (larger levels are then skipped)")
     r.add_argument("--ready-timeout", type=float, default=600.0)
     r.add_argument("--no-metrics", action="store_true", help="do not read /metrics")
+    r.add_argument("--no-level-warmup", action="store_true",
+                   help="skip the C short unmeasured requests before each level")
     r.add_argument("--json", help="write the results here")
     r.add_argument("--md", help="write the markdown table here")
     s = sub.add_parser("summary", help="several runs side by side")
