@@ -201,9 +201,14 @@ def engine_figures(before, after, wall):
         fig["steps"] = int(steps)
         if steps > 0:
             fig["ms_per_step"] = round(wall * 1000.0 / steps, 1)
-        if "llamacpp:n_busy_slots_per_decode" in after:
-            # A running mean over the server's life, not this level's alone.
-            fig["mean_batch_lifetime"] = round(after["llamacpp:n_busy_slots_per_decode"], 2)
+        busy = "llamacpp:n_busy_slots_per_decode"
+        if busy in after and steps > 0:
+            # A running mean over the server's life (busy slots summed over decode
+            # calls, divided by their count): this level's own mean is the difference
+            # of the sums over the difference of the counts.
+            n_a, n_b = after["llamacpp:n_decode_total"], before.get("llamacpp:n_decode_total", 0.0)
+            summed = after[busy] * n_a - before.get(busy, 0.0) * n_b
+            fig["mean_batch"] = round(summed / steps, 2)
         fig["prompt_tokens"] = int(d.get("llamacpp:prompt_tokens_total", 0))
     return fig
 
@@ -310,7 +315,7 @@ def level_table(levels):
             f"| {lv['output_tokens']} | {fmt(lv['wall_s'])} | {fmt(lv['output_tok_s'], 2)} "
             f"| {fmt(scale, 2)} | {fmt(lv['ttft_p50_ms'])} | {fmt(lv['ttft_p99_ms'])} "
             f"| {fmt(lv['itl_p50_ms'])} | {fmt(lv['itl_p99_ms'])} | {fmt(lv['tpot_mean_ms'])} "
-            f"| {fmt(e.get('steps'))} | {fmt(e.get('mean_batch', e.get('mean_batch_lifetime')), 2)} "
+            f"| {fmt(e.get('steps'))} | {fmt(e.get('mean_batch'), 2)} "
             f"| {fmt(e.get('ms_per_step'))} |"
         )
     return "\n".join(rows)
@@ -450,7 +455,7 @@ def cmd_summary(args):
             lines.append(
                 f"| {run['server']} | {lv['clients']} | {fmt(lv['output_tok_s'], 2)} | {fmt(scale, 2)} "
                 f"| {fmt(lv['ttft_p50_ms'])} | {fmt(lv['ttft_p99_ms'])} | {fmt(lv['itl_p50_ms'])} "
-                f"| {fmt(lv['itl_p99_ms'])} | {fmt(e.get('mean_batch', e.get('mean_batch_lifetime')), 2)} "
+                f"| {fmt(lv['itl_p99_ms'])} | {fmt(e.get('mean_batch'), 2)} "
                 f"| {fmt(e.get('ms_per_step'))} | {lv['completed']}/{lv['requests']}"
                 + (" cut short" if lv["cut_short"] else "") + " |")
     text = ["## Serving benchmark", "", "\n".join(lines), ""]
