@@ -42,5 +42,6 @@ pub mod cpu_ref;
 pub mod gpu;
 pub mod kernel_harness;
 pub mod reference;
+pub mod serve;
 pub mod tiny_model;
 pub mod wisp_cli;

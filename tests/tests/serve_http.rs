@@ -8,12 +8,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wisp_tests::wisp_cli::{wisp, wisp_bin, wisp_with_input};
+use wisp_tests::serve::ServeProcess;
+use wisp_tests::wisp_cli::{wisp, wisp_with_input};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const CTX: &str = "512";
@@ -28,11 +28,9 @@ fn model() -> String {
 
 /// A running `wisp serve`, stopped (killed) when dropped.
 struct Server {
-    child: Child,
+    process: ServeProcess,
     base: String,
     agent: ureq::Agent,
-    /// Everything the server wrote to stderr, line by line.
-    stderr: mpsc::Receiver<String>,
 }
 
 /// A response: status, the headers the tests read, and the body.
@@ -73,49 +71,26 @@ impl Server {
     /// Starts `wisp serve -m MODEL --port 0 --ctx 512 EXTRA` and waits until it is ready.
     fn start(extra: &[&str]) -> Server {
         let m = model();
-        let mut child = Command::new(wisp_bin())
-            .args(["serve", "-m", &m, "--port", "0", "--ctx", CTX])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wisp serve");
-        let (lines, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut args = vec!["-m", &m, "--ctx", CTX];
+        args.extend_from_slice(extra);
+        let process = ServeProcess::spawn(&args, STARTUP);
         let deadline = Instant::now() + STARTUP;
-        let base = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = stderr
-                .recv_timeout(left)
-                .expect("wisp serve printed no `listening on` line");
-            if let Some(address) = line.strip_prefix("listening on ") {
-                break address.trim().to_string();
-            }
-        };
-        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        assert_ne!(process.port(), 0, "--port 0 must print the real port");
         assert!(
-            !base.ends_with(":0"),
-            "--port 0 must print the real port: {base}"
+            process.log().contains("listening on http://127.0.0.1:"),
+            "loopback by default: {}",
+            process.log()
         );
+        let base = process.base();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(300)))
             .build()
             .into();
         let server = Server {
-            child,
+            process,
             base,
             agent,
-            stderr,
         };
         loop {
             let health = server.get("/health");
@@ -204,36 +179,22 @@ impl Server {
     }
 
     fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        self.process.sigterm();
     }
 
     /// Waits for the process to end.
     fn wait_exit(mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for wisp serve") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "wisp serve did not exit");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.process
+            .wait_exit(Duration::from_secs(60))
+            .expect("wisp serve did not exit")
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         // The server must never panic, whatever it was sent.
-        let panicked: Vec<String> = self
-            .stderr
-            .try_iter()
-            .filter(|l| l.contains("panicked"))
-            .collect();
+        let log = self.process.log();
+        let panicked: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
         if !std::thread::panicking() {
             assert!(panicked.is_empty(), "wisp serve panicked: {panicked:?}");
         }

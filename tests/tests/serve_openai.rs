@@ -10,15 +10,14 @@
 //! The tests take turns (one server at a time): on a 2-core machine with a software
 //! adapter, servers side by side would slow each other past the scripts' timings.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use wisp_tests::serve::{ServeProcess, wait_with_timeout};
 use wisp_tests::wisp_cli::{wisp_bin, wisp_with_input};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -31,7 +30,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Context of the servers and of `wisp chat` (the greedy comparison): more than any
 /// prompt and reply of the scripts.
 const CTX: &str = "1024";
-const LISTENING: &str = "listening on http://";
 
 /// One server at a time (see the module's doc).
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -64,84 +62,44 @@ fn model() -> String {
 
 /// A running `wisp serve`. Dropped without [`Server::stop`] (a failed test), it is killed.
 struct Server {
-    child: Child,
-    port: u16,
-    /// Everything the server wrote on stderr so far, for failure messages.
-    log: Arc<Mutex<String>>,
+    process: ServeProcess,
 }
 
 impl Server {
-    /// `wisp serve -m MODEL --port 0 EXTRA...`, once it says where it listens.
+    /// `wisp serve -m MODEL --port 0 EXTRA...`, once it listens with its model loaded.
     fn start(extra: &[&str]) -> Server {
         let model = model();
-        let mut child = Command::new(wisp_bin())
-            // A short context keeps the pool (one context per --parallel generation) small.
-            .args(["serve", "-m", &model, "--port", "0", "--ctx", CTX])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wisp serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        // Reads stderr to its end: the port from the `listening on` line, and the rest
-        // into the log (a full pipe would stall the server).
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(port) = listening_port(&line) {
-                    let _ = port_tx.send(port);
-                }
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut server = Server {
-            child,
-            port: 0,
-            log,
-        };
+        // A short context keeps the pool (one context per --parallel generation) small.
+        let mut args = vec!["-m", &model, "--ctx", CTX];
+        args.extend_from_slice(extra);
+        let mut process = ServeProcess::spawn(&args, START_TIMEOUT);
         let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if server.port == 0
-                && let Ok(port) = port_rx.recv_timeout(Duration::from_millis(200))
-            {
-                server.port = port;
-            }
-            // The server listens before the model is loaded; /health answers 200 once it is.
-            if server.port != 0 {
-                if health_status(server.port) == Some(200) {
-                    return server;
-                }
-                thread::sleep(Duration::from_millis(200));
-            }
-            if let Some(status) = server.child.try_wait().expect("wait for wisp serve") {
-                // Let the reader thread take in the last lines.
+        // The server listens before the model is loaded; /health answers 200 once it is.
+        while process.health_status() != Some(200) {
+            if let Some(status) = process.exited() {
                 thread::sleep(Duration::from_millis(200));
                 panic!(
                     "wisp serve {extra:?} exited with {status} before it was ready:\n{}",
-                    server.log()
+                    process.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "wisp serve {extra:?} was not listening with its model loaded (GET /health: {:?}) within {START_TIMEOUT:?}:\n{}",
-                (server.port != 0).then(|| health_status(server.port)),
-                server.log()
+                "wisp serve {extra:?} did not load its model (GET /health: {:?}) within {START_TIMEOUT:?}:\n{}",
+                process.health_status(),
+                process.log()
             );
+            thread::sleep(Duration::from_millis(200));
         }
+        Server { process }
     }
 
     fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1", self.port)
+        format!("{}/v1", self.process.base())
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.process.log()
     }
 
     /// Runs `tests/python/SCRIPT --base-url URL ARGS...` and asserts that it passes.
@@ -170,67 +128,13 @@ impl Server {
 
     /// SIGTERM, then the exit code must be 0 within [`STOP_TIMEOUT`].
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        // bash's kill builtin: no signal crate, and bash is everywhere these tests run.
-        let sent = Command::new("bash")
-            .args(["-c", "kill -TERM \"$1\"", "kill", &pid])
-            .status()
-            .expect("run bash");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let status = wait_with_timeout(&mut self.child, STOP_TIMEOUT);
+        self.process.sigterm();
+        let status = self.process.wait_exit(STOP_TIMEOUT);
         assert!(
             status.is_some_and(|s| s.code() == Some(0)),
             "wisp serve after SIGTERM: {status:?} (expected exit code 0 within {STOP_TIMEOUT:?}):\n{}",
             self.log()
         );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The status code of `GET /health` on the server at `port` (`None`: no answer). Plain
-/// HTTP/1.0 over a socket, so the tests need no HTTP client of their own.
-fn health_status(port: u16) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut status_line = String::new();
-    BufReader::new(stream).read_line(&mut status_line).ok()?;
-    // "HTTP/1.1 200 OK"
-    status_line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The port of a `listening on http://HOST:PORT` line.
-fn listening_port(line: &str) -> Option<u16> {
-    let address = &line[line.find(LISTENING)? + LISTENING.len()..];
-    let address = address
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .next()?;
-    address.rsplit_once(':')?.1.parse().ok()
-}
-
-/// Waits for `child` at most `timeout`; kills it when it runs longer (`None`).
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a child") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -364,17 +268,4 @@ fn prompts_that_differ_in_their_last_block_never_see_each_others_tokens() {
     let server = Server::start(&["--parallel", "12"]);
     server.run_script("isolation.py", &[]);
     server.stop();
-}
-
-#[test]
-fn the_listening_line_gives_the_port() {
-    assert_eq!(
-        listening_port("wisp serve: listening on http://127.0.0.1:40123"),
-        Some(40123)
-    );
-    assert_eq!(
-        listening_port("listening on http://[::1]:8080/ (model smollm2)"),
-        Some(8080)
-    );
-    assert_eq!(listening_port("loading smollm2"), None);
 }
