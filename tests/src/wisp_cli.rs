@@ -112,3 +112,21 @@ pub fn wisp_with_input(args: &[&str], input: Option<&str>) -> Output {
 pub fn wisp(args: &[&str]) -> Output {
     wisp_with_input(args, None)
 }
+
+/// `wisp chat ARGS` answering `question` (piped in, as `printf '…\n' | wisp chat`): the
+/// reply.
+pub fn chat_reply(args: &[&str], question: &str) -> String {
+    let out = wisp_with_input(&[&["chat"], args].concat(), Some(&format!("{question}\n")));
+    let stdout = out.ok();
+    // stdout is "> " REPLY "\n" "> " "\n" (the prompt again, then the end of input).
+    stdout
+        .strip_prefix("> ")
+        .and_then(|s| s.strip_suffix("\n> \n"))
+        .unwrap_or_else(|| {
+            panic!(
+                "unexpected wisp chat output {stdout:?}; stderr:\n{}",
+                out.stderr
+            )
+        })
+        .to_string()
+}

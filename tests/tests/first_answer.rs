@@ -7,30 +7,13 @@
 //! Qwen2.5-Coder on lavapipe.
 
 use serde_json::Value;
-use wisp_tests::wisp_cli::{wisp, wisp_with_input};
+use wisp_tests::wisp_cli::{chat_reply, wisp};
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN_CODER: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 const SEEDS: std::ops::RangeInclusive<u64> = 1..=10;
 /// Of the ten seeds, how many answers must make sense.
 const GOOD_ENOUGH: usize = 9;
-
-/// `wisp chat ARGS` answering `question` (piped in, as `printf '…\n' | wisp chat`): the reply.
-fn chat_reply(args: &[&str], question: &str) -> String {
-    let out = wisp_with_input(&[&["chat"], args].concat(), Some(&format!("{question}\n")));
-    let stdout = out.ok();
-    // stdout is "> " REPLY "\n" "> " "\n" (the prompt again, then the end of input).
-    stdout
-        .strip_prefix("> ")
-        .and_then(|s| s.strip_suffix("\n> \n"))
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected wisp chat output {stdout:?}; stderr:\n{}",
-                out.stderr
-            )
-        })
-        .to_string()
-}
 
 /// Asks `question` once per seed and checks that at least [`GOOD_ENOUGH`] replies pass
 /// `makes_sense`; the failure message lists every reply.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wisp_tests::serve::ServeProcess;
-use wisp_tests::wisp_cli::{wisp, wisp_with_input};
+use wisp_tests::wisp_cli::{chat_reply, wisp};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const CTX: &str = "512";
@@ -225,14 +225,7 @@ fn sse_data(body: &str) -> Vec<&str> {
 /// `wisp chat` answering `question` greedily with at most `n` tokens: the reply.
 fn cli_chat(question: &str, n: &str) -> String {
     let m = model();
-    let args = ["chat", "-m", &m, "--temp", "0", "-n", n, "--ctx", CTX];
-    let out = wisp_with_input(&args, Some(&format!("{question}\n")));
-    let stdout = out.ok();
-    stdout
-        .strip_prefix("> ")
-        .and_then(|s| s.strip_suffix("\n> \n"))
-        .unwrap_or_else(|| panic!("unexpected wisp chat output {stdout:?}"))
-        .to_string()
+    chat_reply(&["-m", &m, "--temp", "0", "-n", n, "--ctx", CTX], question)
 }
 
 fn greedy_chat(max_tokens: u32) -> Value {

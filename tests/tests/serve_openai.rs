@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use wisp_tests::serve::{ServeProcess, wait_with_timeout};
-use wisp_tests::wisp_cli::{wisp_bin, wisp_with_input};
+use wisp_tests::wisp_cli::{chat_reply, wisp_bin};
 
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Loading the model and compiling its pipelines on lavapipe, with the pipeline cache cold.
@@ -163,25 +163,10 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> (Option<ExitStat
     (status, collected.join().expect("the output reader"))
 }
 
-/// `wisp chat -m MODEL ARGS` answering `question`: the reply (as tests/tests/first_answer.rs reads it).
+/// `wisp chat -m MODEL --ctx CTX ARGS` answering `question`: the reply.
 fn cli_chat_reply(args: &[&str], question: &str) -> String {
     let model = model();
-    let out = wisp_with_input(
-        &[&["chat", "-m", &model, "--ctx", CTX], args].concat(),
-        Some(&format!("{question}\n")),
-    );
-    let stdout = out.ok();
-    // stdout is "> " REPLY "\n" "> " "\n" (the prompt again, then the end of input).
-    stdout
-        .strip_prefix("> ")
-        .and_then(|s| s.strip_suffix("\n> \n"))
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected wisp chat output {stdout:?}; stderr:\n{}",
-                out.stderr
-            )
-        })
-        .to_string()
+    chat_reply(&[&["-m", &model, "--ctx", CTX], args].concat(), question)
 }
 
 fn check_prerequisites() {
