@@ -13,7 +13,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_time::Instant;
 use wisp_core::defaults::ModelDefaults;
 use wisp_core::engine::{Engine, EngineOptions};
-use wisp_core::generate::{ChatSession, GenerateOptions, Generation, Generator};
+use wisp_core::generate::{ChatSession, ChatTurn, GenerateOptions, Generation, Generator};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::model::ModelConfig;
 use wisp_core::tokenizer::{ChatMessage, Tokenizer};
@@ -383,13 +383,8 @@ impl WispEngine {
         let options = self.options(&request)?;
         let stats = self
             .on_model(async |m| {
-                let mut turn = m.chat.send(&message, &options)?.with_cancel(&self.cancel);
-                while turn
-                    .next_token(&mut |s| emit_text(&on_text, s))
-                    .await?
-                    .is_some()
-                {}
-                Ok(stats(turn.finish()))
+                let turn = m.chat.send(&message, &options)?.with_cancel(&self.cancel);
+                stream_reply(turn, &on_text).await
             })
             .await?;
         to_js(&stats)
@@ -422,16 +417,11 @@ impl WispEngine {
         let stats = self
             .on_model(async |m| {
                 m.chat.set_messages(conversation);
-                let mut turn = m
+                let turn = m
                     .chat
                     .send(&user.content, &options)?
                     .with_cancel(&self.cancel);
-                while turn
-                    .next_token(&mut |s| emit_text(&on_text, s))
-                    .await?
-                    .is_some()
-                {}
-                Ok(stats(turn.finish()))
+                stream_reply(turn, &on_text).await
             })
             .await?;
         to_js(&stats)
@@ -561,6 +551,20 @@ fn step_profile(tokens: usize, times: Vec<wisp_core::gpu::KernelTime>) -> StepPr
         total_ms: kernels.iter().map(|k| k.ms).sum(),
         kernels,
     }
+}
+
+/// Streams a chat turn's reply to `on_text(piece)` and returns its statistics (the reply
+/// joins the conversation).
+async fn stream_reply(
+    mut turn: ChatTurn<'_>,
+    on_text: &Function,
+) -> Result<GenerationStats, wisp_core::Error> {
+    while turn
+        .next_token(&mut |s| emit_text(on_text, s))
+        .await?
+        .is_some()
+    {}
+    Ok(stats(turn.finish()))
 }
 
 /// Passes a piece of text to the page; a throwing callback does not stop generation.
