@@ -329,7 +329,7 @@ impl<'g> Run<'g> {
                 return Ok(self.ids().last().copied());
             }
             if report.sequences == 0 && !self.sequence().is_done() {
-                // Not reachable (a running generation has a prompt chunk or a pending
+                // Not reachable (a running generation has a prompt chunk or a sampled
                 // token to feed), but never spin: end the run.
                 self.scheduler.cancel(RUN, on_text)?;
             }
