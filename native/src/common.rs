@@ -78,6 +78,11 @@ pub struct DeviceArgs {
     /// Positions per block of the KV pool (16 or 32).
     #[arg(long = "kv-block", value_name = "N", default_value_t = 16)]
     pub kv_block: u32,
+
+    /// The most tokens one engine step processes: prompts longer than that go in chunks,
+    /// between which running generations keep decoding. Default: the engine's.
+    #[arg(long = "batch-tokens", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_tokens: Option<u32>,
 }
 
 /// The sampler's flags. A flag left out takes the model's recommended value (`wisp info -m
@@ -364,20 +369,6 @@ pub fn load_engine_from(
     device: &DeviceArgs,
     parallel: u32,
 ) -> Result<Engine> {
-    load_engine_batched(file, source, what, gpu, device, parallel, None)
-}
-
-/// [`load_engine_from`] with the most tokens one step processes (`None`: the engine's
-/// default), for `wisp serve --batch-tokens`.
-pub fn load_engine_batched(
-    file: &GgufFile,
-    source: &dyn TensorSource,
-    what: &str,
-    gpu: Arc<Gpu>,
-    device: &DeviceArgs,
-    parallel: u32,
-    max_batch: Option<u32>,
-) -> Result<Engine> {
     let env = EnvSettings::from_env()?;
     let kv_type = device
         .kv_type
@@ -392,7 +383,7 @@ pub fn load_engine_batched(
         n => n,
     };
     let defaults = EngineOptions::default();
-    let mut options = EngineOptions {
+    let options = EngineOptions {
         n_ctx,
         kv_type,
         kv_pool_tokens: if device.kv_pool > 0 {
@@ -405,11 +396,8 @@ pub fn load_engine_batched(
         max_entries: defaults.max_entries.max(parallel),
         variant: env.variant,
         tuning: env.tuning,
-        ..defaults
+        max_batch: device.batch_tokens.unwrap_or(defaults.max_batch),
     };
-    if let Some(n) = max_batch {
-        options.max_batch = n;
-    }
     let engine = pollster::block_on(Engine::load(gpu, file, source, &options))
         .with_context(|| format!("loading {what} onto the device"))?;
     let kv = engine.kv_stats();

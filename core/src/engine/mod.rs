@@ -452,13 +452,8 @@ impl Engine {
         self.blocks.n_blocks() * self.pool.block
     }
 
-    /// How many blocks named by `hashes`, from the first on, the prefix cache holds.
-    pub fn cached_prefix(&self, hashes: &[BlockHash]) -> usize {
-        self.blocks.cached_prefix(hashes)
-    }
-
-    /// A new sequence starting with the first `n_blocks` cached blocks of `hashes` (at
-    /// most [`cached_prefix`](Self::cached_prefix)); its length is what it got.
+    /// A new sequence starting with the cached blocks of `hashes`, from the first on and
+    /// at most `n_blocks` of them; its length says how many it got.
     pub fn create_sequence_from_prefix(&mut self, hashes: &[BlockHash], n_blocks: usize) -> SeqId {
         self.blocks.create_from_prefix(hashes, n_blocks)
     }

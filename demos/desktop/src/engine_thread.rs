@@ -185,6 +185,7 @@ impl Worker {
             kv_type: None,
             kv_pool: 0,
             kv_block: 16,
+            batch_tokens: None,
         };
         let gpu = common::open_gpu(&device);
         self.emit(Event::Adapter(match &gpu {

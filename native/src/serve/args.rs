@@ -30,11 +30,6 @@ pub struct ServeArgs {
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
 
-    /// The most tokens one engine step processes (prompts longer than that go in chunks,
-    /// between which running generations keep decoding). Default: the engine's.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch_tokens: Option<u32>,
-
     /// The most generations that may wait for a place; requests beyond it are answered
     /// 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 64)]

@@ -31,7 +31,6 @@ pub struct EngineSetup {
     pub model: ModelArgs,
     pub device: DeviceArgs,
     pub parallel: u32,
-    pub batch_tokens: Option<u32>,
 }
 
 /// Starts the engine thread. `ended` hears how it ended: `Ok` after a drain, `Err` when the
@@ -87,14 +86,13 @@ fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel)> {
     let tokenizer = Arc::new(model.tokenizer()?);
     let gpu = common::open_gpu(&setup.device)?;
     let source = model.tensor_source();
-    let engine = common::load_engine_batched(
+    let engine = common::load_engine_from(
         &model.file,
         &source,
         &model.path.display().to_string(),
         gpu,
         &setup.device,
         setup.parallel,
-        setup.batch_tokens,
     )
     .context("loading the engine")?;
     let name = |s: Option<&std::ffi::OsStr>| s.map(|s| s.to_string_lossy().into_owned());

@@ -90,7 +90,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
             model: args.model,
             device: args.device,
             parallel: args.parallel,
-            batch_tokens: args.batch_tokens,
         },
         command_receiver,
         shared.clone(),
