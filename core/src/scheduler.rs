@@ -275,11 +275,12 @@ impl<'a> Scheduler<'a> {
         report.sequences = plan.len();
         for p in &plan {
             report.tokens += p.tokens.len();
-            let s = self.seq_mut(p.slot);
+            // Fields, not `seq_mut`: the sequence and the engine are borrowed together.
+            let s = &mut self.slots[p.slot].as_mut().expect("live").sequence;
             report.prefilled += s.processed(p.tokens.len());
-            if s.ownership() == Ownership::Scheduler {
-                let hashes = s.block_hashes().to_vec();
-                self.engine.name_blocks(p.seq, &hashes)?;
+            let (first, names) = s.newly_full_blocks();
+            if !names.is_empty() {
+                self.engine.name_blocks(p.seq, first, names)?;
             }
         }
         let sampled: Vec<usize> = plan
@@ -305,9 +306,9 @@ impl<'a> Scheduler<'a> {
             .take(places)
         {
             let s = &self.slots[i].as_ref().expect("live").sequence;
-            let hashes = s.block_hashes().to_vec();
-            let reusable = s.reusable_blocks(block);
-            let seq = self.engine.create_sequence_from_prefix(&hashes, reusable);
+            let seq = self
+                .engine
+                .create_sequence_from_prefix(s.block_hashes(), s.reusable_blocks(block));
             let cached = self.engine.sequence_len(seq)? as usize;
             self.seq_mut(i).start(seq, cached);
             let chunk = self

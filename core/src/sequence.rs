@@ -119,6 +119,8 @@ pub struct Sequence<'t> {
     /// Names of the full blocks of the tokens, for the prefix cache (sequences the
     /// scheduler owns only).
     hasher: Option<BlockHasher>,
+    /// Blocks of the engine sequence already offered to the prefix cache.
+    named: usize,
     text: String,
     sampler: Sampler,
     /// `Some(k)`: record each sampled token's log-probability and the `k` best.
@@ -166,6 +168,7 @@ impl<'t> Sequence<'t> {
             prompt,
             ids: Vec::new(),
             hasher,
+            named: 0,
             text: String::new(),
             sampler,
             top_logprobs: options.top_logprobs,
@@ -270,6 +273,19 @@ impl<'t> Sequence<'t> {
         self.hasher.as_ref().map_or(&[], |h| h.hashes())
     }
 
+    /// The blocks that became full in the cache since the last call, to offer to the
+    /// prefix cache: the index of the first and their names. Empty for a caller's
+    /// sequence.
+    pub(crate) fn newly_full_blocks(&mut self) -> (usize, &[BlockHash]) {
+        let Some(h) = &self.hasher else {
+            return (0, &[]);
+        };
+        let first = self.named;
+        let full = (self.cached / h.block_size()).min(h.hashes().len());
+        self.named = full.max(first);
+        (first, &h.hashes()[first..self.named])
+    }
+
     /// The cached blocks worth taking when the generation (re)starts: all full blocks
     /// but the one holding the last token, whose logits the next step must compute.
     pub(crate) fn reusable_blocks(&self, block_size: u32) -> usize {
@@ -284,12 +300,15 @@ impl<'t> Sequence<'t> {
         }
         self.seq = Some(seq);
         self.cached = cached;
+        // Blocks from the prefix cache have their names already.
+        self.named = self.hasher.as_ref().map_or(0, |h| cached / h.block_size());
     }
 
     /// Takes the engine sequence away (the scheduler frees its blocks); the generation
     /// waits, and computes its tokens' KV again when it goes on.
     pub(crate) fn preempt(&mut self) -> Option<SeqId> {
         self.cached = 0;
+        self.named = 0;
         self.seq.take()
     }
 

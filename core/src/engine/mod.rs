@@ -458,12 +458,17 @@ impl Engine {
         self.blocks.create_from_prefix(hashes, n_blocks)
     }
 
-    /// Offers the full, written blocks of `id` to the prefix cache under `hashes` (the
-    /// names of its tokens' blocks, from a [`BlockHasher`](crate::kv::BlockHasher) with
-    /// this engine's block size).
-    pub fn name_blocks(&mut self, id: SeqId, hashes: &[BlockHash]) -> Result<(), Error> {
+    /// Offers the full, written blocks `first..` of `id` to the prefix cache under
+    /// `hashes` (the names of its tokens' blocks from block `first` on, from a
+    /// [`BlockHasher`](crate::kv::BlockHasher) with this engine's block size).
+    pub fn name_blocks(
+        &mut self,
+        id: SeqId,
+        first: usize,
+        hashes: &[BlockHash],
+    ) -> Result<(), Error> {
         self.blocks
-            .name_blocks(id, hashes)
+            .name_blocks(id, first, hashes)
             .map_err(EngineError::from)?;
         Ok(())
     }

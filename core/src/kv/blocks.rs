@@ -209,20 +209,20 @@ impl BlockManager {
         }
     }
 
-    /// Names the full blocks of `id` after `hashes` (the hashes of its first tokens'
-    /// blocks, as [`BlockHasher`](super::BlockHasher) computes them), so later
+    /// Names blocks `first..` of `id` after `hashes` (`hashes[k]` names block
+    /// `first + k`, as [`BlockHasher`](super::BlockHasher) computes them), so later
     /// sequences can share them. Only blocks whose positions are all written are named;
     /// a name already held by another block is left to that block.
-    pub fn name_blocks(&mut self, id: SeqId, hashes: &[BlockHash]) -> Result<(), KvError> {
-        let s = self.seq(id)?;
+    pub fn name_blocks(
+        &mut self,
+        id: SeqId,
+        first: usize,
+        hashes: &[BlockHash],
+    ) -> Result<(), KvError> {
+        let s = self.seqs.get(&id).ok_or(KvError::NoSequence(id))?;
         let full = (s.len / self.block_size) as usize;
-        let blocks: Vec<u32> = s
-            .table
-            .iter()
-            .copied()
-            .take(full.min(hashes.len()))
-            .collect();
-        for (block, hash) in blocks.into_iter().zip(hashes) {
+        let blocks = s.table.get(first..full.max(first)).unwrap_or_default();
+        for (&block, hash) in blocks.iter().zip(hashes) {
             if block == NO_BLOCK
                 || self.names[block as usize].is_some()
                 || self.cached.contains_key(hash)
@@ -502,7 +502,7 @@ mod tests {
         let hashes = named(&prompt);
         let a = m.create();
         m.append(a, 10).unwrap();
-        m.name_blocks(a, &hashes).unwrap();
+        m.name_blocks(a, 0, &hashes).unwrap();
         assert_eq!(m.cached_prefix(&hashes), 2);
         m.remove(a).unwrap();
         // Blocks 0 and 1 stay as cached; the partial block 2 is free.
@@ -528,7 +528,7 @@ mod tests {
         for tokens in [&x, &y] {
             let s = m.create();
             m.append(s, 8).unwrap();
-            m.name_blocks(s, &named(tokens)).unwrap();
+            m.name_blocks(s, 0, &named(tokens)).unwrap();
             m.remove(s).unwrap();
         }
         assert_eq!((m.cached_blocks(), m.free_blocks()), (4, 4));
@@ -547,14 +547,15 @@ mod tests {
         let tokens: Vec<u32> = (0..8).collect();
         let a = m.create();
         m.append(a, 8).unwrap();
-        m.name_blocks(a, &named(&tokens)).unwrap();
+        m.name_blocks(a, 0, &named(&tokens)).unwrap();
         // Cut back into block 1: a alone holds it, and will overwrite positions 6 and 7.
         m.truncate(a, 6).unwrap();
         assert_eq!(m.cached_prefix(&named(&tokens)), 1);
         // A shared named block keeps its name; the writer gets a copy.
         let b = m.create_from_prefix(&named(&tokens), 1);
         m.append(b, 4).unwrap();
-        m.name_blocks(b, &named(&[0, 1, 2, 3, 9, 9, 9, 9])).unwrap();
+        m.name_blocks(b, 0, &named(&[0, 1, 2, 3, 9, 9, 9, 9]))
+            .unwrap();
         m.truncate(b, 2).unwrap();
         assert_eq!(m.append(b, 1).unwrap(), vec![BlockCopy { from: 0, to: 3 }]);
         assert_eq!(m.cached_prefix(&named(&tokens)), 1);
@@ -567,12 +568,26 @@ mod tests {
         let (a, b) = (m.create(), m.create());
         m.append(a, 4).unwrap();
         m.append(b, 4).unwrap();
-        m.name_blocks(a, &hashes).unwrap();
-        m.name_blocks(b, &hashes).unwrap();
+        m.name_blocks(a, 0, &hashes).unwrap();
+        m.name_blocks(b, 0, &hashes).unwrap();
         m.remove(b).unwrap();
         // b's block held no name: it is free, not cached.
         assert_eq!((m.cached_blocks(), m.used_blocks()), (0, 1));
         let c = m.create_from_prefix(&hashes, 1);
         assert_eq!(m.table(c).unwrap(), m.table(a).unwrap());
+    }
+
+    #[test]
+    fn naming_from_a_later_block_names_only_those() {
+        let mut m = BlockManager::new(4, 4, 1000);
+        let tokens: Vec<u32> = (0..12).collect();
+        let hashes = named(&tokens);
+        let a = m.create();
+        m.append(a, 10).unwrap();
+        // Blocks 1.. : block 1 is full and named, block 2 is not full yet.
+        m.name_blocks(a, 1, &hashes[1..]).unwrap();
+        assert_eq!(m.cached_prefix(&hashes), 0, "block 0 has no name");
+        m.name_blocks(a, 0, &hashes[..1]).unwrap();
+        assert_eq!(m.cached_prefix(&hashes), 2);
     }
 }

@@ -57,6 +57,11 @@ impl BlockHasher {
         }
     }
 
+    /// Tokens per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
     /// The names of the full blocks so far, first block first.
     pub fn hashes(&self) -> &[BlockHash] {
         &self.hashes
