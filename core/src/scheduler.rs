@@ -476,18 +476,34 @@ impl<'a> Scheduler<'a> {
         &self,
         sampled: &[usize],
     ) -> Result<Vec<Option<RowLogprobs>>, Error> {
-        let mut rows = Vec::with_capacity(sampled.len());
-        for (row, &i) in sampled.iter().enumerate() {
-            let wants = self.sequence(i).and_then(Sequence::top_logprobs).is_some();
-            rows.push(if wants {
-                let r = row as u32;
-                let logits = self.engine.read_logits(r..r + 1).await?;
-                logits.into_iter().next().map(RowLogprobs::new)
-            } else {
-                None
-            });
-        }
-        Ok(rows)
+        let wants: Vec<bool> = sampled
+            .iter()
+            .map(|&i| self.sequence(i).and_then(Sequence::top_logprobs).is_some())
+            .collect();
+        let (Some(first), Some(last)) = (
+            wants.iter().position(|&w| w),
+            wants.iter().rposition(|&w| w),
+        ) else {
+            return Ok(sampled.iter().map(|_| None).collect());
+        };
+        // One readback from the first row wanted to the last, not one per row.
+        let mut read = self
+            .engine
+            .read_logits(first as u32..last as u32 + 1)
+            .await?
+            .into_iter();
+        Ok(wants
+            .iter()
+            .enumerate()
+            .map(|(row, &w)| {
+                let logits = if (first..=last).contains(&row) {
+                    read.next()
+                } else {
+                    None
+                };
+                logits.filter(|_| w).map(RowLogprobs::new)
+            })
+            .collect())
     }
 
     /// Stops every generation still running and returns all not taken, in index order.

@@ -281,17 +281,21 @@ fn log_probabilities_describe_the_chosen_token_and_the_best_ones() {
         top_logprobs: Some(3),
         ..greedy(6)
     };
+    // Rows wanting them on both sides of one that does not.
     let with = s.submit(prompt(8, 12), &options).unwrap();
     let without = s.submit(prompt(9, 12), &greedy(6)).unwrap();
+    let with_too = s.submit(prompt(10, 12), &options).unwrap();
     run_to_end(&mut s);
-    let g = s.take(with).unwrap();
-    assert_eq!(g.logprobs.len(), g.ids.len());
-    for (lp, &id) in g.logprobs.iter().zip(&g.ids) {
-        assert_eq!(lp.id, id);
-        assert_eq!(lp.top.len(), 3);
-        // Greedy: the chosen token is the most likely one.
-        assert_eq!(lp.top[0], (id, lp.logprob));
-        assert!(lp.logprob <= 0.0 && lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    for i in [with, with_too] {
+        let g = s.take(i).unwrap();
+        assert_eq!(g.logprobs.len(), g.ids.len());
+        for (lp, &id) in g.logprobs.iter().zip(&g.ids) {
+            assert_eq!(lp.id, id);
+            assert_eq!(lp.top.len(), 3);
+            // Greedy: the chosen token is the most likely one.
+            assert_eq!(lp.top[0], (id, lp.logprob));
+            assert!(lp.logprob <= 0.0 && lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
     }
     assert!(s.take(without).unwrap().logprobs.is_empty());
 }
