@@ -66,22 +66,22 @@ def parse_args(description: str, extra=None) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _client_options(args: argparse.Namespace) -> dict:
+    # No retries: a request the server refuses or drops must show, not be sent again.
+    return {
+        "base_url": args.base_url,
+        "api_key": args.api_key,
+        "timeout": REQUEST_TIMEOUT_S,
+        "max_retries": 0,
+    }
+
+
 def client(args: argparse.Namespace) -> OpenAI:
-    return OpenAI(
-        base_url=args.base_url,
-        api_key=args.api_key,
-        timeout=REQUEST_TIMEOUT_S,
-        max_retries=0,
-    )
+    return OpenAI(**_client_options(args))
 
 
 def async_client(args: argparse.Namespace) -> AsyncOpenAI:
-    return AsyncOpenAI(
-        base_url=args.base_url,
-        api_key=args.api_key,
-        timeout=REQUEST_TIMEOUT_S,
-        max_retries=0,
-    )
+    return AsyncOpenAI(**_client_options(args))
 
 
 def model_id(api: OpenAI) -> str:
