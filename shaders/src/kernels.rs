@@ -237,6 +237,10 @@ pub static KERNELS: &[KernelSpec] = &[
                 values: &["4", "8", "16", "32"],
             },
             Axis {
+                name: "TN",
+                values: &["1", "2", "4"],
+            },
+            Axis {
                 name: "WG",
                 values: &["4", "8", "16", "32", "64"],
             },

@@ -1,5 +1,6 @@
-//! Micro-benchmark: matvec effective bandwidth against a streaming read, per variant
-//! and tuning (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE / WISP_LOOP_BOUNDING).
+//! Micro-benchmark: matvec effective bandwidth against a streaming read, and the
+//! matrix-matrix product's GFLOP/s over BATCH tokens, per variant and tuning
+//! (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE / WISP_LOOP_BOUNDING).
 use std::sync::Arc;
 use wisp::settings::EnvSettings;
 use wisp_core::gpu::{Count, DeviceOptions, Gpu, Profiler, QMatrix, StepShape, gpu_weight_type};
@@ -36,6 +37,8 @@ fn main() {
         .map(|name| format!("{name}:4096x4096"))
         .collect();
     let shapes = std::env::var("SHAPES").unwrap_or(all.join(","));
+    // Tokens of the matrix-matrix product (BATCH, default 64): decode batches are 2-64.
+    let batch: usize = std::env::var("BATCH").map_or(64, |b| b.parse().expect("BATCH: a number"));
     for spec in shapes.split(',') {
         let (ty, dims) = spec.split_once(':').expect("type:NxK");
         let (n, kk) = dims.split_once('x').expect("NxK");
@@ -53,14 +56,14 @@ fn main() {
         let x = upload_act(&gpu, v.act, &random(2, kk, 1.0));
         let y = upload_f32(&gpu, &vec![0.0; n]);
         for batched in [false, true] {
-            let t_tokens = if batched { 64 } else { 1 };
+            let t_tokens = if batched { batch as u32 } else { 1 };
             let xb = if batched {
-                upload_act(&gpu, v.act, &random(2, kk * 64, 1.0))
+                upload_act(&gpu, v.act, &random(2, kk * batch, 1.0))
             } else {
                 x.clone()
             };
             let yb = if batched {
-                upload_f32(&gpu, &vec![0.0; n * 64])
+                upload_f32(&gpu, &vec![0.0; n * batch])
             } else {
                 y.clone()
             };
@@ -87,9 +90,9 @@ fn main() {
             let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
             if batched {
                 println!(
-                    "{spec} matmul T=64: {:.2} ms, {:.2} GFLOP/s",
+                    "{spec} matmul T={batch}: {:.2} ms, {:.2} GFLOP/s",
                     best / 1e6,
-                    2.0 * (n * kk * 64) as f64 / best
+                    2.0 * (n * kk * batch) as f64 / best
                 );
             } else {
                 let gbs = w.len() as f64 / best;

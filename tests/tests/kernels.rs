@@ -245,6 +245,30 @@ fn matmul_tiled_every_tile_shape() {
 }
 
 #[test]
+fn matmul_tokens_every_tokens_per_lane() {
+    // The CPU tier's product with one, two and four tokens per lane: blocks whose tokens
+    // fill one slot (the one-token path), part of the slots, and all of them.
+    for_each_variant(|gpu, v| {
+        if v.tier != Tier::CpuLike {
+            return;
+        }
+        for tn in [1, 2, 4] {
+            let base = Kernels::new(gpu, v).tuning;
+            let tuning = Tuning {
+                matmul_tokens: true,
+                tokens_tn: tn,
+                ..base
+            };
+            for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K] {
+                for t in [3, 13, 70] {
+                    check_product_tuned(gpu, v, tuning, ty, (41, 256, t), true, Out::F32);
+                }
+            }
+        }
+    });
+}
+
+#[test]
 fn split_matrices_give_the_same_products() {
     // A binding limit of 8 KiB forces every matrix below into several buffers.
     let gpu = gpu_with_binding_limit(8192);

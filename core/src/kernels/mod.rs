@@ -273,13 +273,14 @@ impl<'g> Kernels<'g> {
                 common.as_slice(),
                 &[
                     ("RN", t.tokens_rn.to_string()),
+                    ("TN", t.tokens_tn.to_string()),
                     ("WG", t.tokens_wg.to_string()),
                 ],
             ]
             .concat();
             let pipe = self.pipeline("matmul_tokens", &defines).await?;
-            let lanes = lanes(&pipe);
-            (pipe, t.tokens_rn, lanes)
+            let tokens = lanes(&pipe) * t.tokens_tn;
+            (pipe, t.tokens_rn, tokens)
         } else {
             let tile = [
                 ("BM", t.tile_bm.to_string()),
