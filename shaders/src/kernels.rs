@@ -152,6 +152,14 @@ fn split_le_wg(get: AxisLookup<'_>) -> bool {
     split <= wg && (split > 1 || get("REDUCE") == "workgroup")
 }
 
+/// A matvec variant: its split fits the workgroup, and a lane keeps at most 16
+/// accumulators (ROWS rows x TB tokens).
+fn matvec_fits(get: AxisLookup<'_>) -> bool {
+    let rows: u32 = get("ROWS").parse().unwrap_or(0);
+    let tokens: u32 = get("TB").parse().unwrap_or(0);
+    split_le_wg(get) && rows * tokens <= 16
+}
+
 /// Workgroup memory of a flash_attn tile configuration, in bytes (query tile, key or
 /// value tile, probabilities, key slots).
 pub fn flash_tile_bytes(hd: u32, bq: u32, bk: u32) -> u32 {
@@ -193,11 +201,15 @@ pub static KERNELS: &[KernelSpec] = &[
                 values: &["1", "2", "4", "8"],
             },
             Axis {
+                name: "TB",
+                values: &["1", "2", "4"],
+            },
+            Axis {
                 name: "WG",
                 values: &["8", "16", "32", "64", "128", "256"],
             },
         ],
-        allowed: split_le_wg,
+        allowed: matvec_fits,
     },
     KernelSpec {
         name: "matmul_tiled",

@@ -4,7 +4,10 @@
 // SPLIT lanes share one group of ROWS rows and split its 32-element chunks between them
 // (then reduce: REDUCE = subgroup | workgroup); SPLIT = 1 gives each lane whole rows
 // with no reduction at all, which suits CPU-like adapters where lanes are SIMD slots.
-// ROWS > 1 reuses each activation load for several rows. Workgroup z is the token.
+// ROWS > 1 reuses each activation load for several rows. Workgroup z is a block of TB
+// tokens: with TB > 1 (small decode batches) each lane dequantizes a chunk of each row
+// once and takes it through the block's tokens, whose activations it loads once per
+// chunk for all its rows.
 #include "common/product.wgsl"
 #if SPLIT > 1
 #include "common/reduce.wgsl"
@@ -30,15 +33,18 @@ fn main(
 #endif
     let lane = lid % SPLIT;
     let row0 = (linear_workgroup(wid, nwg) * GROUPS + lid / SPLIT) * ROWS;
-    let t = wid.z;
-    let xbase = t * p.x_stride;
+    let t0 = wid.z * TB;
+    var xbase: array<u32, TB>;
+    for (var j = 0u; j < TB; j++) {
+        xbase[j] = min(t0 + j, x_rows() - 1u) * p.x_stride;
+    }
     // Rows past the end compute on the last row and are not written, so every lane
     // stays in uniform control flow for the reduction.
     var rows: array<u32, ROWS>;
     for (var r = 0u; r < ROWS; r++) {
         rows[r] = min(row0 + r, p.n - 1u) * p.row_bytes;
     }
-    var acc: array<f32, ROWS>;
+    var acc: array<array<f32, TB>, ROWS>;
     let chunks = p.k / 32u;
 #if SPLIT > 1
     let first = lane;
@@ -48,23 +54,40 @@ fn main(
     let first = 0u;
 #endif
     for (var c = first; c < chunks; c += SPLIT) {
-        var xs: array<vec4<f32>, 8>;
-        for (var i = 0u; i < 8u; i++) {
-            xs[i] = vec4<f32>(x[xbase + c * 8u + i]);
+        var xs: array<array<vec4<f32>, 8>, TB>;
+        for (var j = 0u; j < TB; j++) {
+            for (var i = 0u; i < 8u; i++) {
+                xs[j][i] = vec4<f32>(x[xbase[j] + c * 8u + i]);
+            }
         }
+#if TB == 1
         for (var r = 0u; r < ROWS; r++) {
-            acc[r] += dot32(rows[r], c, xs);
+            acc[r][0] += dot32(rows[r], c, xs[0]);
         }
+#else
+        for (var r = 0u; r < ROWS; r++) {
+            let wq = dq32(rows[r], c);
+            for (var j = 0u; j < TB; j++) {
+                var s = vec4<f32>(0.0);
+                for (var i = 0u; i < 8u; i++) {
+                    s = fma(wq[i], xs[j][i], s);
+                }
+                acc[r][j] += dot(s, vec4<f32>(1.0));
+            }
+        }
+#endif
     }
     for (var r = 0u; r < ROWS; r++) {
+        for (var j = 0u; j < TB; j++) {
 #if SPLIT > 1
-        let s = group_sum(acc[r]);
+            let s = group_sum(acc[r][j]);
 #else
-        let s = acc[r];
+            let s = acc[r][j];
 #endif
-        if (lane == 0u && row0 + r < p.n) {
-            let o = t * p.y_stride + p.out_offset + row0 + r;
-            store_product(o, s);
+            if (lane == 0u && row0 + r < p.n && t0 + j < x_rows()) {
+                let o = (t0 + j) * p.y_stride + p.out_offset + row0 + r;
+                store_product(o, s);
+            }
         }
     }
 }

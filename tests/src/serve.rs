@@ -41,12 +41,14 @@ impl ServeProcess {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[serve] {line}");
+                // Into the log before the port is announced, so that a caller woken by
+                // the port finds the line that gave it.
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&format!("{line}\n"));
                 if let Some(port) = listening_port(&line) {
                     let _ = port_tx.send(port);
                 }
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let mut server = ServeProcess {

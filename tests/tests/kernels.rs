@@ -64,6 +64,15 @@ fn weights(ty: GgmlType, n: usize, k: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
     (bytes, exact)
 }
 
+/// Which dispatch of the matrix product a check runs.
+#[derive(Clone, Copy, Debug)]
+enum Product {
+    Matvec,
+    /// Matvec with `Tuning::matvec_tb` tokens per lane (small decode batches).
+    MatvecBatch,
+    Matmul,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_product(
     gpu: &Gpu,
@@ -72,7 +81,7 @@ fn check_product(
     n: usize,
     k: usize,
     t: usize,
-    batched: bool,
+    product: Product,
     out: Out,
 ) {
     check_product_tuned(
@@ -81,7 +90,7 @@ fn check_product(
         Kernels::new(gpu, v).tuning,
         ty,
         (n, k, t),
-        batched,
+        product,
         out,
     );
 }
@@ -92,7 +101,7 @@ fn check_product_tuned(
     tuning: Tuning,
     ty: GgmlType,
     (n, k, t): (usize, usize, usize),
-    batched: bool,
+    product: Product,
     out: Out,
 ) {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
@@ -117,11 +126,12 @@ fn check_product_tuned(
         out,
         rows: Count::Tokens,
     };
-    if batched {
-        pollster::block_on(kernels.matmul(&mut b, &m, &args)).expect("matmul");
-    } else {
-        pollster::block_on(kernels.matvec(&mut b, &m, &args)).expect("matvec");
+    match product {
+        Product::Matmul => pollster::block_on(kernels.matmul(&mut b, &m, &args)),
+        Product::MatvecBatch => pollster::block_on(kernels.matvec_batch(&mut b, &m, &args)),
+        Product::Matvec => pollster::block_on(kernels.matvec(&mut b, &m, &args)),
     }
+    .expect("product");
     let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
     run(gpu, &plan, t as u32);
     let got = match out {
@@ -146,10 +156,7 @@ fn check_product_tuned(
     let (atol, rtol) = tol(if out == Out::Act { v.act } else { Act::F32 });
     // Sums of k products: allow for accumulation order.
     let atol = atol * (k as f32).sqrt();
-    let what = format!(
-        "{} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}",
-        if batched { "matmul" } else { "matvec" }
-    );
+    let what = format!("{product:?} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}");
     assert_close(&what, &got, &expected, atol, rtol);
 }
 
@@ -176,10 +183,10 @@ fn matvec_every_type_and_output() {
     for_each_variant(|gpu, v| {
         for ty in weight_types() {
             for &out in outputs_for(ty) {
-                check_product(gpu, v, ty, 37, 96, 1, false, out);
+                check_product(gpu, v, ty, 37, 96, 1, Product::Matvec, out);
             }
             // More rows than one workgroup covers, a longer row, two tokens.
-            check_product(gpu, v, ty, 301, 224, 2, false, Out::F32);
+            check_product(gpu, v, ty, 301, 224, 2, Product::Matvec, Out::F32);
         }
     });
 }
@@ -189,11 +196,11 @@ fn matmul_every_type_and_output() {
     for_each_variant(|gpu, v| {
         for ty in weight_types() {
             for &out in outputs_for(ty) {
-                check_product(gpu, v, ty, 37, 64, 7, true, out);
+                check_product(gpu, v, ty, 37, 64, 7, Product::Matmul, out);
             }
-            check_product(gpu, v, ty, 259, 160, 13, true, Out::F32);
+            check_product(gpu, v, ty, 259, 160, 13, Product::Matmul, Out::F32);
             // More tokens than one tile holds.
-            check_product(gpu, v, ty, 67, 96, 70, true, Out::F32);
+            check_product(gpu, v, ty, 67, 96, 70, Product::Matmul, Out::F32);
         }
     });
 }
@@ -204,10 +211,10 @@ fn k_quants_in_every_product() {
     // a tile holds.
     for_each_variant(|gpu, v| {
         for ty in k_types() {
-            check_product(gpu, v, ty, 37, 256, 1, false, Out::F32);
-            check_product(gpu, v, ty, 67, 512, 2, false, Out::F32);
-            check_product(gpu, v, ty, 37, 256, 7, true, Out::F32);
-            check_product(gpu, v, ty, 67, 512, 70, true, Out::F32);
+            check_product(gpu, v, ty, 37, 256, 1, Product::Matvec, Out::F32);
+            check_product(gpu, v, ty, 67, 512, 2, Product::Matvec, Out::F32);
+            check_product(gpu, v, ty, 37, 256, 7, Product::Matmul, Out::F32);
+            check_product(gpu, v, ty, 67, 512, 70, Product::Matmul, Out::F32);
         }
     });
 }
@@ -238,7 +245,7 @@ fn matmul_tiled_every_tile_shape() {
                 ..base
             };
             for ty in [GgmlType::F16, GgmlType::Q4_1, GgmlType::Q8_0] {
-                check_product_tuned(gpu, v, tuning, ty, (139, 64, 71), true, Out::F32);
+                check_product_tuned(gpu, v, tuning, ty, (139, 64, 71), Product::Matmul, Out::F32);
             }
         }
     });
@@ -261,10 +268,57 @@ fn matmul_tokens_every_tokens_per_lane() {
             };
             for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K] {
                 for t in [3, 13, 70] {
-                    check_product_tuned(gpu, v, tuning, ty, (41, 256, t), true, Out::F32);
+                    check_product_tuned(
+                        gpu,
+                        v,
+                        tuning,
+                        ty,
+                        (41, 256, t),
+                        Product::Matmul,
+                        Out::F32,
+                    );
                 }
             }
         }
+    });
+}
+
+#[test]
+fn matvec_batch_every_tokens_per_lane() {
+    // Small decode batches: each lane takes its dequantized chunks through TB tokens, on
+    // both tiers (the GPU tier's split rows reduce every token); batches that fill the
+    // last block and batches that leave it part empty.
+    for_each_variant(|gpu, v| {
+        for tb in [2, 4] {
+            let base = Kernels::new(gpu, v).tuning;
+            let tuning = Tuning {
+                matvec_tb: tb,
+                matvec_rows: base.matvec_rows.min(16 / tb),
+                ..base
+            };
+            for ty in [
+                GgmlType::Q4_1,
+                GgmlType::Q8_0,
+                GgmlType::Q6_K,
+                GgmlType::F16,
+            ] {
+                for t in [2, 3, 5] {
+                    let shape = (37, 256, t);
+                    check_product_tuned(gpu, v, tuning, ty, shape, Product::MatvecBatch, Out::F32);
+                }
+            }
+        }
+        let tuning = Kernels::new(gpu, v).tuning;
+        let shape = (67, 96, 3);
+        check_product_tuned(
+            gpu,
+            v,
+            tuning,
+            GgmlType::Q4_1,
+            shape,
+            Product::MatvecBatch,
+            Out::AddF32,
+        );
     });
 }
 
@@ -274,8 +328,8 @@ fn split_matrices_give_the_same_products() {
     let gpu = gpu_with_binding_limit(8192);
     for v in variants(&gpu) {
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32] {
-            check_product(&gpu, v, ty, 301, 96, 1, false, Out::F32);
-            check_product(&gpu, v, ty, 301, 96, 5, true, Out::AddF32);
+            check_product(&gpu, v, ty, 301, 96, 1, Product::Matvec, Out::F32);
+            check_product(&gpu, v, ty, 301, 96, 5, Product::Matmul, Out::AddF32);
         }
     }
 }

@@ -7,7 +7,10 @@
 //! - `layers_batched`: the same for a step of many tokens, from one or several
 //!   sequences (prefill chunks and batched decoding: matrix-matrix kernels);
 //! - `head_one` / `head_many`: final norm and LM head for the step's wanted rows (one
-//!   row: matrix-vector; several: matrix-matrix).
+//!   row: matrix-vector; several: matrix-matrix);
+//! - `few` (where the tuning asks for it, CPU adapters): layers and head for small
+//!   decode batches of 2 to `Tuning::few_tokens` tokens, matrix-vector kernels whose
+//!   lanes each carry several tokens.
 //!
 //! A step encodes a layers list and, when it wants logits, a head list into one compute
 //! pass. Positions and KV-cache slots come from the step metadata, so the same lists
@@ -26,11 +29,21 @@ use super::activations::Activations;
 pub struct ForwardPlans {
     pub layers_single: Plan,
     pub layers_batched: Plan,
+    /// For steps of 2 to `few_tokens` tokens, where the tuning asks for them.
+    pub few: Option<FewPlans>,
     pub head_one: Plan,
     pub head_many: Plan,
     /// RoPE inverse frequencies, one buffer per distinct table (read by the recorded
     /// dispatches).
     _inv_freq: Vec<wgpu::Buffer>,
+}
+
+/// The layers and head for small decode batches (`PlanTokens::Few`).
+pub struct FewPlans {
+    /// The most tokens (and logits rows) a step may have to run these.
+    pub max_tokens: u32,
+    pub layers: Plan,
+    pub head: Plan,
 }
 
 struct Ctx<'a> {
@@ -61,6 +74,7 @@ impl Ctx<'_> {
     ) -> Result<(), GpuError> {
         match tokens {
             PlanTokens::Many => self.k.matmul(b, m, args).await,
+            PlanTokens::Few => self.k.matvec_batch(b, m, args).await,
             PlanTokens::One => self.k.matvec(b, m, args).await,
         }
     }
@@ -107,6 +121,7 @@ impl Ctx<'_> {
         }
         let name = match tokens {
             PlanTokens::Many => "layers (batched)",
+            PlanTokens::Few => "layers (small batch)",
             PlanTokens::One => "layers (single token)",
         };
         b.finish(gpu, name).await
@@ -424,6 +439,7 @@ impl Ctx<'_> {
         self.product(&mut b, self.w.lm_head(), &args, rows).await?;
         let name = match rows {
             PlanTokens::Many => "head (several rows)",
+            PlanTokens::Few => "head (a few rows)",
             PlanTokens::One => "head (one row)",
         };
         b.finish(gpu, name).await
@@ -479,6 +495,15 @@ impl ForwardPlans {
         Ok(ForwardPlans {
             layers_single: ctx.layers(PlanTokens::One).await?,
             layers_batched: ctx.layers(PlanTokens::Many).await?,
+            few: if ctx.k.tuning.few_tokens > 1 {
+                Some(FewPlans {
+                    max_tokens: ctx.k.tuning.few_tokens,
+                    layers: ctx.layers(PlanTokens::Few).await?,
+                    head: ctx.head(PlanTokens::Few).await?,
+                })
+            } else {
+                None
+            },
             head_one: ctx.head(PlanTokens::One).await?,
             head_many: ctx.head(PlanTokens::Many).await?,
             _inv_freq: inv_freq,

@@ -603,10 +603,10 @@ impl Engine {
     /// The recorded plans a step runs: the layers (the matrix-vector set for a single
     /// token), then the head when logits rows are wanted.
     fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
-        let layers = if n_tokens == 1 {
-            &self.plans.layers_single
-        } else {
-            &self.plans.layers_batched
+        let layers = match &self.plans.few {
+            _ if n_tokens == 1 => &self.plans.layers_single,
+            Some(few) if n_tokens <= few.max_tokens => &few.layers,
+            _ => &self.plans.layers_batched,
         };
         (layers, self.head_plan(rows))
     }
@@ -616,7 +616,10 @@ impl Engine {
         match rows {
             0 => None,
             1 => Some(&self.plans.head_one),
-            _ => Some(&self.plans.head_many),
+            _ => match &self.plans.few {
+                Some(few) if rows <= few.max_tokens => Some(&few.head),
+                _ => Some(&self.plans.head_many),
+            },
         }
     }
 

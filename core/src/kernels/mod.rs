@@ -145,6 +145,8 @@ fn weight_type(m: &QMatrix) -> Result<&'static str, GpuError> {
 pub enum PlanTokens {
     /// One decoded token per sequence (`layers_single`).
     One,
+    /// A small decode batch, 2 to `Tuning::few_tokens` tokens (`FewPlans`).
+    Few,
     /// Many: prefill chunks and batched decoding (`layers_batched`).
     Many,
 }
@@ -218,6 +220,27 @@ impl<'g> Kernels<'g> {
         w: &QMatrix,
         a: &MatArgs<'_>,
     ) -> Result<(), GpuError> {
+        self.matvec_tokens(b, w, a, 1).await
+    }
+
+    /// [`Self::matvec`] for a small batch: each lane takes every dequantized chunk of
+    /// weights through `Tuning::matvec_tb` tokens.
+    pub async fn matvec_batch(
+        &self,
+        b: &mut PlanBuilder,
+        w: &QMatrix,
+        a: &MatArgs<'_>,
+    ) -> Result<(), GpuError> {
+        self.matvec_tokens(b, w, a, self.tuning.matvec_tb).await
+    }
+
+    async fn matvec_tokens(
+        &self,
+        b: &mut PlanBuilder,
+        w: &QMatrix,
+        a: &MatArgs<'_>,
+        tokens_per_lane: u32,
+    ) -> Result<(), GpuError> {
         let t = &self.tuning;
         // The reduction kind only matters when lanes split a row.
         let reduce = if t.matvec_split > 1 {
@@ -232,6 +255,7 @@ impl<'g> Kernels<'g> {
             ("REDUCE", reduce),
             ("SPLIT", t.matvec_split.to_string()),
             ("ROWS", t.matvec_rows.to_string()),
+            ("TB", tokens_per_lane.to_string()),
             ("WG", t.matvec_wg.to_string()),
         ];
         let pipe = self.pipeline("matvec", &defines).await?;
@@ -241,7 +265,7 @@ impl<'g> Kernels<'g> {
             let grid = Grid::rows(
                 chunk.n_rows.div_ceil(rows_per_wg),
                 self.max_dim(),
-                Some((a.rows, 1)),
+                Some((a.rows, tokens_per_lane)),
             );
             b.add(
                 pipe.clone(),
@@ -480,7 +504,7 @@ impl<'g> Kernels<'g> {
             ("BLOCK", kv.block.to_string()),
         ];
         let hd = ("HD", p.head_dim.to_string());
-        let (pipe, grid) = if self.tuning.attn_lanes && tokens == PlanTokens::Many {
+        let (pipe, grid) = if self.tuning.attn_lanes && tokens != PlanTokens::One {
             let wg = self.tuning.attn_lanes_wg.to_string();
             let defines = [storage.as_slice(), &[hd, ("WG", wg)]].concat();
             let pipe = self.pipeline("attention_lanes", &defines).await?;

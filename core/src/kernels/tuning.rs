@@ -9,6 +9,11 @@ pub struct Tuning {
     pub matvec_split: u32,
     pub matvec_rows: u32,
     pub matvec_wg: u32,
+    /// Steps of 2 to `few_tokens` tokens (small decode batches) run their own plan of
+    /// matvecs whose lanes each carry `matvec_tb` tokens (0: no such plan, they run the
+    /// prefill kernels below).
+    pub few_tokens: u32,
+    pub matvec_tb: u32,
     /// Which prefill kernel: `matmul_tokens` (lanes take tokens and share each weight
     /// load; no barriers, for CPU adapters) or `matmul_tiled` (workgroup-memory tiles).
     pub matmul_tokens: bool,
@@ -50,6 +55,11 @@ impl Tuning {
                 // per lane share them; 16 lanes keep enough workgroups for small matrices.
                 matvec_rows: 8,
                 matvec_wg: 16,
+                // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
+                // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
+                // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms.
+                few_tokens: 4,
+                matvec_tb: 2,
                 matmul_tokens: true,
                 tile_bm: 64,
                 tile_bn: 32,
@@ -89,6 +99,8 @@ impl Tuning {
                     matvec_split: split,
                     matvec_rows: 1,
                     matvec_wg: 128,
+                    few_tokens: 0,
+                    matvec_tb: 1,
                     matmul_tokens: false,
                     // Measured on an H100 with SmolLM2 (step_profile, WISP_TUNE sweep):
                     // small tiles keep enough workgroups for 576-wide layers; 32 x 32
@@ -171,6 +183,8 @@ tuning_fields!(
     matvec_split,
     matvec_rows,
     matvec_wg,
+    few_tokens,
+    matvec_tb,
     matmul_tokens,
     tile_bm,
     tile_bn,
