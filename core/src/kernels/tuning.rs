@@ -57,8 +57,10 @@ impl Tuning {
                 matvec_wg: 16,
                 // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
                 // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
-                // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms.
-                few_tokens: 4,
+                // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms. In
+                // `wisp bench` (SmolLM2) batches of 5 and 6 decoded 19% and 28% faster
+                // this way than through matmul_tokens, and 8 as fast.
+                few_tokens: 8,
                 matvec_tb: 2,
                 matmul_tokens: true,
                 tile_bm: 64,
