@@ -54,17 +54,21 @@ fn main(
     let first = 0u;
 #endif
     for (var c = first; c < chunks; c += SPLIT) {
+#if TB == 1
+        var xs: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            xs[i] = vec4<f32>(x[xbase[0] + c * 8u + i]);
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r][0] += dot32(rows[r], c, xs);
+        }
+#else
         var xs: array<array<vec4<f32>, 8>, TB>;
         for (var j = 0u; j < TB; j++) {
             for (var i = 0u; i < 8u; i++) {
                 xs[j][i] = vec4<f32>(x[xbase[j] + c * 8u + i]);
             }
         }
-#if TB == 1
-        for (var r = 0u; r < ROWS; r++) {
-            acc[r][0] += dot32(rows[r], c, xs[0]);
-        }
-#else
         for (var r = 0u; r < ROWS; r++) {
             let wq = dq32(rows[r], c);
             for (var j = 0u; j < TB; j++) {
