@@ -601,7 +601,8 @@ impl Engine {
     }
 
     /// The recorded plans a step runs: the layers (the matrix-vector set for a single
-    /// token), then the head when logits rows are wanted.
+    /// token, the small-batch set for a few where the tuning has one, else the
+    /// matrix-matrix set), then the head when logits rows are wanted.
     fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
         let layers = match &self.plans.few {
             _ if n_tokens == 1 => &self.plans.layers_single,

@@ -83,6 +83,7 @@ const MATVEC: &[(&str, &str)] = &[
     ("REDUCE", "workgroup"),
     ("SPLIT", "1"),
     ("ROWS", "1"),
+    ("TB", "1"),
     ("WG", "64"),
 ];
 
