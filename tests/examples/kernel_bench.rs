@@ -1,10 +1,12 @@
 //! Micro-benchmark: matvec effective bandwidth against a streaming read, and the
-//! matrix-matrix product's GFLOP/s over BATCH tokens, per variant and tuning
-//! (WISP_TUNE / WISP_TIER / WISP_ACT / WISP_REDUCE / WISP_LOOP_BOUNDING).
+//! GFLOP/s of the product a step of BATCH tokens runs (the small-batch matvec or the
+//! matrix-matrix kernel), per variant and tuning (WISP_TUNE / WISP_TIER / WISP_ACT /
+//! WISP_REDUCE / WISP_LOOP_BOUNDING), for each tuning SWEEP lists.
 use std::sync::Arc;
 use wisp::settings::EnvSettings;
+use wisp_core::gpu::Act;
 use wisp_core::gpu::{Count, DeviceOptions, Gpu, Profiler, QMatrix, StepShape, gpu_weight_type};
-use wisp_core::kernels::{Kernels, MatArgs, Out, Tuning};
+use wisp_core::kernels::{Kernels, MatArgs, Out, Tuning, TuningOverrides};
 use wisp_core::quant::{GgmlType, can_quantize, quantize};
 use wisp_tests::kernel_harness::*;
 
@@ -39,6 +41,16 @@ fn main() {
     let shapes = std::env::var("SHAPES").unwrap_or(all.join(","));
     // Tokens of the matrix-matrix product (BATCH, default 64): decode batches are 2-64.
     let batch: usize = std::env::var("BATCH").map_or(64, |b| b.parse().expect("BATCH: a number"));
+    // Tunings to compare for the BATCH-token product: override sets separated by `;`
+    // (`SWEEP='tokens_tn=1;tokens_tn=2;tokens_tn=4'`), each on top of WISP_TUNE.
+    let sweep: Vec<(String, TuningOverrides)> = std::env::var("SWEEP")
+        .unwrap_or_default()
+        .split(';')
+        .map(|set| {
+            let parsed = set.parse().expect("SWEEP: override sets separated by ;");
+            (set.trim().to_string(), parsed)
+        })
+        .collect();
     for spec in shapes.split(',') {
         let (ty, dims) = spec.split_once(':').expect("type:NxK");
         let (n, kk) = dims.split_once('x').expect("NxK");
@@ -53,55 +65,80 @@ fn main() {
             random_blocks(ty, n * kk, 1)
         };
         let m = pollster::block_on(QMatrix::upload(&gpu, "w", ty, kk as u32, &[&w])).unwrap();
+        // One token: the matvec, against the bytes it must read (the weights and the
+        // activation vector).
         let x = upload_act(&gpu, v.act, &random(2, kk, 1.0));
         let y = upload_f32(&gpu, &vec![0.0; n]);
-        for batched in [false, true] {
-            let t_tokens = if batched { batch as u32 } else { 1 };
-            let xb = if batched {
-                upload_act(&gpu, v.act, &random(2, kk * batch, 1.0))
+        let best = time_product(&gpu, &prof, &k, &m, (&x, &y), (n, kk, 1), reps);
+        let act_bytes = kk * if v.act == Act::F16 { 2 } else { 4 };
+        let gbs = (w.len() + act_bytes) as f64 / best;
+        println!(
+            "{spec} matvec: {:.3} ms, {gbs:.2} GB/s of {} weight + {act_bytes} activation bytes \
+             ({:.0}% of streaming)",
+            best / 1e6,
+            w.len(),
+            100.0 * gbs / stream_gbs
+        );
+        // BATCH tokens: the product a step of that many runs, once per tuning of SWEEP.
+        let xb = upload_act(&gpu, v.act, &random(2, kk * batch, 1.0));
+        let yb = upload_f32(&gpu, &vec![0.0; n * batch]);
+        for (text, set) in &sweep {
+            let kt = Kernels::with_tuning(&gpu, v, tuning.with_overrides(set));
+            let best = time_product(&gpu, &prof, &kt, &m, (&xb, &yb), (n, kk, batch), reps);
+            let kind = if small_batch(&kt, batch) {
+                format!("small-batch matvec TB={}", kt.tuning.matvec_tb)
+            } else if kt.tuning.matmul_tokens {
+                format!("matmul_tokens TN={}", kt.tuning.tokens_tn)
             } else {
-                x.clone()
+                "matmul_tiled".to_string()
             };
-            let yb = if batched {
-                upload_f32(&gpu, &vec![0.0; n * batch])
-            } else {
-                y.clone()
-            };
-            let mut b = builder(&gpu, step(t_tokens));
-            let args = MatArgs {
-                x: &xb,
-                x_stride: kk as u32,
-                y: &yb,
-                y_stride: n as u32,
-                y_offset: 0,
-                out: Out::F32,
-                rows: Count::Tokens,
-            };
-            for _ in 0..reps {
-                if batched {
-                    pollster::block_on(k.matmul(&mut b, &m, &args)).unwrap();
-                } else {
-                    pollster::block_on(k.matvec(&mut b, &m, &args)).unwrap();
-                }
-            }
-            let plan = pollster::block_on(b.finish(&gpu, "mv")).unwrap();
-            let t = pollster::block_on(prof.run(&gpu, &[(&plan, StepShape::tokens(t_tokens))]))
-                .unwrap();
-            let best = t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min);
-            if batched {
-                println!(
-                    "{spec} matmul T={batch}: {:.2} ms, {:.2} GFLOP/s",
-                    best / 1e6,
-                    2.0 * (n * kk * batch) as f64 / best
-                );
-            } else {
-                let gbs = w.len() as f64 / best;
-                println!(
-                    "{spec} matvec: {:.3} ms, {gbs:.2} GB/s of weights ({:.0}% of streaming)",
-                    best / 1e6,
-                    100.0 * gbs / stream_gbs
-                );
-            }
+            println!(
+                "{spec} T={batch} {kind} [{}]: {:.2} ms, {:.2} GFLOP/s",
+                if text.is_empty() { "as tuned" } else { text },
+                best / 1e6,
+                2.0 * (n * kk * batch) as f64 / best
+            );
         }
     }
+}
+
+/// Whether the engine runs a step of `batch` tokens through the small-batch matvec.
+fn small_batch(k: &Kernels<'_>, batch: usize) -> bool {
+    batch > 1 && batch <= k.tuning.few_tokens as usize
+}
+
+/// The best of `reps` runs of the product a step of `tokens` tokens runs, in ns.
+fn time_product(
+    gpu: &Gpu,
+    prof: &Profiler,
+    k: &Kernels<'_>,
+    m: &QMatrix,
+    (x, y): (&wgpu::Buffer, &wgpu::Buffer),
+    (n, kk, tokens): (usize, usize, usize),
+    reps: usize,
+) -> f64 {
+    let mut b = builder(gpu, step(tokens as u32));
+    let args = MatArgs {
+        x,
+        x_stride: kk as u32,
+        y,
+        y_stride: n as u32,
+        y_offset: 0,
+        out: Out::F32,
+        rows: Count::Tokens,
+    };
+    for _ in 0..reps {
+        let added = if tokens == 1 {
+            pollster::block_on(k.matvec(&mut b, m, &args))
+        } else if small_batch(k, tokens) {
+            pollster::block_on(k.matvec_batch(&mut b, m, &args))
+        } else {
+            pollster::block_on(k.matmul(&mut b, m, &args))
+        };
+        added.unwrap();
+    }
+    let plan = pollster::block_on(b.finish(gpu, "product")).unwrap();
+    let t =
+        pollster::block_on(prof.run(gpu, &[(&plan, StepShape::tokens(tokens as u32))])).unwrap();
+    t.iter().map(|x| x.nanos).fold(f64::MAX, f64::min)
 }
