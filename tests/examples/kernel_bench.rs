@@ -85,7 +85,7 @@ fn main() {
         for (text, set) in &sweep {
             let kt = Kernels::with_tuning(&gpu, v, tuning.with_overrides(set));
             let best = time_product(&gpu, &prof, &kt, &m, (&xb, &yb), (n, kk, batch), reps);
-            let kind = if small_batch(&kt, batch) {
+            let kind = if kt.tuning.small_batch(batch as u32) {
                 format!("small-batch matvec TB={}", kt.tuning.matvec_tb)
             } else if kt.tuning.matmul_tokens {
                 format!("matmul_tokens TN={}", kt.tuning.tokens_tn)
@@ -100,11 +100,6 @@ fn main() {
             );
         }
     }
-}
-
-/// Whether the engine runs a step of `batch` tokens through the small-batch matvec.
-fn small_batch(k: &Kernels<'_>, batch: usize) -> bool {
-    batch > 1 && batch <= k.tuning.few_tokens as usize
 }
 
 /// The best of `reps` runs of the product a step of `tokens` tokens runs, in ns.
@@ -130,7 +125,7 @@ fn time_product(
     for _ in 0..reps {
         let added = if tokens == 1 {
             pollster::block_on(k.matvec(&mut b, m, &args))
-        } else if small_batch(k, tokens) {
+        } else if k.tuning.small_batch(tokens as u32) {
             pollster::block_on(k.matvec_batch(&mut b, m, &args))
         } else {
             pollster::block_on(k.matmul(&mut b, m, &args))

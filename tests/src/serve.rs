@@ -56,24 +56,40 @@ impl ServeProcess {
             port: 0,
             log,
         };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(port) = port_rx.recv_timeout(Duration::from_millis(200)) {
-                server.port = port;
-                return server;
+        let what = format!("{args:?} printed its `listening on` line");
+        server.wait_for(&what, Instant::now() + timeout, |s| {
+            match port_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(port) => {
+                    s.port = port;
+                    true
+                }
+                Err(_) => false,
             }
-            if let Some(status) = server.exited() {
+        });
+        server
+    }
+
+    /// Polls `ready` (which paces itself) until it holds; panics with the log if the
+    /// server exits first or `deadline` passes.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        deadline: Instant,
+        mut ready: impl FnMut(&mut Self) -> bool,
+    ) {
+        while !ready(self) {
+            if let Some(status) = self.exited() {
                 // Let the reader thread take in the last lines.
                 thread::sleep(Duration::from_millis(200));
                 panic!(
-                    "wisp serve {args:?} exited with {status} before it listened:\n{}",
-                    server.log()
+                    "wisp serve exited with {status} before {what}:\n{}",
+                    self.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "wisp serve {args:?} printed no `listening on` line within {timeout:?}:\n{}",
-                server.log()
+                "wisp serve: not done in time: {what}:\n{}",
+                self.log()
             );
         }
     }

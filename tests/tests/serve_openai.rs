@@ -75,22 +75,14 @@ impl Server {
         let mut process = ServeProcess::spawn(&args, START_TIMEOUT);
         let deadline = Instant::now() + START_TIMEOUT;
         // The server listens before the model is loaded; /health answers 200 once it is.
-        while process.health_status() != Some(200) {
-            if let Some(status) = process.exited() {
+        let what = format!("{extra:?} loaded its model (GET /health answers 200)");
+        process.wait_for(&what, deadline, |p| {
+            let ready = p.health_status() == Some(200);
+            if !ready {
                 thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "wisp serve {extra:?} exited with {status} before it was ready:\n{}",
-                    process.log()
-                );
             }
-            assert!(
-                Instant::now() < deadline,
-                "wisp serve {extra:?} did not load its model (GET /health: {:?}) within {START_TIMEOUT:?}:\n{}",
-                process.health_status(),
-                process.log()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
+            ready
+        });
         Server { process }
     }
 

@@ -40,8 +40,8 @@ pub struct ForwardPlans {
 
 /// The layers and head for small decode batches (`PlanTokens::Few`).
 pub struct FewPlans {
-    /// The most tokens (and logits rows) a step may have to run these.
-    pub max_tokens: u32,
+    /// The tuning they were recorded with: it says which steps run them.
+    pub tuning: Tuning,
     pub layers: Plan,
     pub head: Plan,
 }
@@ -495,9 +495,9 @@ impl ForwardPlans {
         Ok(ForwardPlans {
             layers_single: ctx.layers(PlanTokens::One).await?,
             layers_batched: ctx.layers(PlanTokens::Many).await?,
-            few: if ctx.k.tuning.few_tokens > 1 {
+            few: if ctx.k.tuning.small_batch(2) {
                 Some(FewPlans {
-                    max_tokens: ctx.k.tuning.few_tokens,
+                    tuning: ctx.k.tuning,
                     layers: ctx.layers(PlanTokens::Few).await?,
                     head: ctx.head(PlanTokens::Few).await?,
                 })

@@ -606,7 +606,7 @@ impl Engine {
     fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
         let layers = match &self.plans.few {
             _ if n_tokens == 1 => &self.plans.layers_single,
-            Some(few) if n_tokens <= few.max_tokens => &few.layers,
+            Some(few) if few.tuning.small_batch(n_tokens) => &few.layers,
             _ => &self.plans.layers_batched,
         };
         (layers, self.head_plan(rows))
@@ -618,7 +618,7 @@ impl Engine {
             0 => None,
             1 => Some(&self.plans.head_one),
             _ => match &self.plans.few {
-                Some(few) if rows <= few.max_tokens => Some(&few.head),
+                Some(few) if few.tuning.small_batch(rows) => Some(&few.head),
                 _ => Some(&self.plans.head_many),
             },
         }

@@ -134,6 +134,11 @@ impl Tuning {
 }
 
 impl Tuning {
+    /// Whether a step of `tokens` tokens runs the small-batch plan (`PlanTokens::Few`).
+    pub fn small_batch(&self, tokens: u32) -> bool {
+        tokens > 1 && tokens <= self.few_tokens
+    }
+
     /// This tuning with `overrides` applied.
     pub fn with_overrides(mut self, overrides: &TuningOverrides) -> Tuning {
         for &(name, value) in &overrides.items {
