@@ -18,6 +18,8 @@ pub enum Error {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Hf(#[from] crate::hf::HfError),
+    #[error(transparent)]
+    Speculation(#[from] crate::speculative::SpeculationError),
     /// A tensor's bytes could not be read (a failed fetch in the browser).
     #[error("reading the model's bytes failed: {0}")]
     Source(String),

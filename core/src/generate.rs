@@ -23,6 +23,7 @@ use crate::sampling::{SamplerConfig, TokenLogprobs};
 use crate::scheduler::Scheduler;
 pub use crate::sequence::GenerationTiming;
 use crate::sequence::Sequence;
+use crate::speculative::{SpeculationOptions, SpeculationStats};
 use crate::tokenizer::{ChatMessage, ChatTemplate, Tokenizer, chat_prompt_ids};
 
 /// What to generate and when to stop.
@@ -43,6 +44,8 @@ pub struct GenerateOptions {
     /// `Some(k)`: record each sampled token's log-probability and the `k` most likely
     /// tokens at its position (`k` at most [`MAX_TOP_LOGPROBS`](crate::sampling::MAX_TOP_LOGPROBS)).
     pub top_logprobs: Option<usize>,
+    /// Speculative decoding: a drafter guesses tokens that one step verifies.
+    pub speculation: Option<SpeculationOptions>,
 }
 
 impl Default for GenerateOptions {
@@ -54,6 +57,7 @@ impl Default for GenerateOptions {
             ignore_eos: false,
             cache_salt: None,
             top_logprobs: None,
+            speculation: None,
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Generation {
     /// Prompt tokens processed by this generation's prefill.
     pub n_prefilled: usize,
     pub timing: GenerationTiming,
+    /// What speculative decoding did, when it was on.
+    pub speculation: Option<SpeculationStats>,
 }
 
 impl Generation {
@@ -304,8 +310,8 @@ impl<'g> Run<'g> {
         self.sequence().stop_reason()
     }
 
-    /// Steps the scheduler until it samples a token (the first call prefills the prompt)
-    /// and returns the token. Text that is complete UTF-8 and can no longer be part of a
+    /// Steps the scheduler until it samples a token (the first call prefills the prompt;
+    /// with speculative decoding one step may take several) and returns the last one. Text that is complete UTF-8 and can no longer be part of a
     /// stop string goes to `on_text`. `None` once the run has ended (then
     /// [`stop_reason`](Self::stop_reason) says why).
     pub async fn next_token(

@@ -20,6 +20,7 @@ pub mod quant;
 pub mod sampling;
 pub mod scheduler;
 pub mod sequence;
+pub mod speculative;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

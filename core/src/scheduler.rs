@@ -12,13 +12,24 @@
 //! generation is preempted: its blocks are freed and it waits, to compute its tokens
 //! again (mostly from the prefix cache) when room returns; it then goes on with exactly
 //! the tokens it would have produced.
+//!
+//! A generation with speculative decoding ([`crate::speculative`]) feeds, while it
+//! decodes, its last token and the drafts of its drafter in one entry, and takes from
+//! the step every draft its sampler agrees with plus one token of its own; the rest is
+//! cut from its cache. How many it drafts depends on its acceptance so far and on how
+//! many generations share the step. Drafts are the first thing dropped when the pool is
+//! short.
 
 use crate::Error;
 use crate::engine::{BatchEntry, Engine, KvStats, Logits};
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::SeqId;
+use std::collections::HashMap;
+
 use crate::sampling::{RowLogprobs, Sampler};
 use crate::sequence::{Ownership, Sequence};
+use crate::speculative::verify::{Distribution, verify};
+use crate::speculative::{DrafterKind, SpeculationError};
 use crate::tokenizer::Tokenizer;
 
 /// What one step did.
@@ -34,6 +45,9 @@ pub struct StepReport {
     pub tokens: usize,
     /// Generations preempted to make room for the step.
     pub preempted: usize,
+    /// Drafted tokens the step verified, and how many of them were kept.
+    pub drafted: usize,
+    pub accepted: usize,
 }
 
 /// How the scheduler's generations and the KV pool stand.
@@ -52,8 +66,36 @@ pub struct SchedulerStats {
 struct Planned {
     slot: usize,
     seq: SeqId,
+    /// What it feeds: its next tokens, then its drafts (the last of `tokens`).
     tokens: Vec<u32>,
     wants_logits: bool,
+    drafts: Drafts,
+}
+
+impl Planned {
+    /// Logits rows it wants: one per token from its last known token on.
+    fn rows(&self) -> usize {
+        if self.wants_logits {
+            1 + self.drafts.tokens.len()
+        } else {
+            0
+        }
+    }
+
+    /// Drops its drafts: it decodes plainly.
+    fn drop_drafts(&mut self) {
+        let n = self.tokens.len() - self.drafts.tokens.len();
+        self.tokens.truncate(n);
+        self.drafts = Drafts::default();
+    }
+}
+
+/// A decoding generation's guesses at its next tokens, for one step to verify.
+#[derive(Default)]
+struct Drafts {
+    tokens: Vec<u32>,
+    /// The drafter's distribution at each drafted token (`None`: point masses).
+    proposal: Option<Vec<Distribution>>,
 }
 
 /// A generation and its place in the order of service.
@@ -107,6 +149,7 @@ impl<'a> Scheduler<'a> {
     /// ([`Engine::check_prompt`]) or invalid sampling options.
     pub fn submit(&mut self, prompt: Vec<u32>, options: &GenerateOptions) -> Result<usize, Error> {
         self.engine.check_prompt(0, &prompt)?;
+        self.check_drafter(options)?;
         let block = self.engine.kv_stats().block_size;
         let s = Sequence::new(
             None,
@@ -133,6 +176,7 @@ impl<'a> Scheduler<'a> {
     ) -> Result<usize, Error> {
         let reused = reused.min(prompt.len());
         self.engine.check_prompt(reused, &prompt[reused..])?;
+        self.check_drafter(options)?;
         let block = self.engine.kv_stats().block_size;
         let s = Sequence::new(
             Some(seq),
@@ -145,6 +189,27 @@ impl<'a> Scheduler<'a> {
         )?;
         self.engine.truncate_sequence(seq, reused as u32)?;
         Ok(self.push(s))
+    }
+
+    /// Refuses self-drafting at a depth the engine has no drafting pass for.
+    fn check_drafter(&self, options: &GenerateOptions) -> Result<(), Error> {
+        let Some(spec) = &options.speculation else {
+            return Ok(());
+        };
+        if let DrafterKind::SelfDraft { layers } = spec.drafter {
+            match self.engine.self_draft_layers() {
+                None => return Err(SpeculationError::NoDraftPass.into()),
+                Some(loaded) if loaded != layers => {
+                    return Err(SpeculationError::DraftPassDepth {
+                        asked: layers,
+                        loaded,
+                    }
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn push(&mut self, sequence: Sequence<'a>) -> usize {
@@ -263,7 +328,8 @@ impl<'a> Scheduler<'a> {
             self.stop(i, StopReason::MaxTokens, &mut |t| on_text(i, t))?;
         }
         self.admit()?;
-        let mut plan = self.plan();
+        let drafts = self.draft().await?;
+        let mut plan = self.plan(drafts);
         let mut report = StepReport {
             preempted: self.make_room(&mut plan, on_text)?,
             ..Default::default()
@@ -275,23 +341,141 @@ impl<'a> Scheduler<'a> {
         report.sequences = plan.len();
         for p in &plan {
             report.tokens += p.tokens.len();
+            report.drafted += p.drafts.tokens.len();
             // Fields, not `seq_mut`: the sequence and the engine are borrowed together.
             let s = &mut self.slots[p.slot].as_mut().expect("live").sequence;
-            report.prefilled += s.processed(p.tokens.len());
+            // Drafts count once verified (`take_tokens`).
+            report.prefilled += s.processed(p.tokens.len() - p.drafts.tokens.len());
             let (first, names) = s.newly_full_blocks();
             if !names.is_empty() {
                 self.engine.name_blocks(p.seq, first, names)?;
             }
         }
-        let sampled: Vec<usize> = plan
-            .iter()
-            .filter(|p| p.wants_logits)
-            .map(|p| p.slot)
-            .collect();
-        if !sampled.is_empty() {
-            report.sampled = self.sample(&sampled, on_text).await?;
+        if plan.iter().any(|p| p.wants_logits) {
+            let (sampled, accepted) = self.sample(&plan, on_text).await?;
+            report.sampled = sampled;
+            report.accepted = accepted;
         }
         Ok(report)
+    }
+
+    /// Each decoding generation's drafts for this step, by slot, as long as its policy
+    /// says what it gains is worth the verification.
+    async fn draft(&mut self) -> Result<HashMap<usize, Drafts>, Error> {
+        let busy = self.stats().running;
+        let cost = f64::from(self.engine.tuning().extra_token_cost) / 100.0;
+        let n_ctx = self.engine.context_size() as usize;
+        let mut drafts = HashMap::new();
+        let mut self_drafting = Vec::new();
+        for i in self.by_arrival(|s| s.drafter().is_some()) {
+            let s = self.seq_mut(i);
+            let room = n_ctx.saturating_sub(s.n_cached());
+            let k = s.draft_len(busy, cost, room);
+            if k == 0 {
+                continue;
+            }
+            match s.drafter() {
+                Some(DrafterKind::Lookup { .. }) => {
+                    let tokens = s.lookup_drafts(k);
+                    if !tokens.is_empty() {
+                        let proposal = None;
+                        drafts.insert(i, Drafts { tokens, proposal });
+                    }
+                }
+                Some(DrafterKind::SelfDraft { .. }) => self_drafting.push((i, k)),
+                None => {}
+            }
+        }
+        if !self_drafting.is_empty() {
+            drafts.extend(self.self_draft(self_drafting).await?);
+        }
+        Ok(drafts)
+    }
+
+    /// Drafts `k` tokens for each (slot, k) in `wanted` through the engine's drafting
+    /// pass, one token per step for all of them together, drawing each from the
+    /// drafting head's distribution under the generation's sampler chain; then cuts the
+    /// drafted positions from their caches again (the verification step rewrites them).
+    /// Generations the pool has no room for draft nothing.
+    async fn self_draft(
+        &mut self,
+        mut wanted: Vec<(usize, usize)>,
+    ) -> Result<HashMap<usize, Drafts>, Error> {
+        let mut free = self.engine.kv_stats().free_blocks as usize;
+        let mut keep = Vec::new();
+        for (slot, k) in wanted.drain(..) {
+            let seq = self
+                .sequence(slot)
+                .and_then(Sequence::seq)
+                .expect("running");
+            // Room for the drafts and, after them, for the verification step.
+            let needed = self.engine.blocks_needed(seq, k as u32 + 1)?;
+            if needed <= free && keep.len() < self.engine.max_rows() as usize {
+                free -= needed;
+                keep.push((slot, seq, k));
+            }
+        }
+        let mut out: HashMap<usize, Drafts> = HashMap::new();
+        let mut samplers: HashMap<usize, Sampler> = HashMap::new();
+        let mut cached: HashMap<usize, u32> = HashMap::new();
+        for &(slot, seq, _) in &keep {
+            let s = self.sequence(slot).expect("live");
+            samplers.insert(slot, s.sampler().clone());
+            cached.insert(slot, self.engine.sequence_len(seq)?);
+            let proposal = Some(Vec::new());
+            out.insert(
+                slot,
+                Drafts {
+                    tokens: Vec::new(),
+                    proposal,
+                },
+            );
+        }
+        let longest = keep.iter().map(|&(_, _, k)| k).max().unwrap_or(0);
+        for j in 0..longest {
+            let active: Vec<(usize, SeqId)> = keep
+                .iter()
+                .filter(|&&(_, _, k)| k > j)
+                .map(|&(slot, seq, _)| (slot, seq))
+                .collect();
+            // Each feeds its last token: the one it sampled, then its latest draft.
+            let inputs: Vec<[u32; 1]> = active
+                .iter()
+                .map(|&(slot, _)| {
+                    let last = out[&slot].tokens.last().copied();
+                    let s = self.sequence(slot).expect("live");
+                    [last
+                        .or_else(|| s.last_token())
+                        .expect("a prompt is never empty")]
+                })
+                .collect();
+            let batch: Vec<BatchEntry<'_>> = active
+                .iter()
+                .zip(&inputs)
+                .map(|(&(_, seq), tokens)| BatchEntry {
+                    seq,
+                    tokens,
+                    logits: Logits::Last,
+                })
+                .collect();
+            self.engine.draft_step(&batch)?;
+            let rows: Vec<&Sampler> = active.iter().map(|(slot, _)| &samplers[slot]).collect();
+            let dists = self.engine.row_distributions(&rows).await?;
+            for (&(slot, _), dist) in active.iter().zip(dists) {
+                let token = self.seq_mut(slot).draw_draft(&dist)?;
+                samplers.get_mut(&slot).expect("drafting").accept(token);
+                let d = out.get_mut(&slot).expect("drafting");
+                d.tokens.push(token);
+                d.proposal
+                    .as_mut()
+                    .expect("a distribution per draft")
+                    .push(dist);
+            }
+        }
+        for &(slot, seq, _) in &keep {
+            self.engine.truncate_sequence(seq, cached[&slot])?;
+        }
+        Ok(out)
     }
 
     /// Gives waiting generations, oldest first, an engine sequence (with their longest
@@ -332,7 +516,7 @@ impl<'a> Scheduler<'a> {
     /// the others' next chunks (prompts, or tokens computed again after a preemption),
     /// oldest first in each group. Decoding first means a long prompt arriving takes
     /// only the budget the others leave, and never stalls them.
-    fn plan(&self) -> Vec<Planned> {
+    fn plan(&self, mut drafts: HashMap<usize, Drafts>) -> Vec<Planned> {
         let mut budget = self.engine.max_batch() as usize;
         let max_rows = self.engine.max_rows() as usize;
         let max_entries = self.engine.max_entries() as usize;
@@ -353,19 +537,29 @@ impl<'a> Scheduler<'a> {
             let (Some(seq), Some(input)) = (s.seq(), s.step_input(budget)) else {
                 continue;
             };
-            budget -= input.tokens.len();
-            rows += usize::from(input.wants_logits);
-            plan.push(Planned {
+            let mut entry = Planned {
                 slot,
                 seq,
                 tokens: input.tokens,
                 wants_logits: input.wants_logits,
-            });
+                drafts: drafts.remove(&slot).unwrap_or_default(),
+            };
+            // Drafts only where the step has room for their tokens and rows.
+            if !entry.wants_logits
+                || budget < entry.tokens.len() + entry.drafts.tokens.len()
+                || rows + entry.rows() > max_rows
+            {
+                entry.drafts = Drafts::default();
+            }
+            entry.tokens.extend_from_slice(&entry.drafts.tokens);
+            budget -= entry.tokens.len();
+            rows += entry.rows();
+            plan.push(entry);
         }
         plan
     }
 
-    /// Frees KV blocks until the plan fits in the pool: preempts the newest running
+    /// Frees KV blocks until the plan fits in the pool: drops every draft, then preempts the newest running
     /// generation the scheduler owns (dropping it from the plan) but the oldest one in
     /// the plan, and if that one cannot fit even alone, ends it as out of context (the
     /// pool is its limit).
@@ -383,6 +577,11 @@ impl<'a> Scheduler<'a> {
             }
             if needed <= self.engine.kv_stats().free_blocks as usize {
                 return Ok(preempted);
+            }
+            // Drafts are a bet, not work owed: they go before anyone is preempted.
+            if plan.iter().any(|p| !p.drafts.tokens.is_empty()) {
+                plan.iter_mut().for_each(Planned::drop_drafts);
+                continue;
             }
             let oldest = plan
                 .iter()
@@ -422,10 +621,10 @@ impl<'a> Scheduler<'a> {
             .map(|p| BatchEntry {
                 seq: p.seq,
                 tokens: &p.tokens,
-                logits: if p.wants_logits {
-                    Logits::Last
-                } else {
-                    Logits::None
+                logits: match (p.wants_logits, p.drafts.tokens.is_empty()) {
+                    (false, _) => Logits::None,
+                    (true, true) => Logits::Last,
+                    (true, false) => Logits::All,
                 },
             })
             .collect();
@@ -433,58 +632,140 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
-    /// Samples the next token of each generation in `sampled` (in the order of the
-    /// step's logits rows) and hands each to its generation. Returns how many were
-    /// sampled.
+    /// Samples the next tokens of each generation in `plan` that wants logits (their
+    /// rows come in plan order): one token, or for a generation with drafts the drafts
+    /// its sampler keeps and one token of its own, after which its cache is cut back to
+    /// them. Hands each token to its generation. Returns how many tokens were sampled and
+    /// how many drafts kept.
     async fn sample(
         &mut self,
-        sampled: &[usize],
+        plan: &[Planned],
         on_text: &mut dyn FnMut(usize, &str),
-    ) -> Result<usize, Error> {
-        let distributions = self.read_logprob_rows(sampled).await?;
-        let tokens = {
-            let mut samplers: Vec<&mut Sampler> = Vec::with_capacity(sampled.len());
-            let mut rest: Vec<Option<&mut Slot<'a>>> =
-                self.slots.iter_mut().map(Option::as_mut).collect();
-            for &i in sampled {
-                let slot = rest[i].take().expect("each generation once");
-                samplers.push(slot.sequence.sampler_mut());
-            }
-            self.engine.sample_rows(&mut samplers).await?
-        };
-        let n_ctx = self.engine.context_size();
-        for ((&i, &token), row) in sampled.iter().zip(&tokens).zip(distributions) {
-            let s = &self.slots[i].as_ref().expect("live").sequence;
-            let cache_len = self.engine.sequence_len(s.seq().expect("running"))?;
-            let logprobs = row.zip(s.top_logprobs()).map(|(r, k)| r.token(token, k));
-            let tokenizer = self.tokenizer;
-            let stop =
-                self.seq_mut(i)
-                    .accept(token, logprobs, tokenizer, cache_len, n_ctx, &mut |t| {
-                        on_text(i, t)
-                    })?;
-            if stop.is_some() {
-                self.release(i)?;
+    ) -> Result<(usize, usize), Error> {
+        let wanted: Vec<&Planned> = plan.iter().filter(|p| p.wants_logits).collect();
+        let logprob_rows = self.read_logprob_rows(&wanted).await?;
+        let dists = self.row_distributions(&wanted).await?;
+        let mut rows = dists.into_iter().zip(logprob_rows);
+        let (mut sampled, mut kept) = (0, 0);
+        for p in wanted {
+            let (dists, logprobs): (Vec<_>, Vec<_>) = rows.by_ref().take(p.rows()).unzip();
+            let s = self.seq_mut(p.slot);
+            let rule = s.speculation().map(|o| o.resample).unwrap_or_default();
+            let sampler = s.sampler_mut();
+            let drafts = &p.drafts.tokens;
+            let verdict = verify(&dists, drafts, p.drafts.proposal.as_deref(), sampler, rule)?;
+            let mut tokens = drafts[..verdict.accepted].to_vec();
+            tokens.push(verdict.next);
+            let taken = self.take_tokens(p.slot, &tokens, logprobs, on_text)?;
+            sampled += taken;
+            if !drafts.is_empty() {
+                kept += verdict.accepted;
+                self.seq_mut(p.slot)
+                    .record_verification(drafts.len(), verdict.accepted, taken);
             }
         }
-        Ok(tokens.len())
+        Ok((sampled, kept))
     }
 
-    /// The log-softmax of each sampled row whose generation asked for log-probabilities
-    /// (read before sampling, which applies penalties to the rows in place).
+    /// Each wanted row's final distribution under its generation's sampler. A row after
+    /// drafted tokens is weighed with the penalties those drafts would add, as plain
+    /// decoding would weigh it.
+    async fn row_distributions(&mut self, wanted: &[&Planned]) -> Result<Vec<Distribution>, Error> {
+        let mut drafting: Vec<Sampler> = Vec::new();
+        for p in wanted.iter().filter(|p| !p.drafts.tokens.is_empty()) {
+            let mut s = self.sequence(p.slot).expect("live").sampler().clone();
+            drafting.push(s.clone());
+            for &t in &p.drafts.tokens {
+                s.accept(t);
+                drafting.push(s.clone());
+            }
+        }
+        let mut drafting = drafting.iter();
+        let mut samplers: Vec<&Sampler> = Vec::new();
+        for p in wanted {
+            if p.drafts.tokens.is_empty() {
+                samplers.push(
+                    self.slots[p.slot]
+                        .as_ref()
+                        .expect("live")
+                        .sequence
+                        .sampler(),
+                );
+            } else {
+                samplers.extend(drafting.by_ref().take(p.rows()));
+            }
+        }
+        self.engine.row_distributions(&samplers).await
+    }
+
+    /// Hands generation `slot` the tokens one step sampled for it, in order, until it
+    /// stops, with each one's log-probabilities row; then cuts its cache back to the
+    /// tokens it kept (drafts past a rejection, or past a stop). Returns how many it took.
+    fn take_tokens(
+        &mut self,
+        slot: usize,
+        tokens: &[u32],
+        logprob_rows: Vec<Option<RowLogprobs>>,
+        on_text: &mut dyn FnMut(usize, &str),
+    ) -> Result<usize, Error> {
+        let n_ctx = self.engine.context_size();
+        let tokenizer = self.tokenizer;
+        let s = self.seq_mut(slot);
+        let seq = s.seq().expect("running");
+        // The step fed the last known token: the cache holds every token before the
+        // first new one.
+        let before = s.n_cached();
+        let mut taken = 0;
+        let mut stopped = false;
+        for (&token, row) in tokens.iter().zip(logprob_rows) {
+            let s = self.seq_mut(slot);
+            s.sampler_mut().accept(token);
+            let logprobs = row.zip(s.top_logprobs()).map(|(r, k)| r.token(token, k));
+            let cache_len = (before + taken) as u32;
+            taken += 1;
+            let stop = s.accept(token, logprobs, tokenizer, cache_len, n_ctx, &mut |t| {
+                on_text(slot, t)
+            })?;
+            if stop.is_some() {
+                stopped = true;
+                break;
+            }
+        }
+        // Every token but the last taken is in the cache now; drafts after them go.
+        self.seq_mut(slot).processed(taken - 1);
+        if stopped && self.seq_mut(slot).ownership() == Ownership::Scheduler {
+            self.release(slot)?;
+        } else {
+            let cached = self.seq_mut(slot).n_cached() as u32;
+            if self.engine.sequence_len(seq)? > cached {
+                self.engine.truncate_sequence(seq, cached)?;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The log-softmax of each wanted row (in plan order, one per row) whose generation
+    /// asked for log-probabilities, read before sampling, which applies penalties to the
+    /// rows in place.
     async fn read_logprob_rows(
         &self,
-        sampled: &[usize],
+        wanted: &[&Planned],
     ) -> Result<Vec<Option<RowLogprobs>>, Error> {
-        let wants: Vec<bool> = sampled
+        let wants: Vec<bool> = wanted
             .iter()
-            .map(|&i| self.sequence(i).and_then(Sequence::top_logprobs).is_some())
+            .flat_map(|p| {
+                let w = self
+                    .sequence(p.slot)
+                    .and_then(Sequence::top_logprobs)
+                    .is_some();
+                std::iter::repeat_n(w, p.rows())
+            })
             .collect();
         let (Some(first), Some(last)) = (
             wants.iter().position(|&w| w),
             wants.iter().rposition(|&w| w),
         ) else {
-            return Ok(sampled.iter().map(|_| None).collect());
+            return Ok(wants.iter().map(|_| None).collect());
         };
         // One readback from the first row wanted to the last, not one per row.
         let mut read = self

@@ -9,7 +9,10 @@ use web_time::Instant;
 use crate::Error;
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::{BlockHash, BlockHasher, SeqId};
-use crate::sampling::{Sampler, StopMatcher, TokenLogprobs};
+use crate::sampling::{Sampler, SamplerConfig, SamplingError, StopMatcher, TokenLogprobs};
+use crate::speculative::policy::{self, Acceptance};
+use crate::speculative::verify::Distribution;
+use crate::speculative::{DrafterKind, SpeculationOptions, SpeculationStats, lookup};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// Who frees a sequence's KV blocks once its generation ends.
@@ -97,6 +100,28 @@ pub(crate) struct StepInput {
     pub wants_logits: bool,
 }
 
+/// A generation's speculative decoding: its options, how well its drafts have fared,
+/// and what speculation did.
+struct Speculation {
+    options: SpeculationOptions,
+    acceptance: Acceptance,
+    stats: SpeculationStats,
+    /// Steps since the policy last let this generation draft.
+    idle_steps: u32,
+    /// Draws drafted tokens from the drafter's distributions, with a generator of its
+    /// own: the rule's exactness needs the drafts independent of the draws that verify
+    /// them.
+    draft_sampler: Sampler,
+}
+
+/// Mixed into the seed of a generation's draft sampler.
+const DRAFT_SEED_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A generation the policy stopped from drafting (for poor acceptance) tries again with
+/// the shortest draft after this many steps, when few others share the step, so that
+/// its estimate can recover.
+const PROBE_AFTER_IDLE_STEPS: u32 = 16;
+
 /// One generation in progress.
 ///
 /// Its tokens are the prompt followed by every sampled token; the KV cache holds the
@@ -132,6 +157,7 @@ pub struct Sequence<'t> {
     ignore_eos: bool,
     done: Option<StopReason>,
     clock: Clock,
+    speculation: Option<Speculation>,
 }
 
 impl<'t> Sequence<'t> {
@@ -149,6 +175,9 @@ impl<'t> Sequence<'t> {
         block_size: u32,
     ) -> Result<Self, Error> {
         let mut sampler = Sampler::new(options.sampler)?;
+        if let Some(spec) = &options.speculation {
+            spec.validate()?;
+        }
         // Prompt tokens count for the penalties, as in llama.cpp's CLI and server.
         let window = options.sampler.penalty_last_n.min(prompt.len());
         for &id in &prompt[prompt.len() - window..] {
@@ -179,6 +208,19 @@ impl<'t> Sequence<'t> {
             ignore_eos: options.ignore_eos,
             done: None,
             clock: Clock::start(),
+            speculation: match &options.speculation {
+                Some(spec) => Some(Speculation {
+                    options: spec.clone(),
+                    acceptance: Acceptance::default(),
+                    stats: SpeculationStats::default(),
+                    idle_steps: 0,
+                    draft_sampler: Sampler::new(SamplerConfig {
+                        seed: options.sampler.seed ^ DRAFT_SEED_MIX,
+                        ..options.sampler
+                    })?,
+                }),
+                None => None,
+            },
         })
     }
 
@@ -189,6 +231,10 @@ impl<'t> Sequence<'t> {
 
     pub(crate) fn ownership(&self) -> Ownership {
         self.ownership
+    }
+
+    pub(crate) fn sampler(&self) -> &Sampler {
+        &self.sampler
     }
 
     pub(crate) fn sampler_mut(&mut self) -> &mut Sampler {
@@ -345,6 +391,114 @@ impl<'t> Sequence<'t> {
         prompt
     }
 
+    /// The drafter, for a decoding generation with speculation on.
+    pub(crate) fn drafter(&self) -> Option<DrafterKind> {
+        let spec = self.speculation.as_ref()?;
+        (self.is_running() && self.to_feed() == 1).then_some(spec.options.drafter)
+    }
+
+    /// How many tokens to draft this step, with `busy` generations decoding in it, where
+    /// one more token in a step costs `extra_token_cost` of a one-token step and the
+    /// context has room for `room` more tokens: what the policy gains most with (every
+    /// step `max_draft` when not adaptive), within what the generation may still sample.
+    /// 0: decode plainly.
+    pub(crate) fn draft_len(&mut self, busy: usize, extra_token_cost: f64, room: usize) -> usize {
+        let left = self.max_tokens.saturating_sub(self.ids.len());
+        let Some(spec) = &mut self.speculation else {
+            return 0;
+        };
+        let o = &spec.options;
+        // The step samples up to k + 1 tokens and feeds k + 1.
+        let cap = o
+            .max_draft
+            .min(left.saturating_sub(1))
+            .min(room.saturating_sub(1));
+        let k = if o.adaptive {
+            policy::draft_len(
+                o.min_draft,
+                o.max_draft,
+                spec.acceptance.rate(),
+                busy,
+                extra_token_cost,
+            )
+        } else {
+            o.max_draft
+        };
+        let k = if k == 0 && o.adaptive {
+            spec.idle_steps += 1;
+            if spec.idle_steps >= PROBE_AFTER_IDLE_STEPS && busy <= 2 {
+                o.min_draft
+            } else {
+                0
+            }
+        } else {
+            k
+        };
+        if k > 0 {
+            spec.idle_steps = 0;
+        }
+        let k = k.min(cap);
+        if k < o.min_draft { 0 } else { k }
+    }
+
+    /// Up to `k` tokens from prompt lookup over the prompt and the output so far (none
+    /// for other drafters, or fewer than `--draft-min` found).
+    pub(crate) fn lookup_drafts(&self, k: usize) -> Vec<u32> {
+        let Some(spec) = &self.speculation else {
+            return Vec::new();
+        };
+        let DrafterKind::Lookup { ngram } = spec.options.drafter else {
+            return Vec::new();
+        };
+        let context: Vec<u32> = self.tokens().collect();
+        let drafts = lookup::propose(&context, ngram, k);
+        if drafts.len() < spec.options.min_draft {
+            Vec::new()
+        } else {
+            drafts
+        }
+    }
+
+    /// The last token known (the prompt's, or the latest sampled one).
+    pub(crate) fn last_token(&self) -> Option<u32> {
+        self.ids.last().or(self.prompt.last()).copied()
+    }
+
+    /// Draws a drafted token from the drafter's distribution `dist`.
+    pub(crate) fn draw_draft(&mut self, dist: &Distribution) -> Result<u32, SamplingError> {
+        match &mut self.speculation {
+            Some(spec) => spec.draft_sampler.draw(dist),
+            None => Err(SamplingError::NoCandidates),
+        }
+    }
+
+    /// The speculation options, when on.
+    pub(crate) fn speculation(&self) -> Option<&SpeculationOptions> {
+        self.speculation.as_ref().map(|s| &s.options)
+    }
+
+    /// Records a verification step that kept `accepted` of `drafted` tokens and handed
+    /// the generation `produced` tokens (fewer than `accepted + 1` when it stopped).
+    pub(crate) fn record_verification(&mut self, drafted: usize, accepted: usize, produced: usize) {
+        if let Some(spec) = &mut self.speculation {
+            spec.acceptance.record(accepted, drafted);
+            spec.stats.steps += 1;
+            spec.stats.drafted += drafted as u64;
+            spec.stats.accepted += accepted as u64;
+            spec.stats.produced += produced as u64;
+        }
+    }
+
+    /// What speculation did so far, when on.
+    pub fn speculation_stats(&self) -> Option<SpeculationStats> {
+        self.speculation.as_ref().map(|s| s.stats)
+    }
+
+    /// Tokens in the cache.
+    pub(crate) fn n_cached(&self) -> usize {
+        self.cached
+    }
+
     /// Whether the sampling budget is spent before another token is sampled (only a
     /// `max_tokens` of 0 gets here: later tokens stop when they are sampled).
     pub(crate) fn out_of_tokens(&self) -> bool {
@@ -450,6 +604,7 @@ impl<'t> Sequence<'t> {
             logprobs: self.logprobs,
             text: self.text,
             stop_reason: self.done.unwrap_or(StopReason::Cancelled),
+            speculation: self.speculation.map(|s| s.stats),
         }
     }
 }

@@ -11,6 +11,7 @@ use wisp_core::sampling::SamplerConfig;
 use wisp_core::scheduler::Scheduler;
 
 use crate::common::{self, DeviceArgs, Interrupt, Model, ModelArgs, SamplingArgs};
+use crate::speculation::{self, SpeculationArgs};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -51,6 +52,9 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
 
+    #[command(flatten)]
+    pub speculation: SpeculationArgs,
+
     /// Print nothing while generating, then one JSON object: prompt_ids, ids, text,
     /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed, sampling (each
     /// value in effect with its source), load_s, pipeline_compile_s and kv (the KV pool's
@@ -61,7 +65,8 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
-pub fn run(args: GenerateArgs) -> Result<()> {
+pub fn run(mut args: GenerateArgs) -> Result<()> {
+    args.device.self_draft_layers = args.speculation.self_draft_layers();
     if args.prompt.iter().any(String::is_empty) {
         bail!("the prompt is empty: pass some text with -p");
     }
@@ -89,7 +94,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         eprintln!("{}", common::describe_sampling(&sampling, &defaults));
     }
     let mut generator = Generator::new(engine, tokenizer);
-    let options = generate_options(&args, sampler);
+    let options = generate_options(&args, sampler)?;
     let generation = stream_to_stdout(&mut generator, &prompt_ids, &options, args.json)?;
     let kv = generator.engine().kv_stats();
     let timing = generation.timing;
@@ -110,6 +115,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "load_s": loaded.load_s,
             "pipeline_compile_s": loaded.pipeline_compile_s,
             "kv": kv,
+            "speculation": generation.speculation.as_ref().map(speculation::stats_json),
         });
         writeln!(std::io::stdout(), "{out}").context("writing to stdout")?;
     } else {
@@ -128,6 +134,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             kv.used_blocks,
             kv.blocks
         );
+        if let Some(stats) = &generation.speculation {
+            eprintln!("{}", speculation::describe(stats));
+        }
     }
     Ok(())
 }
@@ -141,14 +150,15 @@ struct Loaded {
 }
 
 /// The options of a generation from the command line, with `sampler` resolved.
-fn generate_options(args: &GenerateArgs, sampler: SamplerConfig) -> GenerateOptions {
-    GenerateOptions {
+fn generate_options(args: &GenerateArgs, sampler: SamplerConfig) -> Result<GenerateOptions> {
+    Ok(GenerateOptions {
         max_tokens: common::max_tokens(args.n_predict),
         sampler,
         stop: args.sampling.stop.clone(),
         ignore_eos: args.ignore_eos,
+        speculation: args.speculation.options()?,
         ..GenerateOptions::default()
-    }
+    })
 }
 
 /// Runs one generation, streaming its text to stdout (unless `quiet`, for `--json`).
@@ -221,7 +231,7 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
     let mut scheduler = Scheduler::new(&mut engine, &tokenizer);
     for (i, prompt) in prompts.iter().enumerate() {
         let seed = sampler.seed.wrapping_add(i as u64);
-        let options = generate_options(&args, SamplerConfig { seed, ..sampler });
+        let options = generate_options(&args, SamplerConfig { seed, ..sampler })?;
         scheduler.submit(prompt.clone(), &options)?;
     }
     let BatchRun {
@@ -239,7 +249,7 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
     if args.json {
         let outputs: Vec<_> = generations
             .iter()
-            .map(|g| json!({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, "stop_reason": g.stop_reason}))
+            .map(|g| json!({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, "stop_reason": g.stop_reason, "speculation": g.speculation.as_ref().map(speculation::stats_json)}))
             .collect();
         let out = json!({
             "outputs": outputs,

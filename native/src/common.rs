@@ -83,6 +83,11 @@ pub struct DeviceArgs {
     /// between which running generations keep decoding. Default: the engine's.
     #[arg(long = "batch-tokens", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_tokens: Option<u32>,
+
+    /// The depth of the drafting pass to record at load: commands with `--self-draft`
+    /// set it from that flag (`SpeculationArgs::self_draft_layers`).
+    #[arg(skip)]
+    pub self_draft_layers: Option<u32>,
 }
 
 /// The sampler's flags. A flag left out takes the model's recommended value (`wisp info -m
@@ -397,6 +402,7 @@ pub fn load_engine_from(
         variant: env.variant,
         tuning: env.tuning,
         max_batch: device.batch_tokens.unwrap_or(defaults.max_batch),
+        self_draft_layers: device.self_draft_layers,
     };
     let engine = pollster::block_on(Engine::load(gpu, file, source, &options))
         .with_context(|| format!("loading {what} onto the device"))?;

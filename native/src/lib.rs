@@ -17,3 +17,4 @@ pub mod model_cache;
 pub mod pipeline_store;
 pub mod serve;
 pub mod settings;
+pub mod speculation;

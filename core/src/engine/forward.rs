@@ -12,6 +12,10 @@
 //!   decode batches of 2 to `Tuning::few_tokens` tokens, matrix-vector kernels whose
 //!   lanes each carry several tokens.
 //!
+//! - `draft` (when the engine was loaded with a self-drafting depth): the embedding and
+//!   the first layers only, in the same three sizes, for layer-skip speculative drafts;
+//!   the head lists above finish them.
+//!
 //! A step encodes a layers list and, when it wants logits, a head list into one compute
 //! pass. Positions and KV-cache slots come from the step metadata, so the same lists
 //! serve any mix of sequences.
@@ -33,6 +37,8 @@ pub struct ForwardPlans {
     pub few: Option<FewPlans>,
     pub head_one: Plan,
     pub head_many: Plan,
+    /// The first layers only, for self-drafting.
+    pub draft: Option<DraftPlans>,
     /// RoPE inverse frequencies, one buffer per distinct table (read by the recorded
     /// dispatches).
     _inv_freq: Vec<wgpu::Buffer>,
@@ -44,6 +50,15 @@ pub struct FewPlans {
     pub tuning: Tuning,
     pub layers: Plan,
     pub head: Plan,
+}
+
+/// The embedding and the first `layers` layers, for drafting steps of one token, a few
+/// and many (as the full lists are chosen).
+pub struct DraftPlans {
+    pub layers: u32,
+    pub single: Plan,
+    pub few: Option<Plan>,
+    pub batched: Plan,
 }
 
 struct Ctx<'a> {
@@ -104,6 +119,11 @@ impl Ctx<'_> {
 
     /// Every layer of the model, from the token embedding to the last residual stream.
     async fn layers(&self, tokens: PlanTokens) -> Result<Plan, GpuError> {
+        self.first_layers(tokens, self.w.layers.len()).await
+    }
+
+    /// The token embedding and the first `n` layers.
+    async fn first_layers(&self, tokens: PlanTokens, n: usize) -> Result<Plan, GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
@@ -115,14 +135,17 @@ impl Ctx<'_> {
         self.k
             .embed(&mut b, &self.w.token_embd, &a.tokens, &a.x, embed_scale)
             .await?;
-        for i in 0..self.w.layers.len() {
+        for i in 0..n {
             self.attention_block(&mut b, i, tokens).await?;
             self.feed_forward_block(&mut b, i, tokens).await?;
         }
-        let name = match tokens {
-            PlanTokens::Many => "layers (batched)",
-            PlanTokens::Few => "layers (small batch)",
-            PlanTokens::One => "layers (single token)",
+        let name = match (tokens, n == self.w.layers.len()) {
+            (PlanTokens::Many, true) => "layers (batched)",
+            (PlanTokens::Few, true) => "layers (small batch)",
+            (PlanTokens::One, true) => "layers (single token)",
+            (PlanTokens::Many, false) => "draft layers (batched)",
+            (PlanTokens::Few, false) => "draft layers (small batch)",
+            (PlanTokens::One, false) => "draft layers (single token)",
         };
         b.finish(gpu, name).await
     }
@@ -460,6 +483,7 @@ impl ForwardPlans {
         meta: &wgpu::Buffer,
         partials: Option<&wgpu::Buffer>,
         tiles: FlashTiles,
+        draft_layers: Option<u32>,
     ) -> Result<ForwardPlans, GpuError> {
         // Layers share a table where their RoPE bases agree.
         let mut tables: Vec<Vec<f32>> = Vec::new();
@@ -492,10 +516,24 @@ impl ForwardPlans {
             layer_freq,
             inv_freq: &inv_freq,
         };
+        let has_few = ctx.k.tuning.small_batch(2);
+        let draft = match draft_layers {
+            Some(n) => Some(DraftPlans {
+                layers: n,
+                single: ctx.first_layers(PlanTokens::One, n as usize).await?,
+                few: match has_few {
+                    true => Some(ctx.first_layers(PlanTokens::Few, n as usize).await?),
+                    false => None,
+                },
+                batched: ctx.first_layers(PlanTokens::Many, n as usize).await?,
+            }),
+            None => None,
+        };
         Ok(ForwardPlans {
+            draft,
             layers_single: ctx.layers(PlanTokens::One).await?,
             layers_batched: ctx.layers(PlanTokens::Many).await?,
-            few: if ctx.k.tuning.small_batch(2) {
+            few: if has_few {
                 Some(FewPlans {
                     tuning: ctx.k.tuning,
                     layers: ctx.layers(PlanTokens::Few).await?,

@@ -23,6 +23,9 @@ pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
 use std::sync::Arc;
 
+use crate::speculative::SpeculationError;
+use crate::speculative::verify::Distribution;
+
 use crate::Error;
 use crate::gguf::GgufFile;
 use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, VariantOverrides};
@@ -85,6 +88,9 @@ pub struct EngineOptions {
     /// Tuning overrides, for tuning experiments (natively from `WISP_TUNE`, on the web
     /// page from its load request's `tune`).
     pub tuning: TuningOverrides,
+    /// Record a drafting pass through the first this many layers, for layer-skip
+    /// speculative decoding ([`Engine::draft_step`]).
+    pub self_draft_layers: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -99,6 +105,7 @@ impl Default for EngineOptions {
             max_entries: 64,
             variant: VariantOverrides::default(),
             tuning: TuningOverrides::default(),
+            self_draft_layers: None,
         }
     }
 }
@@ -265,6 +272,15 @@ impl StepBuffers {
     }
 }
 
+/// Which layers a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Every layer.
+    Full,
+    /// The self-drafting depth.
+    Draft,
+}
+
 /// A model loaded on a device with a paged KV cache.
 pub struct Engine {
     pub gpu: Arc<Gpu>,
@@ -284,6 +300,7 @@ pub struct Engine {
     meta: wgpu::Buffer,
     meta_words: u64,
     tiling: AttnTiling,
+    tuning: Tuning,
     /// The sequence of the single-sequence API.
     default_seq: SeqId,
     /// Logits rows the last step left in `acts.logits` (0: none usable).
@@ -299,6 +316,15 @@ impl Engine {
         options: &EngineOptions,
     ) -> Result<Engine, Error> {
         let config = ModelConfig::from_gguf(file)?;
+        if let Some(layers) = options.self_draft_layers
+            && !(1..config.n_layer).contains(&layers)
+        {
+            return Err(SpeculationError::SelfDraftLayers {
+                layers,
+                n_layer: config.n_layer,
+            }
+            .into());
+        }
         let variant = options.variant.resolve(&gpu.caps, &gpu.adapter_name())?;
         let Sizes {
             n_ctx,
@@ -338,6 +364,7 @@ impl Engine {
             &meta,
             partials.as_ref(),
             tiles,
+            options.self_draft_layers,
         )
         .await?;
         let tail = SamplerTail::new(
@@ -367,6 +394,7 @@ impl Engine {
             meta,
             meta_words,
             tiling,
+            tuning,
             default_seq,
             rows_ready: 0,
         })
@@ -388,6 +416,11 @@ impl Engine {
     }
 
     /// The most sequences in one step.
+    /// The kernel shapes this engine was recorded with.
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
     pub fn max_entries(&self) -> u32 {
         self.max_entries
     }
@@ -537,10 +570,31 @@ impl Engine {
     /// the next step. Returns how many rows there are. The work is submitted, not
     /// awaited. A refused batch changes nothing.
     pub fn step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
-        Ok(self.submit_step(batch)?.rows)
+        Ok(self.submit_step(batch, Pass::Full)?.rows)
     }
 
-    fn submit_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<batch::StepMeta, Error> {
+    /// [`Engine::step`] through the drafting pass: the first
+    /// [`self_draft_layers`](Self::self_draft_layers) layers, then the head. Their KV is
+    /// written for the positions as a full step writes it, so a later full step over the
+    /// same tokens rewrites the same values; the caller truncates the drafted positions
+    /// away before verifying them.
+    pub fn draft_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
+        Ok(self.submit_step(batch, Pass::Draft)?.rows)
+    }
+
+    /// The depth of the drafting pass, when the engine was loaded with one.
+    pub fn self_draft_layers(&self) -> Option<u32> {
+        self.plans.draft.as_ref().map(|d| d.layers)
+    }
+
+    fn submit_step(
+        &mut self,
+        batch: &[BatchEntry<'_>],
+        which: Pass,
+    ) -> Result<batch::StepMeta, Error> {
+        if which == Pass::Draft && self.plans.draft.is_none() {
+            return Err(SpeculationError::NoDraftPass.into());
+        }
         let (n_tokens, _) = self.check_batch(batch)?;
         self.gpu.check_errors()?;
         let (meta, copies) = self.book_step(batch)?;
@@ -562,7 +616,7 @@ impl Engine {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            let (layers, head) = self.step_plans(n_tokens, meta.rows);
+            let (layers, head) = self.step_plans(n_tokens, meta.rows, which);
             layers.encode(&mut pass, shape);
             if let Some(head) = head {
                 head.encode(&mut pass, shape);
@@ -603,11 +657,23 @@ impl Engine {
     /// The recorded plans a step runs: the layers (the matrix-vector set for a single
     /// token, the small-batch set for a few where the tuning has one, else the
     /// matrix-matrix set), then the head when logits rows are wanted.
-    fn step_plans(&self, n_tokens: u32, rows: u32) -> (&Plan, Option<&Plan>) {
-        let layers = match &self.plans.few {
-            _ if n_tokens == 1 => &self.plans.layers_single,
-            Some(few) if few.tuning.small_batch(n_tokens) => &few.layers,
-            _ => &self.plans.layers_batched,
+    fn step_plans(&self, n_tokens: u32, rows: u32, pass: Pass) -> (&Plan, Option<&Plan>) {
+        let small = self
+            .plans
+            .few
+            .as_ref()
+            .is_some_and(|few| few.tuning.small_batch(n_tokens));
+        let layers = match (pass, &self.plans.draft) {
+            (Pass::Draft, Some(d)) => match &d.few {
+                _ if n_tokens == 1 => &d.single,
+                Some(few) if small => few,
+                _ => &d.batched,
+            },
+            _ => match &self.plans.few {
+                _ if n_tokens == 1 => &self.plans.layers_single,
+                Some(few) if small => &few.layers,
+                _ => &self.plans.layers_batched,
+            },
         };
         (layers, self.head_plan(rows))
     }
@@ -657,6 +723,25 @@ impl Engine {
         let tokens = self.tail.sample(&self.gpu, &self.acts, samplers).await?;
         self.rows_ready = 0;
         Ok(tokens)
+    }
+
+    /// The final distribution of row i of the last step's logits under `samplers[i]`'s
+    /// penalties and chain (a point mass at the argmax for a greedy one), for
+    /// speculative verification. Penalties change the logits in place, so the rows are
+    /// used up.
+    pub async fn row_distributions(
+        &mut self,
+        samplers: &[&Sampler],
+    ) -> Result<Vec<Distribution>, Error> {
+        if samplers.is_empty() || samplers.len() > self.rows_ready as usize {
+            return Err(EngineError::NoLogits.into());
+        }
+        let dists = self
+            .tail
+            .distributions(&self.gpu, &self.acts, samplers)
+            .await?;
+        self.rows_ready = 0;
+        Ok(dists)
     }
 
     /// Rows `rows` of the last step's logits (a full readback: for tools and tests).
@@ -812,11 +897,14 @@ impl Engine {
         let mut done = 0;
         let mut last = None;
         for chunk in tokens.chunks(self.max_batch as usize) {
-            let meta = self.submit_step(&[BatchEntry {
-                seq: self.default_seq,
-                tokens: chunk,
-                logits: Logits::None,
-            }])?;
+            let meta = self.submit_step(
+                &[BatchEntry {
+                    seq: self.default_seq,
+                    tokens: chunk,
+                    logits: Logits::None,
+                }],
+                Pass::Full,
+            )?;
             // The head reads the chunk's final hidden states, which stay until the next step.
             let all: Vec<u32> = (0..chunk.len() as u32).collect();
             for group in all.chunks(self.max_rows as usize) {
@@ -906,7 +994,7 @@ impl Engine {
         batch: &[BatchEntry<'_>],
     ) -> Result<Option<Vec<KernelTime>>, Error> {
         let (n_tokens, rows) = self.check_batch(batch)?;
-        let (layers, head) = self.step_plans(n_tokens, rows);
+        let (layers, head) = self.step_plans(n_tokens, rows, Pass::Full);
         let count = (layers.dispatches.len() + head.map_or(0, |h| h.dispatches.len())) as u32;
         let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
             return Ok(None);
@@ -928,7 +1016,7 @@ impl Engine {
             work: meta.work,
             reduce: meta.reduce,
         };
-        let (layers, head) = self.step_plans(n_tokens, meta.rows);
+        let (layers, head) = self.step_plans(n_tokens, meta.rows, Pass::Full);
         let mut plans = vec![(layers, shape)];
         plans.extend(head.map(|h| (h, shape)));
         let times = profiler.run(&self.gpu, &plans).await?;

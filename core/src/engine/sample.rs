@@ -6,6 +6,7 @@ use crate::Error;
 use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
 use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
 use crate::sampling::{Sampler, SamplingError};
+use crate::speculative::verify::Distribution;
 
 use super::activations::Activations;
 
@@ -147,7 +148,7 @@ async fn candidate_params(gpu: &Gpu, vocab: u32) -> Result<wgpu::Buffer, GpuErro
 
 /// Each row's sampler parameters and its penalised tokens tagged with the row, asked of
 /// each sampler in turn.
-fn collect_inputs(samplers: &[&mut Sampler]) -> (Vec<RowParams>, Vec<PenaltyEntry>) {
+fn collect_inputs(samplers: &[&Sampler]) -> (Vec<RowParams>, Vec<PenaltyEntry>) {
     let mut entries = Vec::new();
     let mut row_params = Vec::with_capacity(samplers.len());
     for (row, s) in samplers.iter().enumerate() {
@@ -162,10 +163,13 @@ fn collect_inputs(samplers: &[&mut Sampler]) -> (Vec<RowParams>, Vec<PenaltyEntr
     (row_params, entries)
 }
 
-/// Samples from one row of `candidates.wgsl`'s output (`words`), or `None` where the row
-/// needs its full logits: more candidates than the cap, or too few for the sampler's
-/// cutoffs.
-fn sample_from_candidates(sampler: &mut Sampler, words: &[u32]) -> Result<Option<u32>, Error> {
+/// The final distribution of one row of `candidates.wgsl`'s output (`words`) under
+/// `sampler`'s chain, or `None` where the row needs its full logits: more candidates than
+/// the cap, or too few for the sampler's cutoffs.
+fn distribution_from_candidates(
+    sampler: &Sampler,
+    words: &[u32],
+) -> Result<Option<Distribution>, Error> {
     let count = words[0];
     if count > CANDIDATE_CAP {
         return Ok(None);
@@ -174,8 +178,8 @@ fn sample_from_candidates(sampler: &mut Sampler, words: &[u32]) -> Result<Option
         .chunks_exact(2)
         .map(|p| (p[0], f32::from_bits(p[1])))
         .collect();
-    match sampler.sample(&mut cands) {
-        Ok(t) => Ok(Some(t)),
+    match sampler.distribution_of_candidates(&mut cands) {
+        Ok(d) => Ok(Some(d)),
         Err(SamplingError::CandidatesInsufficient) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -314,6 +318,29 @@ impl SamplerTail {
         acts: &Activations,
         samplers: &mut [&mut Sampler],
     ) -> Result<Vec<u32>, Error> {
+        let dists = {
+            let rows: Vec<&Sampler> = samplers.iter().map(|s| &**s).collect();
+            self.distributions(gpu, acts, &rows).await?
+        };
+        let mut tokens = Vec::with_capacity(dists.len());
+        for (s, dist) in samplers.iter_mut().zip(&dists) {
+            let t = s.draw(dist)?;
+            s.accept(t);
+            tokens.push(t);
+        }
+        Ok(tokens)
+    }
+
+    /// The final distribution of each of the first `samplers.len()` logits rows, row i
+    /// under `samplers[i]`'s penalties and chain (a point mass at the argmax for a greedy
+    /// one), reading back only what they need: the argmaxes when every row is greedy,
+    /// else the candidates (and a row's full logits where they do not suffice).
+    pub async fn distributions(
+        &self,
+        gpu: &Gpu,
+        acts: &Activations,
+        samplers: &[&Sampler],
+    ) -> Result<Vec<Distribution>, Error> {
         let rows = samplers.len() as u32;
         if rows == 0 || rows > self.max_rows {
             return Err(SamplingError::NoCandidates.into());
@@ -324,19 +351,16 @@ impl SamplerTail {
 
         // Greedy rows need only the argmax; one sampling row makes every row read back
         // its candidates, since one pass serves the whole step.
-        let tokens = if samplers.iter().all(|s| s.config().is_greedy()) {
-            self.sample_greedy(gpu, rows).await?
+        if samplers.iter().all(|s| s.config().is_greedy()) {
+            let tokens = self.argmaxes(gpu, rows).await?;
+            Ok(tokens.into_iter().map(|t| vec![(t, 1.0)]).collect())
         } else {
-            self.sample_candidates(gpu, acts, samplers).await?
-        };
-        for (s, &t) in samplers.iter_mut().zip(&tokens) {
-            s.accept(t);
+            self.candidate_distributions(gpu, acts, samplers).await
         }
-        Ok(tokens)
     }
 
     /// Runs the greedy plan and reads back each row's argmax.
-    async fn sample_greedy(&self, gpu: &Gpu, rows: u32) -> Result<Vec<u32>, Error> {
+    async fn argmaxes(&self, gpu: &Gpu, rows: u32) -> Result<Vec<u32>, Error> {
         let bytes = argmax_bytes(rows as u64);
         let buffers = (&self.result, &self.staging_result);
         let read = self
@@ -355,14 +379,15 @@ impl SamplerTail {
         Ok(tokens)
     }
 
-    /// Runs the candidate plan, reads back each row's candidates and samples each row
-    /// with its sampler, from its full logits where the candidates do not suffice.
-    async fn sample_candidates(
+    /// Runs the candidate plan, reads back each row's candidates and makes each row's
+    /// distribution under its sampler, from its full logits where the candidates do not
+    /// suffice.
+    async fn candidate_distributions(
         &self,
         gpu: &Gpu,
         acts: &Activations,
-        samplers: &mut [&mut Sampler],
-    ) -> Result<Vec<u32>, Error> {
+        samplers: &[&Sampler],
+    ) -> Result<Vec<Distribution>, Error> {
         let rows = samplers.len() as u32;
         let bytes = candidate_bytes(rows as u64);
         let buffers = (&self.candidates_out, &self.staging_candidates);
@@ -370,31 +395,31 @@ impl SamplerTail {
             .run_and_read(gpu, &self.candidates, rows, buffers, bytes)
             .await?;
         let words: &[u32] = bytemuck::cast_slice(&read);
-        let mut tokens = Vec::with_capacity(samplers.len());
-        for (row, sampler) in samplers.iter_mut().enumerate() {
+        let mut dists = Vec::with_capacity(samplers.len());
+        for (row, sampler) in samplers.iter().enumerate() {
             let w = &words[row * row_words() as usize..(row + 1) * row_words() as usize];
-            let token = match sample_from_candidates(sampler, w)? {
-                Some(t) => t,
-                None => self.sample_full_row(gpu, acts, row, sampler).await?,
+            let dist = match distribution_from_candidates(sampler, w)? {
+                Some(d) => d,
+                None => self.full_row_distribution(gpu, acts, row, sampler).await?,
             };
-            tokens.push(token);
+            dists.push(dist);
         }
-        Ok(tokens)
+        Ok(dists)
     }
 
-    /// Too many tokens are in play: reads this row's (penalised) logits whole and samples
-    /// from them.
-    async fn sample_full_row(
+    /// Too many tokens are in play: reads this row's (penalised) logits whole and makes
+    /// its distribution from them.
+    async fn full_row_distribution(
         &self,
         gpu: &Gpu,
         acts: &Activations,
         row: usize,
-        sampler: &mut Sampler,
-    ) -> Result<u32, Error> {
+        sampler: &Sampler,
+    ) -> Result<Distribution, Error> {
         let offset = row as u64 * self.vocab as u64 * 4;
         let bytes = gpu
             .read_buffer(&acts.logits, offset, self.vocab as u64 * 4)
             .await?;
-        Ok(sampler.sample_logits(bytemuck::cast_slice(&bytes))?)
+        Ok(sampler.distribution_of(bytemuck::cast_slice(&bytes))?)
     }
 }

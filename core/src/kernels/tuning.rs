@@ -43,6 +43,9 @@ pub struct Tuning {
     pub attn_split_keys: u32,
     pub attn_max_splits: u32,
     pub argmax_wg: u32,
+    /// What one more token adds to a step, in hundredths of a one-token step: the
+    /// speculative decoding policy weighs drafts with it (`speculative::policy`).
+    pub extra_token_cost: u32,
 }
 
 impl Tuning {
@@ -84,6 +87,9 @@ impl Tuning {
                 attn_split_keys: 256,
                 attn_max_splits: 16,
                 argmax_wg: 256,
+                // Measured on lavapipe (`wisp bench -b 1,2,4,8`, SmolLM2): steps of 2, 4
+                // and 8 tokens cost 1.27, 2.0 and 3.4 one-token steps.
+                extra_token_cost: 30,
             },
             Tier::Gpu => {
                 // A row group must sit inside one subgroup for the shuffle reduction.
@@ -127,6 +133,9 @@ impl Tuning {
                     attn_split_keys: 32,
                     attn_max_splits: 64,
                     argmax_wg: 256,
+                    // Decoding reads every weight once whatever the token count, until
+                    // the step turns compute-bound: a few tokens are nearly free.
+                    extra_token_cost: 3,
                 }
             }
         }
@@ -208,6 +217,7 @@ tuning_fields!(
     attn_split_keys,
     attn_max_splits,
     argmax_wg,
+    extra_token_cost,
 );
 
 /// Overrides of [`Tuning`]'s fields by name, for tuning experiments: `name=value` items

@@ -170,6 +170,21 @@ impl Sampler {
         self.draw(&dist)
     }
 
+    /// The final distribution [`sample`](Self::sample) draws from, for the same
+    /// candidates: what speculative verification weighs drafts against.
+    pub(crate) fn distribution_of_candidates(
+        &self,
+        candidates: &mut Vec<(u32, f32)>,
+    ) -> Result<Vec<(u32, f64)>, SamplingError> {
+        distribution(candidates, &self.config, Coverage::Cutoff)
+    }
+
+    /// A uniform number in [0, 1) from this sampler's generator (53 random bits, exactly
+    /// representable), as every draw takes it.
+    pub(crate) fn uniform(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
     /// The final distribution `sample_logits` draws from (sorted, summing to 1).
     pub(crate) fn distribution_of(&self, logits: &[f32]) -> Result<Vec<(u32, f64)>, SamplingError> {
         let (mut candidates, threshold) = select_candidates(logits, &self.candidate_rule());
@@ -182,17 +197,17 @@ impl Sampler {
         }
     }
 
-    /// Draws one token from a sorted distribution. Greedy configurations take the first
-    /// token without touching the RNG; all others consume exactly one `u64`.
-    fn draw(&mut self, dist: &[(u32, f64)]) -> Result<u32, SamplingError> {
+    /// Draws one token from a distribution (weights need not sum to 1). Greedy
+    /// configurations take the first token without touching the RNG; all others consume
+    /// exactly one `u64`.
+    pub(crate) fn draw(&mut self, dist: &[(u32, f64)]) -> Result<u32, SamplingError> {
         let Some(&(first, _)) = dist.first() else {
             return Err(SamplingError::NoCandidates);
         };
         if self.config.is_greedy() {
             return Ok(first);
         }
-        // 53 random bits → a uniform f64 in [0, 1), exactly representable.
-        let u = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        let u = self.uniform();
         let total: f64 = dist.iter().map(|&(_, p)| p).sum();
         let target = u * total;
         let mut cumulative = 0.0;

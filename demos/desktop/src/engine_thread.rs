@@ -186,6 +186,7 @@ impl Worker {
             kv_pool: 0,
             kv_block: 16,
             batch_tokens: None,
+            self_draft_layers: None,
         };
         let gpu = common::open_gpu(&device);
         self.emit(Event::Adapter(match &gpu {
