@@ -57,15 +57,19 @@ pub struct GenerateArgs {
 
     /// Print nothing while generating, then one JSON object: prompt_ids, ids, text,
     /// prefill_tok_s, decode_tok_s, adapter, stop_reason, variant, seed, sampling (each
-    /// value in effect with its source), load_s, pipeline_compile_s and kv (the KV pool's
-    /// blocks). With --parallel: outputs (one per generation), parallel, steps, peak_batch,
-    /// seconds, total_tok_s, generated_tok_s, adapter, variant, seed (the first
-    /// generation's), sampling, kv.
+    /// value in effect with its source), load_s, pipeline_compile_s, kv (the KV pool's
+    /// blocks) and speculation (with a drafter: steps, drafted, accepted, produced,
+    /// acceptance_rate, mean_accepted_length; else null). With --parallel: outputs (one
+    /// per generation, each with its speculation), parallel, steps, peak_batch, seconds,
+    /// total_tok_s, generated_tok_s, adapter, variant, seed (the first generation's),
+    /// sampling, kv.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(mut args: GenerateArgs) -> Result<()> {
+    // Checked before anything loads.
+    args.speculation.options()?;
     args.device.self_draft_layers = args.speculation.self_draft_layers();
     if args.prompt.iter().any(String::is_empty) {
         bail!("the prompt is empty: pass some text with -p");

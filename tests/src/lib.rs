@@ -43,5 +43,6 @@ pub mod gpu;
 pub mod kernel_harness;
 pub mod reference;
 pub mod serve;
+pub mod stats;
 pub mod tiny_model;
 pub mod wisp_cli;

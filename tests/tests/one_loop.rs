@@ -72,3 +72,46 @@ fn single_run_and_parallel_run_draw_the_same_random_tokens() {
     assert_eq!(two[0], single);
     assert_ne!(two[1], single, "the second generation has its own seed");
 }
+
+/// Speculative decoding leaves greedy output unchanged on a real model, with a mild
+/// repetition penalty (so each verified row is weighed with the drafts before it in the
+/// penalty window): prompt lookup with each draft length, and layer-skip self-drafting.
+#[test]
+fn speculative_greedy_output_equals_plain_decoding() {
+    let model = wisp_tests::model_path(SMOLLM2);
+    let model = model.to_str().expect("a UTF-8 path");
+    let prompt = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n\
+                  # The same two functions again:\ndef add(a, b):";
+    let run = |extra: &[&str]| {
+        let base = ["generate", "-m", model, "-p", prompt, "-n", "40", "--json"];
+        let sampling = ["--temp", "0", "--repeat-penalty", "1.05"];
+        wisp(&[&base[..], &sampling, extra].concat()).json()
+    };
+    let plain = ids(&run(&[]));
+    for k in ["1", "2", "4", "8"] {
+        let out = run(&["--lookup", "3", "--draft-max", k, "--draft-fixed"]);
+        assert!(
+            out["speculation"]["accepted"].as_u64().unwrap() > 0,
+            "{out}"
+        );
+        assert_eq!(ids(&out), plain, "--lookup 3 --draft-max {k}");
+    }
+    let out = run(&["--self-draft", "20", "--draft-max", "3", "--draft-fixed"]);
+    assert!(out["speculation"]["drafted"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(ids(&out), plain, "--self-draft 20");
+}
+
+#[test]
+fn speculation_flags_out_of_range_are_refused_by_name() {
+    let model = wisp_tests::model_path(SMOLLM2);
+    let model = model.to_str().expect("a UTF-8 path");
+    let run = |extra: &[&str]| {
+        let args = [&["generate", "-m", model, "-p", PROMPT, "-n", "4"], extra].concat();
+        wisp(&args)
+    };
+    run(&["--lookup", "2", "--draft-max", "0"]).fails_with("--draft-max takes 1 to 16");
+    run(&["--lookup", "2", "--draft-max", "4", "--draft-min", "5"]).fails_with("--draft-min 5");
+    run(&["--lookup", "9"]).fails_with("--lookup takes 1 to 8");
+    // SmolLM2 has 30 layers: a drafting pass must be shallower.
+    run(&["--self-draft", "30"]).fails_with("--self-draft 30: the drafting layers must be");
+}

@@ -1,0 +1,274 @@
+//! Speculative decoding on tiny models: greedy output equal to plain decoding for every
+//! drafter and draft length, the sampled distribution unchanged (and a wrong rule
+//! caught), and the cache after many rejections equal to a fresh prefill with no block
+//! lost.
+
+use std::sync::Arc;
+
+use wisp_core::engine::{Engine, EngineOptions};
+use wisp_core::generate::{GenerateOptions, Generation, Generator};
+use wisp_core::gpu::{Gpu, KvType};
+use wisp_core::sampling::SamplerConfig;
+use wisp_core::scheduler::Scheduler;
+use wisp_core::speculative::{DrafterKind, ResampleRule, SpeculationOptions};
+use wisp_core::tokenizer::Tokenizer;
+use wisp_tests::gpu::gpu;
+use wisp_tests::stats::homogeneity;
+use wisp_tests::tiny_model::{TinySpec, tiny_engine, tiny_model, tiny_tokenizer};
+
+struct Fixture {
+    gpu: Arc<Gpu>,
+    model: Vec<u8>,
+    tokenizer: Tokenizer,
+}
+
+impl Fixture {
+    fn new(spec: TinySpec) -> Self {
+        Fixture {
+            gpu: gpu(),
+            model: tiny_model(&spec),
+            tokenizer: tiny_tokenizer(spec.vocab),
+        }
+    }
+
+    /// An engine with room for `parallel` generations that each verify up to 9 rows,
+    /// with a drafting pass through the first layer.
+    fn engine(&self, parallel: u32) -> Engine {
+        let options = EngineOptions {
+            n_ctx: 256,
+            kv_pool_tokens: 256 * parallel,
+            max_batch: 16 * parallel,
+            max_rows: 9 * parallel,
+            max_entries: parallel,
+            kv_type: Some(KvType::F32),
+            self_draft_layers: Some(1),
+            ..Default::default()
+        };
+        tiny_engine(self.gpu.clone(), &self.model, &options)
+    }
+
+    /// Runs every prompt with `options` (each with its own seed: `seed + i`) on one
+    /// scheduler, `parallel` at a time, and returns the generations in order.
+    fn run(
+        &self,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        parallel: u32,
+    ) -> Vec<Generation> {
+        let mut engine = self.engine(parallel);
+        let mut s = Scheduler::new(&mut engine, &self.tokenizer);
+        s.set_max_running(parallel as usize);
+        for (i, p) in prompts.iter().enumerate() {
+            let mut o = options.clone();
+            o.sampler.seed = options.sampler.seed.wrapping_add(i as u64);
+            s.submit(p.clone(), &o).unwrap();
+        }
+        while s.active() > 0 {
+            pollster::block_on(s.step(&mut |_, _| {})).unwrap();
+        }
+        s.finish()
+    }
+}
+
+fn options(sampler: SamplerConfig, max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        sampler,
+        ignore_eos: true,
+        ..Default::default()
+    }
+}
+
+fn speculating(
+    base: &GenerateOptions,
+    drafter: DrafterKind,
+    k: usize,
+    rule: ResampleRule,
+) -> GenerateOptions {
+    GenerateOptions {
+        speculation: Some(SpeculationOptions {
+            adaptive: false,
+            resample: rule,
+            ..SpeculationOptions::new(drafter, k)
+        }),
+        ..base.clone()
+    }
+}
+
+/// Prompts that repeat themselves, so lookup finds n-grams to propose.
+fn repetitive_prompts(vocab: u32) -> Vec<Vec<u32>> {
+    (0..3u32)
+        .map(|seed| {
+            let motif: Vec<u32> = (0..5)
+                .map(|i| (i * 7 + seed * 13 + 1) % (vocab - 1))
+                .collect();
+            motif.iter().cycle().take(17).copied().collect()
+        })
+        .collect()
+}
+
+#[test]
+fn greedy_output_is_plain_decodings_for_every_drafter_and_draft_length() {
+    let spec = TinySpec::default();
+    let f = Fixture::new(spec.clone());
+    let prompts = repetitive_prompts(spec.vocab);
+    let plain = options(SamplerConfig::greedy(), 40);
+    let expected: Vec<Vec<u32>> = f
+        .run(&prompts, &plain, 3)
+        .into_iter()
+        .map(|g| g.ids)
+        .collect();
+    for drafter in [
+        DrafterKind::Lookup { ngram: 3 },
+        DrafterKind::SelfDraft { layers: 1 },
+    ] {
+        for k in [1, 2, 4, 8] {
+            let o = speculating(&plain, drafter, k, ResampleRule::Residual);
+            let got = f.run(&prompts, &o, 3);
+            let drafted: u64 = got.iter().map(|g| g.speculation.unwrap().drafted).sum();
+            assert!(drafted > 0, "{drafter:?} k={k} drafted nothing");
+            let ids: Vec<Vec<u32>> = got.into_iter().map(|g| g.ids).collect();
+            assert_eq!(ids, expected, "{drafter:?} with k = {k}");
+        }
+    }
+}
+
+/// The token at each of the first positions has the same distribution with and without
+/// speculation (temperature 0.7, top-p 0.9), over 20,000 sampled tokens each way; the
+/// same test rejects a rule that resamples rejected positions from p instead of the
+/// residual.
+#[test]
+fn sampled_tokens_keep_the_targets_distribution() {
+    // A small vocabulary, so drafts are likely tokens and a biased rule shows.
+    let spec = TinySpec {
+        vocab: 10,
+        ..TinySpec::default()
+    };
+    let f = Fixture::new(spec.clone());
+    let (generations, length) = (4000, 5);
+    let prompts: Vec<Vec<u32>> = (0..generations)
+        .map(|i| {
+            vec![
+                (i % 9) as u32,
+                1,
+                2,
+                3,
+                4,
+                5,
+                6,
+                7,
+                8,
+                0,
+                2,
+                4,
+                6,
+                8,
+                1,
+                3,
+                5,
+                7,
+            ]
+        })
+        .collect();
+    let sampler = SamplerConfig {
+        temperature: 0.7,
+        top_p: 0.9,
+        top_k: 0,
+        min_p: 0.0,
+        seed: 1000,
+        ..SamplerConfig::default()
+    };
+    let plain = options(sampler, length);
+    let histogram = |gens: &[Generation]| -> Vec<Vec<u64>> {
+        let mut h = vec![vec![0u64; spec.vocab as usize]; length];
+        for g in gens {
+            assert_eq!(g.ids.len(), length);
+            for (pos, &t) in g.ids.iter().enumerate() {
+                h[pos][t as usize] += 1;
+            }
+        }
+        h
+    };
+    let base = histogram(&f.run(&prompts, &plain, 64));
+    let lookup = DrafterKind::Lookup { ngram: 2 };
+    let p_values = |rule: ResampleRule| -> Vec<f64> {
+        let o = speculating(&plain, lookup, 4, rule);
+        let gens = f.run(&prompts, &o, 64);
+        let verified: u64 = gens.iter().map(|g| g.speculation.unwrap().drafted).sum();
+        assert!(verified > 2000, "only {verified} drafts verified");
+        let h = histogram(&gens);
+        // The first token comes from the prompt's step, before any draft.
+        (1..length)
+            .map(|pos| homogeneity(&base[pos], &h[pos]).2)
+            .collect()
+    };
+    let exact = p_values(ResampleRule::Residual);
+    assert!(
+        exact.iter().all(|&p| p > 0.01),
+        "p-values per position with the exact rule: {exact:?}"
+    );
+    let broken = p_values(ResampleRule::TargetOnly);
+    eprintln!("p-values per position: exact rule {exact:?}, wrong rule {broken:?}");
+    assert!(
+        broken.iter().any(|&p| p < 1e-4),
+        "the wrong rule went unnoticed: p-values {broken:?}"
+    );
+}
+
+/// After 50 verification steps with rejections, the caller's cache holds exactly the
+/// kept tokens: the next token's logits equal a fresh prefill's, and no block is held
+/// beyond those tokens.
+#[test]
+fn rejected_drafts_leave_no_trace_in_the_cache() {
+    let spec = TinySpec::default();
+    let f = Fixture::new(spec.clone());
+    let prompt = repetitive_prompts(spec.vocab).remove(0);
+    let sampler = SamplerConfig {
+        temperature: 1.0,
+        seed: 5,
+        ..SamplerConfig::default()
+    };
+    let o = speculating(
+        &options(sampler, 200),
+        DrafterKind::Lookup { ngram: 2 },
+        4,
+        ResampleRule::Residual,
+    );
+    let engine = f.engine(1);
+    let blocks = engine.kv_stats().blocks;
+    let mut generator = Generator::new(engine, f.tokenizer.clone());
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let g = pollster::block_on(generator.generate(&prompt, &o, &cancel, &mut |_| {})).unwrap();
+    let stats = g.speculation.unwrap();
+    assert!(stats.steps >= 50, "{stats:?}");
+    assert!(stats.accepted < stats.drafted, "no rejection: {stats:?}");
+    let kept: Vec<u32> = prompt
+        .iter()
+        .chain(&g.ids[..g.ids.len() - 1])
+        .copied()
+        .collect();
+    assert_eq!(generator.cached_ids(), &kept[..]);
+    let engine = generator.engine_mut();
+    assert_eq!(engine.position() as usize, kept.len());
+    let kv = engine.kv_stats();
+    assert_eq!(
+        kv.blocks - kv.free_blocks,
+        (kept.len() as u32).div_ceil(kv.block_size),
+        "blocks held beyond the kept tokens ({blocks} in all)"
+    );
+    engine.decode(*g.ids.last().unwrap()).unwrap();
+    let continued = pollster::block_on(engine.logits()).unwrap();
+    let mut fresh = f.engine(1);
+    let all: Vec<u32> = kept.iter().chain(g.ids.last()).copied().collect();
+    let rows = pollster::block_on(fresh.prefill_logits(&all)).unwrap();
+    let expected = rows.last().unwrap();
+    let scale = expected.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let worst = continued
+        .iter()
+        .zip(expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-4 * scale.max(1.0),
+        "logits after the kept tokens differ from a fresh prefill by {worst} (scale {scale})"
+    );
+}
