@@ -178,6 +178,8 @@ pub struct Generator {
     engine: Engine,
     tokenizer: Tokenizer,
     cache: CachedTokens,
+    /// A draft model for speculative decoding ([`DrafterKind::Model`](crate::speculative::DrafterKind)).
+    draft: Option<(Engine, Tokenizer)>,
 }
 
 impl Generator {
@@ -188,7 +190,17 @@ impl Generator {
             engine,
             tokenizer,
             cache: CachedTokens::default(),
+            draft: None,
         }
+    }
+
+    /// Gives generations with a draft-model drafter `engine` (with its `tokenizer`) to
+    /// draft with. Refuses one on another adapter, with another vocabulary or a shorter
+    /// context ([`check_draft_model`](crate::speculative::check_draft_model)).
+    pub fn set_draft_model(&mut self, engine: Engine, tokenizer: Tokenizer) -> Result<(), Error> {
+        crate::speculative::check_draft_model(&self.engine, &self.tokenizer, &engine, &tokenizer)?;
+        self.draft = Some((engine, tokenizer));
+        Ok(())
     }
 
     pub fn engine(&self) -> &Engine {
@@ -238,6 +250,9 @@ impl Generator {
         let keep = self.cache.reusable(prompt_ids);
         let seq = self.engine.default_sequence();
         let mut scheduler = Scheduler::new(&mut self.engine, &self.tokenizer);
+        if let Some((engine, tokenizer)) = &mut self.draft {
+            scheduler.set_draft_model(engine, tokenizer)?;
+        }
         scheduler.resume(seq, prompt_ids.to_vec(), keep, options)?;
         self.cache.truncate(keep);
         Ok(Run {

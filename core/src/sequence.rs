@@ -459,6 +459,11 @@ impl<'t> Sequence<'t> {
         }
     }
 
+    /// The prompt and the sampled tokens.
+    pub(crate) fn known_tokens(&self) -> Vec<u32> {
+        self.tokens().collect()
+    }
+
     /// The last token known (the prompt's, or the latest sampled one).
     pub(crate) fn last_token(&self) -> Option<u32> {
         self.ids.last().or(self.prompt.last()).copied()

@@ -86,7 +86,9 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
         .encode_prompt(&args.prompt[0])
         .context("tokenizing the prompt")?;
     let t_load = Instant::now();
-    let engine = common::engine_for(&model, &args.device)?;
+    let gpu = common::open_gpu(&args.device)?;
+    let engine = common::load_engine(&model, gpu.clone(), &args.device, 1)?;
+    let draft = speculation::load_draft_model(&args.speculation, gpu, &args.device, 1)?;
     let loaded = Loaded {
         // Weights upload plus pipeline creation; the latter is also reported alone.
         load_s: t_load.elapsed().as_secs_f64(),
@@ -98,6 +100,9 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
         eprintln!("{}", common::describe_sampling(&sampling, &defaults));
     }
     let mut generator = Generator::new(engine, tokenizer);
+    if let Some((engine, tokenizer)) = draft {
+        generator.set_draft_model(engine, tokenizer)?;
+    }
     let options = generate_options(&args, sampler)?;
     let generation = stream_to_stdout(&mut generator, &prompt_ids, &options, args.json)?;
     let kv = generator.engine().kv_stats();
@@ -224,15 +229,15 @@ fn run_parallel(args: GenerateArgs) -> Result<()> {
         .map(|i| tokenizer.encode_prompt(&args.prompt[i % args.prompt.len()]))
         .collect::<Result<_, _>>()
         .context("tokenizing the prompts")?;
-    let mut engine = common::load_engine(
-        &model,
-        common::open_gpu(&args.device)?,
-        &args.device,
-        n as u32,
-    )?;
+    let gpu = common::open_gpu(&args.device)?;
+    let mut engine = common::load_engine(&model, gpu.clone(), &args.device, n as u32)?;
+    let mut draft = speculation::load_draft_model(&args.speculation, gpu, &args.device, n as u32)?;
     let adapter = engine.gpu.adapter_name();
     let variant = engine.variant.to_string();
     let mut scheduler = Scheduler::new(&mut engine, &tokenizer);
+    if let Some((engine, tokenizer)) = &mut draft {
+        scheduler.set_draft_model(engine, tokenizer)?;
+    }
     for (i, prompt) in prompts.iter().enumerate() {
         let seed = sampler.seed.wrapping_add(i as u64);
         let options = generate_options(&args, SamplerConfig { seed, ..sampler })?;

@@ -1,10 +1,17 @@
 //! The speculative decoding flags `generate`, `chat`, `bench` and `serve` share, and how
 //! their statistics are reported.
 
-use anyhow::{Result, bail};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use wisp_core::engine::Engine;
+use wisp_core::gpu::Gpu;
 use wisp_core::speculative::{DrafterKind, SpeculationOptions, SpeculationStats};
+use wisp_core::tokenizer::Tokenizer;
+
+use crate::common::{DeviceArgs, Model, ModelArgs, load_engine};
 
 /// Speculative decoding: a drafter guesses up to `--draft-max` tokens and one step of
 /// the model verifies them all. Greedy output is unchanged token for token; sampled
@@ -14,8 +21,13 @@ pub struct SpeculationArgs {
     /// Prompt-lookup drafting: propose the tokens that followed the latest earlier match
     /// of the last N tokens (N down to 1) of the prompt and output. Strong when the
     /// output repeats the input (code editing, summaries).
-    #[arg(long, value_name = "N", conflicts_with = "self_draft")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["self_draft", "draft"])]
     pub lookup: Option<usize>,
+
+    /// Draft-model drafting: a second, smaller model with the same vocabulary (a file
+    /// or a known model's name, as for -m), on the same adapter.
+    #[arg(long, value_name = "MODEL", conflicts_with = "self_draft")]
+    pub draft: Option<String>,
 
     /// Layer-skip self-drafting: the model's first LAYERS layers and its head draft,
     /// sharing its weights and KV cache.
@@ -39,16 +51,19 @@ pub struct SpeculationArgs {
 impl SpeculationArgs {
     /// The options these flags ask for (`None`: no drafter named), checked.
     pub fn options(&self) -> Result<Option<SpeculationOptions>> {
-        let drafter = match (self.lookup, self.self_draft) {
-            (Some(ngram), None) => DrafterKind::Lookup { ngram },
-            (None, Some(layers)) => DrafterKind::SelfDraft { layers },
-            (None, None) => {
+        let drafter = match (self.lookup, self.self_draft, &self.draft) {
+            (Some(ngram), None, None) => DrafterKind::Lookup { ngram },
+            (None, Some(layers), None) => DrafterKind::SelfDraft { layers },
+            (None, None, Some(_)) => DrafterKind::Model,
+            (None, None, None) => {
                 if self.draft_fixed {
-                    bail!("--draft-fixed needs a drafter: --lookup N or --self-draft LAYERS");
+                    bail!(
+                        "--draft-fixed needs a drafter: --lookup N, --self-draft LAYERS or --draft MODEL"
+                    );
                 }
                 return Ok(None);
             }
-            (Some(_), Some(_)) => bail!("--lookup and --self-draft: choose one drafter"),
+            _ => bail!("--lookup, --self-draft and --draft: choose one drafter"),
         };
         let options = SpeculationOptions {
             min_draft: self.draft_min,
@@ -63,6 +78,31 @@ impl SpeculationArgs {
     pub fn self_draft_layers(&self) -> Option<u32> {
         self.self_draft
     }
+}
+
+/// Opens and loads the draft model `--draft` names (if any) on `gpu`, with the target's
+/// device settings (the same context).
+pub fn load_draft_model(
+    args: &SpeculationArgs,
+    gpu: Arc<Gpu>,
+    device: &DeviceArgs,
+    parallel: u32,
+) -> Result<Option<(Engine, Tokenizer)>> {
+    let Some(name) = &args.draft else {
+        return Ok(None);
+    };
+    let model = Model::open(&ModelArgs {
+        model: Some(name.clone()),
+        quantize: None,
+    })
+    .context("--draft")?;
+    let tokenizer = model.tokenizer().context("--draft")?;
+    let device = DeviceArgs {
+        self_draft_layers: None,
+        ..device.clone()
+    };
+    let engine = load_engine(&model, gpu, &device, parallel).context("--draft")?;
+    Ok(Some((engine, tokenizer)))
 }
 
 /// Speculation statistics as `--json` reports them.

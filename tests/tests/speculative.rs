@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::generate::{GenerateOptions, Generation, Generator};
 use wisp_core::gpu::{Gpu, KvType};
+use wisp_core::quant::GgmlType;
 use wisp_core::sampling::SamplerConfig;
 use wisp_core::scheduler::Scheduler;
 use wisp_core::speculative::{DrafterKind, ResampleRule, SpeculationOptions};
@@ -55,8 +56,22 @@ impl Fixture {
         options: &GenerateOptions,
         parallel: u32,
     ) -> Vec<Generation> {
+        self.run_with_draft(prompts, options, parallel, None)
+    }
+
+    /// [`Fixture::run`] with a draft model.
+    fn run_with_draft(
+        &self,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        parallel: u32,
+        draft: Option<&mut Engine>,
+    ) -> Vec<Generation> {
         let mut engine = self.engine(parallel);
         let mut s = Scheduler::new(&mut engine, &self.tokenizer);
+        if let Some(draft) = draft {
+            s.set_draft_model(draft, &self.tokenizer).unwrap();
+        }
         s.set_max_running(parallel as usize);
         for (i, p) in prompts.iter().enumerate() {
             let mut o = options.clone();
@@ -131,6 +146,99 @@ fn greedy_output_is_plain_decodings_for_every_drafter_and_draft_length() {
             assert_eq!(ids, expected, "{drafter:?} with k = {k}");
         }
     }
+}
+
+/// A smaller model of the same vocabulary drafts, and greedy output is still plain
+/// decoding's; the draft engine's sequences are gone once the scheduler finishes.
+#[test]
+fn a_draft_model_leaves_greedy_output_unchanged() {
+    let spec = TinySpec::default();
+    let f = Fixture::new(spec.clone());
+    let draft_spec = TinySpec {
+        n_layer: 1,
+        n_embd: 64,
+        n_head: 4,
+        n_kv_head: 2,
+        types: vec![GgmlType::Q8_0],
+        ..spec.clone()
+    };
+    let draft_model = tiny_model(&draft_spec);
+    let prompts = repetitive_prompts(spec.vocab);
+    let plain = options(SamplerConfig::greedy(), 40);
+    let expected: Vec<Vec<u32>> = f
+        .run(&prompts, &plain, 3)
+        .into_iter()
+        .map(|g| g.ids)
+        .collect();
+    for k in [1, 2, 4, 8] {
+        let mut draft = tiny_engine(f.gpu.clone(), &draft_model, &draft_options(256));
+        let o = speculating(&plain, DrafterKind::Model, k, ResampleRule::Residual);
+        let got = f.run_with_draft(&prompts, &o, 3, Some(&mut draft));
+        let stats: Vec<_> = got.iter().map(|g| g.speculation.unwrap()).collect();
+        assert!(stats.iter().all(|s| s.drafted > 0), "k={k}: {stats:?}");
+        let ids: Vec<Vec<u32>> = got.into_iter().map(|g| g.ids).collect();
+        assert_eq!(ids, expected, "a draft model with k = {k}");
+        let kv = draft.kv_stats();
+        assert_eq!(kv.used_blocks, 0, "the draft engine keeps blocks: {kv:?}");
+    }
+}
+
+fn draft_options(n_ctx: u32) -> EngineOptions {
+    EngineOptions {
+        n_ctx,
+        kv_pool_tokens: 256 * 3,
+        max_rows: 8,
+        max_entries: 8,
+        kv_type: Some(KvType::F32),
+        ..Default::default()
+    }
+}
+
+/// A draft model with another vocabulary, a shorter context or another device is
+/// refused, with the difference named.
+#[test]
+fn unfit_draft_models_are_refused_by_what_differs() {
+    let spec = TinySpec::default();
+    let f = Fixture::new(spec.clone());
+    let mut target = f.engine(1);
+    let mut refusal = |draft: &mut Engine, tokenizer: &Tokenizer| -> String {
+        let mut s = Scheduler::new(&mut target, &f.tokenizer);
+        match s.set_draft_model(draft, tokenizer) {
+            Ok(()) => panic!("accepted an unfit draft model"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let other_vocab = TinySpec {
+        vocab: 300,
+        ..spec.clone()
+    };
+    let mut draft = tiny_engine(
+        f.gpu.clone(),
+        &tiny_model(&other_vocab),
+        &draft_options(256),
+    );
+    let err = refusal(&mut draft, &tiny_tokenizer(300));
+    assert!(err.contains("at token 300: no such token in the draft"), "{err}");
+    let mut short = tiny_engine(f.gpu.clone(), &f.model, &draft_options(64));
+    let err = refusal(&mut short, &f.tokenizer);
+    assert!(
+        err.contains("context (64 tokens) is shorter than the model's (256)"),
+        "{err}"
+    );
+    let elsewhere = wisp_tests::gpu::gpu_with_binding_limit(1 << 26);
+    let mut far = tiny_engine(elsewhere, &f.model, &draft_options(256));
+    let err = refusal(&mut far, &f.tokenizer);
+    assert!(err.contains("another device"), "{err}");
+    // A generation asking for a draft model the scheduler lacks is refused at once.
+    let mut s = Scheduler::new(&mut target, &f.tokenizer);
+    let o = speculating(
+        &options(SamplerConfig::greedy(), 4),
+        DrafterKind::Model,
+        2,
+        ResampleRule::Residual,
+    );
+    let err = s.submit(vec![1, 2, 3], &o).unwrap_err().to_string();
+    assert!(err.contains("--draft MODEL"), "{err}");
 }
 
 /// The token at each of the first positions has the same distribution with and without

@@ -467,6 +467,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes every sequence but the default one, which is emptied: the engine's whole
+    /// pool is free again (for a scheduler that takes the engine over).
+    pub fn remove_all_sequences(&mut self) {
+        let all: Vec<SeqId> = self.blocks.sequences().collect();
+        for id in all {
+            if id != self.default_seq {
+                let _ = self.blocks.remove(id);
+            }
+        }
+        let _ = self.blocks.truncate(self.default_seq, 0);
+        self.rows_ready = 0;
+    }
+
     /// Positions the sequence has in the cache.
     pub fn sequence_len(&self, id: SeqId) -> Result<u32, Error> {
         Ok(self.blocks.len(id).map_err(EngineError::from)?)

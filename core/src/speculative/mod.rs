@@ -10,13 +10,18 @@
 //! the whole sampler chain, so the output has the target's distribution.
 //!
 //! Drafters ([`DrafterKind`]): prompt lookup ([`lookup`]: the tokens that followed the
-//! latest earlier match of the last n-gram, a point mass as its distribution) and layer
-//! skipping (the target's first layers and its head, sharing its weights and KV cache).
-//! The scheduler runs both; how many tokens to draft comes from [`policy`].
+//! latest earlier match of the last n-gram, a point mass as its distribution), layer
+//! skipping (the target's first layers and its head, sharing its weights and KV cache)
+//! and a draft model (a second, smaller engine with the same vocabulary, checked by
+//! [`check_draft_model`]). The scheduler runs them; how many tokens to draft comes from
+//! [`policy`].
 
+mod draft_model;
 pub mod lookup;
 pub mod policy;
 pub mod verify;
+
+pub use draft_model::check_draft_model;
 
 use serde::Serialize;
 
@@ -32,6 +37,9 @@ pub enum DrafterKind {
     /// Layer skipping: the target's first `layers` layers, its final norm and its LM
     /// head, run token by token; they share the target's weights and KV cache.
     SelfDraft { layers: u32 },
+    /// A second, smaller model with the same vocabulary on the same adapter
+    /// ([`Scheduler::set_draft_model`](crate::scheduler::Scheduler::set_draft_model)).
+    Model,
 }
 
 /// How a wrong rule resamples a rejected position; only the distribution test uses
@@ -154,4 +162,22 @@ pub enum SpeculationError {
         "--self-draft {asked} differs from the {loaded} drafting layers the engine was loaded with"
     )]
     DraftPassDepth { asked: u32, loaded: u32 },
+    #[error("drafting with a model needs a draft model: load one with --draft MODEL")]
+    NoDraftModel,
+    #[error(
+        "the draft model is on another device ({draft}) than the model ({target}): load both on one adapter's device"
+    )]
+    OtherAdapter { draft: String, target: String },
+    #[error(
+        "the draft model's vocabulary differs from the model's at token {id}: {draft} in the draft, {target} in the model"
+    )]
+    Vocabulary {
+        id: u32,
+        draft: String,
+        target: String,
+    },
+    #[error(
+        "the draft model's context ({draft} tokens) is shorter than the model's ({target}): give both the same --ctx"
+    )]
+    DraftContext { draft: u32, target: u32 },
 }

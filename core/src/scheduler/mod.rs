@@ -22,15 +22,18 @@
 
 use crate::Error;
 use crate::engine::{BatchEntry, Engine, KvStats, Logits};
-use crate::generate::{GenerateOptions, Generation, StopReason};
-use crate::kv::SeqId;
 use std::collections::HashMap;
 
+use crate::generate::{GenerateOptions, Generation, StopReason};
+use crate::kv::SeqId;
 use crate::sampling::{RowLogprobs, Sampler};
 use crate::sequence::{Ownership, Sequence};
 use crate::speculative::verify::{Distribution, verify};
-use crate::speculative::{DrafterKind, SpeculationError};
 use crate::tokenizer::Tokenizer;
+
+mod drafting;
+
+use drafting::{DraftModel, Drafts};
 
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,14 +93,6 @@ impl Planned {
     }
 }
 
-/// A decoding generation's guesses at its next tokens, for one step to verify.
-#[derive(Default)]
-struct Drafts {
-    tokens: Vec<u32>,
-    /// The drafter's distribution at each drafted token (`None`: point masses).
-    proposal: Option<Vec<Distribution>>,
-}
-
 /// A generation and its place in the order of service.
 struct Slot<'a> {
     sequence: Sequence<'a>,
@@ -115,6 +110,8 @@ pub struct Scheduler<'a> {
     next_arrival: u64,
     max_running: usize,
     preemptions: u64,
+    /// A second model drafting for generations with `DrafterKind::Model`.
+    draft_model: Option<DraftModel<'a>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -126,6 +123,7 @@ impl<'a> Scheduler<'a> {
             next_arrival: 0,
             max_running: usize::MAX,
             preemptions: 0,
+            draft_model: None,
         }
     }
 
@@ -189,27 +187,6 @@ impl<'a> Scheduler<'a> {
         )?;
         self.engine.truncate_sequence(seq, reused as u32)?;
         Ok(self.push(s))
-    }
-
-    /// Refuses self-drafting at a depth the engine has no drafting pass for.
-    fn check_drafter(&self, options: &GenerateOptions) -> Result<(), Error> {
-        let Some(spec) = &options.speculation else {
-            return Ok(());
-        };
-        if let DrafterKind::SelfDraft { layers } = spec.drafter {
-            match self.engine.self_draft_layers() {
-                None => return Err(SpeculationError::NoDraftPass.into()),
-                Some(loaded) if loaded != layers => {
-                    return Err(SpeculationError::DraftPassDepth {
-                        asked: layers,
-                        loaded,
-                    }
-                    .into());
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
     }
 
     fn push(&mut self, sequence: Sequence<'a>) -> usize {
@@ -357,125 +334,6 @@ impl<'a> Scheduler<'a> {
             report.accepted = accepted;
         }
         Ok(report)
-    }
-
-    /// Each decoding generation's drafts for this step, by slot, as long as its policy
-    /// says what it gains is worth the verification.
-    async fn draft(&mut self) -> Result<HashMap<usize, Drafts>, Error> {
-        let busy = self.stats().running;
-        let cost = f64::from(self.engine.tuning().extra_token_cost) / 100.0;
-        let n_ctx = self.engine.context_size() as usize;
-        let mut drafts = HashMap::new();
-        let mut self_drafting = Vec::new();
-        for i in self.by_arrival(|s| s.drafter().is_some()) {
-            let s = self.seq_mut(i);
-            let room = n_ctx.saturating_sub(s.n_cached());
-            let k = s.draft_len(busy, cost, room);
-            if k == 0 {
-                continue;
-            }
-            match s.drafter() {
-                Some(DrafterKind::Lookup { .. }) => {
-                    let tokens = s.lookup_drafts(k);
-                    if !tokens.is_empty() {
-                        let proposal = None;
-                        drafts.insert(i, Drafts { tokens, proposal });
-                    }
-                }
-                Some(DrafterKind::SelfDraft { .. }) => self_drafting.push((i, k)),
-                None => {}
-            }
-        }
-        if !self_drafting.is_empty() {
-            drafts.extend(self.self_draft(self_drafting).await?);
-        }
-        Ok(drafts)
-    }
-
-    /// Drafts `k` tokens for each (slot, k) in `wanted` through the engine's drafting
-    /// pass, one token per step for all of them together, drawing each from the
-    /// drafting head's distribution under the generation's sampler chain; then cuts the
-    /// drafted positions from their caches again (the verification step rewrites them).
-    /// Generations the pool has no room for draft nothing.
-    async fn self_draft(
-        &mut self,
-        mut wanted: Vec<(usize, usize)>,
-    ) -> Result<HashMap<usize, Drafts>, Error> {
-        let mut free = self.engine.kv_stats().free_blocks as usize;
-        let mut keep = Vec::new();
-        for (slot, k) in wanted.drain(..) {
-            let seq = self
-                .sequence(slot)
-                .and_then(Sequence::seq)
-                .expect("running");
-            // Room for the drafts and, after them, for the verification step.
-            let needed = self.engine.blocks_needed(seq, k as u32 + 1)?;
-            if needed <= free && keep.len() < self.engine.max_rows() as usize {
-                free -= needed;
-                keep.push((slot, seq, k));
-            }
-        }
-        let mut out: HashMap<usize, Drafts> = HashMap::new();
-        let mut samplers: HashMap<usize, Sampler> = HashMap::new();
-        let mut cached: HashMap<usize, u32> = HashMap::new();
-        for &(slot, seq, _) in &keep {
-            let s = self.sequence(slot).expect("live");
-            samplers.insert(slot, s.sampler().clone());
-            cached.insert(slot, self.engine.sequence_len(seq)?);
-            let proposal = Some(Vec::new());
-            out.insert(
-                slot,
-                Drafts {
-                    tokens: Vec::new(),
-                    proposal,
-                },
-            );
-        }
-        let longest = keep.iter().map(|&(_, _, k)| k).max().unwrap_or(0);
-        for j in 0..longest {
-            let active: Vec<(usize, SeqId)> = keep
-                .iter()
-                .filter(|&&(_, _, k)| k > j)
-                .map(|&(slot, seq, _)| (slot, seq))
-                .collect();
-            // Each feeds its last token: the one it sampled, then its latest draft.
-            let inputs: Vec<[u32; 1]> = active
-                .iter()
-                .map(|&(slot, _)| {
-                    let last = out[&slot].tokens.last().copied();
-                    let s = self.sequence(slot).expect("live");
-                    [last
-                        .or_else(|| s.last_token())
-                        .expect("a prompt is never empty")]
-                })
-                .collect();
-            let batch: Vec<BatchEntry<'_>> = active
-                .iter()
-                .zip(&inputs)
-                .map(|(&(_, seq), tokens)| BatchEntry {
-                    seq,
-                    tokens,
-                    logits: Logits::Last,
-                })
-                .collect();
-            self.engine.draft_step(&batch)?;
-            let rows: Vec<&Sampler> = active.iter().map(|(slot, _)| &samplers[slot]).collect();
-            let dists = self.engine.row_distributions(&rows).await?;
-            for (&(slot, _), dist) in active.iter().zip(dists) {
-                let token = self.seq_mut(slot).draw_draft(&dist)?;
-                samplers.get_mut(&slot).expect("drafting").accept(token);
-                let d = out.get_mut(&slot).expect("drafting");
-                d.tokens.push(token);
-                d.proposal
-                    .as_mut()
-                    .expect("a distribution per draft")
-                    .push(dist);
-            }
-        }
-        for &(slot, seq, _) in &keep {
-            self.engine.truncate_sequence(seq, cached[&slot])?;
-        }
-        Ok(out)
     }
 
     /// Gives waiting generations, oldest first, an engine sequence (with their longest
@@ -657,6 +515,7 @@ impl<'a> Scheduler<'a> {
             let mut tokens = drafts[..verdict.accepted].to_vec();
             tokens.push(verdict.next);
             let taken = self.take_tokens(p.slot, &tokens, logprobs, on_text)?;
+            self.trim_draft_sequence(p.slot)?;
             sampled += taken;
             if !drafts.is_empty() {
                 kept += verdict.accepted;
@@ -793,6 +652,9 @@ impl<'a> Scheduler<'a> {
             if self.sequence(i).is_some_and(|s| !s.is_done()) {
                 let _ = self.stop(i, StopReason::Cancelled, &mut |_| {});
             }
+        }
+        if let Some(d) = &mut self.draft_model {
+            d.engine.remove_all_sequences();
         }
         self.slots
             .into_iter()
