@@ -122,17 +122,18 @@ fn repetitive_prompts(vocab: u32) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Each generation's ids.
+fn ids(generations: Vec<Generation>) -> Vec<Vec<u32>> {
+    generations.into_iter().map(|g| g.ids).collect()
+}
+
 #[test]
 fn greedy_output_is_plain_decodings_for_every_drafter_and_draft_length() {
     let spec = TinySpec::default();
     let f = Fixture::new(spec.clone());
     let prompts = repetitive_prompts(spec.vocab);
     let plain = options(SamplerConfig::greedy(), 40);
-    let expected: Vec<Vec<u32>> = f
-        .run(&prompts, &plain, 3)
-        .into_iter()
-        .map(|g| g.ids)
-        .collect();
+    let expected = ids(f.run(&prompts, &plain, 3));
     for drafter in [
         DrafterKind::Lookup { ngram: 3 },
         DrafterKind::SelfDraft { layers: 1 },
@@ -142,8 +143,7 @@ fn greedy_output_is_plain_decodings_for_every_drafter_and_draft_length() {
             let got = f.run(&prompts, &o, 3);
             let drafted: u64 = got.iter().map(|g| g.speculation.unwrap().drafted).sum();
             assert!(drafted > 0, "{drafter:?} k={k} drafted nothing");
-            let ids: Vec<Vec<u32>> = got.into_iter().map(|g| g.ids).collect();
-            assert_eq!(ids, expected, "{drafter:?} with k = {k}");
+            assert_eq!(ids(got), expected, "{drafter:?} with k = {k}");
         }
     }
 }
@@ -165,19 +165,14 @@ fn a_draft_model_leaves_greedy_output_unchanged() {
     let draft_model = tiny_model(&draft_spec);
     let prompts = repetitive_prompts(spec.vocab);
     let plain = options(SamplerConfig::greedy(), 40);
-    let expected: Vec<Vec<u32>> = f
-        .run(&prompts, &plain, 3)
-        .into_iter()
-        .map(|g| g.ids)
-        .collect();
+    let expected = ids(f.run(&prompts, &plain, 3));
     for k in [1, 2, 4, 8] {
         let mut draft = tiny_engine(f.gpu.clone(), &draft_model, &draft_options(256));
         let o = speculating(&plain, DrafterKind::Model, k, ResampleRule::Residual);
         let got = f.run_with_draft(&prompts, &o, 3, Some(&mut draft));
         let stats: Vec<_> = got.iter().map(|g| g.speculation.unwrap()).collect();
         assert!(stats.iter().all(|s| s.drafted > 0), "k={k}: {stats:?}");
-        let ids: Vec<Vec<u32>> = got.into_iter().map(|g| g.ids).collect();
-        assert_eq!(ids, expected, "a draft model with k = {k}");
+        assert_eq!(ids(got), expected, "a draft model with k = {k}");
         let kv = draft.kv_stats();
         assert_eq!(kv.used_blocks, 0, "the draft engine keeps blocks: {kv:?}");
     }
@@ -218,7 +213,10 @@ fn unfit_draft_models_are_refused_by_what_differs() {
         &draft_options(256),
     );
     let err = refusal(&mut draft, &tiny_tokenizer(300));
-    assert!(err.contains("at token 300: no such token in the draft"), "{err}");
+    assert!(
+        err.contains("at token 300: no such token in the draft"),
+        "{err}"
+    );
     let mut short = tiny_engine(f.gpu.clone(), &f.model, &draft_options(64));
     let err = refusal(&mut short, &f.tokenizer);
     assert!(
