@@ -10,7 +10,7 @@ use crate::Error;
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::{BlockHash, BlockHasher, SeqId};
 use crate::sampling::{Sampler, SamplerConfig, SamplingError, StopMatcher, TokenLogprobs};
-use crate::speculative::policy::{self, Acceptance};
+use crate::speculative::policy::{self, Acceptance, StepCosts};
 use crate::speculative::verify::Distribution;
 use crate::speculative::{DrafterKind, SpeculationOptions, SpeculationStats, lookup};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -397,12 +397,11 @@ impl<'t> Sequence<'t> {
         (self.is_running() && self.to_feed() == 1).then_some(spec.options.drafter)
     }
 
-    /// How many tokens to draft this step, with `busy` generations decoding in it, where
-    /// one more token in a step costs `extra_token_cost` of a one-token step and the
-    /// context has room for `room` more tokens: what the policy gains most with (every
+    /// How many tokens to draft this step, with `busy` generations decoding in it, steps
+    /// costing what `costs` says, and room in the context for `room` more tokens: what the policy gains most with (every
     /// step `max_draft` when not adaptive), within what the generation may still sample.
     /// 0: decode plainly.
-    pub(crate) fn draft_len(&mut self, busy: usize, extra_token_cost: f64, room: usize) -> usize {
+    pub(crate) fn draft_len(&mut self, busy: usize, costs: &StepCosts, room: usize) -> usize {
         let left = self.max_tokens.saturating_sub(self.ids.len());
         let Some(spec) = &mut self.speculation else {
             return 0;
@@ -419,7 +418,7 @@ impl<'t> Sequence<'t> {
                 o.max_draft,
                 spec.acceptance.rate(),
                 busy,
-                extra_token_cost,
+                costs,
             )
         } else {
             o.max_draft

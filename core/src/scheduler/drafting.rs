@@ -103,14 +103,13 @@ impl<'a> Scheduler<'a> {
     pub(super) async fn draft(&mut self) -> Result<HashMap<usize, Drafts>, Error> {
         self.forget_stale_draft_sequences()?;
         let busy = self.stats().running;
-        let cost = f64::from(self.engine.tuning().extra_token_cost) / 100.0;
         let n_ctx = self.engine.context_size() as usize;
         let mut drafts = HashMap::new();
         let (mut by_layers, mut by_model) = (Vec::new(), Vec::new());
         for i in self.by_arrival(|s| s.drafter().is_some()) {
-            let s = self.seq_mut(i);
+            let s = &mut self.slots[i].as_mut().expect("live").sequence;
             let room = n_ctx.saturating_sub(s.n_cached());
-            let k = s.draft_len(busy, cost, room);
+            let k = s.draft_len(busy, &self.step_costs, room);
             if k == 0 {
                 continue;
             }

@@ -24,10 +24,13 @@ use crate::Error;
 use crate::engine::{BatchEntry, Engine, KvStats, Logits};
 use std::collections::HashMap;
 
+use web_time::Instant;
+
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::SeqId;
 use crate::sampling::{RowLogprobs, Sampler};
 use crate::sequence::{Ownership, Sequence};
+use crate::speculative::policy::StepCosts;
 use crate::speculative::verify::{Distribution, verify};
 use crate::tokenizer::Tokenizer;
 
@@ -112,10 +115,13 @@ pub struct Scheduler<'a> {
     preemptions: u64,
     /// A second model drafting for generations with `DrafterKind::Model`.
     draft_model: Option<DraftModel<'a>>,
+    /// What steps of each size took, for the speculative decoding policy.
+    step_costs: StepCosts,
 }
 
 impl<'a> Scheduler<'a> {
     pub fn new(engine: &'a mut Engine, tokenizer: &'a Tokenizer) -> Self {
+        let step_costs = StepCosts::new(f64::from(engine.tuning().extra_token_cost) / 100.0);
         Scheduler {
             engine,
             tokenizer,
@@ -124,6 +130,7 @@ impl<'a> Scheduler<'a> {
             max_running: usize::MAX,
             preemptions: 0,
             draft_model: None,
+            step_costs,
         }
     }
 
@@ -314,6 +321,7 @@ impl<'a> Scheduler<'a> {
         if plan.is_empty() {
             return Ok(report);
         }
+        let started = Instant::now();
         self.submit_step(&plan)?;
         report.sequences = plan.len();
         for p in &plan {
@@ -332,6 +340,9 @@ impl<'a> Scheduler<'a> {
             let (sampled, accepted) = self.sample(&plan, on_text).await?;
             report.sampled = sampled;
             report.accepted = accepted;
+            // Steps that sample are the ones speculation adds tokens to.
+            let seconds = started.elapsed().as_secs_f64();
+            self.step_costs.record(report.tokens, seconds);
         }
         Ok(report)
     }

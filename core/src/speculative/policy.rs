@@ -3,10 +3,12 @@
 //!
 //! With a per-token acceptance rate α, k drafts yield (1 − α^(k+1)) / (1 − α) tokens per
 //! verification step (the kept drafts plus the target's own token). What they cost
-//! depends on the adapter: a step of n tokens costs about 1 + β(n − 1) steps of one,
-//! where β ([`Tuning::extra_token_cost`](crate::kernels::Tuning)) is near 0 on a
-//! memory-bound GPU and about 0.3 on a CPU adapter. A step shared by `busy` decoding
-//! sequences that all draft k tokens then gains
+//! depends on the adapter and the model: [`StepCosts`] measures what steps of each token
+//! count take, relative to a step of one. Until a size is measured it is modelled as
+//! 1 + β(n − 1), where β ([`Tuning::extra_token_cost`](crate::kernels::Tuning)) is near 0
+//! on a memory-bound GPU and about 0.3 on a CPU adapter (measured there, it ranges from
+//! 0.25 for SmolLM2's Q4_1 to 0.6 for Qwen2.5-Coder's Q4_K). A step shared by `busy`
+//! decoding sequences that all draft k tokens then gains
 //! `yield(k) · cost(busy) / cost(busy · (k + 1))` over plain decoding; the policy takes
 //! the k that gains most, and drafts nothing when no k gains at least [`MIN_GAIN`]. One
 //! sequence alone on lavapipe with α = 0.9 drafts 5; eight busy ones draft only when
@@ -62,15 +64,68 @@ fn expected_yield(rate: f64, k: usize) -> f64 {
     (1.0 - rate.powi(k as i32 + 1)) / (1.0 - rate)
 }
 
+/// What steps cost by their token count, relative to a step of one token: measured
+/// (a moving average of each size's wall time), modelled where not measured yet.
+#[derive(Clone, Debug)]
+pub struct StepCosts {
+    /// β: what one more token adds, in steps of one, for sizes not measured.
+    extra_token_cost: f64,
+    /// Seconds per step, by token count (index 0 unused).
+    seconds: Vec<Option<f64>>,
+}
+
+/// Sizes measured; larger steps are modelled.
+const MEASURED_SIZES: usize = 64;
+/// Weight of the newest measurement in the moving average.
+const NEWEST: f64 = 0.25;
+
+impl StepCosts {
+    pub fn new(extra_token_cost: f64) -> Self {
+        StepCosts {
+            extra_token_cost,
+            seconds: vec![None; MEASURED_SIZES + 1],
+        }
+    }
+
+    /// Records that a step of `tokens` tokens took `seconds`.
+    pub fn record(&mut self, tokens: usize, seconds: f64) {
+        if let Some(slot) = self.seconds.get_mut(tokens).filter(|_| tokens > 0) {
+            *slot = Some(match *slot {
+                Some(old) => old + NEWEST * (seconds - old),
+                None => seconds,
+            });
+        }
+    }
+
+    /// A step of `tokens` tokens, in steps of one: measured, else modelled but never
+    /// below a smaller size's measurement (more tokens never cost less).
+    pub fn relative(&self, tokens: usize) -> f64 {
+        let Some(one) = self.seconds[1].filter(|&s| s > 0.0) else {
+            return self.modelled(tokens);
+        };
+        if let Some(n) = self.seconds.get(tokens).copied().flatten() {
+            return n / one;
+        }
+        let below = self.seconds[1..tokens.min(self.seconds.len())]
+            .iter()
+            .flatten()
+            .fold(0.0f64, |m, &s| m.max(s / one));
+        self.modelled(tokens).max(below)
+    }
+
+    fn modelled(&self, tokens: usize) -> f64 {
+        1.0 + self.extra_token_cost * (tokens.max(1) - 1) as f64
+    }
+}
+
 /// The draft length in `min..=max` that gains most over plain decoding for a sequence
-/// with acceptance `rate` among `busy` decoding sequences, when a step's extra token
-/// costs `extra_token_cost` of a one-token step; 0 when drafting does not pay.
-pub fn draft_len(min: usize, max: usize, rate: f64, busy: usize, extra_token_cost: f64) -> usize {
-    let busy = busy.max(1) as f64;
-    let cost = |tokens: f64| 1.0 + extra_token_cost * (tokens - 1.0);
+/// with acceptance `rate` among `busy` decoding sequences, with steps costing what
+/// `costs` says; 0 when drafting does not pay.
+pub fn draft_len(min: usize, max: usize, rate: f64, busy: usize, costs: &StepCosts) -> usize {
+    let busy = busy.max(1);
     let mut best = (0, MIN_GAIN);
     for k in min.max(1)..=max {
-        let gain = expected_yield(rate, k) * cost(busy) / cost(busy * (k + 1) as f64);
+        let gain = expected_yield(rate, k) * costs.relative(busy) / costs.relative(busy * (k + 1));
         if gain > best.1 {
             best = (k, gain);
         }
@@ -100,18 +155,44 @@ mod tests {
 
     #[test]
     fn draft_length_scales_with_acceptance_cost_and_load() {
+        let (gpu, cpu) = (StepCosts::new(0.02), StepCosts::new(0.3));
         // A memory-bound GPU: extra tokens are nearly free, so draft the most.
-        assert_eq!(draft_len(1, 8, 0.8, 1, 0.02), 8);
+        assert_eq!(draft_len(1, 8, 0.8, 1, &gpu), 8);
         // A CPU adapter alone: a few.
-        assert_eq!(draft_len(1, 16, 0.9, 1, 0.3), 5);
+        assert_eq!(draft_len(1, 16, 0.9, 1, &cpu), 5);
         // Poor acceptance: none.
-        assert_eq!(draft_len(1, 8, 0.2, 1, 0.3), 0);
+        assert_eq!(draft_len(1, 8, 0.2, 1, &cpu), 0);
         // Eight busy sequences on a CPU adapter: only for excellent acceptance.
-        assert_eq!(draft_len(1, 8, 0.8, 8, 0.3), 0);
-        assert!(draft_len(1, 8, 0.9, 8, 0.3) >= 1);
+        assert_eq!(draft_len(1, 8, 0.8, 8, &cpu), 0);
+        assert!(draft_len(1, 8, 0.9, 8, &cpu) >= 1);
         // `min` is respected: nothing below it.
-        assert_eq!(draft_len(6, 8, 0.5, 1, 0.3), 0);
+        assert_eq!(draft_len(6, 8, 0.5, 1, &cpu), 0);
         assert_eq!(expected_yield(1.0, 3), 4.0);
         assert!((expected_yield(0.5, 1) - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn measured_costs_replace_the_model() {
+        let mut costs = StepCosts::new(0.3);
+        assert!((costs.relative(5) - 2.2).abs() < 1e-12);
+        costs.record(1, 0.1);
+        costs.record(5, 0.36);
+        assert!((costs.relative(5) - 3.6).abs() < 1e-12);
+        // Unmeasured sizes keep the model, but never cost less than a smaller one.
+        assert!((costs.relative(3) - 1.6).abs() < 1e-12);
+        assert!((costs.relative(6) - 3.6).abs() < 1e-12);
+        // The average follows new measurements.
+        costs.record(5, 0.2);
+        assert!((costs.relative(5) - 3.2).abs() < 1e-12);
+        // Qwen2.5-Coder's Q4_K on lavapipe, as measured there (steps of 2 to 5 tokens cost
+        // 1.6, 2.5, 2.4 and 3.6 steps of one): an acceptance of 0.7 drafts 2 tokens on
+        // the model, and nothing once measured.
+        let mut qwen = StepCosts::new(0.3);
+        assert_eq!(draft_len(1, 8, 0.7, 1, &qwen), 2);
+        qwen.record(1, 0.158);
+        for (n, s) in [(2, 0.26), (3, 0.39), (4, 0.387), (5, 0.565)] {
+            qwen.record(n, s);
+        }
+        assert_eq!(draft_len(1, 8, 0.7, 1, &qwen), 0);
     }
 }
