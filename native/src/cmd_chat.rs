@@ -9,6 +9,7 @@ use clap::Args;
 use wisp_core::generate::{ChatSession, ChatTurn, GenerateOptions, Generator};
 
 use crate::common::{self, DeviceArgs, Interrupt, Model, ModelArgs, SamplingArgs};
+use crate::speculation::{self, SpeculationArgs};
 
 const HELP: &str = "commands: /clear (forget the conversation), /regen (answer the last message again), \
 /exit (or end of input); Ctrl-C stops a reply, or exits at the prompt";
@@ -33,23 +34,35 @@ pub struct ChatArgs {
 
     #[command(flatten)]
     pub sampling: SamplingArgs,
+
+    #[command(flatten)]
+    pub speculation: SpeculationArgs,
 }
 
-pub fn run(args: ChatArgs) -> Result<()> {
+pub fn run(mut args: ChatArgs) -> Result<()> {
+    let speculation = args.speculation.options()?;
+    args.device.self_draft_layers = args.speculation.self_draft_layers();
     let overrides = args.sampling.overrides()?;
     let model = Model::open(&args.model)?;
     let defaults = common::model_defaults(&model);
     let (sampling, sampler) = common::resolve_sampling(&overrides, &defaults)?;
     let tokenizer = model.tokenizer()?;
-    let engine = common::engine_for(&model, &args.device)?;
+    let gpu = common::open_gpu(&args.device)?;
+    let engine = common::load_engine(&model, gpu.clone(), &args.device, 1)?;
+    let draft = speculation::load_draft_model(&args.speculation, gpu, &args.device, 1)?;
     eprintln!("{}", common::describe_sampling(&sampling, &defaults));
     let system = defaults.system_prompt_or(args.system.as_deref());
-    let mut session = ChatSession::new(Generator::new(engine, tokenizer), system);
+    let mut generator = Generator::new(engine, tokenizer);
+    if let Some((engine, tokenizer)) = draft {
+        generator.set_draft_model(engine, tokenizer)?;
+    }
+    let mut session = ChatSession::new(generator, system);
     let options = GenerateOptions {
         max_tokens: common::max_tokens(args.n_predict),
         sampler,
         stop: args.sampling.stop.clone(),
         ignore_eos: false,
+        speculation,
         ..GenerateOptions::default()
     };
     let interrupt = Interrupt::install();

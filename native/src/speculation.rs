@@ -74,6 +74,18 @@ impl SpeculationArgs {
         Ok(Some(options))
     }
 
+    /// The drafter and its draft length, in words (`lookup 3, k <= 8`).
+    pub fn describe_drafter(&self) -> String {
+        let drafter = match (self.lookup, self.self_draft, &self.draft) {
+            (Some(n), _, _) => format!("lookup {n}"),
+            (_, Some(layers), _) => format!("self-draft {layers}"),
+            (_, _, Some(model)) => format!("draft {model}"),
+            _ => "none".to_string(),
+        };
+        let k = if self.draft_fixed { "=" } else { "<=" };
+        format!("{drafter}, k {k} {}", self.draft_max)
+    }
+
     /// The layers the engine must record a drafting pass for.
     pub fn self_draft_layers(&self) -> Option<u32> {
         self.self_draft

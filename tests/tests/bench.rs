@@ -340,3 +340,38 @@ fn a_synthetic_model_saved_as_gguf_benchmarks_like_the_generated_one() {
         refused.stderr
     );
 }
+
+/// With a drafter, `wisp bench` decodes one prompt with and without speculation in the
+/// same run: both speeds, their ratio, what speculation did, and the same tokens.
+#[test]
+fn a_drafter_compares_speculative_with_plain_decoding() {
+    let model = model_path(SMOLLM2);
+    let out = wisp(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "--lookup",
+        "3",
+        "-n",
+        "24",
+        "-r",
+        "1",
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(out.ok().trim()).expect("JSON");
+    let (plain, spec) = (
+        positive(&v, "/plain_tok_s"),
+        positive(&v, "/speculative_tok_s"),
+    );
+    assert!(close(number(&v, "/speed_up"), spec / plain, 1e-9), "{v}");
+    assert_eq!(v["identical"], Value::Bool(true), "{v}");
+    assert!(
+        number(&v, "/acceptance_rate") > 0.0,
+        "the default prompt repeats itself: {v}"
+    );
+    assert!(number(&v, "/mean_accepted_length") > 1.0, "{v}");
+    let reps = v["repetitions"].as_array().expect("repetitions");
+    assert_eq!(reps.len(), 1, "{v}");
+    assert!(reps[0]["speculation"]["steps"].as_u64().unwrap() > 0, "{v}");
+}

@@ -6,12 +6,15 @@
 //! - `measure.rs` runs the tests on an engine;
 //! - `report.rs` prints markdown, JSON or CSV;
 //! - `compare.rs` merges JSON runs from several machines into one table;
-//! - `plot.rs` draws tokens/s against depth and a step's kernels as SVG.
+//! - `plot.rs` draws tokens/s against depth and a step's kernels as SVG;
+//! - `speculative.rs` compares decoding with and without a drafter (`--lookup`,
+//!   `--self-draft`, `--draft`) on one prompt.
 
 mod compare;
 mod measure;
 mod plot;
 mod report;
+mod speculative;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +25,7 @@ use wisp_core::gguf::GgufFile;
 use wisp_core::model::{ModelConfig, ModelCost, SyntheticModel};
 
 use crate::common::{self, DeviceArgs, Model};
+use crate::speculation::SpeculationArgs;
 use report::{BenchReport, LoadInfo, ModelInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,6 +125,16 @@ pub struct BenchArgs {
 
     #[command(flatten)]
     pub device: DeviceArgs,
+
+    /// With a drafter, instead of llama-bench's tests: decode one prompt (the first -n
+    /// tokens, greedy) with and without speculative decoding in the same run.
+    #[command(flatten)]
+    pub speculation: SpeculationArgs,
+
+    /// The prompt of the speculative comparison (default: a function to repeat with one
+    /// change).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt_text: Option<String>,
 }
 
 /// The model under test: a file or a synthetic one.
@@ -155,6 +169,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let (Some(path), Some(spec)) = (&args.save_gguf, &args.synthetic) {
         return save_synthetic(spec, path);
+    }
+    if args.speculation.options()?.is_some() {
+        if args.synthetic.is_some() {
+            bail!("the speculative comparison needs a model file (-m), not --synthetic");
+        }
+        let model = Model::open_with(args.model.as_deref(), None)?;
+        return speculative::run(&args, &model);
     }
     let subject = match &args.synthetic {
         Some(spec) => Subject::Synthetic(SyntheticModel::parse(spec).context("--synthetic")?),
