@@ -554,3 +554,58 @@ fn sigterm_drains_and_exits_0() {
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(0), "wisp serve exited with {status}");
 }
+
+/// With a server-wide drafter, requests speculate (batched with the rest), answer with
+/// exactly what plain decoding gives, and /metrics counts the drafts; a request may turn
+/// it off or bound the draft length, and bounds out of range are refused by name.
+#[test]
+fn a_server_wide_drafter_speculates_per_request() {
+    let server = Server::start(&["--lookup", "3", "--parallel", "2"]);
+    let prompt = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n\
+                  # The same two functions again:\ndef add(a, b):";
+    let completion = |extra: Value| -> Value {
+        let mut body = json!({"prompt": prompt, "max_tokens": 40, "temperature": 0});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = server.post("/v1/completions", &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let plain = completion(json!({"speculative": false}));
+    let drafted = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wisp_draft_tokens_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no draft counter in:\n{metrics}"))
+    };
+    assert_eq!(
+        drafted(&server.get("/metrics").body),
+        0,
+        "speculation was off"
+    );
+    let speculative = completion(json!({}));
+    assert_eq!(
+        speculative["choices"][0]["text"], plain["choices"][0]["text"],
+        "greedy text with and without speculation"
+    );
+    let metrics = server.get("/metrics").body;
+    assert!(drafted(&metrics) > 0, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wisp_draft_tokens_accepted_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let bounded = completion(json!({"speculative.n_max": 2, "speculative.n_min": 1}));
+    assert_eq!(bounded["choices"][0]["text"], plain["choices"][0]["text"]);
+    let bad = json!({"prompt": "x", "speculative.n_max": 0}).to_string();
+    server
+        .post("/v1/completions", &bad)
+        .assert_error(400, Some("speculative.n_max"));
+    let bad = json!({"prompt": "x", "speculative.n_max": 2, "speculative.n_min": 3}).to_string();
+    server
+        .post("/v1/completions", &bad)
+        .assert_error(400, Some("speculative.n_min"));
+}

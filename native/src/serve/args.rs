@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::common::{DeviceArgs, ModelArgs};
+use crate::speculation::SpeculationArgs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -42,4 +43,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub device: DeviceArgs,
+
+    /// A drafter for every request (each may send `"speculative": false`, or bound its
+    /// draft length with llama.cpp's `speculative.n_max` and `speculative.n_min`).
+    #[command(flatten)]
+    pub speculation: SpeculationArgs,
 }

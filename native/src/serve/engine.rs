@@ -25,12 +25,15 @@ use super::response::unix_seconds;
 use super::state::Shared;
 use crate::common::{self, DeviceArgs, Model, ModelArgs};
 use crate::model_cache;
+use crate::speculation::{SpeculationArgs, load_draft_model};
 
 /// What the thread loads.
 pub struct EngineSetup {
     pub model: ModelArgs,
     pub device: DeviceArgs,
     pub parallel: u32,
+    /// The drafter every request gets unless it turns speculation off.
+    pub speculation: SpeculationArgs,
 }
 
 /// Starts the engine thread. `ended` hears how it ended: `Ok` after a drain, `Err` when the
@@ -55,7 +58,7 @@ fn thread_main(
     commands: mpsc::UnboundedReceiver<Command>,
     shared: &Shared,
 ) -> Result<()> {
-    let (mut engine, tokenizer, served) = load(&setup)?;
+    let (mut engine, tokenizer, served, mut draft) = load(&setup)?;
     let parallel = setup.parallel as usize;
     tracing::info!(model = %served.id, n_ctx = served.n_ctx, parallel, "model ready");
     // Set only now: /health says "loading" until here.
@@ -70,12 +73,16 @@ fn thread_main(
         deadline: None,
         draining: false,
     };
-    worker.run(&mut engine, &tokenizer);
+    worker.run(&mut engine, &tokenizer, draft.as_mut())?;
     Ok(())
 }
 
-/// Opens the model, its tokenizer and the engine (sized for `--parallel` generations).
-fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel)> {
+/// A draft model and its tokenizer.
+type Draft = (Engine, Tokenizer);
+
+/// Opens the model, its tokenizer and the engine (sized for `--parallel` generations),
+/// and the draft model when `--draft` names one.
+fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel, Option<Draft>)> {
     let spec = setup
         .model
         .model
@@ -86,15 +93,20 @@ fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel)> {
     let tokenizer = Arc::new(model.tokenizer()?);
     let gpu = common::open_gpu(&setup.device)?;
     let source = model.tensor_source();
+    let device = DeviceArgs {
+        self_draft_layers: setup.speculation.self_draft_layers(),
+        ..setup.device.clone()
+    };
     let engine = common::load_engine_from(
         &model.file,
         &source,
         &model.path.display().to_string(),
-        gpu,
-        &setup.device,
+        gpu.clone(),
+        &device,
         setup.parallel,
     )
     .context("loading the engine")?;
+    let draft = load_draft_model(&setup.speculation, gpu, &setup.device, setup.parallel)?;
     let name = |s: Option<&std::ffi::OsStr>| s.map(|s| s.to_string_lossy().into_owned());
     // A known model is listed by its name, a file by its stem; requests may use either,
     // the file's name or the -m argument as given.
@@ -119,8 +131,9 @@ fn load(setup: &EngineSetup) -> Result<(Engine, Arc<Tokenizer>, ServedModel)> {
         tokenizer: tokenizer.clone(),
         defaults,
         n_ctx: engine.context_size() as usize,
+        speculation: setup.speculation.options()?,
     };
-    Ok((engine, tokenizer, served))
+    Ok((engine, tokenizer, served, draft))
 }
 
 /// One choice of a request, as the thread follows it.
@@ -192,9 +205,17 @@ struct Worker<'s> {
 }
 
 impl Worker<'_> {
-    fn run(&mut self, engine: &mut Engine, tokenizer: &Tokenizer) {
+    fn run(
+        &mut self,
+        engine: &mut Engine,
+        tokenizer: &Tokenizer,
+        mut draft: Option<&mut Draft>,
+    ) -> Result<()> {
         loop {
             let mut scheduler = Scheduler::new(engine, tokenizer);
+            if let Some((engine, tokenizer)) = draft.as_deref_mut() {
+                scheduler.set_draft_model(engine, tokenizer)?;
+            }
             // Generations beyond --parallel wait here rather than in the scheduler, so
             // that the queue's length is known to the HTTP side (429s); the limit also
             // bounds generations the scheduler takes back after preempting them.
@@ -206,7 +227,7 @@ impl Worker<'_> {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || scheduler.finish()));
             drop(ended);
             match outcome {
-                Outcome::Exit => return,
+                Outcome::Exit => return Ok(()),
                 // Whatever the failed step left in the cache is forgotten.
                 Outcome::Failed => engine.reset(),
             }
@@ -226,7 +247,12 @@ impl Worker<'_> {
             if scheduler.active() > 0 {
                 match step(scheduler) {
                     Ok(report) => {
-                        self.shared.metrics.step(report.sequences, report.sampled);
+                        self.shared.metrics.step(
+                            report.sequences,
+                            report.sampled,
+                            report.drafted,
+                            report.accepted,
+                        );
                         if report.sequences == 0 {
                             // Not reachable (a running generation always has something
                             // to feed), but never spin: end them.

@@ -72,6 +72,8 @@ struct State {
     prompt_tokens: u64,
     generated_tokens: u64,
     preemptions: u64,
+    drafted_tokens: u64,
+    accepted_drafts: u64,
     gauges: Gauges,
     time_to_first_token: Histogram,
     inter_token_latency: Histogram,
@@ -90,6 +92,8 @@ impl Default for Metrics {
                 prompt_tokens: 0,
                 generated_tokens: 0,
                 preemptions: 0,
+                drafted_tokens: 0,
+                accepted_drafts: 0,
                 gauges: Gauges::default(),
                 time_to_first_token: Histogram::new(LATENCY_BUCKETS),
                 inter_token_latency: Histogram::new(LATENCY_BUCKETS),
@@ -127,11 +131,14 @@ impl Metrics {
         self.state().inter_token_latency.observe(seconds);
     }
 
-    /// One step: how many generations it held and how many tokens it sampled.
-    pub fn step(&self, batch: usize, sampled: usize) {
+    /// One step: how many generations it held, how many tokens it sampled, and how many
+    /// drafted tokens it verified and kept.
+    pub fn step(&self, batch: usize, sampled: usize, drafted: usize, accepted: usize) {
         let mut s = self.state();
         s.batch_size.observe(batch as f64);
         s.generated_tokens += sampled as u64;
+        s.drafted_tokens += drafted as u64;
+        s.accepted_drafts += accepted as u64;
     }
 
     /// Sets the preemption counter to the scheduler's running total.
@@ -175,6 +182,16 @@ impl Metrics {
                 "wisp_preemptions_total",
                 "Generations preempted to free KV blocks.",
                 s.preemptions,
+            ),
+            (
+                "wisp_draft_tokens_total",
+                "Drafted tokens verified (speculative decoding).",
+                s.drafted_tokens,
+            ),
+            (
+                "wisp_draft_tokens_accepted_total",
+                "Drafted tokens the model kept.",
+                s.accepted_drafts,
             ),
         ];
         for (name, help, value) in counters {
@@ -251,7 +268,7 @@ mod tests {
         m.request("/v1/chat/completions", 200);
         m.request("/v1/completions", 400);
         m.prompt_tokens(12);
-        m.step(3, 2);
+        m.step(3, 2, 4, 3);
         m.first_token(0.3);
         m.next_token(0.02);
         m.gauges(Gauges {
@@ -269,6 +286,8 @@ mod tests {
             "wisp_prompt_tokens_total 12",
             "wisp_generated_tokens_total 2",
             "wisp_preemptions_total 0",
+            "wisp_draft_tokens_total 4",
+            "wisp_draft_tokens_accepted_total 3",
             "# TYPE wisp_queue_depth gauge",
             "wisp_queue_depth 1",
             "wisp_running 3",

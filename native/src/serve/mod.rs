@@ -65,6 +65,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // Refused before anything binds or loads.
+    args.speculation.options()?;
     let mut signals = Signals::new()?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -90,6 +92,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             model: args.model,
             device: args.device,
             parallel: args.parallel,
+            speculation: args.speculation,
         },
         command_receiver,
         shared.clone(),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use wisp_core::defaults::ModelDefaults;
+use wisp_core::speculative::SpeculationOptions;
 use wisp_core::tokenizer::{ChatMessage, ChatTemplate, Tokenizer, TokenizerError, chat_prompt_ids};
 
 pub struct ServedModel {
@@ -19,6 +20,9 @@ pub struct ServedModel {
     pub template: ChatTemplate,
     pub defaults: ModelDefaults,
     pub n_ctx: usize,
+    /// The server's drafter (`--lookup`, `--self-draft`, `--draft`): every request
+    /// speculates with it unless it sends `"speculative": false`.
+    pub speculation: Option<SpeculationOptions>,
 }
 
 impl ServedModel {

@@ -30,6 +30,13 @@ pub struct CommonFields {
     pub repeat_last_n: Option<usize>,
     /// Keeps this request's prompt out of the prefix cache of requests with another salt.
     pub cache_salt: Option<String>,
+    /// `false`: no speculative decoding for this request, whatever the server's drafter.
+    pub speculative: Option<bool>,
+    /// llama.cpp's bounds on the draft length, for the server's drafter.
+    #[serde(rename = "speculative.n_max")]
+    pub speculative_n_max: Option<usize>,
+    #[serde(rename = "speculative.n_min")]
+    pub speculative_n_min: Option<usize>,
 }
 
 /// A body's own fields and the shared ones, read from the same JSON object in two passes

@@ -5,6 +5,7 @@
 use wisp_core::defaults::{ModelDefaults, SamplingOverrides};
 use wisp_core::generate::GenerateOptions;
 use wisp_core::sampling::SamplingError;
+use wisp_core::speculative::{MAX_DRAFT, SpeculationOptions};
 use wisp_core::tokenizer::ChatMessage;
 
 use super::error::ApiError;
@@ -201,6 +202,43 @@ fn prompt_text(prompt: Prompt) -> Result<String, ApiError> {
     }
 }
 
+/// The server's drafter for this request: none when it sends `"speculative": false`,
+/// with its draft length bounded by `speculative.n_max` / `speculative.n_min`.
+fn speculation_for(
+    c: &CommonFields,
+    model: &ServedModel,
+) -> Result<Option<SpeculationOptions>, ApiError> {
+    let Some(mut spec) = model.speculation.clone() else {
+        return Ok(None);
+    };
+    if c.speculative == Some(false) {
+        return Ok(None);
+    }
+    if let Some(max) = c.speculative_n_max {
+        if !(1..=MAX_DRAFT).contains(&max) {
+            return Err(ApiError::invalid(
+                "speculative.n_max",
+                format!("speculative.n_max must be 1 to {MAX_DRAFT}, not {max}"),
+            ));
+        }
+        spec.max_draft = max;
+        spec.min_draft = spec.min_draft.min(max);
+    }
+    if let Some(min) = c.speculative_n_min {
+        if !(1..=spec.max_draft).contains(&min) {
+            return Err(ApiError::invalid(
+                "speculative.n_min",
+                format!(
+                    "speculative.n_min must be 1 to speculative.n_max ({}), not {min}",
+                    spec.max_draft
+                ),
+            ));
+        }
+        spec.min_draft = min;
+    }
+    Ok(Some(spec))
+}
+
 /// The checks that need the prompt (its length against the context) and the options of
 /// each choice.
 fn finish_plan(
@@ -221,6 +259,7 @@ fn finish_plan(
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect();
+    let speculation = speculation_for(c, model)?;
     let mut choices = Vec::with_capacity(n);
     for i in 0..n {
         // Choice i gets seed + i, so a seeded request is reproducible choice by choice.
@@ -231,6 +270,7 @@ fn finish_plan(
             stop: stop.clone(),
             cache_salt: c.cache_salt.clone(),
             top_logprobs,
+            speculation: speculation.clone(),
             ..GenerateOptions::default()
         });
     }
