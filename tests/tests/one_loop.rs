@@ -1,11 +1,13 @@
 //! One generation loop: a single run (`wisp generate`) is the scheduler with a batch of
 //! one, so it samples exactly what `--parallel N` samples for the same prompt and seed,
-//! penalties included (their window starts with the prompt's tokens in both).
+//! penalties included (their window starts with the prompt's tokens in both). Speculative
+//! decoding, with every drafter and draft length, leaves greedy output unchanged.
 
 use serde_json::Value;
 use wisp_tests::wisp_cli::wisp;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const QWEN_CODER: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 /// Repetitive, so the penalties change the choice of tokens.
 const PROMPT: &str = "The quick brown fox jumps over the lazy dog. The quick brown fox";
 const PENALTIES: &[&str] = &[
@@ -73,32 +75,80 @@ fn single_run_and_parallel_run_draw_the_same_random_tokens() {
     assert_ne!(two[1], single, "the second generation has its own seed");
 }
 
-/// Speculative decoding leaves greedy output unchanged on a real model, with a mild
-/// repetition penalty (so each verified row is weighed with the drafts before it in the
-/// penalty window): prompt lookup with each draft length, and layer-skip self-drafting.
+/// A prompt whose continuation repeats it, so prompt lookup has something to propose.
+const CODE_PROMPT: &str = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n\
+                           # The same two functions again:\ndef add(a, b):";
+
+/// `wisp generate` of CODE_PROMPT on `model`, 40 greedy tokens with a mild repetition
+/// penalty (so each verified row is weighed with the drafts before it in the penalty
+/// window), with `extra` flags.
+fn generate_code(model: &str, extra: &[&str]) -> Value {
+    let base = [
+        "generate",
+        "-m",
+        model,
+        "-p",
+        CODE_PROMPT,
+        "-n",
+        "40",
+        "--json",
+    ];
+    let sampling = ["--temp", "0", "--repeat-penalty", "1.05"];
+    wisp(&[&base[..], &sampling, extra].concat()).json()
+}
+
+/// Runs each drafter's flags with every draft length and checks the ids against plain
+/// decoding's, and that drafts were verified.
+fn check_drafters(model: &str, drafters: &[&[&str]]) {
+    let plain = ids(&generate_code(model, &[]));
+    for drafter in drafters {
+        for k in ["1", "2", "4", "8"] {
+            let flags = [*drafter, &["--draft-max", k, "--draft-fixed"]].concat();
+            let out = generate_code(model, &flags);
+            assert!(
+                out["speculation"]["drafted"].as_u64().unwrap() > 0,
+                "{flags:?}: {out}"
+            );
+            assert_eq!(ids(&out), plain, "{flags:?}");
+        }
+    }
+}
+
+/// Speculative decoding leaves greedy output unchanged on SmolLM2: prompt lookup and
+/// layer-skip self-drafting with each draft length.
 #[test]
 fn speculative_greedy_output_equals_plain_decoding() {
     let model = wisp_tests::model_path(SMOLLM2);
     let model = model.to_str().expect("a UTF-8 path");
-    let prompt = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n\
-                  # The same two functions again:\ndef add(a, b):";
-    let run = |extra: &[&str]| {
-        let base = ["generate", "-m", model, "-p", prompt, "-n", "40", "--json"];
-        let sampling = ["--temp", "0", "--repeat-penalty", "1.05"];
-        wisp(&[&base[..], &sampling, extra].concat()).json()
-    };
-    let plain = ids(&run(&[]));
-    for k in ["1", "2", "4", "8"] {
-        let out = run(&["--lookup", "3", "--draft-max", k, "--draft-fixed"]);
-        assert!(
-            out["speculation"]["accepted"].as_u64().unwrap() > 0,
-            "{out}"
-        );
-        assert_eq!(ids(&out), plain, "--lookup 3 --draft-max {k}");
-    }
-    let out = run(&["--self-draft", "20", "--draft-max", "3", "--draft-fixed"]);
-    assert!(out["speculation"]["drafted"].as_u64().unwrap() > 0, "{out}");
-    assert_eq!(ids(&out), plain, "--self-draft 20");
+    check_drafters(model, &[&["--lookup", "3"], &["--self-draft", "20"]]);
+    // Lookup keeps drafts on this prompt.
+    let out = generate_code(model, &["--lookup", "3"]);
+    assert!(
+        out["speculation"]["accepted"].as_u64().unwrap() > 0,
+        "{out}"
+    );
+}
+
+/// The same on Qwen2.5-Coder (QKV bias, NEOX RoPE, K-quants), with prompt lookup.
+#[test]
+fn speculative_greedy_output_equals_plain_decoding_on_qwen_coder() {
+    let model = wisp_tests::model_path(QWEN_CODER);
+    check_drafters(model.to_str().expect("a UTF-8 path"), &[&["--lookup", "3"]]);
+}
+
+/// SmolLM2 Q4_1 drafts for SmolLM2 converted to Q8_0 (`wisp convert`): the same greedy
+/// ids as the Q8_0 model alone, for every draft length.
+#[test]
+fn a_draft_model_leaves_greedy_output_unchanged() {
+    let q4 = wisp_tests::model_path(SMOLLM2);
+    let q4 = q4.to_str().expect("a UTF-8 path");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let hf = dir.path().join("hf");
+    let q8 = dir.path().join("smollm2-q8_0.gguf");
+    let (hf, q8) = (hf.to_str().unwrap(), q8.to_str().unwrap());
+    wisp(&["convert", q4, hf, "--to", "hf", "--type", "f16"]).ok();
+    wisp(&["convert", hf, q8, "--type", "q8_0"]).ok();
+    check_drafters(q8, &[&["--draft", q4]]);
 }
 
 #[test]

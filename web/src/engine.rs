@@ -16,6 +16,7 @@ use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::generate::{ChatSession, ChatTurn, GenerateOptions, Generation, Generator};
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTotal, VariantOverrides, totals_by_kernel};
 use wisp_core::model::ModelConfig;
+use wisp_core::speculative::SpeculationStats;
 use wisp_core::tokenizer::{ChatMessage, Tokenizer};
 
 use crate::request::{CreateRequest, GenerateRequest, LoadRequest, conversation_to_answer};
@@ -74,6 +75,8 @@ struct GenerationStats {
     decode_ms: f64,
     prefill_tokens_per_second: f64,
     decode_tokens_per_second: f64,
+    /// With speculation: verification steps, drafted, accepted and produced tokens.
+    speculation: Option<SpeculationStats>,
 }
 
 struct Loaded {
@@ -585,6 +588,7 @@ fn stats(g: Generation) -> GenerationStats {
         decode_ms: g.timing.decode_s * 1e3,
         prefill_tokens_per_second: g.timing.prefill_tokens_per_second(g.n_prefilled),
         decode_tokens_per_second: g.timing.decode_tokens_per_second(generated),
+        speculation: g.speculation,
         text: g.text,
     }
 }

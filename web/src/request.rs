@@ -6,7 +6,7 @@ use wisp_core::defaults::{ModelDefaults, SamplingOverrides};
 use wisp_core::generate::GenerateOptions;
 use wisp_core::gpu::{GpuError, VariantOverrides};
 use wisp_core::kernels::TuningOverrides;
-use wisp_core::sampling::SamplingError;
+use wisp_core::speculative::{DrafterKind, SpeculationOptions};
 use wisp_core::tokenizer::ChatMessage;
 
 /// Options of [`WispEngine::create`](crate::WispEngine::create).
@@ -64,7 +64,8 @@ impl LoadRequest {
     }
 }
 
-/// Options of a generation: `{ maxTokens, stop, sampling: { temperature, top_k, … } }`.
+/// Options of a generation: `{ maxTokens, stop, sampling: { temperature, top_k, … },
+/// speculation: { lookup, draftMax, draftMin, fixed } }`.
 /// `sampling` takes [`SamplerConfig`](wisp_core::sampling::SamplerConfig)'s fields and
 /// `seed`; the ones left out take the loaded model's defaults (its GGUF keys, else Wisp's
 /// table of known models, else llama.cpp's), and `temperature: 0` is greedy.
@@ -75,18 +76,52 @@ pub struct GenerateRequest {
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
     pub sampling: SamplingOverrides,
+    pub speculation: Option<SpeculationRequest>,
+}
+
+/// Speculative decoding with prompt lookup (the drafter that needs no second model or
+/// drafting pass): `lookup` is the longest n-gram matched, `draftMax` (default 8) and
+/// `draftMin` (default 1) bound the draft length, and `fixed` drafts `draftMax` every
+/// step instead of adapting it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SpeculationRequest {
+    pub lookup: usize,
+    pub draft_max: Option<usize>,
+    pub draft_min: Option<usize>,
+    #[serde(default)]
+    pub fixed: bool,
+}
+
+impl SpeculationRequest {
+    fn options(&self) -> SpeculationOptions {
+        let defaults = SpeculationOptions::new(
+            DrafterKind::Lookup { ngram: self.lookup },
+            self.draft_max.unwrap_or(8),
+        );
+        SpeculationOptions {
+            min_draft: self.draft_min.unwrap_or(defaults.min_draft),
+            adaptive: !self.fixed,
+            ..defaults
+        }
+    }
 }
 
 impl GenerateRequest {
     /// The options of this generation on a model with `defaults`, validated (an error names
     /// the bad field). Without a seed it is 0: the page passes its own.
-    pub fn options(&self, defaults: &ModelDefaults) -> Result<GenerateOptions, SamplingError> {
+    pub fn options(&self, defaults: &ModelDefaults) -> Result<GenerateOptions, wisp_core::Error> {
         let (_, sampler) = defaults.sampler(&self.sampling, self.sampling.seed.unwrap_or(0))?;
+        let speculation = self.speculation.as_ref().map(SpeculationRequest::options);
+        if let Some(s) = &speculation {
+            s.validate()?;
+        }
         Ok(GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(256),
             sampler,
             stop: self.stop.clone(),
             ignore_eos: false,
+            speculation,
             ..GenerateOptions::default()
         })
     }

@@ -210,6 +210,31 @@ async function main() {
     }, capital.text);
     check('the greedy continuation of the capital prompt names Paris', greedy.text.startsWith(' Paris'), JSON.stringify(greedy.text));
 
+    // Speculative decoding with prompt lookup: the same greedy text, with drafts verified.
+    const lookup = await page.evaluate(async () => {
+      const prompt = 'def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n# Again:\ndef add(a, b):';
+      const run = async (extra) => {
+        const r = window.wisp.complete(prompt, { maxTokens: 16, sampling: { temperature: 0 }, ...extra });
+        let text = '';
+        for await (const piece of r) text += piece;
+        return { text, stats: await r.done };
+      };
+      const plain = await run({});
+      const speculative = await run({ speculation: { lookup: 3 } });
+      let refused = '';
+      try {
+        await run({ speculation: { lookup: 3, draftMax: 99 } });
+      } catch (e) {
+        refused = e.message;
+      }
+      return { plain, speculative, refused };
+    });
+    check('prompt lookup in the browser gives plain decoding\'s greedy text',
+      lookup.speculative.text === lookup.plain.text, `${JSON.stringify(lookup.speculative.text)} against ${JSON.stringify(lookup.plain.text)}`);
+    check('prompt lookup in the browser verifies drafts and reports them',
+      lookup.speculative.stats.speculation?.drafted > 0 && lookup.plain.stats.speculation == null, JSON.stringify(lookup.speculative.stats.speculation));
+    check('an out-of-range draft length is refused by name', lookup.refused.includes('--draft-max'), lookup.refused);
+
     // OpenAI-style chat completions (as WebLLM offers them): a greedy reply, then the same
     // request streamed, whose deltas add up to the same text.
     const openai = await page.evaluate(async () => {

@@ -11,7 +11,7 @@ const ui = {
   status: $('status'), notice: $('notice'), temperature: $('temperature'), topP: $('top-p'),
   maxTokens: $('max-tokens'), seed: $('seed'), transcript: $('transcript'), output: $('output'),
   speed: $('tokens-per-second'), form: $('chat-form'), prompt: $('prompt'), send: $('send'),
-  stop: $('stop'), newChat: $('new-chat'),
+  stop: $('stop'), newChat: $('new-chat'), lookup: $('lookup'),
 };
 
 let wisp = null;
@@ -140,7 +140,10 @@ function settings() {
   const sampling = { seed: Math.max(0, Math.floor(number(ui.seed, 0))) };
   if (ui.temperature.dataset.userSet && Number.isFinite(ui.temperature.valueAsNumber)) sampling.temperature = Math.max(0, ui.temperature.valueAsNumber);
   if (ui.topP.dataset.userSet && Number.isFinite(ui.topP.valueAsNumber)) sampling.top_p = Math.min(1, Math.max(0.01, ui.topP.valueAsNumber));
-  return { maxTokens: Math.max(1, Math.floor(number(ui.maxTokens, 256))), sampling };
+  const options = { maxTokens: Math.max(1, Math.floor(number(ui.maxTokens, 256))), sampling };
+  // Prompt lookup over trigrams down to single tokens, the draft length adapted.
+  if (ui.lookup.checked) options.speculation = { lookup: 3 };
+  return options;
 }
 
 function addTurn(role, text) {
@@ -178,7 +181,11 @@ async function send(event) {
     ui.speed.textContent = s.decodeTokensPerSecond.toFixed(1);
     ui.speed.title = `prefill ${s.prefillTokensPerSecond.toFixed(1)} tokens/s (${s.promptTokens - s.reusedTokens} tokens), ` +
       `decode ${s.decodeTokensPerSecond.toFixed(1)} tokens/s (${s.generatedTokens} tokens)`;
-    setStatus(`ready (${s.stopReason.replaceAll('_', ' ')}: ${s.generatedTokens} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+    const spec = s.speculation;
+    const drafts = spec && spec.drafted > 0
+      ? `; ${spec.accepted} of ${spec.drafted} drafts kept, ${(spec.produced / spec.steps).toFixed(2)} tokens per verification`
+      : '';
+    setStatus(`ready (${s.stopReason.replaceAll('_', ' ')}: ${s.generatedTokens} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s${drafts})`);
   } catch (e) {
     setStatus(`generation failed: ${e.message}`, true);
   }
