@@ -97,8 +97,10 @@ impl StepCosts {
         }
     }
 
-    /// A step of `tokens` tokens, in steps of one: measured, else modelled but never
-    /// below a smaller size's measurement (more tokens never cost less).
+    /// A step of `tokens` tokens, in steps of one: measured, else modelled. The model's
+    /// slope is the larger of β and the steepest measured one (so that a measured size
+    /// and a modelled larger one are weighed alike), and a size never costs less than a
+    /// smaller one measured.
     pub fn relative(&self, tokens: usize) -> f64 {
         let Some(one) = self.seconds[1].filter(|&s| s > 0.0) else {
             return self.modelled(tokens);
@@ -106,11 +108,20 @@ impl StepCosts {
         if let Some(n) = self.seconds.get(tokens).copied().flatten() {
             return n / one;
         }
-        let below = self.seconds[1..tokens.min(self.seconds.len())]
-            .iter()
-            .flatten()
-            .fold(0.0f64, |m, &s| m.max(s / one));
-        self.modelled(tokens).max(below)
+        let measured = || {
+            self.seconds
+                .iter()
+                .enumerate()
+                .skip(2)
+                .filter_map(|(n, s)| s.map(|s| (n, s / one)))
+        };
+        let slope = measured()
+            .map(|(n, r)| (r - 1.0) / (n - 1) as f64)
+            .fold(self.extra_token_cost, f64::max);
+        let below = measured()
+            .filter(|&(n, _)| n < tokens)
+            .fold(1.0f64, |m, (_, r)| m.max(r));
+        (1.0 + slope * (tokens.max(1) - 1) as f64).max(below)
     }
 
     fn modelled(&self, tokens: usize) -> f64 {
@@ -178,12 +189,24 @@ mod tests {
         costs.record(1, 0.1);
         costs.record(5, 0.36);
         assert!((costs.relative(5) - 3.6).abs() < 1e-12);
-        // Unmeasured sizes keep the model, but never cost less than a smaller one.
-        assert!((costs.relative(3) - 1.6).abs() < 1e-12);
-        assert!((costs.relative(6) - 3.6).abs() < 1e-12);
+        // Unmeasured sizes follow the steepest measured slope (0.65 per token here), and
+        // never cost less than a smaller one.
+        assert!((costs.relative(3) - 2.3).abs() < 1e-12);
+        assert!((costs.relative(7) - 4.9).abs() < 1e-12);
         // The average follows new measurements.
         costs.record(5, 0.2);
         assert!((costs.relative(5) - 3.2).abs() < 1e-12);
+        // Eight busy sequences whose step of 8 costs 4.5 steps of one: doubling them with
+        // one draft each is modelled at the same slope (8.5), so a poor acceptance drafts
+        // nothing (on the model alone, 1 + 0.3 × 15 = 5.5 would have paid for k = 1).
+        let mut busy = StepCosts::new(0.3);
+        busy.record(1, 0.1);
+        busy.record(8, 0.45);
+        assert!((busy.relative(16) - 8.5).abs() < 1e-12);
+        assert_eq!(draft_len(1, 8, 0.4, 8, &busy), 0);
+        let mut modelled_only = StepCosts::new(0.3);
+        modelled_only.record(1, 0.1);
+        assert_eq!(draft_len(1, 8, 0.5, 1, &modelled_only), 1);
         // Qwen2.5-Coder's Q4_K on lavapipe, as measured there (steps of 2 to 5 tokens cost
         // 1.6, 2.5, 2.4 and 3.6 steps of one): an acceptance of 0.7 drafts 2 tokens on
         // the model, and nothing once measured.
