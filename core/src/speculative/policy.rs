@@ -97,10 +97,10 @@ impl StepCosts {
         }
     }
 
-    /// A step of `tokens` tokens, in steps of one: measured, else extrapolated from the
-    /// largest smaller size measured (along its own slope from a step of one, so that a
-    /// measured step of the busy sequences and a larger one with their drafts are
-    /// weighed alike), else modelled.
+    /// A step of `tokens` tokens, in steps of one: measured, else modelled. The model's
+    /// slope is the larger of β and the steepest measured one (so that a measured size
+    /// and a modelled larger one are weighed alike), and a size never costs less than a
+    /// smaller one measured.
     pub fn relative(&self, tokens: usize) -> f64 {
         let Some(one) = self.seconds[1].filter(|&s| s > 0.0) else {
             return self.modelled(tokens);
@@ -108,16 +108,20 @@ impl StepCosts {
         if let Some(n) = self.seconds.get(tokens).copied().flatten() {
             return n / one;
         }
-        let largest_below = self.seconds[..tokens.min(self.seconds.len())]
-            .iter()
-            .enumerate()
-            .skip(2)
-            .rev()
-            .find_map(|(n, s)| s.map(|s| (n, s / one)));
-        match largest_below {
-            Some((n, r)) => 1.0 + (r - 1.0) / (n - 1) as f64 * (tokens - 1) as f64,
-            None => self.modelled(tokens),
-        }
+        let measured = || {
+            self.seconds
+                .iter()
+                .enumerate()
+                .skip(2)
+                .filter_map(|(n, s)| s.map(|s| (n, s / one)))
+        };
+        let slope = measured()
+            .map(|(n, r)| (r - 1.0) / (n - 1) as f64)
+            .fold(self.extra_token_cost, f64::max);
+        let below = measured()
+            .filter(|&(n, _)| n < tokens)
+            .fold(1.0f64, |m, (_, r)| m.max(r));
+        (1.0 + slope * (tokens.max(1) - 1) as f64).max(below)
     }
 
     fn modelled(&self, tokens: usize) -> f64 {
@@ -185,9 +189,9 @@ mod tests {
         costs.record(1, 0.1);
         costs.record(5, 0.36);
         assert!((costs.relative(5) - 3.6).abs() < 1e-12);
-        // Unmeasured sizes follow the largest smaller one measured (0.65 per token here),
-        // or the model below every measured size.
-        assert!((costs.relative(3) - 1.6).abs() < 1e-12);
+        // Unmeasured sizes follow the steepest measured slope (0.65 per token here), and
+        // never cost less than a smaller one.
+        assert!((costs.relative(3) - 2.3).abs() < 1e-12);
         assert!((costs.relative(7) - 4.9).abs() < 1e-12);
         // The average follows new measurements.
         costs.record(5, 0.2);
