@@ -167,7 +167,7 @@ fn a_draft_model_leaves_greedy_output_unchanged() {
     let plain = options(SamplerConfig::greedy(), 40);
     let expected = ids(f.run(&prompts, &plain, 3));
     for k in [1, 2, 4, 8] {
-        let mut draft = tiny_engine(f.gpu.clone(), &draft_model, &draft_options(256));
+        let mut draft = tiny_engine(f.gpu.clone(), &draft_model, &draft_options(256, 3));
         let o = speculating(&plain, DrafterKind::Model, k, ResampleRule::Residual);
         let got = f.run_with_draft(&prompts, &o, 3, Some(&mut draft));
         let stats: Vec<_> = got.iter().map(|g| g.speculation.unwrap()).collect();
@@ -178,12 +178,14 @@ fn a_draft_model_leaves_greedy_output_unchanged() {
     }
 }
 
-fn draft_options(n_ctx: u32) -> EngineOptions {
+/// A draft engine for `parallel` generations of up to 256 tokens.
+fn draft_options(n_ctx: u32, parallel: u32) -> EngineOptions {
     EngineOptions {
         n_ctx,
-        kv_pool_tokens: 256 * 3,
-        max_rows: 8,
-        max_entries: 8,
+        kv_pool_tokens: 256 * parallel,
+        max_batch: 256.max(16 * parallel),
+        max_rows: parallel,
+        max_entries: parallel,
         kv_type: Some(KvType::F32),
         ..Default::default()
     }
@@ -210,21 +212,21 @@ fn unfit_draft_models_are_refused_by_what_differs() {
     let mut draft = tiny_engine(
         f.gpu.clone(),
         &tiny_model(&other_vocab),
-        &draft_options(256),
+        &draft_options(256, 3),
     );
     let err = refusal(&mut draft, &tiny_tokenizer(300));
     assert!(
         err.contains("at token 300: no such token in the draft"),
         "{err}"
     );
-    let mut short = tiny_engine(f.gpu.clone(), &f.model, &draft_options(64));
+    let mut short = tiny_engine(f.gpu.clone(), &f.model, &draft_options(64, 3));
     let err = refusal(&mut short, &f.tokenizer);
     assert!(
         err.contains("context (64 tokens) is shorter than the model's (256)"),
         "{err}"
     );
     let elsewhere = wisp_tests::gpu::gpu_with_binding_limit(1 << 26);
-    let mut far = tiny_engine(elsewhere, &f.model, &draft_options(256));
+    let mut far = tiny_engine(elsewhere, &f.model, &draft_options(256, 3));
     let err = refusal(&mut far, &f.tokenizer);
     assert!(err.contains("another device"), "{err}");
     // A generation asking for a draft model the scheduler lacks is refused at once.
@@ -239,43 +241,88 @@ fn unfit_draft_models_are_refused_by_what_differs() {
     assert!(err.contains("--draft MODEL"), "{err}");
 }
 
-/// The token at each of the first positions has the same distribution with and without
-/// speculation (temperature 0.7, top-p 0.9), over 20,000 sampled tokens each way; the
-/// same test rejects a rule that resamples rejected positions from p instead of the
-/// residual.
-#[test]
-fn sampled_tokens_keep_the_targets_distribution() {
-    // A small vocabulary, so drafts are likely tokens and a biased rule shows.
-    let spec = TinySpec {
+/// Sampled generations, `GENERATIONS` of `LENGTH` tokens each (20,000 tokens), on a
+/// 10-token vocabulary: small, so drafts are likely tokens and a biased rule shows.
+const GENERATIONS: usize = 4000;
+const LENGTH: usize = 5;
+
+fn distribution_spec() -> TinySpec {
+    TinySpec {
         vocab: 10,
         ..TinySpec::default()
-    };
-    let f = Fixture::new(spec.clone());
-    let (generations, length) = (4000, 5);
-    let prompts: Vec<Vec<u32>> = (0..generations)
+    }
+}
+
+/// Prompts that each start with another token, then run through the vocabulary.
+fn distribution_prompts() -> Vec<Vec<u32>> {
+    (0..GENERATIONS)
         .map(|i| {
-            vec![
-                (i % 9) as u32,
-                1,
-                2,
-                3,
-                4,
-                5,
-                6,
-                7,
-                8,
-                0,
-                2,
-                4,
-                6,
-                8,
-                1,
-                3,
-                5,
-                7,
-            ]
+            let mut p = vec![(i % 9) as u32];
+            p.extend([1, 2, 3, 4, 5, 6, 7, 8, 0, 2, 4, 6, 8, 1, 3, 5, 7]);
+            p
         })
-        .collect();
+        .collect()
+}
+
+/// How often each token comes at each position.
+fn histogram(generations: &[Generation], vocab: u32) -> Vec<Vec<u64>> {
+    let mut h = vec![vec![0u64; vocab as usize]; LENGTH];
+    for g in generations {
+        assert_eq!(g.ids.len(), LENGTH);
+        for (pos, &t) in g.ids.iter().enumerate() {
+            h[pos][t as usize] += 1;
+        }
+    }
+    h
+}
+
+/// Samples with `sampler`, without speculation and then with `drafter` at k = 4 under
+/// the exact rule and under the wrong one, and checks each position's token against
+/// plain decoding with Pearson's homogeneity test: every p-value > 0.01 for the exact
+/// rule, one < 1e-4 for the wrong rule (so the test can fail).
+fn assert_same_distribution(
+    sampler: SamplerConfig,
+    drafter: DrafterKind,
+    draft_model: Option<&TinySpec>,
+) {
+    let spec = distribution_spec();
+    let f = Fixture::new(spec.clone());
+    let prompts = distribution_prompts();
+    let parallel = 64;
+    let plain = options(sampler, LENGTH);
+    let base = histogram(&f.run(&prompts, &plain, parallel), spec.vocab);
+    let draft_model = draft_model.map(tiny_model);
+    let p_values = |rule: ResampleRule| -> Vec<f64> {
+        let o = speculating(&plain, drafter, 4, rule);
+        let mut draft = draft_model
+            .as_ref()
+            .map(|m| tiny_engine(f.gpu.clone(), m, &draft_options(256, parallel)));
+        let gens = f.run_with_draft(&prompts, &o, parallel, draft.as_mut());
+        let verified: u64 = gens.iter().map(|g| g.speculation.unwrap().drafted).sum();
+        assert!(verified > 2000, "only {verified} drafts verified");
+        let h = histogram(&gens, spec.vocab);
+        // The first token comes from the prompt's step, before any draft.
+        (1..LENGTH)
+            .map(|pos| homogeneity(&base[pos], &h[pos]).2)
+            .collect()
+    };
+    let exact = p_values(ResampleRule::Residual);
+    let broken = p_values(ResampleRule::TargetOnly);
+    eprintln!("{drafter:?}: p-values per position: exact rule {exact:?}, wrong rule {broken:?}");
+    assert!(
+        exact.iter().all(|&p| p > 0.01),
+        "{drafter:?}: p-values per position with the exact rule: {exact:?}"
+    );
+    assert!(
+        broken.iter().any(|&p| p < 1e-4),
+        "{drafter:?}: the wrong rule went unnoticed: p-values {broken:?}"
+    );
+}
+
+/// The token at each of the first positions has the same distribution with and without
+/// prompt lookup (a point-mass proposal), at temperature 0.7 and top-p 0.9.
+#[test]
+fn sampled_tokens_keep_the_targets_distribution() {
     let sampler = SamplerConfig {
         temperature: 0.7,
         top_p: 0.9,
@@ -284,41 +331,35 @@ fn sampled_tokens_keep_the_targets_distribution() {
         seed: 1000,
         ..SamplerConfig::default()
     };
-    let plain = options(sampler, length);
-    let histogram = |gens: &[Generation]| -> Vec<Vec<u64>> {
-        let mut h = vec![vec![0u64; spec.vocab as usize]; length];
-        for g in gens {
-            assert_eq!(g.ids.len(), length);
-            for (pos, &t) in g.ids.iter().enumerate() {
-                h[pos][t as usize] += 1;
-            }
-        }
-        h
+    assert_same_distribution(sampler, DrafterKind::Lookup { ngram: 2 }, None);
+}
+
+/// The whole chain (temperature, top-k, top-p, min-p and all three penalties) with
+/// drafters that propose from a distribution of their own: the target's first layer,
+/// and a smaller model.
+#[test]
+fn drafts_drawn_from_a_distribution_keep_the_whole_chains_distribution() {
+    let sampler = SamplerConfig {
+        temperature: 0.7,
+        top_k: 6,
+        top_p: 0.9,
+        min_p: 0.05,
+        repeat_penalty: 1.3,
+        presence_penalty: 0.3,
+        frequency_penalty: 0.2,
+        penalty_last_n: 8,
+        seed: 2000,
     };
-    let base = histogram(&f.run(&prompts, &plain, 64));
-    let lookup = DrafterKind::Lookup { ngram: 2 };
-    let p_values = |rule: ResampleRule| -> Vec<f64> {
-        let o = speculating(&plain, lookup, 4, rule);
-        let gens = f.run(&prompts, &o, 64);
-        let verified: u64 = gens.iter().map(|g| g.speculation.unwrap().drafted).sum();
-        assert!(verified > 2000, "only {verified} drafts verified");
-        let h = histogram(&gens);
-        // The first token comes from the prompt's step, before any draft.
-        (1..length)
-            .map(|pos| homogeneity(&base[pos], &h[pos]).2)
-            .collect()
+    assert_same_distribution(sampler, DrafterKind::SelfDraft { layers: 1 }, None);
+    let draft = TinySpec {
+        n_layer: 1,
+        n_embd: 64,
+        n_head: 4,
+        n_kv_head: 2,
+        types: vec![GgmlType::Q8_0],
+        ..distribution_spec()
     };
-    let exact = p_values(ResampleRule::Residual);
-    assert!(
-        exact.iter().all(|&p| p > 0.01),
-        "p-values per position with the exact rule: {exact:?}"
-    );
-    let broken = p_values(ResampleRule::TargetOnly);
-    eprintln!("p-values per position: exact rule {exact:?}, wrong rule {broken:?}");
-    assert!(
-        broken.iter().any(|&p| p < 1e-4),
-        "the wrong rule went unnoticed: p-values {broken:?}"
-    );
+    assert_same_distribution(sampler, DrafterKind::Model, Some(&draft));
 }
 
 /// After 50 verification steps with rejections, the caller's cache holds exactly the
