@@ -19,7 +19,9 @@ use wisp_core::model::ModelConfig;
 use wisp_core::speculative::SpeculationStats;
 use wisp_core::tokenizer::{ChatMessage, Tokenizer};
 
-use crate::request::{CreateRequest, GenerateRequest, LoadRequest, conversation_to_answer};
+use crate::request::{
+    CreateRequest, Drafters, GenerateRequest, LoadRequest, conversation_to_answer,
+};
 use crate::source::{ByteSource, JsTensors, read_header, report};
 
 /// The adapter, as [`WispEngine::adapter_info`] describes it.
@@ -52,6 +54,8 @@ struct ModelSummary {
     kv_bytes: u64,
     context_size: u32,
     layers: u32,
+    /// The layers of the self-drafting pass (`selfDraft`), if it was recorded.
+    self_draft_layers: Option<u32>,
     vocab: u32,
     has_chat_template: bool,
     /// What generations run with when a request leaves a value out, each value with its
@@ -82,11 +86,20 @@ struct GenerationStats {
 struct Loaded {
     chat: ChatSession,
     summary: ModelSummary,
+    /// The draft model of [`WispEngine::load_draft`], for `speculation: { draftModel }`.
+    draft: Option<ModelSummary>,
 }
 
 impl Loaded {
     fn defaults(&self) -> &ModelDefaults {
         &self.summary.defaults
+    }
+
+    fn drafters(&self) -> Drafters {
+        Drafters {
+            self_draft_layers: self.chat.generator().engine().self_draft_layers(),
+            draft_model: self.draft.is_some(),
+        }
     }
 }
 
@@ -211,8 +224,9 @@ impl WispEngine {
         self.gpu.device.destroy();
     }
 
-    /// Loads a GGUF model from `source`, replacing the one loaded. `options`:
-    /// `{ contextSize }`. The summary's `defaults` are what generations run with when a
+    /// Loads a GGUF model from `source`, replacing the one loaded (and its draft model).
+    /// `options`: `{ contextSize, act, reduce, tier, tune, selfDraft }` (see
+    /// [`LoadRequest`]). The summary's `defaults` are what generations run with when a
     /// request leaves a value out (each with its `source`) and the conversation's system
     /// prompt. `on_progress(phase, done, total)` is called with phase
     /// `"header"`, then `"weights"` (bytes), then `"kernels"` (pipelines being built).
@@ -240,7 +254,7 @@ impl WispEngine {
                 let summary = to_js(&loaded.summary);
                 (Slot::Ready(Box::new(loaded)), summary)
             }
-            Err(e) => (Slot::Empty, Err(JsError::new(&e.to_string()))),
+            Err(e) => (Slot::Empty, Err(e)),
         };
         self.settle(slot);
         out
@@ -251,13 +265,41 @@ impl WispEngine {
         source: &ByteSource,
         request: &LoadRequest,
         on_progress: &Function,
-    ) -> Result<Loaded, wisp_core::Error> {
+    ) -> Result<Loaded, JsError> {
+        let (engine, tokenizer, summary) =
+            self.load_engine(source, request, None, on_progress).await?;
+        let system_prompt = summary.defaults.system_prompt.value.clone();
+        let chat = ChatSession::new(Generator::new(engine, tokenizer), system_prompt);
+        Ok(Loaded {
+            chat,
+            summary,
+            draft: None,
+        })
+    }
+
+    /// Reads and uploads a model: with `context` (a draft model's), that context size
+    /// instead of the request's.
+    async fn load_engine(
+        &self,
+        source: &ByteSource,
+        request: &LoadRequest,
+        context: Option<u32>,
+        on_progress: &Function,
+    ) -> Result<(Engine, Tokenizer, ModelSummary), JsError> {
         let started = Instant::now();
         let file_bytes = source.byte_len()?;
         report(on_progress, "header", 0, file_bytes);
         let (file, header_bytes) = read_header(source).await?;
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file.metadata)?;
+        let self_draft_layers = match &request.self_draft {
+            Some(layers) => Some(
+                layers
+                    .layers(config.n_layer)
+                    .map_err(|e| JsError::new(&e))?,
+            ),
+            None => None,
+        };
         let total = file.tensors.iter().map(|t| t.n_bytes()).sum();
         let tensors = JsTensors {
             source,
@@ -267,14 +309,13 @@ impl WispEngine {
             done: Cell::new(0),
         };
         let options = EngineOptions {
-            n_ctx: request.context_size.min(config.n_ctx_train.max(1)),
+            n_ctx: context.unwrap_or(request.context_size.min(config.n_ctx_train.max(1))),
             variant: request.variant()?,
             tuning: request.tuning()?,
+            self_draft_layers,
             ..EngineOptions::default()
         };
         let engine = Engine::load(self.gpu.clone(), &file, &tensors, &options).await?;
-        let defaults = ModelDefaults::for_model(&file.metadata);
-        let system_prompt = defaults.system_prompt.value.clone();
         let summary = ModelSummary {
             name: file
                 .metadata
@@ -289,14 +330,54 @@ impl WispEngine {
             kv_bytes: engine.kv_bytes(),
             context_size: engine.context_size(),
             layers: config.n_layer,
+            self_draft_layers,
             vocab: config.vocab_size,
             has_chat_template: tokenizer.chat_template().is_some(),
-            defaults,
+            defaults: ModelDefaults::for_model(&file.metadata),
             load_ms: ms(started, Instant::now()),
             wasm_heap_bytes: wasm_heap_bytes() as u64,
         };
-        let chat = ChatSession::new(Generator::new(engine, tokenizer), system_prompt);
-        Ok(Loaded { chat, summary })
+        Ok((engine, tokenizer, summary))
+    }
+
+    /// Loads a draft model for the loaded one, for `speculation: { draftModel: true }`
+    /// (`--draft MODEL` natively): a smaller model with the same vocabulary, on this
+    /// device, with the loaded model's context size. `options` as in `load`, without
+    /// `contextSize` or `selfDraft`. It replaces an earlier draft model; an unfit one is
+    /// refused with what differs, and the loaded model stays as it was. Resolves with the
+    /// draft's summary.
+    #[wasm_bindgen(js_name = loadDraft)]
+    pub async fn load_draft(
+        &self,
+        source: ByteSource,
+        options: JsValue,
+        on_progress: Function,
+    ) -> Result<JsValue, JsError> {
+        let request: LoadRequest = parse(options, "draft load options")?;
+        if request.self_draft.is_some() {
+            return Err(JsError::new(
+                "selfDraft is an option of the model, not of its draft model",
+            ));
+        }
+        let mut loaded = self.take()?;
+        let context = loaded.summary.context_size;
+        let result = match self
+            .load_engine(&source, &request, Some(context), &on_progress)
+            .await
+        {
+            Ok((engine, tokenizer, summary)) => loaded
+                .chat
+                .generator_mut()
+                .set_draft_model(engine, tokenizer)
+                .map(|()| summary)
+                .map_err(JsError::from),
+            Err(e) => Err(e),
+        };
+        if let Ok(summary) = &result {
+            loaded.draft = Some(summary.clone());
+        }
+        self.settle(Slot::Ready(loaded));
+        to_js(&result?)
     }
 
     /// Drops the model and its GPU buffers (after the running request, if one is running:
@@ -341,7 +422,9 @@ impl WispEngine {
     /// a bad value is an error that leaves the conversation as it was.
     fn options(&self, request: &GenerateRequest) -> Result<GenerateOptions, JsError> {
         match &*self.slot.borrow() {
-            Slot::Ready(l) => Ok(request.options(l.defaults())?),
+            Slot::Ready(l) => request
+                .options(l.defaults(), l.drafters())
+                .map_err(|e| JsError::new(&e)),
             other => Err(unavailable(other)),
         }
     }

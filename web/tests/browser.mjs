@@ -4,6 +4,8 @@
 //   - the capital prompt's logits, read through the web API, at every position against
 //     llama.cpp (and the last against the f32 reference) within tests/reference's tolerances,
 //     and its greedy continuation;
+//   - speculative decoding with each drafter (prompt lookup, a draft model, self-drafting)
+//     gives plain decoding's greedy text;
 //   - OpenAI-style chat completions (`wisp.chat.completions.create`, WebLLM's shapes): a
 //     greedy reply, and the same request streamed in chunks that add up to it;
 //   - text streams into `output` before the generation ends; stop ends it early;
@@ -235,6 +237,49 @@ async function main() {
       lookup.speculative.stats.speculation?.drafted > 0 && lookup.plain.stats.speculation == null, JSON.stringify(lookup.speculative.stats.speculation));
     check('an out-of-range draft length is refused by name', lookup.refused.includes('--draft-max'), lookup.refused);
 
+    // The other two drafters: the model itself loaded again as its draft model (same
+    // vocabulary, so greedy drafts are nearly always kept), and a second engine that loads
+    // the model with a self-drafting pass through three quarters of its layers.
+    const drafters = await page.evaluate(async ({ prompt, url }) => {
+      const outcome = async (promise) => { try { return { value: await promise }; } catch (e) { return { error: e.message }; } };
+      const run = async (engine, speculation) => {
+        const r = engine.complete(prompt, { maxTokens: 12, sampling: { temperature: 0 }, speculation });
+        let text = '';
+        for await (const piece of r) text += piece;
+        return { text, stats: await r.done };
+      };
+      const noPass = await outcome(run(window.wisp, { selfDraft: true }));
+      const noDraft = await outcome(run(window.wisp, { draftModel: true }));
+      const draftSummary = await window.wisp.loadDraft({ url });
+      const plain = await run(window.wisp, undefined);
+      const drafted = await run(window.wisp, { draftModel: true, draftMax: 4 });
+      const { Wisp } = await import('./client.js');
+      const second = await Wisp.create();
+      try {
+        const summary = await second.load({ url, selfDraft: 'auto' });
+        const selfPlain = await run(second, undefined);
+        const selfDrafted = await run(second, { selfDraft: true, draftMax: 2, fixed: true });
+        return { noPass, noDraft, draftSummary, plain, drafted, summary, selfPlain, selfDrafted };
+      } finally {
+        second.terminate();
+      }
+    }, { prompt: 'The three primary colours are', url: modelUrl });
+    check('self-drafting without the drafting pass is refused, naming the load option',
+      drafters.noPass.error?.includes('selfDraft option'), JSON.stringify(drafters.noPass));
+    check('drafting with a model before loadDraft is refused, naming loadDraft',
+      drafters.noDraft.error?.includes('loadDraft'), JSON.stringify(drafters.noDraft));
+    check('a draft model in the browser gives plain decoding\'s greedy text',
+      drafters.drafted.text === drafters.plain.text, `${JSON.stringify(drafters.drafted.text)} against ${JSON.stringify(drafters.plain.text)}`);
+    check('a draft model in the browser has its drafts verified and kept',
+      drafters.drafted.stats.speculation?.accepted > 0 && drafters.draftSummary.contextSize === cold.model.contextSize,
+      `${JSON.stringify(drafters.drafted.stats.speculation)}; draft context ${drafters.draftSummary.contextSize}`);
+    check('selfDraft "auto" records a pass through three quarters of the layers',
+      drafters.summary.selfDraftLayers === Math.floor(drafters.summary.layers * 3 / 4), `${drafters.summary.selfDraftLayers} of ${drafters.summary.layers}`);
+    check('self-drafting in the browser gives plain decoding\'s greedy text',
+      drafters.selfDrafted.text === drafters.selfPlain.text, `${JSON.stringify(drafters.selfDrafted.text)} against ${JSON.stringify(drafters.selfPlain.text)}`);
+    check('self-drafting in the browser verifies its drafts',
+      drafters.selfDrafted.stats.speculation?.drafted > 0, JSON.stringify(drafters.selfDrafted.stats.speculation));
+
     // OpenAI-style chat completions (as WebLLM offers them): a greedy reply, then the same
     // request streamed, whose deltas add up to the same text.
     const openai = await page.evaluate(async () => {
@@ -303,6 +348,17 @@ async function main() {
     const stopped = await waitForStatus(page, (s) => s.startsWith('ready ('), 'the stopped reply');
     const stoppedText = stopped[stopped.length - 1];
     check('stop ends the generation early', /cancelled: \d+ tokens/.test(stoppedText) && Number(/(\d+) tokens/.exec(stoppedText)[1]) < 400, stoppedText);
+
+    // The page's speculation control: prompt lookup on a reply that repeats the prompt.
+    await page.fill('[data-testid=max-tokens]', '24');
+    await page.selectOption('[data-testid=speculation]', 'lookup');
+    await page.fill('[data-testid=prompt]', 'Repeat exactly: one two three four five six seven eight, one two three four five six seven eight');
+    await page.click('[data-testid=send]');
+    const speculated = await waitForStatus(page, (s) => s.startsWith('ready ('), 'the speculative reply');
+    const speculatedText = speculated[speculated.length - 1];
+    // How many it drafts depends on measured step times; that it speculated at all shows.
+    check('prompt lookup chosen on the page speculates and says so', /\d+ of \d+ drafts kept/.test(speculatedText), speculatedText);
+    await page.selectOption('[data-testid=speculation]', 'off');
 
     // Speed, for the note: prefill and decode of a plain completion.
     const bench = await page.evaluate(async () => {

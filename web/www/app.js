@@ -11,7 +11,7 @@ const ui = {
   status: $('status'), notice: $('notice'), temperature: $('temperature'), topP: $('top-p'),
   maxTokens: $('max-tokens'), seed: $('seed'), transcript: $('transcript'), output: $('output'),
   speed: $('tokens-per-second'), form: $('chat-form'), prompt: $('prompt'), send: $('send'),
-  stop: $('stop'), newChat: $('new-chat'), lookup: $('lookup'),
+  stop: $('stop'), newChat: $('new-chat'), speculation: $('speculation'),
 };
 
 let wisp = null;
@@ -83,6 +83,8 @@ async function loadModel() {
   setStatus(`loading ${file ? file.name : model.url}…`);
   try {
     const m = await wisp.load(model, {
+      // Self-drafting needs its drafting pass recorded with the model.
+      selfDraft: ui.speculation.value === 'selfDraft' ? 'auto' : undefined,
       onProgress(phase, done, total) {
         if (total > 0) ui.progress.value = done / total; else ui.progress.removeAttribute('value');
         setStatus(`${phases[phase] ?? phase}${total > 0 ? ` ${mb(done)} / ${mb(total)}` : '…'}`);
@@ -141,9 +143,17 @@ function settings() {
   if (ui.temperature.dataset.userSet && Number.isFinite(ui.temperature.valueAsNumber)) sampling.temperature = Math.max(0, ui.temperature.valueAsNumber);
   if (ui.topP.dataset.userSet && Number.isFinite(ui.topP.valueAsNumber)) sampling.top_p = Math.min(1, Math.max(0.01, ui.topP.valueAsNumber));
   const options = { maxTokens: Math.max(1, Math.floor(number(ui.maxTokens, 256))), sampling };
-  // Prompt lookup over trigrams down to single tokens, the draft length adapted.
-  if (ui.lookup.checked) options.speculation = { lookup: 3 };
+  // Prompt lookup over trigrams down to single tokens, or the model's first layers; the
+  // draft length adapted to the acceptance.
+  if (ui.speculation.value === 'lookup') options.speculation = { lookup: 3 };
+  if (ui.speculation.value === 'selfDraft') options.speculation = { selfDraft: true };
   return options;
+}
+
+// Self-drafting chosen after the load: the model must be loaded again with its pass.
+function checkSpeculation() {
+  const needsLoad = loaded && ui.speculation.value === 'selfDraft' && window.lastModel?.selfDraftLayers == null;
+  showNotice(needsLoad ? 'Self-drafting needs the model loaded with its drafting pass: press Load again.' : null);
 }
 
 function addTurn(role, text) {
@@ -182,8 +192,10 @@ async function send(event) {
     ui.speed.title = `prefill ${s.prefillTokensPerSecond.toFixed(1)} tokens/s (${s.promptTokens - s.reusedTokens} tokens), ` +
       `decode ${s.decodeTokensPerSecond.toFixed(1)} tokens/s (${s.generatedTokens} tokens)`;
     const spec = s.speculation;
-    const drafts = spec && spec.drafted > 0
-      ? `; ${spec.accepted} of ${spec.drafted} drafts kept, ${(spec.produced / spec.steps).toFixed(2)} tokens per verification`
+    // With speculation the drafts are shown even when there were none (the engine drafts
+    // only where its measured step costs say drafting pays).
+    const drafts = spec
+      ? `; ${spec.accepted} of ${spec.drafted} drafts kept, ${(spec.produced / Math.max(1, spec.steps)).toFixed(2)} tokens per verification`
       : '';
     setStatus(`ready (${s.stopReason.replaceAll('_', ' ')}: ${s.generatedTokens} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s${drafts})`);
   } catch (e) {
@@ -194,6 +206,7 @@ async function send(event) {
 }
 
 ui.load.addEventListener('click', loadModel);
+ui.speculation.addEventListener('change', checkSpeculation);
 ui.form.addEventListener('submit', send);
 ui.prompt.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) send(e); });
 ui.stop.addEventListener('click', () => wisp?.stop());

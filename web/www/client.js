@@ -32,8 +32,9 @@ export class Wisp {
     /**
      * `wisp.chat(message, options)`: a reply to `message` in the running conversation, as a
      * stream (see #stream). `options`: `{ maxTokens, stop, sampling: { temperature, top_k,
-     * top_p, min_p, repeat_penalty, seed, … } }`; sampling values left out take the model's
-     * defaults.
+     * top_p, min_p, repeat_penalty, seed, … }, speculation: { lookup: N | selfDraft: true |
+     * draftModel: true, draftMax, draftMin, fixed } }`; sampling values left out take the
+     * model's defaults.
      *
      * `wisp.chat.completions.create(request)`: OpenAI's chat completions as WebLLM offers
      * them. `request`: `{ messages, stream, stream_options: { include_usage }, temperature,
@@ -106,7 +107,9 @@ export class Wisp {
    * 'weights' or 'kernels'; `onNotice(text)` for things the user should know (a full
    * storage quota). Other options go to the engine: `contextSize`, kernel variant overrides
    * `act` ('f32'|'f16'), `reduce` ('subgroup'|'workgroup'), `tier` ('cpu'|'gpu') and `tune`
-   * (as WISP_TUNE natively). Resolves with the model's summary (sizes, load time, origin,
+   * (as WISP_TUNE natively), and `selfDraft` (a number of layers, or 'auto' for three
+   * quarters of them) to record the drafting pass of `speculation: { selfDraft: true }`.
+   * Resolves with the model's summary (sizes, load time, origin,
    * and `defaults`: the sampling values a request that leaves them out gets, each with its
    * `source`, and the conversation's system prompt).
    */
@@ -114,6 +117,16 @@ export class Wisp {
     this.#model = null;
     this.#model = await this.#call('load', { ...model, ...options }, { onProgress, onNotice });
     return this.#model;
+  }
+
+  /**
+   * Loads a draft model for the loaded one (`speculation: { draftModel: true }`): a
+   * smaller model with the same vocabulary, with the loaded model's context size. `model`
+   * and the options as in `load`, without `contextSize` and `selfDraft`. Resolves with
+   * the draft's summary; an unfit draft is refused with what differs.
+   */
+  loadDraft(model, { onProgress, onNotice, ...options } = {}) {
+    return this.#call('loadDraft', { ...model, ...options }, { onProgress, onNotice });
   }
 
   async #createChatCompletion(request) {

@@ -42,26 +42,38 @@ function need() {
   return engine;
 }
 
+// Opens `url` (through the browser cache) or `blob`, posting progress and notices for `id`.
+async function openModel(id, url, blob) {
+  const progress = (phase, done, total) => post({ id, type: 'progress', phase, done, total });
+  const opened = blob ? { source: blobSource(blob), origin: 'file' } : await openUrl(url, progress);
+  if (opened.notice) post({ id, type: 'notice', text: opened.notice });
+  return { opened, progress };
+}
+
 async function load(id, { url, blob, ...options }) {
   const e = need();
   const started = performance.now();
-  const progress = (phase, done, total) => post({ id, type: 'progress', phase, done, total });
-  let opened;
-  if (blob) {
-    opened = { source: blobSource(blob), origin: 'file' };
-  } else {
-    opened = await openUrl(url, progress);
-  }
-  if (opened.notice) post({ id, type: 'notice', text: opened.notice });
-  const summary = await e.load(opened.source, loadOptions(options), progress);
-  // loadMs: the whole request, the download into the cache included (engineLoadMs: from
-  // the first header byte to the last pipeline).
+  const { opened, progress } = await openModel(id, url, blob);
+  return timed(await e.load(opened.source, loadOptions(options), progress), started, opened);
+}
+
+// loadMs: the whole request, the download into the cache included (engineLoadMs: from
+// the first header byte to the last pipeline).
+function timed(summary, started, opened) {
   return { ...summary, engineLoadMs: summary.loadMs, loadMs: performance.now() - started, origin: opened.origin, notice: opened.notice };
+}
+
+async function loadDraft(id, { url, blob, ...options }) {
+  const e = need();
+  const started = performance.now();
+  const { opened, progress } = await openModel(id, url, blob);
+  return timed(await e.loadDraft(opened.source, loadOptions(options), progress), started, opened);
 }
 
 const handlers = {
   create: (id, options) => create(options),
   load: (id, args) => load(id, args),
+  loadDraft: (id, args) => loadDraft(id, args),
   chat: (id, { message, options }) => need().chat(message, options, (piece) => post({ id, type: 'text', piece })),
   chatMessages: (id, { messages, options }) => need().chatMessages(messages, options, (piece) => post({ id, type: 'text', piece })),
   complete: (id, { prompt, options }) => need().complete(prompt, options, (piece) => post({ id, type: 'text', piece })),
