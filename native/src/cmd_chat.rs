@@ -204,8 +204,17 @@ fn stream_reply(mut turn: ChatTurn<'_>, interrupt: &Interrupt) -> Result<()> {
         eprintln!("error: {e}");
     }
     let timing = generation.timing;
+    let drafts = match generation.speculation {
+        Some(s) => format!(
+            "; drafts: {} of {} kept, {:.2} tokens per verification",
+            s.accepted,
+            s.drafted,
+            s.mean_accepted_length()
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "[prompt: {} new + {} cached tokens, {:.1} tok/s; reply: {} tokens, {:.1} tok/s; stop: {}]",
+        "[prompt: {} new + {} cached tokens, {:.1} tok/s; reply: {} tokens, {:.1} tok/s; stop: {}{drafts}]",
         generation.n_prefilled,
         generation.n_reused,
         timing.prefill_tokens_per_second(generation.n_prefilled),

@@ -239,6 +239,40 @@ fn chat_keeps_history_reuses_the_cache_and_clears() {
     );
 }
 
+/// `wisp chat` speculates with each drafter and says what its drafts did; greedy
+/// replies are the plain chat's, turn after turn (the cache and the draft state carry
+/// over between turns).
+#[test]
+fn chat_speculates_with_each_drafter_and_keeps_the_plain_replies() {
+    let m = model();
+    let input = "Count from one to ten in words.\nAgain, please.\n";
+    let chat = |extra: &[&str]| {
+        let mut args = vec!["chat", "-m", &m, "--temp", "0", "-n", "16", "--ctx", "256"];
+        args.extend_from_slice(extra);
+        let out = wisp_with_input(&args, Some(input));
+        (out.ok().to_string(), out.stderr)
+    };
+    let (plain, plain_log) = chat(&[]);
+    assert!(!plain_log.contains("drafts:"), "{plain_log}");
+    for drafter in [
+        &["--lookup", "3"][..],
+        &["--self-draft", "20", "--draft-max", "2", "--draft-fixed"],
+    ] {
+        let (replies, log) = chat(drafter);
+        assert_eq!(replies, plain, "{drafter:?}\n{log}");
+        let drafts: Vec<&str> = log.lines().filter(|l| l.contains("; drafts: ")).collect();
+        assert_eq!(
+            drafts.len(),
+            2,
+            "{drafter:?}: a drafts report per turn\n{log}"
+        );
+        assert!(
+            drafts.iter().any(|l| !l.contains("drafts: 0 of 0 kept")),
+            "{drafter:?} never drafted:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn info_json_lists_adapters() {
     let v = wisp(&["info", "--json"]).json();
