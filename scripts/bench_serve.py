@@ -195,6 +195,9 @@ def engine_figures(before, after, wall):
             fig["mean_batch"] = round(d["wisp_batch_size_sum"] / steps, 2)
             fig["ms_per_step"] = round(wall * 1000.0 / steps, 1)
         fig["preemptions"] = int(d.get("wisp_preemptions_total", 0))
+        # Speculative decoding: drafted tokens verified, and those kept.
+        fig["drafted"] = int(d.get("wisp_draft_tokens_total", 0))
+        fig["draft_accepted"] = int(d.get("wisp_draft_tokens_accepted_total", 0))
         fig["prompt_tokens"] = int(d.get("wisp_prompt_tokens_total", 0))
     elif "llamacpp:n_decode_total" in d:  # llama-server --metrics
         steps = d["llamacpp:n_decode_total"]
@@ -296,16 +299,24 @@ def fmt(x, digits=1):
     return str(x)
 
 
+def drafts(engine):
+    """Drafted tokens and those kept, where the server counts them."""
+    if "drafted" not in engine:
+        return "—"
+    return f"{engine['drafted']} ({engine['draft_accepted']})"
+
+
 def level_table(levels):
     base = next((lv["output_tok_s"] for lv in levels if lv["clients"] == 1 and lv["output_tok_s"]), None)
     rows = [
         "| clients | requests (done/errors) | output tokens | wall s | output tok/s | × 1 client "
-        "| TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | TPOT ms | steps | gens/step | ms/step |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | TPOT ms | steps | gens/step | ms/step "
+        "| drafts (kept) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in levels:
         if lv.get("skipped"):
-            rows.append(f"| {lv['clients']} | skipped: {lv['skipped']} |" + " |" * 12)
+            rows.append(f"| {lv['clients']} | skipped: {lv['skipped']} |" + " |" * 13)
             continue
         e = lv.get("engine", {})
         scale = lv["output_tok_s"] / base if base and lv["output_tok_s"] is not None else None
@@ -316,7 +327,7 @@ def level_table(levels):
             f"| {fmt(scale, 2)} | {fmt(lv['ttft_p50_ms'])} | {fmt(lv['ttft_p99_ms'])} "
             f"| {fmt(lv['itl_p50_ms'])} | {fmt(lv['itl_p99_ms'])} | {fmt(lv['tpot_mean_ms'])} "
             f"| {fmt(e.get('steps'))} | {fmt(e.get('mean_batch'), 2)} "
-            f"| {fmt(e.get('ms_per_step'))} |"
+            f"| {fmt(e.get('ms_per_step'))} | {drafts(e)} |"
         )
     return "\n".join(rows)
 

@@ -10,7 +10,7 @@ use crate::Error;
 use crate::generate::{GenerateOptions, Generation, StopReason};
 use crate::kv::{BlockHash, BlockHasher, SeqId};
 use crate::sampling::{Sampler, SamplerConfig, SamplingError, StopMatcher, TokenLogprobs};
-use crate::speculative::policy::{self, Acceptance, StepCosts};
+use crate::speculative::policy::{self, Acceptance, StepCosts, StepLoad};
 use crate::speculative::verify::Distribution;
 use crate::speculative::{DrafterKind, SpeculationOptions, SpeculationStats, lookup};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -117,7 +117,7 @@ struct Speculation {
 /// Mixed into the seed of a generation's draft sampler.
 const DRAFT_SEED_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// A generation the policy stopped from drafting (for poor acceptance) tries again with
+/// A generation the policy stopped from drafting for poor acceptance tries again with
 /// the shortest draft after this many steps, when few others share the step, so that
 /// its estimate can recover.
 const PROBE_AFTER_IDLE_STEPS: u32 = 16;
@@ -397,11 +397,11 @@ impl<'t> Sequence<'t> {
         (self.is_running() && self.to_feed() == 1).then_some(spec.options.drafter)
     }
 
-    /// How many tokens to draft this step, with `busy` generations decoding in it, steps
+    /// How many tokens to draft this step, joining a step of `load`, steps
     /// costing what `costs` says, and room in the context for `room` more tokens: what the policy gains most with (every
     /// step `max_draft` when not adaptive), within what the generation may still sample.
     /// 0: decode plainly.
-    pub(crate) fn draft_len(&mut self, busy: usize, costs: &StepCosts, room: usize) -> usize {
+    pub(crate) fn draft_len(&mut self, load: StepLoad, costs: &StepCosts, room: usize) -> usize {
         let left = self.max_tokens.saturating_sub(self.ids.len());
         let Some(spec) = &mut self.speculation else {
             return 0;
@@ -417,7 +417,8 @@ impl<'t> Sequence<'t> {
                 o.min_draft,
                 o.max_draft,
                 spec.acceptance.rate(),
-                busy,
+                load,
+                o.drafter.work(),
                 costs,
             )
         } else {
@@ -425,11 +426,13 @@ impl<'t> Sequence<'t> {
         };
         let k = if k == 0 && o.adaptive {
             spec.idle_steps += 1;
-            if spec.idle_steps >= PROBE_AFTER_IDLE_STEPS && busy <= 2 {
-                o.min_draft
-            } else {
-                0
-            }
+            // A probe only helps where the acceptance is what stops drafting: when even
+            // drafts that are always kept cannot pay for their cost, it only costs.
+            let probe = spec.idle_steps >= PROBE_AFTER_IDLE_STEPS
+                && load.busy <= 2
+                && policy::draft_len(o.min_draft, o.max_draft, 1.0, load, o.drafter.work(), costs)
+                    > 0;
+            if probe { o.min_draft } else { 0 }
         } else {
             k
         };

@@ -5,12 +5,15 @@
 
 use std::collections::HashMap;
 
+use web_time::Instant;
+
 use super::Scheduler;
 use crate::Error;
 use crate::engine::{BatchEntry, Engine, Logits};
 use crate::generate::GenerateOptions;
 use crate::kv::SeqId;
 use crate::sampling::Sampler;
+use crate::speculative::policy::{DraftWork, StepLoad};
 use crate::speculative::verify::Distribution;
 use crate::speculative::{DrafterKind, SpeculationError, check_draft_model};
 use crate::tokenizer::Tokenizer;
@@ -31,6 +34,11 @@ pub(super) struct DraftModel<'a> {
     /// By slot: the draft engine's sequence and the arrival of the generation it serves
     /// (a slot is given to later submissions).
     seqs: HashMap<usize, (SeqId, u64)>,
+}
+
+/// The drafting steps `jobs` take: as many as the longest draft.
+fn longest(jobs: &[Job]) -> usize {
+    jobs.iter().map(|j| j.k).max().unwrap_or(0)
 }
 
 /// Where drafting steps run.
@@ -103,26 +111,35 @@ impl<'a> Scheduler<'a> {
     pub(super) async fn draft(&mut self) -> Result<HashMap<usize, Drafts>, Error> {
         self.forget_stale_draft_sequences()?;
         let busy = self.stats().running;
+        // Each generation's drafts join the step as the ones before it left it.
+        let mut load = StepLoad { busy, tokens: busy };
         let n_ctx = self.engine.context_size() as usize;
         let mut drafts = HashMap::new();
         let (mut by_layers, mut by_model) = (Vec::new(), Vec::new());
         for i in self.by_arrival(|s| s.drafter().is_some()) {
             let s = &mut self.slots[i].as_mut().expect("live").sequence;
             let room = n_ctx.saturating_sub(s.n_cached());
-            let k = s.draft_len(busy, &self.step_costs, room);
+            let k = s.draft_len(load, &self.step_costs, room);
             if k == 0 {
                 continue;
             }
             match s.drafter() {
                 Some(DrafterKind::Lookup { .. }) => {
                     let tokens = s.lookup_drafts(k);
+                    load.tokens += tokens.len();
                     if !tokens.is_empty() {
                         let proposal = None;
                         drafts.insert(i, Drafts { tokens, proposal });
                     }
                 }
-                Some(DrafterKind::SelfDraft { .. }) => by_layers.push((i, k)),
-                Some(DrafterKind::Model) => by_model.push((i, k)),
+                Some(DrafterKind::SelfDraft { .. }) => {
+                    load.tokens += k;
+                    by_layers.push((i, k));
+                }
+                Some(DrafterKind::Model) => {
+                    load.tokens += k;
+                    by_model.push((i, k));
+                }
                 None => {}
             }
         }
@@ -230,8 +247,12 @@ impl<'a> Scheduler<'a> {
         for j in &jobs {
             start.push(engine.sequence_len(j.seq)?);
         }
-        let longest = jobs.iter().map(|j| j.k).max().unwrap_or(0);
-        for step in 0..longest {
+        // Timed for the policy's cost of a drafting step (a draft model's catching up is
+        // not: after a pause it is long, while drafting it is one token per verification,
+        // which the policy counts as one more drafting step).
+        let started = Instant::now();
+        let steps = longest(&jobs);
+        for step in 0..steps {
             let active: Vec<usize> = (0..jobs.len()).filter(|&j| jobs[j].k > step).collect();
             let inputs: Vec<[u32; 1]> = active
                 .iter()
@@ -266,6 +287,12 @@ impl<'a> Scheduler<'a> {
                 engine.truncate_sequence(j.seq, len)?;
             }
         }
+        let work = match on {
+            DraftOn::TargetLayers => DraftWork::TargetLayers,
+            DraftOn::DraftModel => DraftWork::DraftModel,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        self.step_costs.record_drafting(work, steps, seconds);
         Ok(jobs.into_iter().map(|j| (j.slot, j.drafts)).collect())
     }
 

@@ -42,6 +42,17 @@ pub enum DrafterKind {
     Model,
 }
 
+impl DrafterKind {
+    /// What its drafting costs come from.
+    pub fn work(self) -> policy::DraftWork {
+        match self {
+            DrafterKind::Lookup { .. } => policy::DraftWork::Lookup,
+            DrafterKind::SelfDraft { .. } => policy::DraftWork::TargetLayers,
+            DrafterKind::Model => policy::DraftWork::DraftModel,
+        }
+    }
+}
+
 /// How a wrong rule resamples a rejected position; only the distribution test uses
 /// anything but [`ResampleRule::Residual`], to show that it notices a wrong rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
