@@ -129,11 +129,15 @@ fn speculative_greedy_output_equals_plain_decoding() {
     );
 }
 
-/// The same on Qwen2.5-Coder (QKV bias, NEOX RoPE, K-quants), with prompt lookup.
+/// The same on Qwen2.5-Coder (QKV bias, NEOX RoPE, K-quants), with prompt lookup and
+/// self-drafting through 18 of its 24 layers.
 #[test]
 fn speculative_greedy_output_equals_plain_decoding_on_qwen_coder() {
     let model = wisp_tests::model_path(QWEN_CODER);
-    check_drafters(model.to_str().expect("a UTF-8 path"), &[&["--lookup", "3"]]);
+    check_drafters(
+        model.to_str().expect("a UTF-8 path"),
+        &[&["--lookup", "3"], &["--self-draft", "18"]],
+    );
 }
 
 /// SmolLM2 Q4_1 drafts for SmolLM2 converted to Q8_0 (`wisp convert`): the same greedy
