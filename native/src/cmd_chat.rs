@@ -88,7 +88,7 @@ pub fn run(mut args: ChatArgs) -> Result<()> {
         let turn = match handle_line(&mut session, text, &options) {
             Line::Exit => return Ok(()),
             Line::Done => continue,
-            Line::Turn(turn) => turn,
+            Line::Turn(turn) => *turn,
         };
         match turn {
             // A turn that cannot start (e.g. the conversation no longer fits) is reported and
@@ -123,8 +123,8 @@ enum Line<'s> {
     Exit,
     /// A command that is done, or an empty line.
     Done,
-    /// A reply to stream (or the reason it could not start).
-    Turn(Result<ChatTurn<'s>, wisp_core::Error>),
+    /// A reply to stream (or the reason it could not start); boxed, as a turn is large.
+    Turn(Box<Result<ChatTurn<'s>, wisp_core::Error>>),
 }
 
 /// Runs a command (`/clear`, `/regen`, …) or sends `text` as the user's message.
@@ -146,18 +146,18 @@ fn handle_line<'s>(
             Line::Done
         }
         "/regen" => match session.regenerate(options) {
-            Ok(Some(turn)) => Line::Turn(Ok(turn)),
+            Ok(Some(turn)) => Line::Turn(Box::new(Ok(turn))),
             Ok(None) => {
                 eprintln!("(nothing to regenerate: send a message first)");
                 Line::Done
             }
-            Err(e) => Line::Turn(Err(e)),
+            Err(e) => Line::Turn(Box::new(Err(e))),
         },
         command if command.starts_with('/') => {
             eprintln!("unknown command {command}; {HELP}");
             Line::Done
         }
-        _ => Line::Turn(session.send(text, options)),
+        _ => Line::Turn(Box::new(session.send(text, options))),
     }
 }
 
