@@ -154,15 +154,7 @@ fn greedy_output_is_plain_decodings_for_every_drafter_and_draft_length() {
 fn a_draft_model_leaves_greedy_output_unchanged() {
     let spec = TinySpec::default();
     let f = Fixture::new(spec.clone());
-    let draft_spec = TinySpec {
-        n_layer: 1,
-        n_embd: 64,
-        n_head: 4,
-        n_kv_head: 2,
-        types: vec![GgmlType::Q8_0],
-        ..spec.clone()
-    };
-    let draft_model = tiny_model(&draft_spec);
+    let draft_model = tiny_model(&draft_spec(&spec));
     let prompts = repetitive_prompts(spec.vocab);
     let plain = options(SamplerConfig::greedy(), 40);
     let expected = ids(f.run(&prompts, &plain, 3));
@@ -175,6 +167,18 @@ fn a_draft_model_leaves_greedy_output_unchanged() {
         assert_eq!(ids(got), expected, "a draft model with k = {k}");
         let kv = draft.kv_stats();
         assert_eq!(kv.used_blocks, 0, "the draft engine keeps blocks: {kv:?}");
+    }
+}
+
+/// A draft model for `target`: one narrower Q8_0 layer, the same vocabulary.
+fn draft_spec(target: &TinySpec) -> TinySpec {
+    TinySpec {
+        n_layer: 1,
+        n_embd: 64,
+        n_head: 4,
+        n_kv_head: 2,
+        types: vec![GgmlType::Q8_0],
+        ..target.clone()
     }
 }
 
@@ -351,14 +355,7 @@ fn drafts_drawn_from_a_distribution_keep_the_whole_chains_distribution() {
         seed: 2000,
     };
     assert_same_distribution(sampler, DrafterKind::SelfDraft { layers: 1 }, None);
-    let draft = TinySpec {
-        n_layer: 1,
-        n_embd: 64,
-        n_head: 4,
-        n_kv_head: 2,
-        types: vec![GgmlType::Q8_0],
-        ..distribution_spec()
-    };
+    let draft = draft_spec(&distribution_spec());
     assert_same_distribution(sampler, DrafterKind::Model, Some(&draft));
 }
 
