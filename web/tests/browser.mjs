@@ -252,7 +252,7 @@ async function main() {
       const noDraft = await outcome(run(window.wisp, { draftModel: true }));
       const draftSummary = await window.wisp.loadDraft({ url });
       const plain = await run(window.wisp, undefined);
-      const drafted = await run(window.wisp, { draftModel: true, draftMax: 4 });
+      const drafted = await run(window.wisp, { draftModel: true, draftMax: 4, fixed: true });
       const { Wisp } = await import('./client.js');
       const second = await Wisp.create();
       try {
