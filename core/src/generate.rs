@@ -203,6 +203,11 @@ impl Generator {
         Ok(())
     }
 
+    /// Whether a draft model was set ([`Generator::set_draft_model`]).
+    pub fn has_draft_model(&self) -> bool {
+        self.draft.is_some()
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

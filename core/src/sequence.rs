@@ -397,10 +397,10 @@ impl<'t> Sequence<'t> {
         (self.is_running() && self.to_feed() == 1).then_some(spec.options.drafter)
     }
 
-    /// How many tokens to draft this step, joining a step of `load`, steps
-    /// costing what `costs` says, and room in the context for `room` more tokens: what the policy gains most with (every
-    /// step `max_draft` when not adaptive), within what the generation may still sample.
-    /// 0: decode plainly.
+    /// How many tokens to draft this step, joining a step of `load`, with steps costing
+    /// what `costs` says and room in the context for `room` more tokens: what the policy
+    /// gains most with (every step `max_draft` when not adaptive), within what the
+    /// generation may still sample. 0: decode plainly.
     pub(crate) fn draft_len(&mut self, load: StepLoad, costs: &StepCosts, room: usize) -> usize {
         let left = self.max_tokens.saturating_sub(self.ids.len());
         let Some(spec) = &mut self.speculation else {

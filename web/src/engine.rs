@@ -86,8 +86,6 @@ struct GenerationStats {
 struct Loaded {
     chat: ChatSession,
     summary: ModelSummary,
-    /// The draft model of [`WispEngine::load_draft`], for `speculation: { draftModel }`.
-    draft: Option<ModelSummary>,
 }
 
 impl Loaded {
@@ -96,9 +94,10 @@ impl Loaded {
     }
 
     fn drafters(&self) -> Drafters {
+        let generator = self.chat.generator();
         Drafters {
-            self_draft_layers: self.chat.generator().engine().self_draft_layers(),
-            draft_model: self.draft.is_some(),
+            self_draft_layers: generator.engine().self_draft_layers(),
+            draft_model: generator.has_draft_model(),
         }
     }
 }
@@ -270,11 +269,7 @@ impl WispEngine {
             self.load_engine(source, request, None, on_progress).await?;
         let system_prompt = summary.defaults.system_prompt.value.clone();
         let chat = ChatSession::new(Generator::new(engine, tokenizer), system_prompt);
-        Ok(Loaded {
-            chat,
-            summary,
-            draft: None,
-        })
+        Ok(Loaded { chat, summary })
     }
 
     /// Reads and uploads a model: with `context` (a draft model's), that context size
@@ -373,9 +368,6 @@ impl WispEngine {
                 .map_err(JsError::from),
             Err(e) => Err(e),
         };
-        if let Ok(summary) = &result {
-            loaded.draft = Some(summary.clone());
-        }
         self.settle(Slot::Ready(loaded));
         to_js(&result?)
     }

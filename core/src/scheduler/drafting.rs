@@ -41,15 +41,6 @@ fn longest(jobs: &[Job]) -> usize {
     jobs.iter().map(|j| j.k).max().unwrap_or(0)
 }
 
-/// Where drafting steps run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DraftOn {
-    /// The target's drafting pass (`Engine::draft_step`), on the generation's own sequence.
-    TargetLayers,
-    /// The draft model, on the generation's sequence there.
-    DraftModel,
-}
-
 /// One generation's drafting in a step.
 struct Job {
     slot: usize,
@@ -145,11 +136,11 @@ impl<'a> Scheduler<'a> {
         }
         if !by_layers.is_empty() {
             let jobs = self.layer_jobs(by_layers)?;
-            drafts.extend(self.draft_by_steps(DraftOn::TargetLayers, jobs).await?);
+            drafts.extend(self.draft_by_steps(DraftWork::TargetLayers, jobs).await?);
         }
         if !by_model.is_empty() {
             let jobs = self.model_jobs(by_model).await?;
-            drafts.extend(self.draft_by_steps(DraftOn::DraftModel, jobs).await?);
+            drafts.extend(self.draft_by_steps(DraftWork::DraftModel, jobs).await?);
         }
         Ok(drafts)
     }
@@ -236,12 +227,12 @@ impl<'a> Scheduler<'a> {
     /// stay until verification says which to keep.
     async fn draft_by_steps(
         &mut self,
-        on: DraftOn,
+        on: DraftWork,
         mut jobs: Vec<Job>,
     ) -> Result<HashMap<usize, Drafts>, Error> {
         let engine: &mut Engine = match on {
-            DraftOn::TargetLayers => self.engine,
-            DraftOn::DraftModel => self.draft_model.as_mut().expect("checked").engine,
+            DraftWork::TargetLayers => self.engine,
+            DraftWork::DraftModel => self.draft_model.as_mut().expect("checked").engine,
         };
         let mut start = Vec::with_capacity(jobs.len());
         for j in &jobs {
@@ -268,8 +259,8 @@ impl<'a> Scheduler<'a> {
                 })
                 .collect();
             match on {
-                DraftOn::TargetLayers => engine.draft_step(&batch)?,
-                DraftOn::DraftModel => engine.step(&batch)?,
+                DraftWork::TargetLayers => engine.draft_step(&batch)?,
+                DraftWork::DraftModel => engine.step(&batch)?,
             };
             let rows: Vec<&Sampler> = active.iter().map(|&j| &jobs[j].sampler).collect();
             let dists = engine.row_distributions(&rows).await?;
@@ -282,17 +273,13 @@ impl<'a> Scheduler<'a> {
                 job.drafts.proposal.get_or_insert_with(Vec::new).push(dist);
             }
         }
-        if on == DraftOn::TargetLayers {
+        if on == DraftWork::TargetLayers {
             for (j, &len) in jobs.iter().zip(&start) {
                 engine.truncate_sequence(j.seq, len)?;
             }
         }
-        let work = match on {
-            DraftOn::TargetLayers => DraftWork::TargetLayers,
-            DraftOn::DraftModel => DraftWork::DraftModel,
-        };
         let seconds = started.elapsed().as_secs_f64();
-        self.step_costs.record_drafting(work, steps, seconds);
+        self.step_costs.record_drafting(on, steps, seconds);
         Ok(jobs.into_iter().map(|j| (j.slot, j.drafts)).collect())
     }
 

@@ -43,12 +43,12 @@ pub enum DrafterKind {
 }
 
 impl DrafterKind {
-    /// What its drafting costs come from.
-    pub fn work(self) -> policy::DraftWork {
+    /// Where its drafting steps run (none for prompt lookup).
+    pub fn work(self) -> Option<policy::DraftWork> {
         match self {
-            DrafterKind::Lookup { .. } => policy::DraftWork::Lookup,
-            DrafterKind::SelfDraft { .. } => policy::DraftWork::TargetLayers,
-            DrafterKind::Model => policy::DraftWork::DraftModel,
+            DrafterKind::Lookup { .. } => None,
+            DrafterKind::SelfDraft { .. } => Some(policy::DraftWork::TargetLayers),
+            DrafterKind::Model => Some(policy::DraftWork::DraftModel),
         }
     }
 }

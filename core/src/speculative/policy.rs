@@ -75,15 +75,14 @@ impl StepLoad {
     pub const ALONE: StepLoad = StepLoad { busy: 1, tokens: 1 };
 }
 
-/// What makes the drafts, for the cost of drafting.
+/// Where drafting steps run, for their cost (prompt lookup drafts on the CPU, at no
+/// measurable cost, and has none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DraftWork {
-    /// Prompt lookup: on the CPU, at no measurable cost.
-    Lookup,
-    /// Steps of the target's first layers.
-    TargetLayers,
-    /// Steps of a draft model.
-    DraftModel,
+    /// The target's drafting pass (`Engine::draft_step`), on the generation's own sequence.
+    TargetLayers = 0,
+    /// A draft model, on the generation's sequence in the draft engine.
+    DraftModel = 1,
 }
 
 /// Tokens a verification step with `k` drafts yields on average.
@@ -122,34 +121,23 @@ impl StepCosts {
 
     /// Records that `steps` drafting steps of `work` took `seconds`.
     pub fn record_drafting(&mut self, work: DraftWork, steps: usize, seconds: f64) {
-        let Some(slot) = Self::drafting_slot(work) else {
-            return;
-        };
         if steps == 0 {
             return;
         }
         let per_step = seconds / steps as f64;
-        let slot = &mut self.drafting[slot];
+        let slot = &mut self.drafting[work as usize];
         *slot = Some(match *slot {
             Some(old) => old + NEWEST * (per_step - old),
             None => per_step,
         });
     }
 
-    /// A drafting step of `work`, in steps of one token of the target: 0 until measured
-    /// (the first drafts measure it).
-    pub fn draft_step(&self, work: DraftWork) -> f64 {
-        match (Self::drafting_slot(work), self.one()) {
-            (Some(slot), Some(one)) => self.drafting[slot].map_or(0.0, |s| s / one),
+    /// A drafting step of `work` (none: prompt lookup), in steps of one token of the
+    /// target: 0 until measured (the first drafts measure it).
+    pub fn draft_step(&self, work: Option<DraftWork>) -> f64 {
+        match (work, self.one()) {
+            (Some(work), Some(one)) => self.drafting[work as usize].map_or(0.0, |s| s / one),
             _ => 0.0,
-        }
-    }
-
-    fn drafting_slot(work: DraftWork) -> Option<usize> {
-        match work {
-            DraftWork::Lookup => None,
-            DraftWork::TargetLayers => Some(0),
-            DraftWork::DraftModel => Some(1),
         }
     }
 
@@ -207,20 +195,20 @@ impl StepCosts {
 
 /// The draft length in `min..=max` that gains most over plain decoding for a sequence
 /// with acceptance `rate` joining a step of `load`, with steps costing what `costs` says
-/// and drafting steps of `work`; 0 when drafting does not pay.
+/// and drafting steps of `work` (none: prompt lookup); 0 when drafting does not pay.
 pub fn draft_len(
     min: usize,
     max: usize,
     rate: f64,
     load: StepLoad,
-    work: DraftWork,
+    work: Option<DraftWork>,
     costs: &StepCosts,
 ) -> usize {
     let busy = load.busy.max(1);
     let n = load.tokens.max(busy);
     let draft_step = costs.draft_step(work);
     // A draft model also catches up with the token the last verification added.
-    let catch_up = usize::from(work == DraftWork::DraftModel);
+    let catch_up = usize::from(work == Some(DraftWork::DraftModel));
     // Tokens per one-token step: plainly, and with k drafts.
     let plain = busy as f64 / costs.relative(n);
     let mut best = (0, plain + (MIN_GAIN - 1.0));
@@ -256,7 +244,7 @@ mod tests {
 
     /// `draft_len` for prompt lookup (no drafting cost).
     fn lookup_len(min: usize, max: usize, rate: f64, load: StepLoad, costs: &StepCosts) -> usize {
-        draft_len(min, max, rate, load, DraftWork::Lookup, costs)
+        draft_len(min, max, rate, load, None, costs)
     }
 
     fn busy(n: usize) -> StepLoad {
@@ -289,28 +277,29 @@ mod tests {
     fn drafting_steps_count_once_measured() {
         let mut costs = StepCosts::new(0.3);
         costs.record(1, 0.1);
-        assert_eq!(costs.draft_step(DraftWork::DraftModel), 0.0);
+        assert_eq!(costs.draft_step(Some(DraftWork::DraftModel)), 0.0);
         let layers =
-            |c: &StepCosts| draft_len(1, 8, 0.9, StepLoad::ALONE, DraftWork::TargetLayers, c);
-        let model = |c: &StepCosts| draft_len(1, 8, 0.9, StepLoad::ALONE, DraftWork::DraftModel, c);
+            |c: &StepCosts| draft_len(1, 8, 0.9, StepLoad::ALONE, Some(DraftWork::TargetLayers), c);
+        let model =
+            |c: &StepCosts| draft_len(1, 8, 0.9, StepLoad::ALONE, Some(DraftWork::DraftModel), c);
         assert_eq!(layers(&costs), 5);
         // A draft model that steps at 0.6 of the target: 1.9 tokens for 1.3 + 2 × 0.6 (a
         // catching-up step and a drafting one), no gain.
         costs.record_drafting(DraftWork::DraftModel, 4, 0.24);
-        assert!((costs.draft_step(DraftWork::DraftModel) - 0.6).abs() < 1e-12);
+        assert!((costs.draft_step(Some(DraftWork::DraftModel)) - 0.6).abs() < 1e-12);
         assert_eq!(model(&costs), 0);
         // Self-drafting through a tenth of the target's cost still pays, with fewer drafts.
         costs.record_drafting(DraftWork::TargetLayers, 3, 0.03);
         let k = layers(&costs);
         assert!((1..5).contains(&k), "{k}");
         // Lookup costs nothing to draft.
-        assert_eq!(costs.draft_step(DraftWork::Lookup), 0.0);
+        assert_eq!(costs.draft_step(None), 0.0);
         // A generation that drafted from its first step never ran a step of one: the
         // smallest size measured stands for it, through the model (9 tokens: 3.4 steps).
         let mut never_alone = StepCosts::new(0.3);
         never_alone.record(9, 0.34);
         never_alone.record_drafting(DraftWork::DraftModel, 8, 0.48);
-        assert!((never_alone.draft_step(DraftWork::DraftModel) - 0.6).abs() < 1e-12);
+        assert!((never_alone.draft_step(Some(DraftWork::DraftModel)) - 0.6).abs() < 1e-12);
         assert_eq!(model(&never_alone), 0);
     }
 
