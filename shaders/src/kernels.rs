@@ -152,12 +152,13 @@ fn split_le_wg(get: AxisLookup<'_>) -> bool {
     split <= wg && (split > 1 || get("REDUCE") == "workgroup")
 }
 
-/// A matvec variant: its split fits the workgroup, and a lane keeps at most 16
-/// accumulators (ROWS rows x TB tokens).
+/// A matvec variant: its split fits the workgroup, a lane keeps at most 16
+/// accumulators (ROWS rows x TB tokens), and x is a uniform binding only with f32
+/// activations (uniform arrays need 16-byte elements: vec4<f32>, not vec4<f16>).
 fn matvec_fits(get: AxisLookup<'_>) -> bool {
     let rows: u32 = get("ROWS").parse().unwrap_or(0);
     let tokens: u32 = get("TB").parse().unwrap_or(0);
-    split_le_wg(get) && rows * tokens <= 16
+    split_le_wg(get) && rows * tokens <= 16 && (get("XBIND") == "storage" || get("ACT") == "f32")
 }
 
 /// Workgroup memory of a flash_attn tile configuration, in bytes (query tile, key or
@@ -207,6 +208,10 @@ pub static KERNELS: &[KernelSpec] = &[
             Axis {
                 name: "WG",
                 values: &["8", "16", "32", "64", "128", "256"],
+            },
+            Axis {
+                name: "XBIND",
+                values: &["storage", "uniform"],
             },
         ],
         allowed: matvec_fits,

@@ -47,7 +47,16 @@ pub fn from_act_bytes(act: Act, b: &[u8]) -> Vec<f32> {
 }
 
 pub fn upload_act(gpu: &Gpu, act: Act, v: &[f32]) -> wgpu::Buffer {
-    pollster::block_on(gpu.storage_with("test input", &act_bytes(act, v))).expect("upload")
+    upload_product_input(gpu, &act_bytes(act, v))
+}
+
+/// Activations in a buffer made as the engine makes a matrix product's input (so the
+/// kernels take the same variants).
+fn upload_product_input(gpu: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
+    let made = wisp_core::kernels::product_input(gpu, "test input", bytes.len() as u64);
+    let buf = pollster::block_on(made).expect("upload");
+    gpu.write(&buf, 0, bytes);
+    buf
 }
 
 pub fn upload_f32(gpu: &Gpu, v: &[f32]) -> wgpu::Buffer {

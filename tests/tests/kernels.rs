@@ -95,6 +95,7 @@ fn check_product(
     );
 }
 
+/// Returns the label of the pipeline the product ran (its kernel and defines).
 fn check_product_tuned(
     gpu: &Gpu,
     v: Variant,
@@ -103,7 +104,7 @@ fn check_product_tuned(
     (n, k, t): (usize, usize, usize),
     product: Product,
     out: Out,
-) {
+) -> String {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
     let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
     let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
@@ -158,6 +159,7 @@ fn check_product_tuned(
     let atol = atol * (k as f32).sqrt();
     let what = format!("{product:?} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}");
     assert_close(&what, &got, &expected, atol, rtol);
+    plan.dispatches[0].pipeline.label.clone()
 }
 
 /// The output modes (store activations, store f32, add into f32) are the same code for
@@ -279,6 +281,67 @@ fn matmul_tokens_every_tokens_per_lane() {
                     );
                 }
             }
+        }
+    });
+}
+
+#[test]
+fn matvec_reads_x_through_either_binding() {
+    // CPU adapters read x through a uniform binding (`Tuning::matvec_x_uniform`) where
+    // the activations are f32 and the plan's rows of x fit its 64 KiB; everything else
+    // reads a storage binding. Both, for one token and a small batch, on every variant,
+    // and the binding each product really took.
+    for_each_variant(|gpu, v| {
+        let base = Kernels::new(gpu, v).tuning;
+        for uniform in [false, true] {
+            let tuning = Tuning {
+                matvec_x_uniform: uniform,
+                ..base
+            };
+            for ty in [
+                GgmlType::Q4_1,
+                GgmlType::Q8_0,
+                GgmlType::F16,
+                GgmlType::Q4_K,
+                GgmlType::Q6_K,
+            ] {
+                for (product, t) in [(Product::Matvec, 1), (Product::MatvecBatch, 3)] {
+                    let shape = (37, 256, t);
+                    let label = check_product_tuned(gpu, v, tuning, ty, shape, product, Out::F32);
+                    let expected = uniform && v.act == Act::F32;
+                    assert_eq!(label.contains("XBIND=uniform"), expected, "{label}");
+                }
+            }
+            // 2304-wide rows: one fits the binding, a small batch's 8 do not.
+            let wide = (19, 2304, 2);
+            let label = check_product_tuned(
+                gpu,
+                v,
+                tuning,
+                GgmlType::Q4_1,
+                wide,
+                Product::Matvec,
+                Out::F32,
+            );
+            assert_eq!(
+                label.contains("XBIND=uniform"),
+                uniform && v.act == Act::F32,
+                "{label}"
+            );
+            let batches_of_8 = Tuning {
+                few_tokens: 8,
+                ..tuning
+            };
+            let label = check_product_tuned(
+                gpu,
+                v,
+                batches_of_8,
+                GgmlType::Q4_1,
+                wide,
+                Product::MatvecBatch,
+                Out::F32,
+            );
+            assert!(label.contains("XBIND=storage"), "{label}");
         }
     });
 }

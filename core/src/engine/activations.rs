@@ -1,7 +1,7 @@
 //! Activation buffers, sized once for the largest step.
 
 use crate::gpu::{Act, Gpu, GpuError};
-use crate::kernels::MoeRoute;
+use crate::kernels::{MoeRoute, product_input};
 use crate::model::{Experts, ModelConfig};
 
 pub struct Activations {
@@ -63,21 +63,15 @@ impl Activations {
             x: gpu
                 .storage("residual stream", 4 * b * cfg.n_embd as u64)
                 .await?,
-            xn: gpu
-                .storage("normalised activations", a * b * cfg.n_embd as u64)
-                .await?,
+            xn: product_input(gpu, "normalised activations", a * b * cfg.n_embd as u64).await?,
             qkv: gpu
                 .storage("queries, keys and values", a * b * qkv_w)
                 .await?,
-            attn: gpu
-                .storage("attention output", a * b * cfg.q_dim() as u64)
-                .await?,
+            attn: product_input(gpu, "attention output", a * b * cfg.q_dim() as u64).await?,
             gate_up: gpu
                 .storage("gate and up projections", a * b * 2 * cfg.n_ff as u64)
                 .await?,
-            h: gpu
-                .storage("feed-forward hidden", a * b * cfg.n_ff as u64)
-                .await?,
+            h: product_input(gpu, "feed-forward hidden", a * b * cfg.n_ff as u64).await?,
             logits: gpu
                 .storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64)
                 .await?,

@@ -57,6 +57,18 @@ impl Gpu {
 
     /// A zero-filled storage buffer of at least `bytes` bytes that will be bound whole.
     pub async fn storage(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        self.storage_also(what, bytes, wgpu::BufferUsages::empty())
+            .await
+    }
+
+    /// [`Self::storage`] that may also be bound with the `extra` usages (activations that
+    /// matvec reads as a uniform prefix: `BufferUsages::UNIFORM`).
+    pub async fn storage_also(
+        &self,
+        what: &str,
+        bytes: u64,
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let size = padded(bytes);
         self.check_binding_size(what, size)?;
         self.checked(what, size, || {
@@ -65,7 +77,8 @@ impl Gpu {
                 size,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
+                    | wgpu::BufferUsages::COPY_SRC
+                    | extra,
                 mapped_at_creation: false,
             })
         })

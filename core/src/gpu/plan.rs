@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{ArenaSlot, Gpu, GpuError, ParamArena, Pipeline};
+use super::{ArenaSlot, BindingKind, Gpu, GpuError, ParamArena, Pipeline};
 
 /// The values every kernel of a step reads (mirrors `Step` in `common/step.wgsl`):
 /// counts, and where each section of the step metadata starts.
@@ -215,7 +215,21 @@ impl PlanBuilder {
                 resources.push(self.step.as_entire_binding());
             }
             for b in &p.buffers {
-                resources.push(b.as_entire_binding());
+                // Storage buffers are bound whole; a uniform binding takes the prefix
+                // its WGSL type declares (matvec's fixed-size x, smaller than the
+                // activation buffer it reads and than a uniform binding may be).
+                let declared = p.pipeline.interface.bindings.get(resources.len());
+                let resource = match declared {
+                    Some(d) if d.kind == BindingKind::Uniform && d.min_size < b.size() => {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: b,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(d.min_size),
+                        })
+                    }
+                    _ => b.as_entire_binding(),
+                };
+                resources.push(resource);
             }
             let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
                 .into_iter()

@@ -20,6 +20,19 @@ pub struct Bind {
     pub kind: BindingKind,
     /// The Rust struct the buffer holds (the whole binding, or each array element).
     pub layout: Option<fn() -> RustLayout>,
+    /// A define and value under which the binding is a uniform one instead of `kind`
+    /// (matvec's x with `XBIND=uniform`).
+    pub uniform_when: Option<(&'static str, &'static str)>,
+}
+
+impl Bind {
+    /// The binding's kind in the variant the defines select.
+    fn kind_in(&self, defines: &[(&str, &str)]) -> BindingKind {
+        match self.uniform_when {
+            Some(when) if defines.contains(&when) => BindingKind::Uniform,
+            _ => self.kind,
+        }
+    }
 }
 
 /// How a kernel's workgroup size follows from its defines.
@@ -94,6 +107,7 @@ const fn bind(name: &'static str, kind: BindingKind) -> Bind {
         name,
         kind,
         layout: None,
+        uniform_when: None,
     }
 }
 
@@ -102,6 +116,7 @@ const fn holds(name: &'static str, kind: BindingKind, layout: fn() -> RustLayout
         name,
         kind,
         layout: Some(layout),
+        uniform_when: None,
     }
 }
 
@@ -115,6 +130,17 @@ const PRODUCT: &[Bind] = &[
     STEP,
     bind("w", R),
     bind("x", R),
+    bind("y", RW),
+];
+
+const MATVEC_PRODUCT: &[Bind] = &[
+    holds("p", U, RustLayout::of::<MatParams>),
+    STEP,
+    bind("w", R),
+    Bind {
+        uniform_when: Some(("XBIND", "uniform")),
+        ..bind("x", R)
+    },
     bind("y", RW),
 ];
 
@@ -132,7 +158,7 @@ const ATTENTION: &[Bind] = &[
 pub static INTERFACES: &[Interface] = &[
     Interface {
         kernel: "matvec",
-        bindings: PRODUCT,
+        bindings: MATVEC_PRODUCT,
         lanes: Lanes::Wg,
     },
     Interface {
@@ -392,7 +418,7 @@ pub fn check(
     wgsl: &Reflection,
 ) -> Result<(), InterfaceMismatch> {
     let rust = interface(kernel).ok_or_else(|| InterfaceMismatch::Unknown(kernel.into()))?;
-    check_bindings(kernel, rust.bindings, wgsl)?;
+    check_bindings(kernel, rust.bindings, defines, wgsl)?;
     check_records(kernel, wgsl)?;
     let define = |name: &str| {
         defines
@@ -412,7 +438,12 @@ pub fn check(
     Ok(())
 }
 
-fn check_bindings(kernel: &str, rust: &[Bind], wgsl: &Reflection) -> Result<(), InterfaceMismatch> {
+fn check_bindings(
+    kernel: &str,
+    rust: &[Bind],
+    defines: &[(&str, &str)],
+    wgsl: &Reflection,
+) -> Result<(), InterfaceMismatch> {
     if rust.len() != wgsl.bindings.len() {
         return Err(InterfaceMismatch::Count {
             kernel: kernel.into(),
@@ -429,13 +460,14 @@ fn check_bindings(kernel: &str, rust: &[Bind], wgsl: &Reflection) -> Result<(), 
                 rust: r.name.into(),
             });
         }
-        if r.kind != w.kind {
+        let kind = r.kind_in(defines);
+        if kind != w.kind {
             return Err(InterfaceMismatch::Kind {
                 kernel: kernel.into(),
                 index,
                 name: w.name.clone(),
                 wgsl: w.kind,
-                rust: r.kind,
+                rust: kind,
             });
         }
         check_held(kernel, r, w.layout.as_ref())?;

@@ -102,6 +102,25 @@ pub struct Kernels<'g> {
 /// it may leave unread (the step uniform) or one element of an array.
 const PLACEHOLDER_BYTES: u64 = 256;
 
+/// Bytes of matvec's x as a uniform binding (`array<act4, 4096>` in
+/// `common/product.wgsl`, checked against it when the pipeline is fetched): 64 KiB,
+/// WebGPU's guaranteed uniform binding size.
+pub const X_UNIFORM_BYTES: u64 = 65536;
+
+/// A buffer that matrix products read as x: bindable as a uniform too, and at least
+/// [`X_UNIFORM_BYTES`] where storage bindings are well above that (all but tests'
+/// artificial limits), so that CPU adapters' matvec can take its uniform x
+/// (`Tuning::matvec_x_uniform`) whatever the batch size.
+pub async fn product_input(gpu: &Gpu, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+    let size = if gpu.caps.max_storage_binding >= 2 * X_UNIFORM_BYTES {
+        bytes.max(X_UNIFORM_BYTES)
+    } else {
+        bytes
+    };
+    gpu.storage_also(what, size, wgpu::BufferUsages::UNIFORM)
+        .await
+}
+
 fn placeholder(gpu: &Gpu) -> wgpu::Buffer {
     // Never read or written: its contents do not matter, and it is too small to need
     // the out-of-memory checks of `Gpu::storage`.
@@ -220,7 +239,7 @@ impl<'g> Kernels<'g> {
         w: &QMatrix,
         a: &MatArgs<'_>,
     ) -> Result<(), GpuError> {
-        self.matvec_tokens(b, w, a, 1).await
+        self.matvec_tokens(b, w, a, 1, 1).await
     }
 
     /// [`Self::matvec`] for a small batch: each lane takes every dequantized chunk of
@@ -231,15 +250,33 @@ impl<'g> Kernels<'g> {
         w: &QMatrix,
         a: &MatArgs<'_>,
     ) -> Result<(), GpuError> {
-        self.matvec_tokens(b, w, a, self.tuning.matvec_tb).await
+        let t = &self.tuning;
+        self.matvec_tokens(b, w, a, t.matvec_tb, t.few_tokens.max(2))
+            .await
     }
 
+    /// Whether matvec reads x through a uniform binding (`XBIND=uniform`, see
+    /// `Tuning::matvec_x_uniform`): f32 activations in a buffer that may be bound as
+    /// uniform, and x's rows for up to `max_rows` tokens within the binding.
+    fn x_uniform(&self, a: &MatArgs<'_>, max_rows: u32) -> bool {
+        let bytes = u64::from(max_rows) * u64::from(a.x_stride) * 4;
+        self.tuning.matvec_x_uniform
+            && self.variant.act == Act::F32
+            && a.x.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && a.x.size() >= X_UNIFORM_BYTES
+            && bytes <= X_UNIFORM_BYTES
+            && self.gpu.device.limits().max_uniform_buffer_binding_size >= X_UNIFORM_BYTES
+    }
+
+    /// `max_rows`: the most rows of x a step of the plan holds (its tokens, or its
+    /// logits rows).
     async fn matvec_tokens(
         &self,
         b: &mut PlanBuilder,
         w: &QMatrix,
         a: &MatArgs<'_>,
         tokens_per_lane: u32,
+        max_rows: u32,
     ) -> Result<(), GpuError> {
         let t = &self.tuning;
         // The reduction kind only matters when lanes split a row.
@@ -247,6 +284,11 @@ impl<'g> Kernels<'g> {
             self.reduce()
         } else {
             "workgroup".into()
+        };
+        let xbind = if self.x_uniform(a, max_rows) {
+            "uniform"
+        } else {
+            "storage"
         };
         let defines = [
             ("WTYPE", weight_type(w)?.to_string()),
@@ -257,8 +299,18 @@ impl<'g> Kernels<'g> {
             ("ROWS", t.matvec_rows.to_string()),
             ("TB", tokens_per_lane.to_string()),
             ("WG", t.matvec_wg.to_string()),
+            ("XBIND", xbind.to_string()),
         ];
         let pipe = self.pipeline("matvec", &defines).await?;
+        if xbind == "uniform" && pipe.interface.bindings[3].min_size != X_UNIFORM_BYTES {
+            return Err(GpuError::Shader {
+                kernel: pipe.label.clone(),
+                message: format!(
+                    "a uniform x holds {} bytes in the WGSL, {X_UNIFORM_BYTES} on the Rust side",
+                    pipe.interface.bindings[3].min_size
+                ),
+            });
+        }
         let rows_per_wg = lanes(&pipe) / t.matvec_split * t.matvec_rows;
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);

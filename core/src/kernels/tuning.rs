@@ -9,6 +9,11 @@ pub struct Tuning {
     pub matvec_split: u32,
     pub matvec_rows: u32,
     pub matvec_wg: u32,
+    /// Matvec reads x through a uniform binding where its rows fit one (64 KiB) and the
+    /// activations are f32: on lavapipe a uniform array read at lane-varying indices is
+    /// a plain gather, a storage array a bounds-checked branch per lane and component.
+    /// GPUs serialise divergent uniform reads, so only CPU adapters take it.
+    pub matvec_x_uniform: bool,
     /// Steps of 2 to `few_tokens` tokens (small decode batches) run their own plan of
     /// matvecs whose lanes each carry `matvec_tb` tokens (0: no such plan, they run the
     /// prefill kernels below).
@@ -58,6 +63,7 @@ impl Tuning {
                 // per lane share them; 16 lanes keep enough workgroups for small matrices.
                 matvec_rows: 8,
                 matvec_wg: 16,
+                matvec_x_uniform: true,
                 // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
                 // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
                 // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms. In
@@ -107,6 +113,7 @@ impl Tuning {
                     matvec_split: split,
                     matvec_rows: 1,
                     matvec_wg: 128,
+                    matvec_x_uniform: false,
                     few_tokens: 0,
                     matvec_tb: 1,
                     matmul_tokens: false,
@@ -199,6 +206,7 @@ tuning_fields!(
     matvec_split,
     matvec_rows,
     matvec_wg,
+    matvec_x_uniform,
     few_tokens,
     matvec_tb,
     matmul_tokens,

@@ -34,7 +34,15 @@ alias out_t = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
+#if defined(XBIND) && XBIND == uniform
+// x as a uniform binding (matvec on CPU adapters: lavapipe reads a uniform array at
+// lane-varying indices as a plain gather, a storage array with a bounds-checked branch
+// per lane and component). 64 KiB, the uniform binding every WebGPU adapter offers; the
+// engine takes this variant only for plans whose rows of x fit in it.
+@group(0) @binding(3) var<uniform> x: array<act4, 4096>;
+#else
 @group(0) @binding(3) var<storage, read> x: array<act4>;
+#endif
 @group(0) @binding(4) var<storage, read_write> y: array<out_t>;
 
 // Rows of x this step.

@@ -85,6 +85,7 @@ const MATVEC: &[(&str, &str)] = &[
     ("ROWS", "1"),
     ("TB", "1"),
     ("WG", "64"),
+    ("XBIND", "storage"),
 ];
 
 #[test]
@@ -106,7 +107,7 @@ fn a_swapped_field_is_caught_by_name() {
     // The same through a whole interface, as the engine checks each pipeline.
     let mut bindings = PRODUCT.to_vec();
     bindings[0].layout = Some(RustLayout::of::<SwappedMatParams>);
-    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
         matches!(&err, InterfaceMismatch::Layout { source: LayoutMismatch::Field { field, .. }, .. } if field == "k"),
         "{err}"
@@ -118,7 +119,7 @@ fn wrong_kinds_names_and_sizes_are_caught() {
     let wgsl = reflect("matvec", MATVEC);
     let mut bindings = PRODUCT.to_vec();
     bindings[4].kind = BindingKind::Read;
-    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
         matches!(err, InterfaceMismatch::Kind { index: 4, .. }),
         "{err}"
@@ -126,14 +127,28 @@ fn wrong_kinds_names_and_sizes_are_caught() {
 
     let mut bindings = PRODUCT.to_vec();
     bindings.swap(2, 3);
-    let err = check_bindings("matvec", &bindings, &wgsl).unwrap_err();
+    let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
         matches!(err, InterfaceMismatch::Name { index: 2, .. }),
         "{err}"
     );
 
-    let err = check_bindings("matvec", &PRODUCT[..4], &wgsl).unwrap_err();
+    let err = check_bindings("matvec", &PRODUCT[..4], MATVEC, &wgsl).unwrap_err();
     assert!(matches!(err, InterfaceMismatch::Count { .. }), "{err}");
+
+    // x is a uniform binding in the XBIND=uniform variant: matvec's interface says so,
+    // the plain product's (a storage x) is caught.
+    let mut uniform_x = MATVEC.to_vec();
+    uniform_x[8] = ("XBIND", "uniform");
+    let wgsl_uniform = reflect("matvec", &uniform_x);
+    assert_eq!(wgsl_uniform.bindings[3].kind, BindingKind::Uniform);
+    check_bindings("matvec", MATVEC_PRODUCT, &uniform_x, &wgsl_uniform).unwrap();
+    check_bindings("matvec", MATVEC_PRODUCT, MATVEC, &wgsl).unwrap();
+    let err = check_bindings("matvec", PRODUCT, &uniform_x, &wgsl_uniform).unwrap_err();
+    assert!(
+        matches!(err, InterfaceMismatch::Kind { index: 3, .. }),
+        "{err}"
+    );
 
     // The defines asking for another workgroup size than the shader compiled.
     let mut defines = MATVEC.to_vec();
