@@ -2,6 +2,7 @@
 //! itself, the command and its exit code, and says how to do it by hand; a probe of a
 //! missing tool inside `$(...)` under `pipefail` is reported instead of ending the
 //! script without a word (the bug a newcomer met in `setup.sh`'s wasm-bindgen probe).
+//! Also the summary of `bench-vs-llamacpp.sh`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -76,4 +77,55 @@ fn a_safe_probe_of_a_missing_tool_goes_on() {
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "version: ''");
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+/// `scripts/bench_vs_llamacpp.py`, the summary of `bench-vs-llamacpp.sh`: one row per
+/// test with both runtimes' speeds, their ratio, and generation's share of bandwidth
+/// from Wisp's bytes per token and bandwidth probe.
+#[test]
+fn the_llama_cpp_comparison_puts_both_runtimes_in_one_table() {
+    let dir = std::env::temp_dir().join(format!("wisp-bench-vs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wisp = r#"{
+        "model": {"name": "llama-7b (synthetic, q4_0)", "tensor_bytes": 3800000000},
+        "adapter": {"name": "NVIDIA H100", "backend": "Vulkan", "variant": "f16/subgroup/gpu"},
+        "bandwidth": {"gb_per_s": 10.0},
+        "tests": [
+            {"kind": "prefill", "tokens": 512, "tokens_per_second": 100.0,
+             "tokens_per_second_std": 1.0, "bytes_per_token": null},
+            {"kind": "generate", "tokens": 128, "tokens_per_second": 20.0,
+             "tokens_per_second_std": 0.5, "bytes_per_token": 250000000.0}
+        ]
+    }"#;
+    let llama = r#"[
+        {"n_prompt": 512, "n_gen": 0, "avg_ts": 200.0, "stddev_ts": 2.0, "gpu_info": "NVIDIA H100"},
+        {"n_prompt": 0, "n_gen": 128, "avg_ts": 40.0, "stddev_ts": 0.4, "gpu_info": "NVIDIA H100"}
+    ]"#;
+    std::fs::write(dir.join("wisp.json"), wisp).unwrap();
+    std::fs::write(dir.join("llama-vulkan.json"), llama).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_vs_llamacpp.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let row = |test: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("| {test} |")))
+            .unwrap_or_else(|| panic!("no {test} row in\n{text}"))
+            .to_string()
+    };
+    assert_eq!(
+        row("pp512"),
+        "| pp512 | 100.00 ± 1.00 | 200.00 ± 2.00 | 0.50× | – | – |"
+    );
+    // 20 tok/s x 250 MB = 5 GB/s of 10; llama.cpp's 40 tok/s reads 10.
+    assert_eq!(
+        row("tg128"),
+        "| tg128 | 20.00 ± 0.50 | 40.00 ± 0.40 | 0.50× | 50.0% | 100.0% |"
+    );
+    assert!(text.contains("10.0 GB/s"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
