@@ -338,6 +338,11 @@ pub static KERNELS: &[KernelSpec] = &[
                 name: "WG",
                 values: &["32", "64", "128"],
             },
+            // Query heads per workgroup (sharing one KV head).
+            Axis {
+                name: "G",
+                values: &["1", "2", "3", "4", "5", "6", "7", "8"],
+            },
         ],
         allowed: any,
     },

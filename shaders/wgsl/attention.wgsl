@@ -1,8 +1,9 @@
 // Causal attention of the step's queries over the paged KV cache, with grouped-query
-// heads and an optional sliding window. One workgroup per (query head, token): it walks
-// the keys in tiles of WG, one key per lane, keeping a running maximum and sum (online
-// softmax) so no score matrix is ever stored. HD is the head dimension; each lane owns
-// HD / WG output dimensions (rounded up).
+// heads and an optional sliding window. One workgroup per G query heads of one token
+// that share a KV head (G divides the GQA ratio): it walks the keys in tiles of WG, one
+// key per lane, reading each key and value once for its G heads, and keeps a running
+// maximum and sum per head (online softmax) so no score matrix is ever stored. HD is
+// the head dimension; each lane owns HD / WG output dimensions (rounded up) of each head.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/reduce.wgsl"
@@ -21,8 +22,10 @@ const DPI: u32 = (HD + WG - 1u) / WG;
 // A finite stand-in for -infinity: exp(NEG - m) is 0 without inf - inf = NaN.
 const NEG: f32 = -3.0e38;
 
-var<workgroup> q_s: array<f32, HD>;
-var<workgroup> p_s: array<f32, WG>;
+// The G heads' queries (scaled), one after the other.
+var<workgroup> q_s: array<f32, G * HD>;
+// Each head's probabilities for the tile's keys.
+var<workgroup> p_s: array<f32, G * WG>;
 // Pool slot of each key of the tile.
 var<workgroup> slot_s: array<u32, WG>;
 
@@ -41,7 +44,7 @@ fn main(
 #else
     reduce_init(lid);
 #endif
-    let head = wid.x;
+    let head0 = wid.x * G;
     let t = wid.y;
     let pos = token_pos(t);
     let table = entry_info(token_entry(t)).x;
@@ -50,57 +53,83 @@ fn main(
     if (p.window > 0u && n > p.window) {
         start = n - p.window;
     }
-    let kv_off = (head / (p.n_head / p.n_kv_head)) * HD;
-    let qb = t * p.qkv_stride + head * HD;
-    for (var d = lid; d < HD; d += WG) {
-        q_s[d] = f32(qkv[qb + d]) * p.scale;
+    // G divides the ratio, so the G heads share this KV head.
+    let kv_off = (head0 / (p.n_head / p.n_kv_head)) * HD;
+    let qb = t * p.qkv_stride + head0 * HD;
+    for (var i = lid; i < G * HD; i += WG) {
+        q_s[i] = f32(qkv[qb + i]) * p.scale;
     }
     workgroupBarrier();
 
-    var m = NEG;
-    var l = 0.0;
-    var acc: array<f32, DPI>;
+    var m: array<f32, G>;
+    var l: array<f32, G>;
+    var acc: array<array<f32, DPI>, G>;
+    for (var g = 0u; g < G; g++) {
+        m[g] = NEG;
+    }
     for (var tile = start; tile < n; tile += WG) {
         let j = tile + lid;
-        var s = NEG;
+        var s: array<f32, G>;
         var slot = 0u;
+        for (var g = 0u; g < G; g++) {
+            s[g] = NEG;
+        }
         if (j < n) {
             slot = kv_slot(table, j);
-            var dot4 = vec4<f32>(0.0);
+            var dot4: array<vec4<f32>, G>;
             for (var d = 0u; d < HD; d += 4u) {
-                dot4 += vec4<f32>(q_s[d], q_s[d + 1u], q_s[d + 2u], q_s[d + 3u]) * k4(slot, kv_off + d);
+                let k = k4(slot, kv_off + d);
+                for (var g = 0u; g < G; g++) {
+                    let q = g * HD + d;
+                    dot4[g] += vec4<f32>(q_s[q], q_s[q + 1u], q_s[q + 2u], q_s[q + 3u]) * k;
+                }
             }
-            s = dot4.x + dot4.y + dot4.z + dot4.w;
+            for (var g = 0u; g < G; g++) {
+                s[g] = dot(dot4[g], vec4<f32>(1.0));
+            }
         }
         slot_s[lid] = slot;
-        let m_new = max(m, wg_max(s));
-        let alpha = exp(m - m_new);
-        var e = 0.0;
-        if (j < n) {
-            e = exp(s - m_new);
+        var alpha: array<f32, G>;
+        for (var g = 0u; g < G; g++) {
+            let m_new = max(m[g], wg_max(s[g]));
+            alpha[g] = exp(m[g] - m_new);
+            var e = 0.0;
+            if (j < n) {
+                e = exp(s[g] - m_new);
+            }
+            p_s[g * WG + lid] = e;
+            // wg_sum's barrier also publishes p_s and slot_s.
+            l[g] = l[g] * alpha[g] + wg_sum(e);
+            m[g] = m_new;
         }
-        p_s[lid] = e;
-        // wg_sum's barrier also publishes p_s and slot_s.
-        l = l * alpha + wg_sum(e);
         let count = min(WG, n - tile);
         for (var i = 0u; i < DPI; i++) {
             let d = lid + i * WG;
             if (d < HD) {
-                var a = acc[i] * alpha;
-                for (var jj = 0u; jj < count; jj++) {
-                    a += p_s[jj] * v1(slot_s[jj], kv_off + d);
+                var a: array<f32, G>;
+                for (var g = 0u; g < G; g++) {
+                    a[g] = acc[g][i] * alpha[g];
                 }
-                acc[i] = a;
+                for (var jj = 0u; jj < count; jj++) {
+                    let v = v1(slot_s[jj], kv_off + d);
+                    for (var g = 0u; g < G; g++) {
+                        a[g] += p_s[g * WG + jj] * v;
+                    }
+                }
+                for (var g = 0u; g < G; g++) {
+                    acc[g][i] = a[g];
+                }
             }
         }
         workgroupBarrier();
-        m = m_new;
     }
-    let ob = t * p.out_stride + head * HD;
-    for (var i = 0u; i < DPI; i++) {
-        let d = lid + i * WG;
-        if (d < HD) {
-            out[ob + d] = act(acc[i] / l);
+    let ob = t * p.out_stride + head0 * HD;
+    for (var g = 0u; g < G; g++) {
+        for (var i = 0u; i < DPI; i++) {
+            let d = lid + i * WG;
+            if (d < HD) {
+                out[ob + g * HD + d] = act(acc[g][i] / l[g]);
+            }
         }
     }
 }

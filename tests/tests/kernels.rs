@@ -492,9 +492,10 @@ fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
 #[test]
 fn attention_matches_reference() {
     for_each_variant(|gpu, v| {
-        // Odd lengths, GQA ratios 1, 3 and 7, head dims 16 to 256, windows on and off,
-        // and a ragged batch: a prefill chunk, two decoded tokens and a fresh prompt.
-        let cases: [(AttnCase, u32); 7] = [
+        // Odd lengths, GQA ratios 1, 3, 7, 12 and 16 (decode takes a workgroup per 1, 3,
+        // 7, 6 and 8 heads), head dims 16 to 256, windows on and off, and a ragged batch:
+        // a prefill chunk, two decoded tokens and a fresh prompt.
+        let cases: [(AttnCase, u32); 9] = [
             ((&[(0, 1)], 2, 2, 64, 0), 16),
             ((&[(0, 5)], 9, 3, 64, 0), 16),
             ((&[(70, 1)], 9, 3, 64, 0), 32),
@@ -502,6 +503,8 @@ fn attention_matches_reference() {
             ((&[(40, 7)], 4, 4, 32, 16), 16),
             ((&[(200, 2)], 3, 1, 256, 100), 16),
             ((&[(37, 9), (120, 1), (3, 1), (0, 6)], 6, 2, 64, 0), 16),
+            ((&[(90, 1), (5, 2)], 24, 2, 32, 0), 16),
+            ((&[(150, 1)], 16, 1, 32, 40), 16),
         ];
         for kv in KV_TYPES {
             for tokens in [PlanTokens::One, PlanTokens::Many] {

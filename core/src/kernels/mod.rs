@@ -107,6 +107,14 @@ const PLACEHOLDER_BYTES: u64 = 256;
 /// WebGPU's guaranteed uniform binding size.
 pub const X_UNIFORM_BYTES: u64 = 65536;
 
+/// Query heads per workgroup of the `attention` kernel: the most, up to 8, that divide
+/// the GQA ratio, so that a workgroup's heads share one KV head and read each key and
+/// value once (SmolLM2's 3, Gemma 3 270M's 4, Qwen2.5 0.5B's 7).
+fn heads_per_workgroup(p: &AttnParams) -> u32 {
+    let ratio = p.n_head / p.n_kv_head.max(1);
+    (1..=8).rev().find(|g| ratio % g == 0).unwrap_or(1)
+}
+
 /// A buffer that matrix products read as x: bindable as a uniform too, and at least
 /// [`X_UNIFORM_BYTES`] where storage bindings are well above that (all but tests'
 /// artificial limits), so that CPU adapters' matvec can take its uniform x
@@ -564,18 +572,20 @@ impl<'g> Kernels<'g> {
             let grid = Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, lanes(&pipe));
             (pipe, grid)
         } else {
+            let g = heads_per_workgroup(p);
             let defines = [
                 storage.as_slice(),
                 &[
                     ("REDUCE", self.reduce()),
                     hd,
                     ("WG", self.tuning.attn_wg.to_string()),
+                    ("G", g.to_string()),
                 ],
             ]
             .concat();
             (
                 self.pipeline("attention", &defines).await?,
-                Grid::scaled([p.n_head, 1, 1], 1, Count::Tokens, 1),
+                Grid::scaled([p.n_head / g, 1, 1], 1, Count::Tokens, 1),
             )
         };
         b.add(
