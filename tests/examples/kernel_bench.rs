@@ -1,7 +1,9 @@
 //! Micro-benchmark: matvec effective bandwidth against a streaming read, and the
 //! GFLOP/s of the product a step of BATCH tokens runs (the small-batch matvec or the
 //! matrix-matrix kernel), per variant and tuning (WISP_TUNE / WISP_TIER / WISP_ACT /
-//! WISP_REDUCE / WISP_LOOP_BOUNDING), for each tuning SWEEP lists.
+//! WISP_REDUCE / WISP_LOOP_BOUNDING), for each tuning SWEEP lists. With BATCH=1 the
+//! sweep is over the one-token matvec: the CPU tier's defaults came from
+//! `BATCH=1 SWEEP='matvec_rows=2;matvec_rows=4;matvec_rows=8;matvec_wg=8;matvec_wg=32;matvec_x_uniform=0'`.
 use std::sync::Arc;
 use wisp::settings::EnvSettings;
 use wisp_core::gpu::Act;
@@ -85,18 +87,39 @@ fn main() {
         for (text, set) in &sweep {
             let kt = Kernels::with_tuning(&gpu, v, tuning.with_overrides(set));
             let best = time_product(&gpu, &prof, &kt, &m, (&xb, &yb), (n, kk, batch), reps);
-            let kind = if kt.tuning.small_batch(batch as u32) {
+            let t = &kt.tuning;
+            let kind = if batch == 1 {
+                format!(
+                    "matvec ROWS={} WG={} SPLIT={} x {}",
+                    t.matvec_rows,
+                    t.matvec_wg,
+                    t.matvec_split,
+                    if t.matvec_x_uniform {
+                        "uniform"
+                    } else {
+                        "storage"
+                    }
+                )
+            } else if kt.tuning.small_batch(batch as u32) {
                 format!("small-batch matvec TB={}", kt.tuning.matvec_tb)
             } else if kt.tuning.matmul_tokens {
                 format!("matmul_tokens TN={}", kt.tuning.tokens_tn)
             } else {
                 "matmul_tiled".to_string()
             };
+            let rate = if batch == 1 {
+                let gbs = (w.len() + act_bytes) as f64 / best;
+                format!(
+                    "{gbs:.2} GB/s ({:.0}% of streaming)",
+                    100.0 * gbs / stream_gbs
+                )
+            } else {
+                format!("{:.2} GFLOP/s", 2.0 * (n * kk * batch) as f64 / best)
+            };
             println!(
-                "{spec} T={batch} {kind} [{}]: {:.2} ms, {:.2} GFLOP/s",
+                "{spec} T={batch} {kind} [{}]: {:.2} ms, {rate}",
                 if text.is_empty() { "as tuned" } else { text },
                 best / 1e6,
-                2.0 * (n * kk * batch) as f64 / best
             );
         }
     }

@@ -112,7 +112,10 @@ pub const X_UNIFORM_BYTES: u64 = 65536;
 /// value once (SmolLM2's 3, Gemma 3 270M's 4, Qwen2.5 0.5B's 7).
 fn heads_per_workgroup(p: &AttnParams) -> u32 {
     let ratio = p.n_head / p.n_kv_head.max(1);
-    (1..=8).rev().find(|&g| ratio.is_multiple_of(g)).unwrap_or(1)
+    (1..=8)
+        .rev()
+        .find(|&g| ratio.is_multiple_of(g))
+        .unwrap_or(1)
 }
 
 /// A buffer that matrix products read as x: bindable as a uniform too, and at least
