@@ -58,11 +58,14 @@ impl Tuning {
         match variant.tier {
             Tier::CpuLike => Tuning {
                 matvec_split: 1,
-                // Measured on lavapipe (Mesa 25, 256-bit): the activation loads are the
-                // same in every lane but still cost a bounds-checked load each, so 8 rows
-                // per lane share them; 16 lanes keep enough workgroups for small matrices.
+                // Measured on lavapipe (Mesa 25, 256-bit; kernel_bench's BATCH=1 sweep):
+                // each lane's activation loads serve 8 rows (2 and 4 rows were 1.1-1.6x
+                // slower on 4096²). One SIMD register of lanes per workgroup: on the
+                // 576- to 1536-wide matrices of small models, twice the workgroups of 16
+                // lanes balance the threads better (10-25% faster; SmolLM2 tg64 +3-8%),
+                // and 4096² is within noise.
                 matvec_rows: 8,
-                matvec_wg: 16,
+                matvec_wg: caps.subgroup_min_size.clamp(8, 64).next_power_of_two(),
                 matvec_x_uniform: true,
                 // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
                 // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
