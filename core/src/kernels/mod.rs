@@ -108,13 +108,15 @@ const PLACEHOLDER_BYTES: u64 = 256;
 pub const X_UNIFORM_BYTES: u64 = 65536;
 
 /// Query heads per workgroup of the `attention` kernel: the most, up to 8, that divide
-/// the GQA ratio, so that a workgroup's heads share one KV head and read each key and
-/// value once (SmolLM2's 3, Gemma 3 270M's 4, Qwen2.5 0.5B's 7).
+/// the GQA ratio (so that a workgroup's heads share one KV head and read each key and
+/// value once) and leave a token at least two workgroups (a CPU adapter runs each
+/// workgroup on one core). SmolLM2: 3 of 9 heads, Qwen2.5 0.5B: 7 of 14, Gemma 3 270M:
+/// 2 of 4.
 fn heads_per_workgroup(p: &AttnParams) -> u32 {
     let ratio = p.n_head / p.n_kv_head.max(1);
     (1..=8)
         .rev()
-        .find(|&g| ratio.is_multiple_of(g))
+        .find(|&g| ratio.is_multiple_of(g) && p.n_head / g >= 2)
         .unwrap_or(1)
 }
 
