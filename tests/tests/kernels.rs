@@ -492,11 +492,11 @@ fn tol_kv(act: Act, kv: KvType) -> (f32, f32) {
 #[test]
 fn attention_matches_reference() {
     for_each_variant(|gpu, v| {
-        // Odd lengths, GQA ratios 1, 3, 4, 7, 12 and 16 (decode takes a workgroup per 1,
-        // 2, 3, 6, 7 and 8 heads, leaving each token two or more), head dims 16 to 256,
-        // windows on and off, and a ragged batch: a prefill chunk, two decoded tokens and
-        // a fresh prompt.
-        let cases: [(AttnCase, u32); 11] = [
+        // Odd lengths, GQA ratios 1, 3, 4, 5, 7, 12 and 16 (decode takes a workgroup per
+        // 1 to 8 heads, every value of the kernel's G, leaving each token two or more),
+        // head dims 16 to 256, windows on and off, and a ragged batch: a prefill chunk,
+        // two decoded tokens and a fresh prompt.
+        let cases: [(AttnCase, u32); 13] = [
             ((&[(0, 1)], 2, 2, 64, 0), 16),
             ((&[(0, 5)], 9, 3, 64, 0), 16),
             ((&[(70, 1)], 9, 3, 64, 0), 32),
@@ -508,6 +508,8 @@ fn attention_matches_reference() {
             ((&[(150, 1)], 16, 1, 32, 40), 16),
             ((&[(60, 1)], 14, 2, 64, 0), 16),
             ((&[(33, 2)], 4, 1, 128, 20), 16),
+            ((&[(45, 1)], 8, 2, 32, 0), 16),
+            ((&[(70, 2)], 10, 2, 16, 30), 32),
         ];
         for kv in KV_TYPES {
             for tokens in [PlanTokens::One, PlanTokens::Many] {
