@@ -111,6 +111,41 @@ impl KernelSpec {
     }
 }
 
+/// Runs `check` on every allowed variant of every kernel, spread over the machine's
+/// cores (there are a few hundred thousand), and returns how many ran and the failures
+/// as "kernel [defines]: error" lines. The registry tests (naga's validation, the
+/// engine's interface check) each run through it.
+pub fn check_every_variant<F>(check: F) -> (usize, Vec<String>)
+where
+    F: Fn(&str, &[(&str, &str)]) -> Result<(), String> + Sync,
+{
+    let all: Vec<(&str, Vec<(&str, &str)>)> = KERNELS
+        .iter()
+        .flat_map(|spec| spec.variants().into_iter().map(|v| (spec.name, v)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let check = &check;
+    let failures = std::thread::scope(|s| {
+        let workers: Vec<_> = all
+            .chunks(all.len().div_ceil(threads).max(1))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|(name, v)| {
+                            check(name, v).err().map(|e| format!("{name} {v:?}: {e}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a variant check panicked"))
+            .collect()
+    });
+    (all.len(), failures)
+}
+
 const ACT: Axis = Axis {
     name: "ACT",
     values: &["f32", "f16"],
@@ -154,11 +189,24 @@ fn split_le_wg(get: AxisLookup<'_>) -> bool {
 
 /// A matvec variant: its split fits the workgroup, a lane keeps at most 16
 /// accumulators (ROWS rows x TB tokens), and x is a uniform binding only with f32
-/// activations (uniform arrays need 16-byte elements: vec4<f32>, not vec4<f16>).
+/// elements (uniform arrays need 16-byte elements: vec4<f32>, not vec4<f16>; the norm
+/// prologue reads the f32 residual stream whatever ACT is). The norm prologue feeds
+/// products that write activations (Q/K/V, gate/up), the gate prologue the down
+/// product, which writes f32 (into the residual stream or a post-norm's input).
 fn matvec_fits(get: AxisLookup<'_>) -> bool {
     let rows: u32 = get("ROWS").parse().unwrap_or(0);
     let tokens: u32 = get("TB").parse().unwrap_or(0);
-    split_le_wg(get) && rows * tokens <= 16 && (get("XBIND") == "storage" || get("ACT") == "f32")
+    let xin = get("XIN");
+    let x_is_f32 = get("ACT") == "f32" || xin == "rmsnorm";
+    let prologue_fits = match xin {
+        "rmsnorm" => get("OUT") == "act",
+        "glu_silu" | "glu_gelu_tanh" => get("OUT") != "act",
+        _ => true,
+    };
+    split_le_wg(get)
+        && rows * tokens <= 16
+        && (get("XBIND") == "storage" || x_is_f32)
+        && prologue_fits
 }
 
 /// Workgroup memory of a flash_attn tile configuration, in bytes (query tile, key or
@@ -212,6 +260,10 @@ pub static KERNELS: &[KernelSpec] = &[
             Axis {
                 name: "XBIND",
                 values: &["storage", "uniform"],
+            },
+            Axis {
+                name: "XIN",
+                values: &["plain", "rmsnorm", "glu_silu", "glu_gelu_tanh"],
             },
         ],
         allowed: matvec_fits,

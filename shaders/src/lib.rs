@@ -10,7 +10,7 @@
 mod kernels;
 mod preprocess;
 
-pub use kernels::{Axis, KERNELS, KernelSpec, flash_tile_bytes};
+pub use kernels::{Axis, KERNELS, KernelSpec, check_every_variant, flash_tile_bytes};
 pub use preprocess::{Composed, Sources, preprocess};
 
 include!(concat!(env!("OUT_DIR"), "/sources.rs"));

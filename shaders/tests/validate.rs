@@ -2,7 +2,7 @@
 //! is reported at the file and line where the WGSL was written.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use wisp_shaders::{Composed, KERNELS, compose};
+use wisp_shaders::{Composed, check_every_variant, compose};
 
 fn locate(c: &Composed, line: Option<usize>) -> String {
     match line.and_then(|l| c.origin(l)) {
@@ -46,19 +46,11 @@ fn validate(c: &Composed) -> Result<(), String> {
 
 #[test]
 fn every_kernel_variant_validates() {
-    let mut failures = Vec::new();
-    let mut count = 0;
-    for spec in KERNELS {
-        for variant in spec.variants() {
-            count += 1;
-            let result = compose(spec.name, &variant)
-                .map_err(|e| e.to_string())
-                .and_then(|c| validate(&c));
-            if let Err(e) = result {
-                failures.push(format!("{} {:?}:\n{e}", spec.name, variant));
-            }
-        }
-    }
+    let (count, failures) = check_every_variant(|name, variant| {
+        compose(name, variant)
+            .map_err(|e| e.to_string())
+            .and_then(|c| validate(&c))
+    });
     assert!(count > 100, "only {count} variants registered");
     assert!(
         failures.is_empty(),

@@ -1,10 +1,11 @@
 // The gate of a gated feed-forward network: h[t, i] = gate(g[t, i]) * u[t, i], where the
 // fused gate/up projection wrote g and u side by side: gu[t, :] = [g | u].
-// GATE = silu (SwiGLU: llama, qwen2) | gelu_tanh (GeGLU with tanh-approximated GELU:
-// gemma). A token has `per_token` rows (1; a mixture of experts has one per chosen
-// expert). Workgroup y = row within the token, z = token.
+// GATE: the nonlinearity (common/gate.wgsl). A token has `per_token` rows (1; a mixture
+// of experts has one per chosen expert). Workgroup y = row within the token, z = token.
 #include "common/act.wgsl"
 #include "common/step.wgsl"
+#define GATE_T f32
+#include "common/gate.wgsl"
 
 struct Params {
     // Elements of h per row.
@@ -18,19 +19,6 @@ struct Params {
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> gu: array<act>;
 @group(0) @binding(3) var<storage, read_write> h: array<act>;
-
-fn gate(g: f32) -> f32 {
-#if GATE == silu
-    return g / (1.0 + exp(-g));
-#else
-    // 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))). tanh is written through exp of a
-    // non-positive argument so that large |g| cannot overflow.
-    let z = 0.7978845608028654 * (g + 0.044715 * g * g * g);
-    let e = exp(-2.0 * abs(z));
-    let t = sign(z) * (1.0 - e) / (1.0 + e);
-    return 0.5 * g * (1.0 + t);
-#endif
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

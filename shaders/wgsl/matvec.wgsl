@@ -1,4 +1,4 @@
-// Matrix-vector product for decoding: y[t, out_offset + n] (+)= W[n, :] . x[t, :]
+// Matrix-vector product for decoding: y[t, out_offset + n] (+)= W[n, :] . x'[t, :]
 // with W in its GGUF block format, dequantized here.
 //
 // SPLIT lanes share one group of ROWS rows and split its 32-element chunks between them
@@ -8,12 +8,60 @@
 // tokens: with TB > 1 (small decode batches) each lane dequantizes a chunk of each row
 // once and takes it through the block's tokens, whose activations it loads once per
 // chunk for all its rows.
+//
+// XIN is the prologue that makes the input x' from what the previous kernel wrote, so
+// that no pass of its own (and no dispatch) sits between them:
+// - plain: x' = x;
+// - rmsnorm: x' = RMSNorm(x) * norm_w, x the f32 residual stream. The norm's scale is
+//   the same for every element, so it multiplies the finished dot products; its sum of
+//   squares is gathered from the same loads (each lane's chunks, summed over the row's
+//   lanes like the dot products);
+// - glu_silu, glu_gelu_tanh: x' = gate(g) * u, x = [g | u] (a fused gate/up product's
+//   output, 2k wide).
+#if XIN == glu_silu
+#define GATE silu
+#elif XIN == glu_gelu_tanh
+#define GATE gelu_tanh
+#endif
 #include "common/product.wgsl"
 #if SPLIT > 1
 #include "common/reduce.wgsl"
 #endif
+#ifdef GATE
+#define GATE_T vec4<f32>
+#include "common/gate.wgsl"
+#endif
+
+// The norm's gain (XIN = rmsnorm; a placeholder in the other variants), a uniform
+// binding like x where x is one (a storage read costs a CPU adapter a branch per lane).
+#if XIN == rmsnorm && XBIND == uniform
+@group(0) @binding(5) var<uniform> norm_w: array<vec4<f32>, 4096>;
+#else
+@group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;
+#endif
 
 const GROUPS: u32 = WG / SPLIT;
+
+// Four inputs x'[i * 4 ..] of the token row at vec4 `base`, made by the prologue.
+fn input4(base: u32, i: u32) -> vec4<f32> {
+#if XIN == rmsnorm
+    return vec4<f32>(x[base + i]) * norm_w[i];
+#elif defined(GATE)
+    return gate(vec4<f32>(x[base + i])) * vec4<f32>(x[base + p.k / 4u + i]);
+#else
+    return vec4<f32>(x[base + i]);
+#endif
+}
+
+// The norm's part of the sum of squares for four raw inputs (0 without a norm).
+fn square_sum4(base: u32, i: u32) -> f32 {
+#if XIN == rmsnorm
+    let v = vec4<f32>(x[base + i]);
+    return dot(v, v);
+#else
+    return 0.0;
+#endif
+}
 
 @compute @workgroup_size(WG)
 fn main(
@@ -45,6 +93,7 @@ fn main(
         rows[r] = min(row0 + r, p.n - 1u) * p.row_bytes;
     }
     var acc: array<array<f32, TB>, ROWS>;
+    var squares: array<f32, TB>;
     let chunks = p.k / 32u;
 #if SPLIT > 1
     let first = lane;
@@ -57,7 +106,8 @@ fn main(
 #if TB == 1
         var xs: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) {
-            xs[i] = vec4<f32>(x[xbase[0] + c * 8u + i]);
+            xs[i] = input4(xbase[0], c * 8u + i);
+            squares[0] += square_sum4(xbase[0], c * 8u + i);
         }
         for (var r = 0u; r < ROWS; r++) {
             acc[r][0] += dot32(rows[r], c, xs);
@@ -66,7 +116,8 @@ fn main(
         var xs: array<array<vec4<f32>, 8>, TB>;
         for (var j = 0u; j < TB; j++) {
             for (var i = 0u; i < 8u; i++) {
-                xs[j][i] = vec4<f32>(x[xbase[j] + c * 8u + i]);
+                xs[j][i] = input4(xbase[j], c * 8u + i);
+                squares[j] += square_sum4(xbase[j], c * 8u + i);
             }
         }
         for (var r = 0u; r < ROWS; r++) {
@@ -81,6 +132,20 @@ fn main(
         }
 #endif
     }
+    // What each token's dot products are multiplied by: the norm's scale, or 1.
+    var scale: array<f32, TB>;
+    for (var j = 0u; j < TB; j++) {
+#if XIN == rmsnorm
+#if SPLIT > 1
+        let ss = group_sum(squares[j]);
+#else
+        let ss = squares[j];
+#endif
+        scale[j] = inverseSqrt(ss / f32(p.k) + p.eps);
+#else
+        scale[j] = 1.0;
+#endif
+    }
     for (var r = 0u; r < ROWS; r++) {
         for (var j = 0u; j < TB; j++) {
 #if SPLIT > 1
@@ -90,7 +155,7 @@ fn main(
 #endif
             if (lane == 0u && row0 + r < p.n && t0 + j < x_rows()) {
                 let o = (t0 + j) * p.y_stride + p.out_offset + row0 + r;
-                store_product(o, s);
+                store_product(o, s * scale[j]);
             }
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wisp::settings::EnvSettings;
 use wisp_core::gpu::Act;
 use wisp_core::gpu::{Count, DeviceOptions, Gpu, Profiler, QMatrix, StepShape, gpu_weight_type};
-use wisp_core::kernels::{Kernels, MatArgs, Out, Tuning, TuningOverrides};
+use wisp_core::kernels::{Kernels, MatArgs, Out, Prologue, Tuning, TuningOverrides};
 use wisp_core::quant::{GgmlType, can_quantize, quantize};
 use wisp_tests::kernel_harness::*;
 
@@ -144,6 +144,7 @@ fn time_product(
         y_offset: 0,
         out: Out::F32,
         rows: Count::Tokens,
+        prologue: Prologue::Plain,
     };
     for _ in 0..reps {
         let added = if tokens == 1 {

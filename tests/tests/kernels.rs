@@ -5,7 +5,7 @@
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
 use wisp_core::kernels::{
     AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out,
-    PlanTokens, RopeParams, Tuning,
+    PlanTokens, Prologue, RopeParams, Tuning,
 };
 use wisp_core::model::{ExpertGating, Experts, FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
@@ -101,14 +101,70 @@ fn check_product_tuned(
     v: Variant,
     tuning: Tuning,
     ty: GgmlType,
-    (n, k, t): (usize, usize, usize),
+    shape: (usize, usize, usize),
     product: Product,
+    out: Out,
+) -> String {
+    check_product_input(gpu, v, tuning, ty, shape, (product, Input::Plain), out)
+}
+
+/// What a product's x holds, and so what the reference multiplies.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    /// Activations, taken as they are.
+    Plain,
+    /// The f32 residual stream, normalised by matvec's prologue.
+    Norm,
+    /// [gate | up] rows, gated by matvec's prologue.
+    Gated(FfnActivation),
+}
+
+const NORM_EPS: f32 = 1e-5;
+
+/// [`check_product_tuned`] with x made by `input`'s prologue.
+fn check_product_input(
+    gpu: &Gpu,
+    v: Variant,
+    tuning: Tuning,
+    ty: GgmlType,
+    (n, k, t): (usize, usize, usize),
+    (product, input): (Product, Input),
     out: Out,
 ) -> String {
     let (bytes, w) = weights(ty, n, k, 7 + n as u64);
     let m = pollster::block_on(QMatrix::upload(gpu, "w", ty, k as u32, &[&bytes])).expect("upload");
-    let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
-    let xb = upload_act(gpu, v.act, &x);
+    // x as uploaded, its stride, the gain of a norm, and what the product multiplies.
+    let (xb, x_stride, gain, x) = match input {
+        Input::Plain => {
+            let x = round_act(v.act, &random(11 + t as u64, t * k, 1.0));
+            (upload_act(gpu, v.act, &x), k, None, x)
+        }
+        Input::Norm => {
+            let raw = random(11 + t as u64, t * k, 2.0);
+            let gain: Vec<f32> = random(5, k, 0.5).iter().map(|g| 1.0 + g).collect();
+            let normed = cpu_ref::rmsnorm(&raw, &gain, NORM_EPS);
+            // Both made as the engine makes them (bindable as uniforms).
+            let xb = upload_act(gpu, Act::F32, &raw);
+            (xb, k, Some(upload_act(gpu, Act::F32, &gain)), normed)
+        }
+        Input::Gated(gate) => {
+            let gu = round_act(v.act, &random(11 + t as u64, t * 2 * k, 2.0));
+            (
+                upload_act(gpu, v.act, &gu),
+                2 * k,
+                None,
+                cpu_ref::glu(&gu, k, gate),
+            )
+        }
+    };
+    let prologue = match (input, &gain) {
+        (Input::Norm, Some(weight)) => Prologue::RmsNorm {
+            weight,
+            eps: NORM_EPS,
+        },
+        (Input::Gated(gate), _) => Prologue::Glu(gate),
+        _ => Prologue::Plain,
+    };
     // Write into the middle of wider rows to check strides and offsets.
     let (y_stride, y_offset) = (n + 5, 3usize);
     let base = random(3, t * y_stride, 1.0);
@@ -120,12 +176,13 @@ fn check_product_tuned(
     let mut b = builder(gpu, step(t as u32));
     let args = MatArgs {
         x: &xb,
-        x_stride: k as u32,
+        x_stride: x_stride as u32,
         y: &yb,
         y_stride: y_stride as u32,
         y_offset: y_offset as u32,
         out,
         rows: Count::Tokens,
+        prologue,
     };
     match product {
         Product::Matmul => pollster::block_on(kernels.matmul(&mut b, &m, &args)),
@@ -157,7 +214,7 @@ fn check_product_tuned(
     let (atol, rtol) = tol(if out == Out::Act { v.act } else { Act::F32 });
     // Sums of k products: allow for accumulation order.
     let atol = atol * (k as f32).sqrt();
-    let what = format!("{product:?} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}");
+    let what = format!("{product:?} {input:?} {ty} n={n} k={k} t={t} {out:?} {v} {tuning:?}");
     assert_close(&what, &got, &expected, atol, rtol);
     plan.dispatches[0].pipeline.label.clone()
 }
@@ -285,12 +342,9 @@ fn matmul_tokens_every_tokens_per_lane() {
     });
 }
 
-#[test]
-fn matvec_reads_x_through_either_binding() {
-    // CPU adapters read x through a uniform binding (`Tuning::matvec_x_uniform`) where
-    // the activations are f32 and the plan's rows of x fit its 64 KiB; everything else
-    // reads a storage binding. Both, for one token and a small batch, on every variant,
-    // and the binding each product really took.
+/// Runs `check` on every variant with matvec's uniform x binding off and on (its
+/// tuning, and whether it is on).
+fn for_each_x_binding(check: impl Fn(&Gpu, Variant, Tuning, bool)) {
     for_each_variant(|gpu, v| {
         let base = Kernels::new(gpu, v).tuning;
         for uniform in [false, true] {
@@ -298,52 +352,124 @@ fn matvec_reads_x_through_either_binding() {
                 matvec_x_uniform: uniform,
                 ..base
             };
-            for ty in [
-                GgmlType::Q4_1,
-                GgmlType::Q8_0,
-                GgmlType::F16,
-                GgmlType::Q4_K,
-                GgmlType::Q6_K,
-            ] {
-                for (product, t) in [(Product::Matvec, 1), (Product::MatvecBatch, 3)] {
-                    let shape = (37, 256, t);
-                    let label = check_product_tuned(gpu, v, tuning, ty, shape, product, Out::F32);
-                    let expected = uniform && v.act == Act::F32;
-                    assert_eq!(label.contains("XBIND=uniform"), expected, "{label}");
-                }
-            }
-            // 2304-wide rows: one fits the binding, a small batch's 8 do not.
-            let wide = (19, 2304, 2);
-            let label = check_product_tuned(
-                gpu,
-                v,
-                tuning,
-                GgmlType::Q4_1,
-                wide,
-                Product::Matvec,
-                Out::F32,
-            );
-            assert_eq!(
-                label.contains("XBIND=uniform"),
-                uniform && v.act == Act::F32,
-                "{label}"
-            );
-            let batches_of_8 = Tuning {
-                few_tokens: 8,
-                ..tuning
-            };
-            let label = check_product_tuned(
-                gpu,
-                v,
-                batches_of_8,
-                GgmlType::Q4_1,
-                wide,
-                Product::MatvecBatch,
-                Out::F32,
-            );
-            assert!(label.contains("XBIND=storage"), "{label}");
+            check(gpu, v, tuning, uniform);
         }
     });
+}
+
+#[test]
+fn matvec_reads_x_through_either_binding() {
+    // CPU adapters read x through a uniform binding (`Tuning::matvec_x_uniform`) where
+    // the activations are f32 and the plan's rows of x fit its 64 KiB; everything else
+    // reads a storage binding. Both, for one token and a small batch, on every variant,
+    // and the binding each product really took.
+    for_each_x_binding(|gpu, v, tuning, uniform| {
+        for ty in [
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::F16,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+        ] {
+            for (product, t) in [(Product::Matvec, 1), (Product::MatvecBatch, 3)] {
+                let shape = (37, 256, t);
+                let label = check_product_tuned(gpu, v, tuning, ty, shape, product, Out::F32);
+                let expected = uniform && v.act == Act::F32;
+                assert_eq!(label.contains("XBIND=uniform"), expected, "{label}");
+            }
+        }
+        // 2304-wide rows: one fits the binding, a small batch's 8 do not.
+        let wide = (19, 2304, 2);
+        let label = check_product_tuned(
+            gpu,
+            v,
+            tuning,
+            GgmlType::Q4_1,
+            wide,
+            Product::Matvec,
+            Out::F32,
+        );
+        assert_eq!(
+            label.contains("XBIND=uniform"),
+            uniform && v.act == Act::F32,
+            "{label}"
+        );
+        let batches_of_8 = Tuning {
+            few_tokens: 8,
+            ..tuning
+        };
+        let label = check_product_tuned(
+            gpu,
+            v,
+            batches_of_8,
+            GgmlType::Q4_1,
+            wide,
+            Product::MatvecBatch,
+            Out::F32,
+        );
+        assert!(label.contains("XBIND=storage"), "{label}");
+    });
+}
+
+#[test]
+fn matvec_prologues_match_reference() {
+    // Matvec plans make their inputs as they read them: the norm before the Q/K/V and
+    // gate/up products (from the f32 residual stream, whatever the activation type), the
+    // gate before the down product. Each against the CPU norm or gate and product, for
+    // one token and small batches, through either binding of x, on every variant; and
+    // the variant each product really took.
+    for_each_x_binding(|gpu, v, tuning, uniform| {
+        for (input, xin, out) in [
+            (Input::Norm, "rmsnorm", Out::Act),
+            (Input::Gated(FfnActivation::Silu), "glu_silu", Out::AddF32),
+            (
+                Input::Gated(FfnActivation::GeluTanh),
+                "glu_gelu_tanh",
+                Out::F32,
+            ),
+        ] {
+            for (product, ty, t) in [
+                (Product::Matvec, GgmlType::Q4_1, 2),
+                (Product::MatvecBatch, GgmlType::Q6_K, 3),
+            ] {
+                let shape = (37, 256, t);
+                let label = check_product_input(gpu, v, tuning, ty, shape, (product, input), out);
+                assert!(label.contains(&format!("XIN={xin}")), "{label}");
+                let f32_x = v.act == Act::F32 || matches!(input, Input::Norm);
+                let expected = uniform && f32_x;
+                assert_eq!(label.contains("XBIND=uniform"), expected, "{label}");
+            }
+        }
+    });
+}
+
+#[test]
+fn matrix_matrix_kernels_refuse_a_prologue() {
+    // Only matvec makes its input: the matrix-matrix kernels say so instead of
+    // multiplying the wrong x.
+    let gpu = gpu();
+    let v = variants(&gpu)[0];
+    let gain = upload_f32(&gpu, &[1.0; 64]);
+    let x = upload_act(&gpu, Act::F32, &[0.0; 64]);
+    let (bytes, _) = weights(GgmlType::Q8_0, 4, 64, 1);
+    let m = pollster::block_on(QMatrix::upload(&gpu, "w", GgmlType::Q8_0, 64, &[&bytes]))
+        .expect("upload");
+    let args = MatArgs {
+        x: &x,
+        x_stride: 64,
+        y: &x,
+        y_stride: 4,
+        y_offset: 0,
+        out: Out::F32,
+        rows: Count::Tokens,
+        prologue: Prologue::RmsNorm {
+            weight: &gain,
+            eps: NORM_EPS,
+        },
+    };
+    let mut b = builder(&gpu, step(2));
+    let err = pollster::block_on(Kernels::new(&gpu, v).matmul(&mut b, &m, &args)).unwrap_err();
+    assert!(err.to_string().contains("no rmsnorm prologue"), "{err}");
 }
 
 #[test]
@@ -1437,6 +1563,7 @@ fn moe_products_and_combine_match_reference() {
                         y_offset: 0,
                         out,
                         rows: Count::Tokens,
+                        prologue: Prologue::Plain,
                     };
                     pollster::block_on(Kernels::new(gpu, v).moe_matvec(
                         &mut b,

@@ -60,16 +60,15 @@ impl Activations {
         let qkv_w = (cfg.q_dim() + 2 * cfg.kv_dim()) as u64;
         Ok(Activations {
             tokens: gpu.storage("step tokens", 4 * b).await?,
-            x: gpu
-                .storage("residual stream", 4 * b * cfg.n_embd as u64)
-                .await?,
+            // Matvec's norm prologue reads the residual stream as its x.
+            x: product_input(gpu, "residual stream", 4 * b * cfg.n_embd as u64).await?,
             xn: product_input(gpu, "normalised activations", a * b * cfg.n_embd as u64).await?,
             qkv: gpu
                 .storage("queries, keys and values", a * b * qkv_w)
                 .await?,
             attn: product_input(gpu, "attention output", a * b * cfg.q_dim() as u64).await?,
-            gate_up: gpu
-                .storage("gate and up projections", a * b * 2 * cfg.n_ff as u64)
+            // Matvec's gate prologue reads the gate/up output as its x.
+            gate_up: product_input(gpu, "gate and up projections", a * b * 2 * cfg.n_ff as u64)
                 .await?,
             h: product_input(gpu, "feed-forward hidden", a * b * cfg.n_ff as u64).await?,
             logits: gpu

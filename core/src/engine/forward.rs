@@ -23,7 +23,7 @@
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
 use crate::kernels::{
     AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out,
-    PlanTokens, RopeParams, Tuning,
+    PlanTokens, Prologue, RopeParams, Tuning,
 };
 use crate::kv::KvPool;
 use crate::model::{FeedForward, Fused, ModelConfig, ModelWeights, RopeStyle};
@@ -108,6 +108,45 @@ impl Ctx<'_> {
         }
     }
 
+    /// The residual stream normalised with `weight`, as the input of the products that
+    /// follow: where the plan runs matrix-vector kernels (and the tuning asks for it),
+    /// each product normalises as it reads (its prologue); otherwise a pass of its own
+    /// normalises into `xn`.
+    async fn normed_input<'w>(
+        &'w self,
+        b: &mut PlanBuilder,
+        weight: &'w wgpu::Buffer,
+        tokens: PlanTokens,
+    ) -> Result<(&'w wgpu::Buffer, Prologue<'w>), GpuError> {
+        let a = self.acts;
+        if tokens != PlanTokens::Many && self.k.tuning.norm_prologue {
+            let eps = self.cfg.rms_eps;
+            return Ok((&a.x, Prologue::RmsNorm { weight, eps }));
+        }
+        let norm = self.norm_params();
+        self.k
+            .rmsnorm(b, &norm, &a.x, weight, &a.xn, self.meta, Out::Act)
+            .await?;
+        Ok((&a.xn, Prologue::Plain))
+    }
+
+    /// The gated activation of the gate/up product's output, as the down product's input
+    /// and its stride: made by the product's prologue in matrix-vector plans (where the
+    /// tuning asks for it), by a pass of its own into `h` otherwise.
+    async fn gated_input(
+        &self,
+        b: &mut PlanBuilder,
+        tokens: PlanTokens,
+    ) -> Result<(&wgpu::Buffer, u32, Prologue<'_>), GpuError> {
+        let (cfg, a) = (self.cfg, self.acts);
+        let gate = cfg.arch.ffn_activation;
+        if tokens != PlanTokens::Many && self.k.tuning.gate_prologue {
+            return Ok((&a.gate_up, 2 * cfg.n_ff, Prologue::Glu(gate)));
+        }
+        self.k.glu(b, gate, &a.gate_up, &a.h, cfg.n_ff).await?;
+        Ok((&a.h, cfg.n_ff, Prologue::Plain))
+    }
+
     /// Where a block's output goes: straight into the residual stream, or through its
     /// post-norm first (into `branch`, which the post-norm adds to `x`).
     fn block_output(&self) -> (&wgpu::Buffer, Out) {
@@ -168,18 +207,17 @@ impl Ctx<'_> {
             kv: self.pool.kv,
             block: self.pool.block,
         };
-        self.k
-            .rmsnorm(b, &norm, &a.x, &l.attn_norm, &a.xn, self.meta, Out::Act)
-            .await?;
+        let (x, prologue) = self.normed_input(b, &l.attn_norm, tokens).await?;
         for (m, offset) in &l.qkv.parts {
             let args = MatArgs {
-                x: &a.xn,
+                x,
                 x_stride: d,
                 y: &a.qkv,
                 y_stride: qkv_w,
                 y_offset: *offset,
                 out: Out::Act,
                 rows: Count::Tokens,
+                prologue,
             };
             self.product(b, m, &args, tokens).await?;
         }
@@ -214,6 +252,7 @@ impl Ctx<'_> {
             y_offset: 0,
             out: out_kind,
             rows: Count::Tokens,
+            prologue: Prologue::Plain,
         };
         self.product(b, &l.attn_out, &args, tokens).await?;
         if let Some((attn_post, _)) = &l.post_norms {
@@ -298,19 +337,24 @@ impl Ctx<'_> {
     ) -> Result<(), GpuError> {
         let (a, l) = (self.acts, &self.w.layers[i]);
         let norm = self.norm_params();
-        self.k
-            .rmsnorm(b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act)
-            .await?;
         match &l.ffn {
             FeedForward::Dense { gate_up, down } => {
-                self.dense_feed_forward(b, gate_up, down, tokens).await?
+                let input = self.normed_input(b, &l.ffn_norm, tokens).await?;
+                self.dense_feed_forward(b, input, gate_up, down, tokens)
+                    .await?
             }
             FeedForward::Experts {
                 router,
                 gate,
                 up,
                 down,
-            } => self.experts(b, tokens, (router, gate, up, down)).await?,
+            } => {
+                // The experts' kernels have no prologue: the norm is a pass of its own.
+                self.k
+                    .rmsnorm(b, &norm, &a.x, &l.ffn_norm, &a.xn, self.meta, Out::Act)
+                    .await?;
+                self.experts(b, tokens, (router, gate, up, down)).await?
+            }
         }
         if let Some((_, ffn_post)) = &l.post_norms {
             let (out, _) = self.block_output();
@@ -321,11 +365,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// The fused gate/up product, the gated activation, and the down product into the
-    /// block's output.
+    /// The fused gate/up product of the normalised input `(x, prologue)`, the gated
+    /// activation, and the down product into the block's output.
     async fn dense_feed_forward(
         &self,
         b: &mut PlanBuilder,
+        (x, prologue): (&wgpu::Buffer, Prologue<'_>),
         gate_up: &Fused,
         down: &QMatrix,
         tokens: PlanTokens,
@@ -333,28 +378,28 @@ impl Ctx<'_> {
         let (cfg, a) = (self.cfg, self.acts);
         for (m, offset) in &gate_up.parts {
             let args = MatArgs {
-                x: &a.xn,
+                x,
                 x_stride: cfg.n_embd,
                 y: &a.gate_up,
                 y_stride: 2 * cfg.n_ff,
                 y_offset: *offset,
                 out: Out::Act,
                 rows: Count::Tokens,
+                prologue,
             };
             self.product(b, m, &args, tokens).await?;
         }
-        self.k
-            .glu(b, cfg.arch.ffn_activation, &a.gate_up, &a.h, cfg.n_ff)
-            .await?;
+        let (h, h_stride, gated) = self.gated_input(b, tokens).await?;
         let (out, out_kind) = self.block_output();
         let args = MatArgs {
-            x: &a.h,
-            x_stride: cfg.n_ff,
+            x: h,
+            x_stride: h_stride,
             y: out,
             y_stride: cfg.n_embd,
             y_offset: 0,
             out: out_kind,
             rows: Count::Tokens,
+            prologue: gated,
         };
         self.product(b, down, &args, tokens).await
     }
@@ -384,6 +429,7 @@ impl Ctx<'_> {
             y_offset: 0,
             out: Out::F32,
             rows: Count::Tokens,
+            prologue: Prologue::Plain,
         };
         self.product(b, router, &args, tokens).await?;
         self.k.moe_route(b, &x, &m.scores, &m.routes).await?;
@@ -397,6 +443,7 @@ impl Ctx<'_> {
                     y_offset: offset,
                     out: Out::Act,
                     rows: Count::Tokens,
+                    prologue: Prologue::Plain,
                 };
                 self.k
                     .moe_matvec(b, w, &args, &m.route_in[e], &m.routes, used)
@@ -415,6 +462,7 @@ impl Ctx<'_> {
                 y_offset: 0,
                 out: Out::F32,
                 rows: Count::Tokens,
+                prologue: Prologue::Plain,
             };
             self.k
                 .moe_matvec(b, w, &args, &m.route_slot[e], &m.routes, used)
@@ -458,6 +506,7 @@ impl Ctx<'_> {
             y_offset: 0,
             out: Out::F32,
             rows: Count::Rows,
+            prologue: Prologue::Plain,
         };
         self.product(&mut b, self.w.lm_head(), &args, rows).await?;
         let name = match rows {

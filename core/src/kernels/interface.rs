@@ -20,17 +20,20 @@ pub struct Bind {
     pub kind: BindingKind,
     /// The Rust struct the buffer holds (the whole binding, or each array element).
     pub layout: Option<fn() -> RustLayout>,
-    /// A define and value under which the binding is a uniform one instead of `kind`
-    /// (matvec's x with `XBIND=uniform`).
-    pub uniform_when: Option<(&'static str, &'static str)>,
+    /// Defines and values under all of which the binding is a uniform one instead of
+    /// `kind` (matvec's x with `XBIND=uniform`); none: always `kind`.
+    pub uniform_when: &'static [(&'static str, &'static str)],
 }
 
 impl Bind {
     /// The binding's kind in the variant the defines select.
     fn kind_in(&self, defines: &[(&str, &str)]) -> BindingKind {
-        match self.uniform_when {
-            Some(when) if defines.contains(&when) => BindingKind::Uniform,
-            _ => self.kind,
+        let uniform = !self.uniform_when.is_empty()
+            && self.uniform_when.iter().all(|when| defines.contains(when));
+        if uniform {
+            BindingKind::Uniform
+        } else {
+            self.kind
         }
     }
 }
@@ -107,7 +110,7 @@ const fn bind(name: &'static str, kind: BindingKind) -> Bind {
         name,
         kind,
         layout: None,
-        uniform_when: None,
+        uniform_when: &[],
     }
 }
 
@@ -116,7 +119,7 @@ const fn holds(name: &'static str, kind: BindingKind, layout: fn() -> RustLayout
         name,
         kind,
         layout: Some(layout),
-        uniform_when: None,
+        uniform_when: &[],
     }
 }
 
@@ -138,10 +141,14 @@ const MATVEC_PRODUCT: &[Bind] = &[
     STEP,
     bind("w", R),
     Bind {
-        uniform_when: Some(("XBIND", "uniform")),
+        uniform_when: &[("XBIND", "uniform")],
         ..bind("x", R)
     },
     bind("y", RW),
+    Bind {
+        uniform_when: &[("XBIND", "uniform"), ("XIN", "rmsnorm")],
+        ..bind("norm_w", R)
+    },
 ];
 
 const ATTENTION: &[Bind] = &[

@@ -52,6 +52,42 @@ impl Out {
     }
 }
 
+/// What a matvec computes its input from, in place of the pass that would otherwise
+/// write it (`XIN` in `matvec.wgsl`): one dispatch fewer per fused pass. The
+/// matrix-matrix kernels take `Plain` only.
+#[derive(Clone, Copy, Debug)]
+pub enum Prologue<'a> {
+    /// x as it is.
+    Plain,
+    /// RMSNorm of x (f32 rows: the residual stream) times `weight`.
+    RmsNorm { weight: &'a wgpu::Buffer, eps: f32 },
+    /// gate(g) * u of x = [g | u], each half as wide as the matrix's rows (a fused
+    /// gate/up product's output).
+    Glu(FfnActivation),
+}
+
+impl Prologue<'_> {
+    fn wgsl(self) -> &'static str {
+        match self {
+            Prologue::Plain => "plain",
+            Prologue::RmsNorm { .. } => "rmsnorm",
+            Prologue::Glu(FfnActivation::Silu) => "glu_silu",
+            Prologue::Glu(FfnActivation::GeluTanh) => "glu_gelu_tanh",
+        }
+    }
+
+    /// The error of a kernel that has no such prologue.
+    fn refused_by(self, kernel: &str) -> Result<(), GpuError> {
+        match self {
+            Prologue::Plain => Ok(()),
+            other => Err(GpuError::Validation {
+                what: kernel.into(),
+                message: format!("no {} prologue (matvec has one)", other.wgsl()),
+            }),
+        }
+    }
+}
+
 /// Where a matrix product reads and writes.
 pub struct MatArgs<'a> {
     pub x: &'a wgpu::Buffer,
@@ -65,6 +101,8 @@ pub struct MatArgs<'a> {
     pub out: Out,
     /// What x's rows are: the step's tokens, or its logits rows.
     pub rows: Count,
+    /// What the product computes from x (matvec only).
+    pub prologue: Prologue<'a>,
 }
 
 /// The attention kernels' inputs and outputs besides the cache: the step's queries,
@@ -120,7 +158,8 @@ fn heads_per_workgroup(p: &AttnParams) -> u32 {
         .unwrap_or(1)
 }
 
-/// A buffer that matrix products read as x: bindable as a uniform too, and at least
+/// A buffer that matrix products read as x (or matvec's norm prologue as its gain):
+/// bindable as a uniform too, and at least
 /// [`X_UNIFORM_BYTES`] where storage bindings are well above that (all but tests'
 /// artificial limits), so that CPU adapters' matvec can take its uniform x
 /// (`Tuning::matvec_x_uniform`) whatever the batch size.
@@ -154,7 +193,10 @@ fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> 
         x_stride: a.x_stride / 4,
         y_stride: a.y_stride,
         per_row: u32::from(a.rows == Count::Rows),
-        _pad: 0,
+        eps: match a.prologue {
+            Prologue::RmsNorm { eps, .. } => eps,
+            _ => 0.0,
+        },
     }
 }
 
@@ -269,14 +311,24 @@ impl<'g> Kernels<'g> {
     }
 
     /// Whether matvec reads x through a uniform binding (`XBIND=uniform`, see
-    /// `Tuning::matvec_x_uniform`): f32 activations in a buffer that may be bound as
-    /// uniform, and x's rows for up to `max_rows` tokens within the binding.
+    /// `Tuning::matvec_x_uniform`): f32 values (activations, or the residual stream the
+    /// norm prologue reads) in a buffer that may be bound as uniform, and x's rows for
+    /// up to `max_rows` tokens within the binding.
+    /// The norm prologue's gain goes through a uniform binding with x: it must be
+    /// bindable as one too.
     fn x_uniform(&self, a: &MatArgs<'_>, max_rows: u32) -> bool {
         let bytes = u64::from(max_rows) * u64::from(a.x_stride) * 4;
+        let uniform_bindable = |b: &wgpu::Buffer| {
+            b.usage().contains(wgpu::BufferUsages::UNIFORM) && b.size() >= X_UNIFORM_BYTES
+        };
+        let (x_is_f32, gain_fits) = match a.prologue {
+            Prologue::RmsNorm { weight, .. } => (true, uniform_bindable(weight)),
+            _ => (self.variant.act == Act::F32, true),
+        };
         self.tuning.matvec_x_uniform
-            && self.variant.act == Act::F32
-            && a.x.usage().contains(wgpu::BufferUsages::UNIFORM)
-            && a.x.size() >= X_UNIFORM_BYTES
+            && x_is_f32
+            && gain_fits
+            && uniform_bindable(a.x)
             && bytes <= X_UNIFORM_BYTES
             && self.gpu.device.limits().max_uniform_buffer_binding_size >= X_UNIFORM_BYTES
     }
@@ -313,6 +365,7 @@ impl<'g> Kernels<'g> {
             ("TB", tokens_per_lane.to_string()),
             ("WG", t.matvec_wg.to_string()),
             ("XBIND", xbind.to_string()),
+            ("XIN", a.prologue.wgsl().to_string()),
         ];
         let pipe = self.pipeline("matvec", &defines).await?;
         if xbind == "uniform" && pipe.interface.bindings[3].min_size != X_UNIFORM_BYTES {
@@ -324,6 +377,10 @@ impl<'g> Kernels<'g> {
                 ),
             });
         }
+        let norm_weight = match a.prologue {
+            Prologue::RmsNorm { weight, .. } => weight,
+            _ => &self.placeholder,
+        };
         let rows_per_wg = lanes(&pipe) / t.matvec_split * t.matvec_rows;
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
@@ -336,7 +393,7 @@ impl<'g> Kernels<'g> {
                 pipe.clone(),
                 Some(bytemuck::bytes_of(&params)),
                 StepUniform::Bound,
-                &[&chunk.buffer, a.x, a.y],
+                &[&chunk.buffer, a.x, a.y, norm_weight],
                 grid,
             );
         }
@@ -351,6 +408,7 @@ impl<'g> Kernels<'g> {
         w: &QMatrix,
         a: &MatArgs<'_>,
     ) -> Result<(), GpuError> {
+        a.prologue.refused_by("matmul")?;
         let t = &self.tuning;
         let common = [
             ("WTYPE", weight_type(w)?.to_string()),
@@ -760,6 +818,7 @@ impl<'g> Kernels<'g> {
         routes: &wgpu::Buffer,
         n_used: u32,
     ) -> Result<(), GpuError> {
+        a.prologue.refused_by("moe_matvec")?;
         let defines = [
             ("WTYPE", weight_type(w)?.to_string()),
             ("ACT", self.act()),

@@ -14,7 +14,8 @@ gpu_struct! {
         pub x_stride: u32,
         pub y_stride: u32,
         pub per_row: u32,
-        pub _pad: u32,
+        /// The norm's epsilon (matvec's norm prologue).
+        pub eps: f32,
     }
 }
 

@@ -14,6 +14,12 @@ pub struct Tuning {
     /// a plain gather, a storage array a bounds-checked branch per lane and component.
     /// GPUs serialise divergent uniform reads, so only CPU adapters take it.
     pub matvec_x_uniform: bool,
+    /// Matrix-vector plans normalise the residual stream inside the products that read it
+    /// (matvec's norm prologue: Q/K/V and gate/up) instead of in an `rmsnorm` pass.
+    pub norm_prologue: bool,
+    /// Matrix-vector plans gate the gate/up output inside the down product (matvec's gate
+    /// prologue) instead of in a `glu` pass.
+    pub gate_prologue: bool,
     /// Steps of 2 to `few_tokens` tokens (small decode batches) run their own plan of
     /// matvecs whose lanes each carry `matvec_tb` tokens (0: no such plan, they run the
     /// prefill kernels below).
@@ -67,6 +73,16 @@ impl Tuning {
                 matvec_rows: 8,
                 matvec_wg: caps.subgroup_min_size.clamp(8, 64).next_power_of_two(),
                 matvec_x_uniform: true,
+                // Measured on lavapipe (SmolLM2, step_profile and wisp bench tg64): the
+                // norm in the Q/K/V and gate/up products saved the 60 rmsnorm passes
+                // (6-9 ms of a 115 ms step) but added about as much to those products
+                // (each lane gathers the gain beside x, and the squares): no faster,
+                // within the noise. The gate in the down product decoded 25% slower: every
+                // workgroup repeats the exponentials of all k inputs (the lanes are SIMD
+                // slots: a vec4 gate is four SIMD exp each), which costs more than the pass
+                // and the dispatch it saves.
+                norm_prologue: false,
+                gate_prologue: false,
                 // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
                 // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
                 // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms. In
@@ -117,6 +133,12 @@ impl Tuning {
                     matvec_rows: 1,
                     matvec_wg: 128,
                     matvec_x_uniform: false,
+                    // A GPU's decode is dispatch-bound (an H100 ran SmolLM2's 303 dispatches
+                    // at about 8 µs each): both prologues save a dispatch per layer each,
+                    // and their repeated work (the norm's squares, the gate's
+                    // exponentials: k / matvec_split per lane) is small beside it.
+                    norm_prologue: true,
+                    gate_prologue: true,
                     few_tokens: 0,
                     matvec_tb: 1,
                     matmul_tokens: false,
@@ -210,6 +232,8 @@ tuning_fields!(
     matvec_rows,
     matvec_wg,
     matvec_x_uniform,
+    norm_prologue,
+    gate_prologue,
     few_tokens,
     matvec_tb,
     matmul_tokens,

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use crate::Error;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::gpu::{Gpu, MatrixWriter, QMatrix, gpu_weight_type};
+use crate::kernels::product_input;
 use crate::quant::{GgmlType, dequantize};
 
 use super::{ModelConfig, ModelError};
@@ -334,6 +335,21 @@ async fn vector(
     vectors(gpu, file, src, name, &[name.to_string()]).await
 }
 
+/// A norm's gain before matrix products (the layers' pre-norms): matvec's norm
+/// prologue reads it beside x, so it is made as x is (`kernels::product_input`).
+async fn norm_gain(
+    gpu: &Gpu,
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    name: &str,
+) -> Result<wgpu::Buffer, Error> {
+    let values = vector_values(file, src, &[name.to_string()]).await?;
+    let bytes: &[u8] = bytemuck::cast_slice(&values);
+    let buffer = product_input(gpu, name, bytes.len() as u64).await?;
+    gpu.write(&buffer, 0, bytes);
+    Ok(buffer)
+}
+
 /// Vectors `names` as f32, one after another in one buffer.
 async fn vectors(
     gpu: &Gpu,
@@ -342,6 +358,18 @@ async fn vectors(
     label: &str,
     names: &[String],
 ) -> Result<wgpu::Buffer, Error> {
+    let values = vector_values(file, src, names).await?;
+    Ok(gpu
+        .storage_with(label, bytemuck::cast_slice(&values))
+        .await?)
+}
+
+/// The values of vectors `names` as f32, one after another.
+async fn vector_values(
+    file: &GgufFile,
+    src: &dyn TensorSource,
+    names: &[String],
+) -> Result<Vec<f32>, Error> {
     let mut values = Vec::new();
     for name in names {
         let t = file
@@ -352,9 +380,7 @@ async fn vectors(
                 .map_err(|e| ModelError::InvalidConfig(format!("tensor {name}: {e}")))?,
         );
     }
-    Ok(gpu
-        .storage_with(label, bytemuck::cast_slice(&values))
-        .await?)
+    Ok(values)
 }
 
 async fn matrix(
@@ -506,7 +532,7 @@ impl ModelWeights {
                 qkv_bias,
                 qk_norm,
                 post_norms,
-                attn_norm: vector(gpu, file, src, &b("attn_norm")).await?,
+                attn_norm: norm_gain(gpu, file, src, &b("attn_norm")).await?,
                 qkv: fused(
                     gpu,
                     file,
@@ -516,7 +542,7 @@ impl ModelWeights {
                 )
                 .await?,
                 attn_out: matrix(gpu, file, src, &b("attn_output")).await?,
-                ffn_norm: vector(gpu, file, src, &b("ffn_norm")).await?,
+                ffn_norm: norm_gain(gpu, file, src, &b("ffn_norm")).await?,
                 ffn: feed_forward(gpu, file, cfg, src, i).await?,
             });
         }

@@ -22,13 +22,21 @@ struct Params {
     y_stride: u32,
     // 1: x has one row per logits row of the step (step.n_rows), not per token.
     per_row: u32,
-    _pad: u32,
+    // The norm's epsilon (matvec's XIN = rmsnorm).
+    eps: f32,
 }
 
 #if OUT == act
 alias out_t = act;
 #else
 alias out_t = f32;
+#endif
+
+#if defined(XIN) && XIN == rmsnorm
+// matvec's norm prologue reads the f32 residual stream itself.
+alias x4 = vec4<f32>;
+#else
+alias x4 = act4;
 #endif
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,9 +47,9 @@ alias out_t = f32;
 // lane-varying indices as a plain gather, a storage array with a bounds-checked branch
 // per lane and component). 64 KiB, the uniform binding every WebGPU adapter offers; the
 // engine takes this variant only for plans whose rows of x fit in it.
-@group(0) @binding(3) var<uniform> x: array<act4, 4096>;
+@group(0) @binding(3) var<uniform> x: array<x4, 4096>;
 #else
-@group(0) @binding(3) var<storage, read> x: array<act4>;
+@group(0) @binding(3) var<storage, read> x: array<x4>;
 #endif
 @group(0) @binding(4) var<storage, read_write> y: array<out_t>;
 

@@ -11,20 +11,12 @@ fn reflect(kernel: &str, defines: &[(&str, &str)]) -> Reflection {
 
 #[test]
 fn every_kernel_variant_matches_its_rust_side() {
-    let mut failures = Vec::new();
-    let mut count = 0;
-    for spec in wisp_shaders::KERNELS {
-        for variant in spec.variants() {
-            count += 1;
-            let result = wisp_shaders::compose(spec.name, &variant)
-                .map_err(|e| e.to_string())
-                .and_then(|c| Reflection::of(&c.code, "main").map_err(|e| e.to_string()))
-                .and_then(|r| check(spec.name, &variant, &r).map_err(|e| e.to_string()));
-            if let Err(e) = result {
-                failures.push(format!("{} {variant:?}: {e}", spec.name));
-            }
-        }
-    }
+    let (count, failures) = wisp_shaders::check_every_variant(|name, variant| {
+        wisp_shaders::compose(name, variant)
+            .map_err(|e| e.to_string())
+            .and_then(|c| Reflection::of(&c.code, "main").map_err(|e| e.to_string()))
+            .and_then(|r| check(name, variant, &r).map_err(|e| e.to_string()))
+    });
     assert!(count > 100, "only {count} variants registered");
     assert!(
         failures.is_empty(),
@@ -72,7 +64,7 @@ gpu_struct! {
         pub x_stride: u32,
         pub y_stride: u32,
         pub per_row: u32,
-        pub _pad: u32,
+        pub eps: f32,
     }
 }
 
@@ -86,6 +78,7 @@ const MATVEC: &[(&str, &str)] = &[
     ("TB", "1"),
     ("WG", "64"),
     ("XBIND", "storage"),
+    ("XIN", "plain"),
 ];
 
 #[test]
@@ -105,7 +98,7 @@ fn a_swapped_field_is_caught_by_name() {
     }
     assert!(err.to_string().contains("field k"), "{err}");
     // The same through a whole interface, as the engine checks each pipeline.
-    let mut bindings = PRODUCT.to_vec();
+    let mut bindings = MATVEC_PRODUCT.to_vec();
     bindings[0].layout = Some(RustLayout::of::<SwappedMatParams>);
     let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
@@ -117,7 +110,7 @@ fn a_swapped_field_is_caught_by_name() {
 #[test]
 fn wrong_kinds_names_and_sizes_are_caught() {
     let wgsl = reflect("matvec", MATVEC);
-    let mut bindings = PRODUCT.to_vec();
+    let mut bindings = MATVEC_PRODUCT.to_vec();
     bindings[4].kind = BindingKind::Read;
     let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
@@ -125,7 +118,7 @@ fn wrong_kinds_names_and_sizes_are_caught() {
         "{err}"
     );
 
-    let mut bindings = PRODUCT.to_vec();
+    let mut bindings = MATVEC_PRODUCT.to_vec();
     bindings.swap(2, 3);
     let err = check_bindings("matvec", &bindings, MATVEC, &wgsl).unwrap_err();
     assert!(
@@ -133,7 +126,7 @@ fn wrong_kinds_names_and_sizes_are_caught() {
         "{err}"
     );
 
-    let err = check_bindings("matvec", &PRODUCT[..4], MATVEC, &wgsl).unwrap_err();
+    let err = check_bindings("matvec", &MATVEC_PRODUCT[..5], MATVEC, &wgsl).unwrap_err();
     assert!(matches!(err, InterfaceMismatch::Count { .. }), "{err}");
 
     // x is a uniform binding in the XBIND=uniform variant: matvec's interface says so,
@@ -144,7 +137,9 @@ fn wrong_kinds_names_and_sizes_are_caught() {
     assert_eq!(wgsl_uniform.bindings[3].kind, BindingKind::Uniform);
     check_bindings("matvec", MATVEC_PRODUCT, &uniform_x, &wgsl_uniform).unwrap();
     check_bindings("matvec", MATVEC_PRODUCT, MATVEC, &wgsl).unwrap();
-    let err = check_bindings("matvec", PRODUCT, &uniform_x, &wgsl_uniform).unwrap_err();
+    let mut storage_x = MATVEC_PRODUCT.to_vec();
+    storage_x[3].uniform_when = &[];
+    let err = check_bindings("matvec", &storage_x, &uniform_x, &wgsl_uniform).unwrap_err();
     assert!(
         matches!(err, InterfaceMismatch::Kind { index: 3, .. }),
         "{err}"
@@ -167,7 +162,8 @@ fn reflection_reads_kinds_workgroup_and_records() {
             BindingKind::Uniform,
             BindingKind::Read,
             BindingKind::Read,
-            BindingKind::ReadWrite
+            BindingKind::ReadWrite,
+            BindingKind::Read
         ]
     );
     assert_eq!(wgsl.workgroup_size, [64, 1, 1]);
