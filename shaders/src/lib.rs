@@ -4,8 +4,10 @@
 //! Each kernel is a real `.wgsl` file under `shaders/wgsl/`, embedded at build time.
 //! A kernel's variants are the values of its axes (activation type, reduction kind,
 //! weight format, workgroup size, ...) declared in [`kernels`]; [`compose`] refuses any
-//! define that is not a declared axis value, and the crate's tests validate every
-//! declared combination with naga, so no variant the engine can ask for is unchecked.
+//! define that is not a declared axis value, and every declared combination is validated
+//! with naga by the engine's interface test (`wisp_core::gpu::validate`, run over the
+//! registry as it checks each variant against its Rust side), so no variant the engine
+//! can ask for is unchecked.
 
 mod kernels;
 mod preprocess;

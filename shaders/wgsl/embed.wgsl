@@ -35,7 +35,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let chunks = p.k / 32u;
     let out = t * (p.k / 4u);
     for (var c = lid; c < chunks; c += WG) {
-        let v = dq32(row, c);
+        var v = dq32(row, c);
         for (var i = 0u; i < 8u; i++) {
             x[out + c * 8u + i] = p.scale * v[i];
         }

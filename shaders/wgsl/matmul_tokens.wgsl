@@ -39,7 +39,7 @@ fn main(
             for (var r = 0u; r < RN; r++) {
                 // The same row for every lane: its loads are uniform.
                 let row = min(row0 + r, p.n - 1u) * p.row_bytes;
-                acc[r][0] += dot32(row, c, xs);
+                acc[r][0] += dot32(row, c, &xs);
             }
         }
     } else {
@@ -52,7 +52,7 @@ fn main(
             }
             for (var r = 0u; r < RN; r++) {
                 let row = min(row0 + r, p.n - 1u) * p.row_bytes;
-                let wq = dq32(row, c);
+                var wq = dq32(row, c);
                 for (var j = 0u; j < TN; j++) {
                     var s = vec4<f32>(0.0);
                     for (var i = 0u; i < 8u; i++) {

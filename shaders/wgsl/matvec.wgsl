@@ -7,7 +7,8 @@
 // ROWS > 1 reuses each activation load for several rows. Workgroup z is a block of TB
 // tokens: with TB > 1 (small decode batches) each lane dequantizes a chunk of each row
 // once and takes it through the block's tokens, whose activations it loads once per
-// chunk for all its rows.
+// chunk for all its rows. Where a type defines GROUP_CHUNKS (quant/README.md), lanes
+// with whole rows (SPLIT = 1) and one token take that many chunks at once.
 //
 // XIN is the prologue that makes the input x' from what the previous kernel wrote, so
 // that no pass of its own (and no dispatch) sits between them:
@@ -102,6 +103,21 @@ fn main(
     // (one scalar load broadcast, not a gather per lane on CPU adapters).
     let first = 0u;
 #endif
+#if SPLIT == 1 && TB == 1 && defined(GROUP_CHUNKS)
+    // Types whose chunks share words (the K-quants' headers and interleaved bit planes)
+    // take GROUP_CHUNKS chunks at once, so that each word of a row is loaded once: on
+    // CPU adapters every load of w is a gather across the lanes' rows.
+    for (var g = 0u; g < chunks / GROUP_CHUNKS; g++) {
+        var xs: array<vec4<f32>, GROUP_CHUNKS * 8>;
+        for (var i = 0u; i < GROUP_CHUNKS * 8u; i++) {
+            xs[i] = input4(xbase[0], g * GROUP_CHUNKS * 8u + i);
+            squares[0] += square_sum4(xbase[0], g * GROUP_CHUNKS * 8u + i);
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r][0] += dot_group(rows[r], g, &xs);
+        }
+    }
+#else
     for (var c = first; c < chunks; c += SPLIT) {
 #if TB == 1
         var xs: array<vec4<f32>, 8>;
@@ -110,7 +126,7 @@ fn main(
             squares[0] += square_sum4(xbase[0], c * 8u + i);
         }
         for (var r = 0u; r < ROWS; r++) {
-            acc[r][0] += dot32(rows[r], c, xs);
+            acc[r][0] += dot32(rows[r], c, &xs);
         }
 #else
         var xs: array<array<vec4<f32>, 8>, TB>;
@@ -121,7 +137,7 @@ fn main(
             }
         }
         for (var r = 0u; r < ROWS; r++) {
-            let wq = dq32(rows[r], c);
+            var wq = dq32(rows[r], c);
             for (var j = 0u; j < TB; j++) {
                 var s = vec4<f32>(0.0);
                 for (var i = 0u; i < 8u; i++) {
@@ -132,6 +148,7 @@ fn main(
         }
 #endif
     }
+#endif
     // What each token's dot products are multiplied by: the norm's scale, or 1.
     var scale: array<f32, TB>;
     for (var j = 0u; j < TB; j++) {

@@ -41,7 +41,7 @@ fn main(
         for (var i = 0u; i < 8u; i++) {
             xs[i] = vec4<f32>(x[xbase + c * 8u + i]);
         }
-        acc += dot32(row, c, xs);
+        acc += dot32(row, c, &xs);
     }
     store_product(slot * p.y_stride + p.out_offset + n, acc);
 }

@@ -50,10 +50,10 @@ pub fn upload_act(gpu: &Gpu, act: Act, v: &[f32]) -> wgpu::Buffer {
     upload_product_input(gpu, &act_bytes(act, v))
 }
 
-/// Activations in a buffer made as the engine makes a matrix product's input (so the
-/// kernels take the same variants).
+/// Activations in a buffer made as the engine makes a matrix product's input on a CPU
+/// adapter (so the kernels take the same variants, with either x binding).
 fn upload_product_input(gpu: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
-    let made = wisp_core::kernels::product_input(gpu, "test input", bytes.len() as u64);
+    let made = wisp_core::kernels::product_input(gpu, "test input", bytes.len() as u64, true);
     let buf = pollster::block_on(made).expect("upload");
     gpu.write(&buf, 0, bytes);
     buf

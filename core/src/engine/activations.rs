@@ -54,23 +54,24 @@ impl Activations {
         act: Act,
         max_batch: u32,
         max_rows: u32,
+        uniform_x: bool,
     ) -> Result<Activations, GpuError> {
         let b = max_batch as u64;
         let a = act.size();
         let qkv_w = (cfg.q_dim() + 2 * cfg.kv_dim()) as u64;
+        let input = |what: &'static str, bytes: u64| product_input(gpu, what, bytes, uniform_x);
         Ok(Activations {
             tokens: gpu.storage("step tokens", 4 * b).await?,
             // Matvec's norm prologue reads the residual stream as its x.
-            x: product_input(gpu, "residual stream", 4 * b * cfg.n_embd as u64).await?,
-            xn: product_input(gpu, "normalised activations", a * b * cfg.n_embd as u64).await?,
+            x: input("residual stream", 4 * b * cfg.n_embd as u64).await?,
+            xn: input("normalised activations", a * b * cfg.n_embd as u64).await?,
             qkv: gpu
                 .storage("queries, keys and values", a * b * qkv_w)
                 .await?,
-            attn: product_input(gpu, "attention output", a * b * cfg.q_dim() as u64).await?,
+            attn: input("attention output", a * b * cfg.q_dim() as u64).await?,
             // Matvec's gate prologue reads the gate/up output as its x.
-            gate_up: product_input(gpu, "gate and up projections", a * b * 2 * cfg.n_ff as u64)
-                .await?,
-            h: product_input(gpu, "feed-forward hidden", a * b * cfg.n_ff as u64).await?,
+            gate_up: input("gate and up projections", a * b * 2 * cfg.n_ff as u64).await?,
+            h: input("feed-forward hidden", a * b * cfg.n_ff as u64).await?,
             logits: gpu
                 .storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64)
                 .await?,

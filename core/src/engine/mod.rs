@@ -331,7 +331,9 @@ impl Engine {
             kv_type,
             n_blocks,
         } = Sizes::check(options, &gpu, &config)?;
-        let weights = ModelWeights::upload(&gpu, file, &config, src).await?;
+        let tuning = Tuning::new(variant, &gpu.caps).with_overrides(&options.tuning);
+        let uniform_x = tuning.matvec_x_uniform;
+        let weights = ModelWeights::upload(&gpu, file, &config, src, uniform_x).await?;
         let pool = KvPool::new(&gpu, &config, kv_type, options.kv_block, n_blocks).await?;
         let mut blocks = BlockManager::new(n_blocks, options.kv_block, n_ctx);
         let default_seq = blocks.create();
@@ -341,10 +343,10 @@ impl Engine {
             variant.act,
             options.max_batch,
             options.max_rows,
+            uniform_x,
         )
         .await?;
         let tiles = FlashTiles::for_head_dim(config.head_dim, &gpu.caps);
-        let tuning = Tuning::new(variant, &gpu.caps).with_overrides(&options.tuning);
         let (tiling, partial_bytes) = attention_tiling(&gpu, &config, options, &tuning, tiles.bq);
         let StepBuffers {
             step,

@@ -10,6 +10,7 @@ mod plan;
 mod profile;
 mod readback;
 mod reflect;
+mod validate;
 mod variants;
 
 pub use buffers::*;
@@ -20,6 +21,7 @@ pub use pipelines::*;
 pub use plan::*;
 pub use profile::*;
 pub use reflect::*;
+pub use validate::validate;
 pub use variants::*;
 
 /// Why the GPU could not do what was asked. Every variant says what and, where it can,

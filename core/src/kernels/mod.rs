@@ -67,12 +67,11 @@ pub enum Prologue<'a> {
 }
 
 impl Prologue<'_> {
-    fn wgsl(self) -> &'static str {
+    fn wgsl(self) -> String {
         match self {
-            Prologue::Plain => "plain",
-            Prologue::RmsNorm { .. } => "rmsnorm",
-            Prologue::Glu(FfnActivation::Silu) => "glu_silu",
-            Prologue::Glu(FfnActivation::GeluTanh) => "glu_gelu_tanh",
+            Prologue::Plain => "plain".into(),
+            Prologue::RmsNorm { .. } => "rmsnorm".into(),
+            Prologue::Glu(gate) => format!("glu_{}", gate_wgsl(gate)),
         }
     }
 
@@ -85,6 +84,14 @@ impl Prologue<'_> {
                 message: format!("no {} prologue (matvec has one)", other.wgsl()),
             }),
         }
+    }
+}
+
+/// The gate's name in `common/gate.wgsl` (`GATE`).
+fn gate_wgsl(gate: FfnActivation) -> &'static str {
+    match gate {
+        FfnActivation::Silu => "silu",
+        FfnActivation::GeluTanh => "gelu_tanh",
     }
 }
 
@@ -159,12 +166,17 @@ fn heads_per_workgroup(p: &AttnParams) -> u32 {
 }
 
 /// A buffer that matrix products read as x (or matvec's norm prologue as its gain):
-/// bindable as a uniform too, and at least
-/// [`X_UNIFORM_BYTES`] where storage bindings are well above that (all but tests'
-/// artificial limits), so that CPU adapters' matvec can take its uniform x
-/// (`Tuning::matvec_x_uniform`) whatever the batch size.
-pub async fn product_input(gpu: &Gpu, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
-    let size = if gpu.caps.max_storage_binding >= 2 * X_UNIFORM_BYTES {
+/// bindable as a uniform too. Where `uniform_x` (the tuning's `matvec_x_uniform`: CPU
+/// adapters), it is at least [`X_UNIFORM_BYTES`] where storage bindings are well above
+/// that (all but tests' artificial limits), so that matvec can take its uniform x
+/// whatever the batch size; elsewhere it keeps its own size.
+pub async fn product_input(
+    gpu: &Gpu,
+    what: &str,
+    bytes: u64,
+    uniform_x: bool,
+) -> Result<wgpu::Buffer, GpuError> {
+    let size = if uniform_x && gpu.caps.max_storage_binding >= 2 * X_UNIFORM_BYTES {
         bytes.max(X_UNIFORM_BYTES)
     } else {
         bytes
@@ -365,7 +377,7 @@ impl<'g> Kernels<'g> {
             ("TB", tokens_per_lane.to_string()),
             ("WG", t.matvec_wg.to_string()),
             ("XBIND", xbind.to_string()),
-            ("XIN", a.prologue.wgsl().to_string()),
+            ("XIN", a.prologue.wgsl()),
         ];
         let pipe = self.pipeline("matvec", &defines).await?;
         if xbind == "uniform" && pipe.interface.bindings[3].min_size != X_UNIFORM_BYTES {
@@ -742,13 +754,9 @@ impl<'g> Kernels<'g> {
         n: u32,
         per_token: u32,
     ) -> Result<(), GpuError> {
-        let gate = match gate {
-            FfnActivation::Silu => "silu",
-            FfnActivation::GeluTanh => "gelu_tanh",
-        };
         let defines = [
             ("ACT", self.act()),
-            ("GATE", gate.to_string()),
+            ("GATE", gate_wgsl(gate).to_string()),
             ("WG", "64".to_string()),
         ];
         let pipe = self.pipeline("glu", &defines).await?;

@@ -342,10 +342,11 @@ async fn norm_gain(
     file: &GgufFile,
     src: &dyn TensorSource,
     name: &str,
+    uniform_x: bool,
 ) -> Result<wgpu::Buffer, Error> {
     let values = vector_values(file, src, &[name.to_string()]).await?;
     let bytes: &[u8] = bytemuck::cast_slice(&values);
-    let buffer = product_input(gpu, name, bytes.len() as u64).await?;
+    let buffer = product_input(gpu, name, bytes.len() as u64, uniform_x).await?;
     gpu.write(&buffer, 0, bytes);
     Ok(buffer)
 }
@@ -483,11 +484,14 @@ async fn fused(
 
 impl ModelWeights {
     /// Checks every tensor, then uploads them.
+    /// `uniform_x`: the tuning's `matvec_x_uniform` (the norm gains are made as matvec's
+    /// inputs are).
     pub async fn upload(
         gpu: &Gpu,
         file: &GgufFile,
         cfg: &ModelConfig,
         src: &dyn TensorSource,
+        uniform_x: bool,
     ) -> Result<ModelWeights, Error> {
         check_tensors(file, cfg)?;
         let token_embd = matrix(gpu, file, src, "token_embd.weight").await?;
@@ -532,7 +536,7 @@ impl ModelWeights {
                 qkv_bias,
                 qk_norm,
                 post_norms,
-                attn_norm: norm_gain(gpu, file, src, &b("attn_norm")).await?,
+                attn_norm: norm_gain(gpu, file, src, &b("attn_norm"), uniform_x).await?,
                 qkv: fused(
                     gpu,
                     file,
@@ -542,7 +546,7 @@ impl ModelWeights {
                 )
                 .await?,
                 attn_out: matrix(gpu, file, src, &b("attn_output")).await?,
-                ffn_norm: norm_gain(gpu, file, src, &b("ffn_norm")).await?,
+                ffn_norm: norm_gain(gpu, file, src, &b("ffn_norm"), uniform_x).await?,
                 ffn: feed_forward(gpu, file, cfg, src, i).await?,
             });
         }

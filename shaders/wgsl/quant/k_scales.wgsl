@@ -4,11 +4,21 @@
 // nibbles of byte j + 4 and their top 2 bits from the top bits of bytes j - 4 and j.
 // Read as three words and picked without branches: it runs for every chunk of every row.
 fn k_scale_min(s: u32, j: u32) -> vec2<f32> {
+    return k_scale_min_of(k_scale_words(s), j);
+}
+
+// The 12 scale bytes at byte `s`, as three words (read once for several sub-blocks).
+fn k_scale_words(s: u32) -> vec3<u32> {
     let i = s >> 2u;
+    return vec3<u32>(w[i], w[i + 1u], w[i + 2u]);
+}
+
+// Sub-block j's scale and minimum from the scale words.
+fn k_scale_min_of(words: vec3<u32>, j: u32) -> vec2<f32> {
     let sh = 8u * (j & 3u);
-    let b0 = (w[i] >> sh) & 255u;
-    let b1 = (w[i + 1u] >> sh) & 255u;
-    let b2 = (w[i + 2u] >> sh) & 255u;
+    let b0 = (words.x >> sh) & 255u;
+    let b1 = (words.y >> sh) & 255u;
+    let b2 = (words.z >> sh) & 255u;
     let low = vec2<u32>(b0 & 63u, b1 & 63u);
     let high = vec2<u32>((b2 & 15u) | ((b0 >> 6u) << 4u), (b2 >> 4u) | ((b1 >> 6u) << 4u));
     return vec2<f32>(select(high, low, j < 4u));

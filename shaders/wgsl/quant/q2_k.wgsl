@@ -22,7 +22,7 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
 }
 
 // Factored per 16-element half: d scale sum(q x) - dmin min sum(x).
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let b = row + (c >> 3u) * 84u;
     let j = c & 7u;
     let h = j >> 2u;
@@ -36,8 +36,8 @@ fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
     var t = vec2<f32>(0.0);
     var sx = vec2<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        t += vec2<f32>(dot(byte_fields(w[qs + i], 2u * s, 3u), xs[i]), dot(byte_fields(w[qs + i + 4u], 2u * s, 3u), xs[i + 4u]));
-        sx += vec2<f32>(dot(xs[i], vec4<f32>(1.0)), dot(xs[i + 4u], vec4<f32>(1.0)));
+        t += vec2<f32>(dot(byte_fields(w[qs + i], 2u * s, 3u), (*xs)[i]), dot(byte_fields(w[qs + i + 4u], 2u * s, 3u), (*xs)[i + 4u]));
+        sx += vec2<f32>(dot((*xs)[i], vec4<f32>(1.0)), dot((*xs)[i + 4u], vec4<f32>(1.0)));
     }
     let scale = vec2<f32>(f32(sc0 & 15u), f32(sc1 & 15u));
     let minimum = vec2<f32>(f32(sc0 >> 4u), f32(sc1 >> 4u));

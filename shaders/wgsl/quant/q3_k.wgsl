@@ -50,7 +50,7 @@ fn q3_chunk(row: u32, c: u32) -> Q3Chunk {
 }
 
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
-    let ch = q3_chunk(row, c);
+    var ch = q3_chunk(row, c);
     var o: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i++) {
         o[i] = select(ch.d1, ch.d0, i < 4u) * ch.q[i];
@@ -59,11 +59,11 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
 }
 
 // Factored per 16-element half.
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
-    let ch = q3_chunk(row, c);
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
+    var ch = q3_chunk(row, c);
     var s = vec2<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        s += vec2<f32>(dot(ch.q[i], xs[i]), dot(ch.q[i + 4u], xs[i + 4u]));
+        s += vec2<f32>(dot(ch.q[i], (*xs)[i]), dot(ch.q[i + 4u], (*xs)[i + 4u]));
     }
     return ch.d0 * s.x + ch.d1 * s.y;
 }

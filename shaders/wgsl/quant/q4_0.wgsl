@@ -24,7 +24,7 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let b = row + c * 18u;
     let s = b + 2u;
     let i = s >> 2u;
@@ -35,8 +35,8 @@ fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
     for (var k = 0u; k < 4u; k++) {
         let hi = w[i + k + 1u];
         let q = funnel(lo, hi, sh);
-        acc += dot(nibbles_lo(q), xs[k]) + dot(nibbles_hi(q), xs[k + 4u]);
-        sx += xs[k] + xs[k + 4u];
+        acc += dot(nibbles_lo(q), (*xs)[k]) + dot(nibbles_hi(q), (*xs)[k + 4u]);
+        sx += (*xs)[k] + (*xs)[k + 4u];
         lo = hi;
     }
     // d * sum((q - 8) x) = d * (sum(q x) - 8 sum(x))

@@ -13,15 +13,15 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let wi = (row + c * 20u) >> 2u;
     let dm = unpack2x16float(w[wi]);
     var s = 0.0;
     var sx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         let q = w[wi + 1u + i];
-        s += dot(nibbles_lo(q), xs[i]) + dot(nibbles_hi(q), xs[i + 4u]);
-        sx += xs[i] + xs[i + 4u];
+        s += dot(nibbles_lo(q), (*xs)[i]) + dot(nibbles_hi(q), (*xs)[i + 4u]);
+        sx += (*xs)[i] + (*xs)[i + 4u];
     }
     return dm.x * s + dm.y * dot(sx, vec4<f32>(1.0));
 }

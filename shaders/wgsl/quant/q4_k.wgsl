@@ -4,6 +4,11 @@
 // value = d * scale_j * q - dmin * min_j. Super-blocks are word-aligned.
 #include "quant/k_scales.wgsl"
 
+// matvec reads chunks 2p and 2p + 1 of a super-block together (`dot_group`, group
+// g = 4 * super-block + p): they are the low and high nibbles of the same 32 bytes, so
+// each word is loaded once, and d, dmin and the scale words once for both.
+#define GROUP_CHUNKS 2
+
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c >> 3u) * 144u;
     let j = c & 7u;
@@ -21,7 +26,7 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
 }
 
 // Factored: d scale_j sum(q x) - dmin min_j sum(x), with no dequantized chunk in between.
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let b = row + (c >> 3u) * 144u;
     let j = c & 7u;
     let dm = unpack2x16float(w[b >> 2u]);
@@ -31,8 +36,29 @@ fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
     var s = 0.0;
     var sx = vec4<f32>(0.0);
     for (var i = 0u; i < 8u; i++) {
-        s += dot(byte_fields(w[qs + i], sh, 15u), xs[i]);
-        sx += xs[i];
+        s += dot(byte_fields(w[qs + i], sh, 15u), (*xs)[i]);
+        sx += (*xs)[i];
     }
     return dm.x * sm.x * s - dm.y * sm.y * dot(sx, vec4<f32>(1.0));
+}
+
+fn dot_group(row: u32, g: u32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
+    let b = row + (g >> 2u) * 144u;
+    let p = g & 3u;
+    let dm = unpack2x16float(w[b >> 2u]);
+    let sc = k_scale_words(b + 4u);
+    let lo = k_scale_min_of(sc, 2u * p);
+    let hi = k_scale_min_of(sc, 2u * p + 1u);
+    let qs = (b + 16u + 32u * p) >> 2u;
+    var s = vec2<f32>(0.0);
+    var sx_lo = vec4<f32>(0.0);
+    var sx_hi = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        let q = w[qs + i];
+        s += vec2<f32>(dot(nibbles_lo(q), (*xs)[i]), dot(nibbles_hi(q), (*xs)[8u + i]));
+        sx_lo += (*xs)[i];
+        sx_hi += (*xs)[8u + i];
+    }
+    let sx = vec2<f32>(dot(sx_lo, vec4<f32>(1.0)), dot(sx_hi, vec4<f32>(1.0)));
+    return dm.x * dot(vec2<f32>(lo.x, hi.x), s) - dm.y * dot(vec2<f32>(lo.y, hi.y), sx);
 }

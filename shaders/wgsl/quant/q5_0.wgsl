@@ -28,7 +28,7 @@ fn q5_0_quants(b: u32) -> array<vec4<f32>, 8> {
 fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + c * 22u;
     let d = q5_0_scale(b);
-    let q = q5_0_quants(b);
+    var q = q5_0_quants(b);
     var o: array<vec4<f32>, 8>;
     for (var k = 0u; k < 8u; k++) {
         o[k] = d * (q[k] - 16.0);
@@ -37,14 +37,14 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
 }
 
 // d * sum((q - 16) x) = d * (sum(q x) - 16 sum(x)).
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let b = row + c * 22u;
-    let q = q5_0_quants(b);
+    var q = q5_0_quants(b);
     var acc = 0.0;
     var sx = vec4<f32>(0.0);
     for (var k = 0u; k < 8u; k++) {
-        acc += dot(q[k], xs[k]);
-        sx += xs[k];
+        acc += dot(q[k], (*xs)[k]);
+        sx += (*xs)[k];
     }
     return q5_0_scale(b) * (acc - 16.0 * dot(sx, vec4<f32>(1.0)));
 }

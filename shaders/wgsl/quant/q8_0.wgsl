@@ -21,7 +21,7 @@ fn dq32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
     let b = row + c * 34u;
     let s = b + 2u;
     let i = s >> 2u;
@@ -30,7 +30,7 @@ fn dot32(row: u32, c: u32, xs: array<vec4<f32>, 8>) -> f32 {
     var lo = w[i];
     for (var k = 0u; k < 8u; k++) {
         let hi = w[i + k + 1u];
-        acc += dot(bytes_i8(funnel(lo, hi, sh)), xs[k]);
+        acc += dot(bytes_i8(funnel(lo, hi, sh)), (*xs)[k]);
         lo = hi;
     }
     return q8_0_scale(b) * acc;
