@@ -6,9 +6,9 @@
 //!
 //! One token per step runs over the text's last quarter, after a one-step prefill of the
 //! rest: decoding there reads a long cache (split over several work items on either
-//! tier) that the batched kernels wrote. Decoding from position 0 is checked by `tiny_model.rs` and
-//! `model_references.rs`; a decode step per position of the whole text would make this
-//! the slowest test of the suite on a software adapter.
+//! tier) that the batched kernels wrote. Decoding from position 0 is checked by
+//! `tiny_model.rs` and `model_references.rs`; a decode step per position of the whole
+//! text would make this the slowest test of the suite on a software adapter.
 
 use wisp_core::engine::{Engine, EngineOptions};
 use wisp_core::gguf::GgufFile;
