@@ -175,6 +175,11 @@ const OUT: Axis = Axis {
     name: "OUT",
     values: &["act", "f32", "f32_add"],
 };
+/// matvec's outputs: the products' three, and the LM head's argmax epilogue.
+const MATVEC_OUT: Axis = Axis {
+    name: "OUT",
+    values: &["act", "f32", "f32_add", "argmax"],
+};
 
 fn any(_: AxisLookup<'_>) -> bool {
     true
@@ -192,7 +197,8 @@ fn split_le_wg(get: AxisLookup<'_>) -> bool {
 /// elements (uniform arrays need 16-byte elements: vec4<f32>, not vec4<f16>; the norm
 /// prologue reads the f32 residual stream whatever ACT is). The norm prologue feeds
 /// products that write activations (Q/K/V, gate/up), the gate prologue the down
-/// product, which writes f32 (into the residual stream or a post-norm's input).
+/// product, which writes f32 (into the residual stream or a post-norm's input). The
+/// argmax epilogue ends the LM head, whose input is the normalised stream as it is.
 fn matvec_fits(get: AxisLookup<'_>) -> bool {
     let rows: u32 = get("ROWS").parse().unwrap_or(0);
     let tokens: u32 = get("TB").parse().unwrap_or(0);
@@ -200,7 +206,7 @@ fn matvec_fits(get: AxisLookup<'_>) -> bool {
     let x_is_f32 = get("ACT") == "f32" || xin == "rmsnorm";
     let prologue_fits = match xin {
         "rmsnorm" => get("OUT") == "act",
-        "glu_silu" | "glu_gelu_tanh" => get("OUT") != "act",
+        "glu_silu" | "glu_gelu_tanh" => matches!(get("OUT"), "f32" | "f32_add"),
         _ => true,
     };
     split_le_wg(get)
@@ -239,7 +245,7 @@ pub static KERNELS: &[KernelSpec] = &[
         axes: &[
             WTYPE,
             ACT,
-            OUT,
+            MATVEC_OUT,
             REDUCE,
             Axis {
                 name: "SPLIT",
@@ -526,6 +532,10 @@ pub static KERNELS: &[KernelSpec] = &[
         file: "argmax.wgsl",
         axes: &[
             REDUCE,
+            Axis {
+                name: "FROM",
+                values: &["logits", "pairs"],
+            },
             Axis {
                 name: "WG",
                 values: &["64", "256"],

@@ -19,13 +19,23 @@
 //   lanes like the dot products);
 // - glu_silu, glu_gelu_tanh: x' = gate(g) * u, x = [g | u] (a fused gate/up product's
 //   output, 2k wide).
+//
+// OUT = argmax is the LM head's epilogue for greedy sampling: the logits are never
+// written. Each workgroup writes, per token, the largest of its rows' outputs and that
+// row (the lowest among equals) as an (index, bits) pair at slot
+// (out_offset + first row) / rows per workgroup of its token's y_stride slots;
+// argmax.wgsl (FROM = pairs) finishes each token's slots. So a buffer's first row must
+// be a multiple of the rows per workgroup.
 #if XIN == glu_silu
 #define GATE silu
 #elif XIN == glu_gelu_tanh
 #define GATE gelu_tanh
 #endif
+#if SPLIT > 1 || OUT == argmax
+#define REDUCES
+#endif
 #include "common/product.wgsl"
-#if SPLIT > 1
+#ifdef REDUCES
 #include "common/reduce.wgsl"
 #endif
 #ifdef GATE
@@ -69,15 +79,15 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-#if SPLIT > 1 && REDUCE == subgroup
+#if defined(REDUCES) && REDUCE == subgroup
     @builtin(subgroup_id) sg_id: u32,
     @builtin(num_subgroups) n_sg: u32,
     @builtin(subgroup_invocation_id) sg_lane: u32,
 #endif
 ) {
-#if SPLIT > 1 && REDUCE == subgroup
+#if defined(REDUCES) && REDUCE == subgroup
     reduce_init(lid, sg_id, n_sg, sg_lane);
-#elif SPLIT > 1
+#elif defined(REDUCES)
     reduce_init(lid);
 #endif
     let lane = lid % SPLIT;
@@ -163,6 +173,32 @@ fn main(
         scale[j] = 1.0;
 #endif
     }
+#if OUT == argmax
+    let slot = p.out_offset / (GROUPS * ROWS) + linear_workgroup(wid, nwg);
+    for (var j = 0u; j < TB; j++) {
+        // A lane's rows ascend, so a strict > keeps the lowest; rows past the end keep
+        // an index past every row.
+        var best = -3.4e38;
+        var best_row = 0xffffffffu;
+        for (var r = 0u; r < ROWS; r++) {
+#if SPLIT > 1
+            let s = group_sum(acc[r][j]) * scale[j];
+#else
+            let s = acc[r][j] * scale[j];
+#endif
+            if (row0 + r < p.n && s > best) {
+                best = s;
+                best_row = p.out_offset + row0 + r;
+            }
+        }
+        let m = wg_argmax(best, best_row);
+        if (lid == 0u && t0 + j < x_rows()) {
+            let o = 2u * ((t0 + j) * p.y_stride + slot);
+            y[o] = m.y;
+            y[o + 1u] = m.x;
+        }
+    }
+#else
     for (var r = 0u; r < ROWS; r++) {
         for (var j = 0u; j < TB; j++) {
 #if SPLIT > 1
@@ -176,4 +212,5 @@ fn main(
             }
         }
     }
+#endif
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use wisp::settings::EnvSettings;
-use wisp_core::engine::{BatchEntry, Engine, EngineOptions, Logits};
+use wisp_core::engine::{BatchEntry, Engine, EngineOptions, HeadOutput, Logits};
 use wisp_core::gguf::GgufFile;
 use wisp_core::gpu::{DeviceOptions, Gpu, KernelTime};
 use wisp_core::model::FileBytes;
@@ -118,7 +118,7 @@ fn main() {
                     logits: Logits::Last,
                 })
                 .collect();
-            e.step(&entries).unwrap();
+            e.step_to(&entries, HeadOutput::Argmax).unwrap();
             let mut refs: Vec<&mut Sampler> = samplers.iter_mut().collect();
             *tokens = pollster::block_on(e.sample_rows(&mut refs)).unwrap();
         };
@@ -144,7 +144,7 @@ fn main() {
             .collect();
         print_profile(
             &format!("batch {b} decode step"),
-            &pollster::block_on(e.profile_batch(&entries))
+            &pollster::block_on(e.profile_batch(&entries, HeadOutput::Argmax))
                 .unwrap()
                 .expect("timestamps"),
         );

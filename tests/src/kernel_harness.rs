@@ -50,10 +50,19 @@ pub fn upload_act(gpu: &Gpu, act: Act, v: &[f32]) -> wgpu::Buffer {
     upload_product_input(gpu, &act_bytes(act, v))
 }
 
+/// Whether test inputs are made bindable as matvec's uniform x: always, so that every
+/// tuning's x binding (uniform or storage) can be tested on the same buffers.
+const BINDABLE_AS_UNIFORM_X: bool = true;
+
 /// Activations in a buffer made as the engine makes a matrix product's input on a CPU
 /// adapter (so the kernels take the same variants, with either x binding).
 fn upload_product_input(gpu: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
-    let made = wisp_core::kernels::product_input(gpu, "test input", bytes.len() as u64, true);
+    let made = wisp_core::kernels::product_input(
+        gpu,
+        "test input",
+        bytes.len() as u64,
+        BINDABLE_AS_UNIFORM_X,
+    );
     let buf = pollster::block_on(made).expect("upload");
     gpu.write(&buf, 0, bytes);
     buf

@@ -4,8 +4,8 @@
 
 use wisp_core::gpu::{Act, Count, Gpu, KvType, QMatrix, Tier, Variant, gpu_weight_type};
 use wisp_core::kernels::{
-    AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams, Out,
-    PlanTokens, Prologue, RopeParams, Tuning,
+    ArgmaxFrom, AttnParams, HeadNormParams, Kernels, KvBindings, MatArgs, MoeRoute, NormParams,
+    Out, PlanTokens, Prologue, RopeParams, Tuning,
 };
 use wisp_core::model::{ExpertGating, Experts, FfnActivation, RopeStyle};
 use wisp_core::quant::{GgmlType, can_quantize, dequantize, quantize};
@@ -1258,7 +1258,8 @@ fn argmax_takes_the_lowest_index_among_equals_in_every_row() {
             let lb = upload_f32(gpu, &logits);
             let rb = upload_u32(gpu, &vec![u32::MAX; 2 * rows]);
             let mut b = builder(gpu, step(rows as u32));
-            pollster::block_on(Kernels::new(gpu, v).argmax(&mut b, &lb, &rb, n as u32)).unwrap();
+            let k = Kernels::new(gpu, v);
+            pollster::block_on(k.argmax(&mut b, ArgmaxFrom::Logits, &lb, &rb, n as u32)).unwrap();
             let plan = pollster::block_on(b.finish(gpu, "test")).unwrap();
             run(gpu, &plan, rows as u32);
             let r = read_u32(gpu, &rb, 2 * rows);
@@ -1274,6 +1275,105 @@ fn argmax_takes_the_lowest_index_among_equals_in_every_row() {
             }
         }
     });
+}
+
+/// The LM head's argmax epilogue (`Out::Argmax`) and the pass that finishes its pairs,
+/// against the largest row of the CPU product for each of `t` tokens. Rows `n / 3` and
+/// `n - 2` are equal and far above the others for token 0, so there the lower of the two
+/// must win; for the other tokens the row chosen must hold the largest value within the
+/// products' tolerance, and the value read back must be its own.
+fn check_argmax_epilogue(
+    gpu: &Gpu,
+    v: Variant,
+    ty: GgmlType,
+    (n, k, t): (usize, usize, usize),
+    product: Product,
+) {
+    let x = round_act(v.act, &random(21 + t as u64, t * k, 1.0));
+    let mut values = random(8 + n as u64, n * k, 1.0);
+    let tie = [n / 3, n - 2];
+    for r in tie {
+        for i in 0..k {
+            values[r * k + i] = 2.0 * x[i];
+        }
+    }
+    let bytes = quantize(ty, &values).expect("quantize");
+    let w = dequantize(ty, &bytes, n * k).expect("dequantize");
+    let m =
+        pollster::block_on(QMatrix::upload(gpu, "head", ty, k as u32, &[&bytes])).expect("upload");
+    let kernels = Kernels::new(gpu, v);
+    let slots = kernels.argmax_slots(n as u32) as usize;
+    let xb = upload_act(gpu, v.act, &x);
+    let pairs = upload_u32(gpu, &vec![u32::MAX; 2 * slots * t]);
+    let result = upload_u32(gpu, &vec![u32::MAX; 2 * t]);
+    let mut b = builder(gpu, step(t as u32));
+    let args = MatArgs {
+        x: &xb,
+        x_stride: k as u32,
+        y: &pairs,
+        y_stride: slots as u32,
+        y_offset: 0,
+        out: Out::Argmax,
+        rows: Count::Tokens,
+        prologue: Prologue::Plain,
+    };
+    match product {
+        Product::Matvec => pollster::block_on(kernels.matvec(&mut b, &m, &args)),
+        Product::MatvecBatch => pollster::block_on(kernels.matvec_batch(&mut b, &m, &args)),
+        Product::Matmul => unreachable!("matmul has no argmax epilogue"),
+    }
+    .expect("product");
+    pollster::block_on(kernels.argmax(&mut b, ArgmaxFrom::Pairs, &pairs, &result, slots as u32))
+        .expect("argmax");
+    let plan = pollster::block_on(b.finish(gpu, "test")).expect("plan");
+    run(gpu, &plan, t as u32);
+    let got = read_u32(gpu, &result, 2 * t);
+    let prod = cpu_ref::matmul(&w, n, k, &x, t);
+    let (atol, rtol) = tol(v.act);
+    let atol = atol * (k as f32).sqrt();
+    for ti in 0..t {
+        let what = format!("argmax epilogue {product:?} {ty} n={n} k={k} token {ti}/{t} {v}");
+        let row = &prod[ti * n..(ti + 1) * n];
+        let (index, value) = (got[2 * ti] as usize, f32::from_bits(got[2 * ti + 1]));
+        assert!(index < n, "{what}: index {index}");
+        let best = row.iter().copied().fold(f32::MIN, f32::max);
+        let slack = atol + rtol * best.abs();
+        assert!(
+            row[index] >= best - slack,
+            "{what}: row {index} holds {} < {best}",
+            row[index]
+        );
+        assert!(
+            (value - row[index]).abs() <= slack,
+            "{what}: value {value} vs {}",
+            row[index]
+        );
+        if ti == 0 {
+            assert_eq!(index, tie[0], "{what}: the lower of two equal rows");
+        }
+    }
+}
+
+#[test]
+fn matvec_argmax_epilogue_finds_the_largest_row() {
+    // One token and a small batch; a row count that leaves the last workgroup part-full.
+    for_each_variant(|gpu, v| {
+        for ty in [GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K] {
+            check_argmax_epilogue(gpu, v, ty, (1001, 256, 1), Product::Matvec);
+            check_argmax_epilogue(gpu, v, ty, (1001, 256, 3), Product::MatvecBatch);
+        }
+    });
+}
+
+#[test]
+fn matvec_argmax_epilogue_over_a_split_matrix() {
+    // 34-byte rows under a 100 kB binding limit: buffers of 2048 rows, whose slots
+    // follow on from each other's.
+    let gpu = gpu_with_binding_limit(100_000);
+    for v in variants(&gpu) {
+        let m_rows = 5000;
+        check_argmax_epilogue(&gpu, v, GgmlType::Q8_0, (m_rows, 32, 2), Product::Matvec);
+    }
 }
 
 #[test]

@@ -8,13 +8,14 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::sync::Arc;
 
-use wisp_core::engine::{Engine, EngineError, EngineOptions};
+use wisp_core::engine::{BatchEntry, Engine, EngineError, EngineOptions, HeadOutput, Logits};
 use wisp_core::gguf::{GgufFile, TensorInfo, Value};
 use wisp_core::gpu::{Act, Gpu, Variant, VariantOverrides};
 use wisp_core::model::{
     Counted, FeedForward, FileBytes, PROGRESS_PIECE, TensorFuture, TensorSource,
 };
 use wisp_core::quant::GgmlType;
+use wisp_core::sampling::{Sampler, SamplerConfig};
 use wisp_tests::cpu_model::CpuModel;
 use wisp_tests::gpu::{covering_variants, gpu, gpu_with_binding_limit, variants};
 use wisp_tests::reference::{cosine, max_abs_diff};
@@ -483,6 +484,97 @@ fn broken_models_are_refused_with_a_clear_error() {
     w.remove_tensor("blk.0.post_ffw_norm.weight");
     let e = load_err(&w.to_bytes());
     assert!(e.contains("blk.0.post_ffw_norm.weight"), "{e}");
+}
+
+/// The index of the largest logit, the lowest among equals (as the GPU picks).
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[test]
+fn argmax_heads_pick_the_largest_logit_of_every_row() {
+    // One row (the one-row head), 3 (the small-batch head on CPU adapters) and 11 (the
+    // matrix-matrix head, whose logits one pass then reads): the argmax head's tokens are
+    // the argmaxes of the logits head's rows, in every variant the adapter runs.
+    let gpu = gpu();
+    let bytes = tiny_model(&TinySpec::default());
+    let file = GgufFile::parse(&bytes).unwrap();
+    for v in variants(&gpu) {
+        let options = EngineOptions {
+            n_ctx: 64,
+            max_batch: 16,
+            max_rows: 12,
+            max_entries: 4,
+            variant: VariantOverrides {
+                act: Some(v.act),
+                reduce: Some(v.reduce),
+                tier: Some(v.tier),
+            },
+            ..Default::default()
+        };
+        let source = FileBytes {
+            file: &file,
+            bytes: &bytes,
+        };
+        let mut e =
+            pollster::block_on(Engine::load(gpu.clone(), &file, &source, &options)).expect("load");
+        let seq = e.create_sequence();
+        e.step(&[BatchEntry {
+            seq,
+            tokens: &PROMPT[..3],
+            logits: Logits::None,
+        }])
+        .unwrap();
+        for (tokens, logits) in [
+            (&PROMPT[3..4], Logits::Last),
+            (&PROMPT[3..6], Logits::All),
+            (&PROMPT[..11], Logits::All),
+        ] {
+            let batch = [BatchEntry {
+                seq,
+                tokens,
+                logits,
+            }];
+            let rows = e.step(&batch).unwrap();
+            let read = pollster::block_on(e.read_logits(0..rows)).unwrap();
+            let want: Vec<u32> = read.iter().map(|r| argmax(r)).collect();
+            e.truncate_sequence(seq, 3).unwrap();
+
+            assert_eq!(e.step_to(&batch, HeadOutput::Argmax).unwrap(), rows);
+            let mut samplers: Vec<Sampler> = (0..rows)
+                .map(|_| Sampler::new(SamplerConfig::greedy()).unwrap())
+                .collect();
+            let mut refs: Vec<&mut Sampler> = samplers.iter_mut().collect();
+            let got = pollster::block_on(e.sample_rows(&mut refs)).unwrap();
+            assert_eq!(got, want, "{v}: {rows} rows");
+            e.truncate_sequence(seq, 3).unwrap();
+        }
+
+        // After an argmax head there are no logits to read, nor to sample from.
+        let batch = [BatchEntry {
+            seq,
+            tokens: &PROMPT[3..4],
+            logits: Logits::Last,
+        }];
+        e.step_to(&batch, HeadOutput::Argmax).unwrap();
+        let err = pollster::block_on(e.read_logits(0..1)).unwrap_err();
+        assert!(
+            err.to_string().contains("kept only each row's argmax"),
+            "{err}"
+        );
+        let mut sampling = Sampler::new(SamplerConfig::default()).unwrap();
+        let err = pollster::block_on(e.sample_rows(&mut [&mut sampling])).unwrap_err();
+        assert!(
+            err.to_string().contains("not greedy without penalties"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

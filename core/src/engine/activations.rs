@@ -21,6 +21,9 @@ pub struct Activations {
     pub h: wgpu::Buffer,
     /// Logits of the step's wanted rows, f32 [rows, vocab].
     pub logits: wgpu::Buffer,
+    /// Each wanted row's largest logit as (index, bits) [rows, 2]: written by the argmax
+    /// heads and by the sampling tail's greedy pass.
+    pub argmax: wgpu::Buffer,
     /// A block's output before its post-norm, f32 [tokens, n_embd] (post-norm
     /// architectures only).
     pub branch: Option<wgpu::Buffer>,
@@ -75,6 +78,7 @@ impl Activations {
             logits: gpu
                 .storage("logits", 4 * max_rows as u64 * cfg.vocab_size as u64)
                 .await?,
+            argmax: gpu.storage("argmax per row", 8 * max_rows as u64).await?,
             moe: match cfg.experts {
                 Some(x) => Some(MoeActivations::new(gpu, cfg, &x, a, b).await?),
                 None => None,

@@ -22,11 +22,12 @@
 
 use crate::gpu::{Count, Gpu, GpuError, Plan, PlanBuilder, QMatrix, Variant};
 use crate::kernels::{
-    AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs, NormParams, Out,
-    PlanTokens, Prologue, RopeParams, Tuning,
+    ArgmaxFrom, AttnIo, AttnParams, FlashTiles, HeadNormParams, Kernels, KvBindings, MatArgs,
+    NormParams, Out, PlanTokens, Prologue, RopeParams, Tuning,
 };
 use crate::kv::KvPool;
 use crate::model::{FeedForward, Fused, ModelConfig, ModelWeights, RopeStyle};
+use crate::sampling::SamplerConfig;
 
 use super::activations::Activations;
 
@@ -35,8 +36,11 @@ pub struct ForwardPlans {
     pub layers_batched: Plan,
     /// For steps of 2 to `few_tokens` tokens, where the tuning asks for them.
     pub few: Option<FewPlans>,
-    pub head_one: Plan,
-    pub head_many: Plan,
+    pub head_one: Heads,
+    pub head_many: Heads,
+    /// The argmax epilogue's (index, bits) pairs for the matrix-vector heads, [rows,
+    /// slots, 2].
+    _head_pairs: wgpu::Buffer,
     /// The first layers only, for self-drafting.
     pub draft: Option<DraftPlans>,
     /// RoPE inverse frequencies, one buffer per distinct table (read by the recorded
@@ -49,7 +53,48 @@ pub struct FewPlans {
     /// The tuning they were recorded with: it says which steps run them.
     pub tuning: Tuning,
     pub layers: Plan,
-    pub head: Plan,
+    pub head: Heads,
+}
+
+/// What a step's LM head leaves for sampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HeadOutput {
+    /// The logits of every wanted row, for any sampler, logprobs and tools.
+    #[default]
+    Logits,
+    /// Only each wanted row's argmax (`Activations::argmax`), enough for greedy sampling
+    /// without penalties. Where the head is a matrix-vector product its logits are never
+    /// written: its workgroups keep their largest rows (`OUT = argmax`) and one pass
+    /// picks each row's largest of those.
+    Argmax,
+}
+
+impl HeadOutput {
+    /// The least a step's rows need: the argmax where every row's sampler takes the
+    /// largest raw logit, the logits otherwise (and for no rows).
+    pub fn needed_by<'a>(samplers: impl IntoIterator<Item = &'a SamplerConfig>) -> HeadOutput {
+        let mut samplers = samplers.into_iter().peekable();
+        if samplers.peek().is_some() && samplers.all(SamplerConfig::argmax_suffices) {
+            HeadOutput::Argmax
+        } else {
+            HeadOutput::Logits
+        }
+    }
+}
+
+/// One head plan per [`HeadOutput`].
+pub struct Heads {
+    pub logits: Plan,
+    pub argmax: Plan,
+}
+
+impl Heads {
+    pub fn get(&self, output: HeadOutput) -> &Plan {
+        match output {
+            HeadOutput::Logits => &self.logits,
+            HeadOutput::Argmax => &self.argmax,
+        }
+    }
 }
 
 /// The embedding and the first `layers` layers, for drafting steps of one token, a few
@@ -476,8 +521,13 @@ impl Ctx<'_> {
     }
 
     /// Final norm of the wanted rows (into consecutive rows of `xn`) and the LM head, for
-    /// one row (`head_one`) or several (`head_many`).
-    async fn head(&self, rows: PlanTokens) -> Result<Plan, GpuError> {
+    /// one row (`head_one`), a few or several (`head_many`), ending in either output.
+    async fn head(
+        &self,
+        rows: PlanTokens,
+        output: HeadOutput,
+        pairs: &wgpu::Buffer,
+    ) -> Result<Plan, GpuError> {
         let (cfg, a) = (self.cfg, self.acts);
         let gpu = self.k.gpu;
         let mut b = PlanBuilder::new(gpu, self.step.clone());
@@ -498,7 +548,7 @@ impl Ctx<'_> {
                 Out::Act,
             )
             .await?;
-        let args = MatArgs {
+        let logits = MatArgs {
             x: &a.xn,
             x_stride: cfg.n_embd,
             y: &a.logits,
@@ -508,13 +558,48 @@ impl Ctx<'_> {
             rows: Count::Rows,
             prologue: Prologue::Plain,
         };
-        self.product(&mut b, self.w.lm_head(), &args, rows).await?;
-        let name = match rows {
-            PlanTokens::Many => "head (several rows)",
-            PlanTokens::Few => "head (a few rows)",
-            PlanTokens::One => "head (one row)",
+        let head = self.w.lm_head();
+        match (output, rows) {
+            (HeadOutput::Logits, _) => self.product(&mut b, head, &logits, rows).await?,
+            // The matrix-matrix kernels have no epilogue: they write the logits, which
+            // one pass then reads.
+            (HeadOutput::Argmax, PlanTokens::Many) => {
+                self.product(&mut b, head, &logits, rows).await?;
+                self.k
+                    .argmax(&mut b, ArgmaxFrom::Logits, &a.logits, &a.argmax, head.n)
+                    .await?;
+            }
+            (HeadOutput::Argmax, _) => {
+                let slots = self.k.argmax_slots(head.n);
+                let args = MatArgs {
+                    y: pairs,
+                    y_stride: slots,
+                    out: Out::Argmax,
+                    ..logits
+                };
+                self.product(&mut b, head, &args, rows).await?;
+                self.k
+                    .argmax(&mut b, ArgmaxFrom::Pairs, pairs, &a.argmax, slots)
+                    .await?;
+            }
+        }
+        let name = match (rows, output) {
+            (PlanTokens::Many, HeadOutput::Logits) => "head (several rows)",
+            (PlanTokens::Few, HeadOutput::Logits) => "head (a few rows)",
+            (PlanTokens::One, HeadOutput::Logits) => "head (one row)",
+            (PlanTokens::Many, HeadOutput::Argmax) => "argmax head (several rows)",
+            (PlanTokens::Few, HeadOutput::Argmax) => "argmax head (a few rows)",
+            (PlanTokens::One, HeadOutput::Argmax) => "argmax head (one row)",
         };
         b.finish(gpu, name).await
+    }
+
+    /// The head plan for each output.
+    async fn heads(&self, rows: PlanTokens, pairs: &wgpu::Buffer) -> Result<Heads, GpuError> {
+        Ok(Heads {
+            logits: self.head(rows, HeadOutput::Logits, pairs).await?,
+            argmax: self.head(rows, HeadOutput::Argmax, pairs).await?,
+        })
     }
 }
 
@@ -566,6 +651,14 @@ impl ForwardPlans {
             inv_freq: &inv_freq,
         };
         let has_few = ctx.k.tuning.small_batch(2);
+        // The matrix-vector heads' argmax pairs: for one row, or a few.
+        let pair_rows = if has_few { ctx.k.tuning.few_tokens } else { 1 };
+        let head_pairs = gpu
+            .storage(
+                "LM head argmax pairs",
+                8 * u64::from(pair_rows) * u64::from(ctx.k.argmax_slots(w.lm_head().n)),
+            )
+            .await?;
         let draft = match draft_layers {
             Some(n) => Some(DraftPlans {
                 layers: n,
@@ -586,13 +679,14 @@ impl ForwardPlans {
                 Some(FewPlans {
                     tuning: ctx.k.tuning,
                     layers: ctx.layers(PlanTokens::Few).await?,
-                    head: ctx.head(PlanTokens::Few).await?,
+                    head: ctx.heads(PlanTokens::Few, &head_pairs).await?,
                 })
             } else {
                 None
             },
-            head_one: ctx.head(PlanTokens::One).await?,
-            head_many: ctx.head(PlanTokens::Many).await?,
+            head_one: ctx.heads(PlanTokens::One, &head_pairs).await?,
+            head_many: ctx.heads(PlanTokens::Many, &head_pairs).await?,
+            _head_pairs: head_pairs,
             _inv_freq: inv_freq,
         })
     }

@@ -18,7 +18,7 @@ mod forward;
 mod sample;
 
 pub use batch::{AttnEntry, AttnTiling, BatchEntry, Logits, attention_work};
-pub use forward::ForwardPlans;
+pub use forward::{ForwardPlans, HeadOutput};
 pub use sample::{CANDIDATE_CAP, MAX_PENALTY_ENTRIES};
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use crate::gpu::{Gpu, KernelTime, KvType, Plan, StepParams, StepShape, Variant, 
 use crate::kernels::{FlashTiles, Tuning, TuningOverrides};
 use crate::kv::{BlockCopy, BlockHash, BlockManager, KvError, KvPool, SeqId};
 use crate::model::{ModelConfig, ModelWeights, TensorSource};
-use crate::sampling::Sampler;
+use crate::sampling::{Sampler, SamplerConfig};
 
 use activations::Activations;
 use sample::SamplerTail;
@@ -58,6 +58,11 @@ pub enum EngineError {
     InvalidToken { token: u32, vocab: u32 },
     #[error("there are no logits yet: process a prompt first")]
     NoLogits,
+    #[error(
+        "the last step's head kept only each row's argmax (greedy sampling) but {0}: step \
+         with HeadOutput::Logits"
+    )]
+    OnlyArgmax(String),
     #[error("invalid engine option: {0}")]
     InvalidOption(String),
     #[error("invalid batch: {0}")]
@@ -303,8 +308,10 @@ pub struct Engine {
     tuning: Tuning,
     /// The sequence of the single-sequence API.
     default_seq: SeqId,
-    /// Logits rows the last step left in `acts.logits` (0: none usable).
+    /// Rows the last step left for sampling (0: none usable), as `ready_output` says.
     rows_ready: u32,
+    /// What the last step's head left of them: logits, or only their argmaxes.
+    ready_output: HeadOutput,
 }
 
 impl Engine {
@@ -399,6 +406,7 @@ impl Engine {
             tuning,
             default_seq,
             rows_ready: 0,
+            ready_output: HeadOutput::Logits,
         })
     }
 
@@ -585,7 +593,15 @@ impl Engine {
     /// the next step. Returns how many rows there are. The work is submitted, not
     /// awaited. A refused batch changes nothing.
     pub fn step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
-        Ok(self.submit_step(batch, Pass::Full)?.rows)
+        self.step_to(batch, HeadOutput::Logits)
+    }
+
+    /// [`Engine::step`] with the head ending in `output`: with
+    /// [`HeadOutput::Argmax`], only samplers whose argmax suffices
+    /// ([`SamplerConfig::argmax_suffices`](crate::sampling::SamplerConfig::argmax_suffices))
+    /// can take its rows, and no logits can be read.
+    pub fn step_to(&mut self, batch: &[BatchEntry<'_>], output: HeadOutput) -> Result<u32, Error> {
+        Ok(self.submit_step(batch, Pass::Full, output)?.rows)
     }
 
     /// [`Engine::step`] through the drafting pass: the first
@@ -593,8 +609,12 @@ impl Engine {
     /// written for the positions as a full step writes it, so a later full step over the
     /// same tokens rewrites the same values; the caller truncates the drafted positions
     /// away before verifying them.
-    pub fn draft_step(&mut self, batch: &[BatchEntry<'_>]) -> Result<u32, Error> {
-        Ok(self.submit_step(batch, Pass::Draft)?.rows)
+    pub fn draft_step(
+        &mut self,
+        batch: &[BatchEntry<'_>],
+        output: HeadOutput,
+    ) -> Result<u32, Error> {
+        Ok(self.submit_step(batch, Pass::Draft, output)?.rows)
     }
 
     /// The depth of the drafting pass, when the engine was loaded with one.
@@ -606,6 +626,7 @@ impl Engine {
         &mut self,
         batch: &[BatchEntry<'_>],
         which: Pass,
+        output: HeadOutput,
     ) -> Result<batch::StepMeta, Error> {
         if which == Pass::Draft && self.plans.draft.is_none() {
             return Err(SpeculationError::NoDraftPass.into());
@@ -631,14 +652,14 @@ impl Engine {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            let (layers, head) = self.step_plans(n_tokens, meta.rows, which);
+            let (layers, head) = self.step_plans(n_tokens, meta.rows, which, output);
             layers.encode(&mut pass, shape);
             if let Some(head) = head {
                 head.encode(&mut pass, shape);
             }
         }
         self.gpu.queue.submit([enc.finish()]);
-        self.finish_step(batch, &meta);
+        self.finish_step(batch, &meta, output);
         Ok(meta)
     }
 
@@ -672,7 +693,13 @@ impl Engine {
     /// The recorded plans a step runs: the layers (the matrix-vector set for a single
     /// token, the small-batch set for a few where the tuning has one, else the
     /// matrix-matrix set), then the head when logits rows are wanted.
-    fn step_plans(&self, n_tokens: u32, rows: u32, pass: Pass) -> (&Plan, Option<&Plan>) {
+    fn step_plans(
+        &self,
+        n_tokens: u32,
+        rows: u32,
+        pass: Pass,
+        output: HeadOutput,
+    ) -> (&Plan, Option<&Plan>) {
         let small = self
             .plans
             .few
@@ -690,25 +717,32 @@ impl Engine {
                 _ => &self.plans.layers_batched,
             },
         };
-        (layers, self.head_plan(rows))
+        (layers, self.head_plan(rows, output))
     }
 
-    /// The LM head for `rows` logits rows (none for no rows).
-    fn head_plan(&self, rows: u32) -> Option<&Plan> {
-        match rows {
-            0 => None,
-            1 => Some(&self.plans.head_one),
+    /// The LM head for `rows` logits rows (none for no rows), ending in `output`.
+    fn head_plan(&self, rows: u32, output: HeadOutput) -> Option<&Plan> {
+        let heads = match rows {
+            0 => return None,
+            1 => &self.plans.head_one,
             _ => match &self.plans.few {
-                Some(few) if few.tuning.small_batch(rows) => Some(&few.head),
-                _ => Some(&self.plans.head_many),
+                Some(few) if few.tuning.small_batch(rows) => &few.head,
+                _ => &self.plans.head_many,
             },
-        }
+        };
+        Some(heads.get(output))
     }
 
     /// Bookkeeping after a step was submitted: its rows are ready, and blocks left
     /// outside a sliding window go back to the pool.
-    fn finish_step(&mut self, batch: &[BatchEntry<'_>], meta: &batch::StepMeta) {
+    fn finish_step(
+        &mut self,
+        batch: &[BatchEntry<'_>],
+        meta: &batch::StepMeta,
+        output: HeadOutput,
+    ) {
         self.rows_ready = meta.rows;
+        self.ready_output = output;
         self.release_outside_window(batch);
     }
 
@@ -732,10 +766,19 @@ impl Engine {
     /// what the choice needs, and accepts each token into its sampler. Penalties change
     /// the logits in place, so the rows are used up.
     pub async fn sample_rows(&mut self, samplers: &mut [&mut Sampler]) -> Result<Vec<u32>, Error> {
-        if samplers.is_empty() || samplers.len() > self.rows_ready as usize {
-            return Err(EngineError::NoLogits.into());
-        }
-        let tokens = self.tail.sample(&self.gpu, &self.acts, samplers).await?;
+        let configs: Vec<_> = samplers.iter().map(|s| *s.config()).collect();
+        self.check_rows_ready(&configs)?;
+        let tokens = match self.ready_output {
+            HeadOutput::Logits => self.tail.sample(&self.gpu, &self.acts, samplers).await?,
+            HeadOutput::Argmax => {
+                let rows = samplers.len() as u32;
+                let tokens = self.tail.head_argmaxes(&self.gpu, &self.acts, rows).await?;
+                for (s, &t) in samplers.iter_mut().zip(&tokens) {
+                    s.accept(t);
+                }
+                tokens
+            }
+        };
         self.rows_ready = 0;
         Ok(tokens)
     }
@@ -748,21 +791,48 @@ impl Engine {
         &mut self,
         samplers: &[&Sampler],
     ) -> Result<Vec<Distribution>, Error> {
+        let configs: Vec<_> = samplers.iter().map(|s| *s.config()).collect();
+        self.check_rows_ready(&configs)?;
+        let dists = match self.ready_output {
+            HeadOutput::Logits => {
+                self.tail
+                    .distributions(&self.gpu, &self.acts, samplers)
+                    .await?
+            }
+            HeadOutput::Argmax => {
+                let rows = samplers.len() as u32;
+                let tokens = self.tail.head_argmaxes(&self.gpu, &self.acts, rows).await?;
+                tokens.into_iter().map(|t| vec![(t, 1.0)]).collect()
+            }
+        };
+        self.rows_ready = 0;
+        Ok(dists)
+    }
+
+    /// Checks that the last step left a row for each of `samplers`, and what each needs:
+    /// after an argmax head, only samplers whose argmax suffices.
+    fn check_rows_ready(&self, samplers: &[SamplerConfig]) -> Result<(), Error> {
         if samplers.is_empty() || samplers.len() > self.rows_ready as usize {
             return Err(EngineError::NoLogits.into());
         }
-        let dists = self
-            .tail
-            .distributions(&self.gpu, &self.acts, samplers)
-            .await?;
-        self.rows_ready = 0;
-        Ok(dists)
+        if self.ready_output == HeadOutput::Argmax
+            && let Some(row) = samplers.iter().position(|c| !c.argmax_suffices())
+        {
+            return Err(EngineError::OnlyArgmax(format!(
+                "row {row}'s sampler is not greedy without penalties"
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// Rows `rows` of the last step's logits (a full readback: for tools and tests).
     pub async fn read_logits(&self, rows: std::ops::Range<u32>) -> Result<Vec<Vec<f32>>, Error> {
         if rows.is_empty() || rows.end > self.rows_ready {
             return Err(EngineError::NoLogits.into());
+        }
+        if self.ready_output == HeadOutput::Argmax {
+            return Err(EngineError::OnlyArgmax("its logits were asked for".into()).into());
         }
         let vocab = self.config.vocab_size as u64;
         let bytes = self
@@ -919,6 +989,7 @@ impl Engine {
                     logits: Logits::None,
                 }],
                 Pass::Full,
+                HeadOutput::Logits,
             )?;
             // The head reads the chunk's final hidden states, which stay until the next step.
             let all: Vec<u32> = (0..chunk.len() as u32).collect();
@@ -966,12 +1037,13 @@ impl Engine {
                 label: Some("head"),
                 timestamp_writes: None,
             });
-            if let Some(head) = self.head_plan(tokens.len() as u32) {
+            if let Some(head) = self.head_plan(tokens.len() as u32, HeadOutput::Logits) {
                 head.encode(&mut pass, shape);
             }
         }
         self.gpu.queue.submit([enc.finish()]);
         self.rows_ready = tokens.len() as u32;
+        self.ready_output = HeadOutput::Logits;
     }
 
     /// The logits of the default sequence's last processed token.
@@ -999,17 +1071,18 @@ impl Engine {
             tokens,
             logits: Logits::Last,
         }];
-        self.profile_batch(&entry).await
+        self.profile_batch(&entry, HeadOutput::Logits).await
     }
 
-    /// [`Engine::step`] with a timestamp around every dispatch: the GPU time of each
+    /// [`Engine::step_to`] with a timestamp around every dispatch: the GPU time of each
     /// (`None` without timestamp queries; then nothing runs).
     pub async fn profile_batch(
         &mut self,
         batch: &[BatchEntry<'_>],
+        output: HeadOutput,
     ) -> Result<Option<Vec<KernelTime>>, Error> {
         let (n_tokens, rows) = self.check_batch(batch)?;
-        let (layers, head) = self.step_plans(n_tokens, rows, Pass::Full);
+        let (layers, head) = self.step_plans(n_tokens, rows, Pass::Full, output);
         let count = (layers.dispatches.len() + head.map_or(0, |h| h.dispatches.len())) as u32;
         let Some(profiler) = crate::gpu::Profiler::new(&self.gpu, count).await? else {
             return Ok(None);
@@ -1031,11 +1104,11 @@ impl Engine {
             work: meta.work,
             reduce: meta.reduce,
         };
-        let (layers, head) = self.step_plans(n_tokens, meta.rows, Pass::Full);
+        let (layers, head) = self.step_plans(n_tokens, meta.rows, Pass::Full, output);
         let mut plans = vec![(layers, shape)];
         plans.extend(head.map(|h| (h, shape)));
         let times = profiler.run(&self.gpu, &plans).await?;
-        self.finish_step(batch, &meta);
+        self.finish_step(batch, &meta, output);
         Ok(Some(times))
     }
 }

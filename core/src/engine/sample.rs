@@ -4,7 +4,9 @@
 
 use crate::Error;
 use crate::gpu::{Gpu, GpuError, Plan, PlanBuilder, StepShape, Variant};
-use crate::kernels::{CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning};
+use crate::kernels::{
+    ArgmaxFrom, CandidateParams, Kernels, PenaltyEntry, PenaltyParams, RowParams, Tuning,
+};
 use crate::sampling::{Sampler, SamplingError};
 use crate::speculative::verify::Distribution;
 
@@ -20,7 +22,6 @@ pub struct SamplerTail {
     greedy: Plan,
     candidates: Plan,
     inputs: TailInputs,
-    result: wgpu::Buffer,
     candidates_out: wgpu::Buffer,
     staging_result: wgpu::Buffer,
     staging_candidates: wgpu::Buffer,
@@ -200,11 +201,10 @@ impl SamplerTail {
         let rows = max_rows as u64;
         let inputs = TailInputs::new(gpu, rows).await?;
         let candidate_params = candidate_params(gpu, vocab).await?;
-        let result = gpu.storage("argmax results", argmax_bytes(rows)).await?;
         let candidates_out = gpu
             .storage("sampling candidates", candidate_bytes(rows))
             .await?;
-        let greedy = Self::greedy_plan(gpu, &k, &inputs, &acts.logits, &result, vocab).await?;
+        let greedy = Self::greedy_plan(gpu, &k, &inputs, &acts.logits, &acts.argmax, vocab).await?;
         let candidates = Self::candidate_plan(
             gpu,
             &k,
@@ -223,7 +223,6 @@ impl SamplerTail {
             staging_candidates: gpu
                 .staging("candidates readback", candidate_bytes(rows))
                 .await?,
-            result,
             candidates_out,
             vocab,
             max_rows,
@@ -241,7 +240,8 @@ impl SamplerTail {
     ) -> Result<Plan, GpuError> {
         let mut b = k.stepless_plan();
         inputs.record_penalties(k, &mut b, logits).await?;
-        k.argmax(&mut b, logits, result, vocab).await?;
+        k.argmax(&mut b, ArgmaxFrom::Logits, logits, result, vocab)
+            .await?;
         b.finish(gpu, "greedy sampling").await
     }
 
@@ -352,7 +352,7 @@ impl SamplerTail {
         // Greedy rows need only the argmax; one sampling row makes every row read back
         // its candidates, since one pass serves the whole step.
         if samplers.iter().all(|s| s.config().is_greedy()) {
-            let tokens = self.argmaxes(gpu, rows).await?;
+            let tokens = self.argmaxes(gpu, acts, rows).await?;
             Ok(tokens.into_iter().map(|t| vec![(t, 1.0)]).collect())
         } else {
             self.candidate_distributions(gpu, acts, samplers).await
@@ -360,21 +360,46 @@ impl SamplerTail {
     }
 
     /// Runs the greedy plan and reads back each row's argmax.
-    async fn argmaxes(&self, gpu: &Gpu, rows: u32) -> Result<Vec<u32>, Error> {
+    async fn argmaxes(&self, gpu: &Gpu, acts: &Activations, rows: u32) -> Result<Vec<u32>, Error> {
         let bytes = argmax_bytes(rows as u64);
-        let buffers = (&self.result, &self.staging_result);
+        let buffers = (&acts.argmax, &self.staging_result);
         let read = self
             .run_and_read(gpu, &self.greedy, rows, buffers, bytes)
             .await?;
-        let r: &[u32] = bytemuck::cast_slice(&read);
-        let mut tokens = Vec::with_capacity(rows as usize);
-        for row in 0..rows as usize {
+        self.tokens_of_argmaxes(&read)
+    }
+
+    /// Reads back the argmax of each of the first `rows` rows that an argmax head
+    /// ([`HeadOutput::Argmax`](super::HeadOutput)) left.
+    pub async fn head_argmaxes(
+        &self,
+        gpu: &Gpu,
+        acts: &Activations,
+        rows: u32,
+    ) -> Result<Vec<u32>, Error> {
+        let bytes = argmax_bytes(rows as u64);
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("argmax readback"),
+            });
+        enc.copy_buffer_to_buffer(&acts.argmax, 0, &self.staging_result, 0, bytes);
+        gpu.queue.submit([enc.finish()]);
+        let read = gpu.read_staging(&self.staging_result, bytes).await?;
+        self.tokens_of_argmaxes(&read)
+    }
+
+    /// The tokens of read-back (index, bits) pairs, one per row.
+    fn tokens_of_argmaxes(&self, read: &[u8]) -> Result<Vec<u32>, Error> {
+        let r: &[u32] = bytemuck::cast_slice(read);
+        let mut tokens = Vec::with_capacity(r.len() / 2);
+        for pair in r.chunks_exact(2) {
             // A row with no logit above -3.4e38 (all -inf or NaN) keeps argmax.wgsl's
             // out-of-vocabulary initial index.
-            if r[2 * row] >= self.vocab {
+            if pair[0] >= self.vocab {
                 return Err(SamplingError::NoCandidates.into());
             }
-            tokens.push(r[2 * row]);
+            tokens.push(pair[0]);
         }
         Ok(tokens)
     }

@@ -5,6 +5,12 @@ use crate::quant::GgmlType;
 
 use super::{Gpu, GpuError};
 
+/// Buffers of a split matrix start on multiples of this many rows (where the binding
+/// limit leaves room for that many): a multiple of every word alignment below, and of
+/// every matvec workgroup's rows, so that the argmax epilogue's slots of one buffer
+/// follow on from the one before (`matvec.wgsl`, `OUT = argmax`).
+pub const SPLIT_ROW_ALIGN: u64 = 2048;
+
 /// One buffer of consecutive rows.
 #[derive(Clone, Debug)]
 pub struct MatrixChunk {
@@ -91,6 +97,8 @@ impl QMatrix {
         let fitting = gpu.caps.max_storage_binding.saturating_sub(16) / row_bytes;
         let rows_per_chunk = if fitting >= n {
             n.max(1)
+        } else if fitting >= SPLIT_ROW_ALIGN {
+            fitting / SPLIT_ROW_ALIGN * SPLIT_ROW_ALIGN
         } else {
             fitting / word_rows * word_rows
         };

@@ -40,6 +40,11 @@ pub enum Out {
     F32,
     /// Add into an f32 buffer (the residual stream).
     AddF32,
+    /// matvec only, the LM head for greedy sampling: per token, each workgroup's largest
+    /// output and its row as an (index, bits) pair, `y_stride` =
+    /// [`Kernels::argmax_slots`] pairs per token. [`Kernels::argmax`] with
+    /// [`ArgmaxFrom::Pairs`] finishes them.
+    Argmax,
 }
 
 impl Out {
@@ -48,6 +53,7 @@ impl Out {
             Out::Act => "act",
             Out::F32 => "f32",
             Out::AddF32 => "f32_add",
+            Out::Argmax => "argmax",
         }
     }
 }
@@ -194,6 +200,56 @@ fn placeholder(gpu: &Gpu) -> wgpu::Buffer {
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
         mapped_at_creation: false,
     })
+}
+
+/// What [`Kernels::argmax`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgmaxFrom {
+    /// Rows of logits.
+    Logits,
+    /// Rows of (index, bits) pairs from matvec's argmax epilogue.
+    Pairs,
+}
+
+impl ArgmaxFrom {
+    fn wgsl(self) -> &'static str {
+        match self {
+            ArgmaxFrom::Logits => "logits",
+            ArgmaxFrom::Pairs => "pairs",
+        }
+    }
+}
+
+/// Checks what matvec's argmax epilogue assumes: `y_stride` holds a slot for every
+/// workgroup of the matrix's rows, from slot 0, and each buffer of the matrix starts on
+/// a workgroup's first row (its slots follow on from the buffer before).
+fn argmax_slots_fit(
+    pipe: &Pipeline,
+    w: &QMatrix,
+    a: &MatArgs<'_>,
+    rows_per_wg: u32,
+) -> Result<(), GpuError> {
+    let refuse = |message: String| {
+        Err(GpuError::Shader {
+            kernel: pipe.label.clone(),
+            message,
+        })
+    };
+    let slots = w.n.div_ceil(rows_per_wg);
+    if a.y_stride != slots || a.y_offset != 0 {
+        return refuse(format!(
+            "the argmax epilogue over {} rows needs {slots} slots per token from column 0; \
+             it was given {} from column {}",
+            w.n, a.y_stride, a.y_offset
+        ));
+    }
+    if let Some(c) = w.chunks.iter().find(|c| c.first_row % rows_per_wg != 0) {
+        return refuse(format!(
+            "{}'s buffer from row {} does not start on a multiple of {rows_per_wg} rows",
+            w.name, c.first_row
+        ));
+    }
+    Ok(())
 }
 
 fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> MatParams {
@@ -394,6 +450,9 @@ impl<'g> Kernels<'g> {
             _ => &self.placeholder,
         };
         let rows_per_wg = lanes(&pipe) / t.matvec_split * t.matvec_rows;
+        if a.out == Out::Argmax {
+            argmax_slots_fit(&pipe, w, a, rows_per_wg)?;
+        }
         for chunk in &w.chunks {
             let params = mat_params(w, chunk, a);
             let grid = Grid::rows(
@@ -882,16 +941,26 @@ impl<'g> Kernels<'g> {
         Ok(())
     }
 
-    /// For each row of `n` logits: result[2 row ..] = (index, bits) of the largest.
+    /// The (index, bits) pairs per token that matvec's argmax epilogue ([`Out::Argmax`])
+    /// writes over `n` rows: one per workgroup of rows.
+    pub fn argmax_slots(&self, n: u32) -> u32 {
+        let t = &self.tuning;
+        n.div_ceil(t.matvec_wg / t.matvec_split * t.matvec_rows)
+    }
+
+    /// For each row of `n` entries of `input` (logits, or the pairs of matvec's argmax
+    /// epilogue): result[2 row ..] = (index, bits) of the largest.
     pub async fn argmax(
         &self,
         b: &mut PlanBuilder,
-        logits: &wgpu::Buffer,
+        from: ArgmaxFrom,
+        input: &wgpu::Buffer,
         result: &wgpu::Buffer,
         n: u32,
     ) -> Result<(), GpuError> {
         let defines = [
             ("REDUCE", self.reduce()),
+            ("FROM", from.wgsl().to_string()),
             ("WG", self.tuning.argmax_wg.to_string()),
         ];
         let pipe = self.pipeline("argmax", &defines).await?;
@@ -900,7 +969,7 @@ impl<'g> Kernels<'g> {
             pipe,
             Some(bytemuck::bytes_of(&params)),
             StepUniform::NotBound,
-            &[logits, result],
+            &[input, result],
             Grid::scaled([1, 1, 1], 0, Count::Rows, 1),
         );
         Ok(())

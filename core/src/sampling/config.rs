@@ -71,6 +71,12 @@ impl SamplerConfig {
         self.temperature <= 0.0
     }
 
+    /// Whether the largest raw logit is the token: greedy, with no penalty to move it.
+    /// Such a row needs no logits read back, nor written (`HeadOutput::Argmax`).
+    pub fn argmax_suffices(&self) -> bool {
+        self.is_greedy() && self.penalties_are_neutral()
+    }
+
     /// The repetition / presence / frequency penalties are all no-ops.
     pub fn penalties_are_neutral(&self) -> bool {
         self.penalty_last_n == 0

@@ -9,7 +9,7 @@ use web_time::Instant;
 
 use super::Scheduler;
 use crate::Error;
-use crate::engine::{BatchEntry, Engine, Logits};
+use crate::engine::{BatchEntry, Engine, HeadOutput, Logits};
 use crate::generate::GenerateOptions;
 use crate::kv::SeqId;
 use crate::sampling::Sampler;
@@ -258,11 +258,12 @@ impl<'a> Scheduler<'a> {
                     logits: Logits::Last,
                 })
                 .collect();
-            match on {
-                DraftWork::TargetLayers => engine.draft_step(&batch)?,
-                DraftWork::DraftModel => engine.step(&batch)?,
-            };
             let rows: Vec<&Sampler> = active.iter().map(|&j| &jobs[j].sampler).collect();
+            let output = HeadOutput::needed_by(rows.iter().map(|s| s.config()));
+            match on {
+                DraftWork::TargetLayers => engine.draft_step(&batch, output)?,
+                DraftWork::DraftModel => engine.step_to(&batch, output)?,
+            };
             let dists = engine.row_distributions(&rows).await?;
             for (&j, dist) in active.iter().zip(dists) {
                 let job = &mut jobs[j];

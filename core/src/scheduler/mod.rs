@@ -21,7 +21,7 @@
 //! short.
 
 use crate::Error;
-use crate::engine::{BatchEntry, Engine, KvStats, Logits};
+use crate::engine::{BatchEntry, Engine, HeadOutput, KvStats, Logits};
 use std::collections::HashMap;
 
 use web_time::Instant;
@@ -497,8 +497,22 @@ impl<'a> Scheduler<'a> {
                 },
             })
             .collect();
-        self.engine.step(&batch)?;
+        self.engine.step_to(&batch, self.head_output(plan))?;
         Ok(())
+    }
+
+    /// What the step's sampling needs of its head: only the argmaxes where every row
+    /// wanted is greedy without penalties and nobody asked for log-probabilities.
+    fn head_output(&self, plan: &[Planned]) -> HeadOutput {
+        let wanted: Vec<&Sequence> = plan
+            .iter()
+            .filter(|p| p.wants_logits)
+            .filter_map(|p| self.sequence(p.slot))
+            .collect();
+        if wanted.iter().any(|s| s.top_logprobs().is_some()) {
+            return HeadOutput::Logits;
+        }
+        HeadOutput::needed_by(wanted.iter().map(|s| s.sampler().config()))
     }
 
     /// Samples the next tokens of each generation in `plan` that wants logits (their

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use wisp_core::engine::{BatchEntry, Engine, Logits};
+use wisp_core::engine::{BatchEntry, Engine, HeadOutput, Logits};
 use wisp_core::gpu::{KernelTime, KernelTotal, totals_by_kernel};
 use wisp_core::kv::SeqId;
 use wisp_core::model::ModelCost;
@@ -221,7 +221,8 @@ fn run_once(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<f64
                         logits: Logits::Last,
                     })
                     .collect();
-                engine.step(&entries)?;
+                // Greedy: the head keeps only each row's argmax, as `wisp generate` does.
+                engine.step_to(&entries, HeadOutput::Argmax)?;
                 let mut refs: Vec<&mut Sampler> = samplers.iter_mut().collect();
                 next = pollster::block_on(engine.sample_rows(&mut refs))?;
             }
@@ -250,12 +251,17 @@ fn breakdown(engine: &mut Engine, test: &Test, tokens: &mut Tokens) -> Result<Br
             logits: Logits::Last,
         })
         .collect();
+    // As `run_once` steps: decoding greedily keeps only the argmax.
+    let output = match test.kind {
+        Kind::Prefill => HeadOutput::Logits,
+        Kind::Generate => HeadOutput::Argmax,
+    };
     pollster::block_on(engine.wait_idle())?;
     let started = Instant::now();
-    let result = match pollster::block_on(engine.profile_batch(&entries))? {
+    let result = match pollster::block_on(engine.profile_batch(&entries, output))? {
         Some(times) => shares(times),
         None => {
-            engine.step(&entries)?;
+            engine.step_to(&entries, output)?;
             pollster::block_on(engine.wait_idle())?;
             Breakdown {
                 timing: "cpu-wall",

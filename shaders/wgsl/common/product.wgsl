@@ -1,7 +1,8 @@
 // Parameters and bindings shared by the matrix products (matvec, matmul,
 // matmul_tokens): y[t, out_offset + n] (+)= W[n, :] . x[t, :] with W in its GGUF
 // format. OUT = act (write activations), f32 (write floats), f32_add (accumulate into
-// f32: adds a projection into the residual stream without another pass).
+// f32: adds a projection into the residual stream without another pass), argmax
+// (matvec only: each workgroup's largest output and its row, as an (index, bits) pair).
 #include "common/act.wgsl"
 #include "common/step.wgsl"
 #include "common/grid.wgsl"
@@ -28,6 +29,8 @@ struct Params {
 
 #if OUT == act
 alias out_t = act;
+#elif OUT == argmax
+alias out_t = u32;
 #else
 alias out_t = f32;
 #endif

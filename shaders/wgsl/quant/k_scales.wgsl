@@ -23,3 +23,26 @@ fn k_scale_min_of(words: vec3<u32>, j: u32) -> vec2<f32> {
     let high = vec2<u32>((b2 & 15u) | ((b0 >> 6u) << 4u), (b2 >> 4u) | ((b1 >> 6u) << 4u));
     return vec2<f32>(select(high, low, j < 4u));
 }
+
+// What `dot_group` of Q4_K and Q5_K needs of a super-block's header for its nibble pair
+// p (chunks 2p and 2p + 1): (d, dmin), and the two chunks' scales and minimums.
+struct KPair {
+    dm: vec2<f32>,
+    scales: vec2<f32>,
+    mins: vec2<f32>,
+}
+
+// The header of the super-block at byte `b` for nibble pair `p` (its 12 scale bytes
+// follow d and dmin, at b + 4, in both formats).
+fn k_pair(b: u32, p: u32) -> KPair {
+    let sc = k_scale_words(b + 4u);
+    let lo = k_scale_min_of(sc, 2u * p);
+    let hi = k_scale_min_of(sc, 2u * p + 1u);
+    return KPair(unpack2x16float(w[b >> 2u]), vec2<f32>(lo.x, hi.x), vec2<f32>(lo.y, hi.y));
+}
+
+// The pair's dot product from each chunk's sum of quants times activations (`s`) and sum
+// of activations (`sx`): d * scale * s - dmin * min * sx, per chunk.
+fn k_pair_dot(h: KPair, s: vec2<f32>, sx: vec2<f32>) -> f32 {
+    return h.dm.x * dot(h.scales, s) - h.dm.y * dot(h.mins, sx);
+}

@@ -45,10 +45,6 @@ fn dot32(row: u32, c: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
 fn dot_group(row: u32, g: u32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
     let b = row + (g >> 2u) * 144u;
     let p = g & 3u;
-    let dm = unpack2x16float(w[b >> 2u]);
-    let sc = k_scale_words(b + 4u);
-    let lo = k_scale_min_of(sc, 2u * p);
-    let hi = k_scale_min_of(sc, 2u * p + 1u);
     let qs = (b + 16u + 32u * p) >> 2u;
     var s = vec2<f32>(0.0);
     var sx_lo = vec4<f32>(0.0);
@@ -60,5 +56,5 @@ fn dot_group(row: u32, g: u32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
         sx_hi += (*xs)[8u + i];
     }
     let sx = vec2<f32>(dot(sx_lo, vec4<f32>(1.0)), dot(sx_hi, vec4<f32>(1.0)));
-    return dm.x * dot(vec2<f32>(lo.x, hi.x), s) - dm.y * dot(vec2<f32>(lo.y, hi.y), sx);
+    return k_pair_dot(k_pair(b, p), s, sx);
 }
