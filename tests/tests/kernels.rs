@@ -1374,6 +1374,50 @@ fn matvec_argmax_epilogue_over_a_split_matrix() {
         let m_rows = 5000;
         check_argmax_epilogue(&gpu, v, GgmlType::Q8_0, (m_rows, 32, 2), Product::Matvec);
     }
+    // Under an 8 KiB limit, 272-byte rows go 16 to a buffer: where a workgroup covers
+    // more rows than that, the epilogue does not fit and the product says so.
+    let gpu = gpu_with_binding_limit(8192);
+    let (bytes, _) = weights(GgmlType::Q8_0, 100, 256, 3);
+    let m = pollster::block_on(QMatrix::upload(
+        &gpu,
+        "head",
+        GgmlType::Q8_0,
+        256,
+        &[&bytes],
+    ))
+    .expect("upload");
+    assert_eq!(m.chunks[1].first_row, 16);
+    let mut refused = 0;
+    for v in variants(&gpu) {
+        let kernels = Kernels::new(&gpu, v);
+        let slots = kernels.argmax_slots(100);
+        if kernels.argmax_fits(&m) {
+            continue;
+        }
+        refused += 1;
+        let (x, y) = (upload_f32(&gpu, &[0.0; 256]), upload_u32(&gpu, &[0; 256]));
+        let args = MatArgs {
+            x: &x,
+            x_stride: 256,
+            y: &y,
+            y_stride: slots,
+            y_offset: 0,
+            out: Out::Argmax,
+            rows: Count::Tokens,
+            prologue: Prologue::Plain,
+        };
+        let mut b = builder(&gpu, step(1));
+        let err = pollster::block_on(kernels.matvec(&mut b, &m, &args)).unwrap_err();
+        assert!(
+            err.to_string().contains("does not start on a multiple"),
+            "{v}: {err}"
+        );
+    }
+    // The CPU tier's workgroups cover 64 rows.
+    assert!(
+        refused > 0,
+        "no variant covers more than 16 rows per workgroup"
+    );
 }
 
 #[test]

@@ -258,6 +258,18 @@ fn tensors_split_across_buffers_give_the_same_logits() {
         for (p, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_logits_close(&format!("split, position {p}, {v}"), e.variant.act, g, w);
         }
+        // The argmax head over the split LM head picks the last position's argmax.
+        let last = PROMPT.len() - 1;
+        e.truncate(last as u32);
+        let batch = [BatchEntry {
+            seq: e.default_sequence(),
+            tokens: &PROMPT[last..],
+            logits: Logits::Last,
+        }];
+        e.step_to(&batch, HeadOutput::Argmax).unwrap();
+        let mut greedy = Sampler::new(SamplerConfig::greedy()).unwrap();
+        let token = pollster::block_on(e.sample_rows(&mut [&mut greedy])).unwrap();
+        assert_eq!(token, [argmax(&got[last])], "split argmax head, {v}");
     }
 }
 

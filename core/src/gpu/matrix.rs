@@ -5,11 +5,21 @@ use crate::quant::GgmlType;
 
 use super::{Gpu, GpuError};
 
-/// Buffers of a split matrix start on multiples of this many rows (where the binding
-/// limit leaves room for that many): a multiple of every word alignment below, and of
+/// Buffers of a split matrix start on multiples of this many rows where the binding
+/// limit leaves room for that many: a multiple of every word alignment below, and of
 /// every matvec workgroup's rows, so that the argmax epilogue's slots of one buffer
 /// follow on from the one before (`matvec.wgsl`, `OUT = argmax`).
 pub const SPLIT_ROW_ALIGN: u64 = 2048;
+
+/// The row multiple a split matrix's buffers start on when `fitting` rows fit in one:
+/// the largest power of two up to [`SPLIT_ROW_ALIGN`] (under tiny binding limits, fewer
+/// than a workgroup's rows; the LM head then keeps its logits, `Kernels::argmax_fits`).
+fn split_alignment(fitting: u64) -> u64 {
+    match fitting.min(SPLIT_ROW_ALIGN) {
+        0 => 1,
+        f => 1 << f.ilog2(),
+    }
+}
 
 /// One buffer of consecutive rows.
 #[derive(Clone, Debug)]
@@ -97,10 +107,9 @@ impl QMatrix {
         let fitting = gpu.caps.max_storage_binding.saturating_sub(16) / row_bytes;
         let rows_per_chunk = if fitting >= n {
             n.max(1)
-        } else if fitting >= SPLIT_ROW_ALIGN {
-            fitting / SPLIT_ROW_ALIGN * SPLIT_ROW_ALIGN
         } else {
-            fitting / word_rows * word_rows
+            let align = split_alignment(fitting).max(word_rows);
+            fitting / align * align
         };
         if rows_per_chunk == 0 {
             return Err(GpuError::BufferTooLarge {
@@ -230,6 +239,18 @@ impl MatrixWriter<'_> {
             gpu.write(&chunk.buffer, self.at - start, &bytes[..take]);
             self.at += take as u64;
             bytes = &bytes[take..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_buffers_start_on_the_largest_power_of_two_that_fits() {
+        for (fitting, align) in [(0, 1), (1, 1), (3, 2), (80, 64), (481, 256), (5000, 2048)] {
+            assert_eq!(split_alignment(fitting), align, "{fitting} rows fit");
         }
     }
 }

@@ -944,8 +944,20 @@ impl<'g> Kernels<'g> {
     /// The (index, bits) pairs per token that matvec's argmax epilogue ([`Out::Argmax`])
     /// writes over `n` rows: one per workgroup of rows.
     pub fn argmax_slots(&self, n: u32) -> u32 {
+        n.div_ceil(self.matvec_rows_per_wg())
+    }
+
+    /// Whether matvec's argmax epilogue can run over `w`: every buffer of it starts on a
+    /// workgroup's first row (a matrix split under a tiny binding limit may not).
+    pub fn argmax_fits(&self, w: &QMatrix) -> bool {
+        let rows = self.matvec_rows_per_wg();
+        w.chunks.iter().all(|c| c.first_row % rows == 0)
+    }
+
+    /// The rows one matvec workgroup covers, as the tuning's defines make it.
+    fn matvec_rows_per_wg(&self) -> u32 {
         let t = &self.tuning;
-        n.div_ceil(t.matvec_wg / t.matvec_split * t.matvec_rows)
+        t.matvec_wg / t.matvec_split * t.matvec_rows
     }
 
     /// For each row of `n` entries of `input` (logits, or the pairs of matvec's argmax
