@@ -562,8 +562,13 @@ impl Ctx<'_> {
         match (output, rows) {
             (HeadOutput::Logits, _) => self.product(&mut b, head, &logits, rows).await?,
             // The matrix-matrix kernels have no epilogue, nor has matvec over buffers
-            // that start mid-workgroup: they write the logits, which one pass then reads.
-            (HeadOutput::Argmax, _) if rows == PlanTokens::Many || !self.k.argmax_fits(head) => {
+            // that start mid-workgroup or where the tuning says the epilogue is slower:
+            // they write the logits, which one pass then reads.
+            (HeadOutput::Argmax, _)
+                if rows == PlanTokens::Many
+                    || !self.k.tuning.head_argmax
+                    || !self.k.argmax_fits(head) =>
+            {
                 self.product(&mut b, head, &logits, rows).await?;
                 self.k
                     .argmax(&mut b, ArgmaxFrom::Logits, &a.logits, &a.argmax, head.n)

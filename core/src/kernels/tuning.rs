@@ -20,6 +20,9 @@ pub struct Tuning {
     /// Matrix-vector plans gate the gate/up output inside the down product (matvec's gate
     /// prologue) instead of in a `glu` pass.
     pub gate_prologue: bool,
+    /// Greedy steps' matrix-vector heads keep only each workgroup's largest row
+    /// (matvec's argmax epilogue) instead of writing the logits for an `argmax` pass.
+    pub head_argmax: bool,
     /// Steps of 2 to `few_tokens` tokens (small decode batches) run their own plan of
     /// matvecs whose lanes each carry `matvec_tb` tokens (0: no such plan, they run the
     /// prefill kernels below).
@@ -83,6 +86,11 @@ impl Tuning {
                 // and the dispatch it saves.
                 norm_prologue: false,
                 gate_prologue: false,
+                // Measured on lavapipe (SmolLM2, wisp bench tg64, six alternating pairs):
+                // the LM head with the epilogue took 26.7 ms against 23.7 writing its
+                // logits (the workgroup reduction costs more than the 196 KB it saves),
+                // so the logits are written and read by the step's own argmax pass.
+                head_argmax: false,
                 // Measured on lavapipe (kernel_bench, q4_1 4096²): 4 tokens through
                 // matvec with 2 per lane took 7.9 ms against 17.0 for matmul_tokens and
                 // 10.3-10.7 with 1 or 4 per lane; at 8 tokens both took 15-17 ms. In
@@ -139,6 +147,9 @@ impl Tuning {
                     // exponentials: k / matvec_split per lane) is small beside it.
                     norm_prologue: true,
                     gate_prologue: true,
+                    // Not measured yet (no device): the epilogue spares writing and
+                    // re-reading the logits (1 MB per row for Gemma 3's 262k vocabulary).
+                    head_argmax: true,
                     few_tokens: 0,
                     matvec_tb: 1,
                     matmul_tokens: false,
@@ -234,6 +245,7 @@ tuning_fields!(
     matvec_x_uniform,
     norm_prologue,
     gate_prologue,
+    head_argmax,
     few_tokens,
     matvec_tb,
     matmul_tokens,
