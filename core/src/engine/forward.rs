@@ -656,14 +656,15 @@ impl ForwardPlans {
             inv_freq: &inv_freq,
         };
         let has_few = ctx.k.tuning.small_batch(2);
-        // The matrix-vector heads' argmax pairs: for one row, or a few.
+        // The matrix-vector heads' argmax pairs: for one row, or a few; one pair where
+        // no head takes the epilogue (the buffer is bound nowhere then).
+        let epilogue = ctx.k.tuning.head_argmax && ctx.k.argmax_fits(w.lm_head());
         let pair_rows = if has_few { ctx.k.tuning.few_tokens } else { 1 };
-        let head_pairs = gpu
-            .storage(
-                "LM head argmax pairs",
-                8 * u64::from(pair_rows) * u64::from(ctx.k.argmax_slots(w.lm_head().n)),
-            )
-            .await?;
+        let pairs = match epilogue {
+            true => u64::from(pair_rows) * u64::from(ctx.k.argmax_slots(w.lm_head().n)),
+            false => 1,
+        };
+        let head_pairs = gpu.storage("LM head argmax pairs", 8 * pairs).await?;
         let draft = match draft_layers {
             Some(n) => Some(DraftPlans {
                 layers: n,

@@ -243,13 +243,18 @@ fn argmax_slots_fit(
             w.n, a.y_stride, a.y_offset
         ));
     }
-    if let Some(c) = w.chunks.iter().find(|c| c.first_row % rows_per_wg != 0) {
+    if let Some(c) = misaligned_chunk(w, rows_per_wg) {
         return refuse(format!(
             "{}'s buffer from row {} does not start on a multiple of {rows_per_wg} rows",
             w.name, c.first_row
         ));
     }
     Ok(())
+}
+
+/// The first buffer of `w` that does not start on a multiple of `rows` rows.
+fn misaligned_chunk(w: &QMatrix, rows: u32) -> Option<&crate::gpu::MatrixChunk> {
+    w.chunks.iter().find(|c| c.first_row % rows != 0)
 }
 
 fn mat_params(w: &QMatrix, chunk: &crate::gpu::MatrixChunk, a: &MatArgs<'_>) -> MatParams {
@@ -950,8 +955,7 @@ impl<'g> Kernels<'g> {
     /// Whether matvec's argmax epilogue can run over `w`: every buffer of it starts on a
     /// workgroup's first row (a matrix split under a tiny binding limit may not).
     pub fn argmax_fits(&self, w: &QMatrix) -> bool {
-        let rows = self.matvec_rows_per_wg();
-        w.chunks.iter().all(|c| c.first_row % rows == 0)
+        misaligned_chunk(w, self.matvec_rows_per_wg()).is_none()
     }
 
     /// The rows one matvec workgroup covers, as the tuning's defines make it.
